@@ -1,0 +1,368 @@
+//! Source files, byte spans and diagnostics: every problem convirt finds in a user's file
+//! carries a span and is rendered as `--> file:line:col`, the line, a caret and a `hint:`.
+
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// A byte range into a [`SourceFile`]'s text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Self {
+        Span {
+            start,
+            end: end.max(start),
+        }
+    }
+    pub fn range(self) -> Range<usize> {
+        self.start..self.end
+    }
+    pub fn to(self, other: Span) -> Span {
+        Span::new(self.start.min(other.start), self.end.max(other.end))
+    }
+}
+
+/// A user's file held in memory, with the line starts needed to turn spans into positions.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<PathBuf>, text: String) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        SourceFile {
+            path: path.into(),
+            text,
+            line_starts,
+        }
+    }
+
+    /// Reads a file. Non-UTF-8 input is an error diagnostic at the first bad byte, a BOM is
+    /// dropped and CRLF line ends become LF (ConVirt did the same), so spans refer to the
+    /// normalised text.
+    pub fn read(path: &Path) -> Result<SourceFile, Diagnostic> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Diagnostic::error(format!("cannot read `{}`: {e}", path.display())).in_file(path)
+        })?;
+        Self::from_bytes(path, bytes)
+    }
+
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceFile, Diagnostic> {
+        let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+            Some(rest) => rest.to_vec(),
+            None => bytes,
+        };
+        match String::from_utf8(bytes) {
+            Ok(text) => {
+                let text = if text.contains('\r') {
+                    text.replace("\r\n", "\n")
+                } else {
+                    text
+                };
+                Ok(SourceFile::new(path, text))
+            }
+            Err(e) => {
+                let good = e.utf8_error().valid_up_to();
+                let bytes = e.into_bytes();
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let file = SourceFile::new(path, text);
+                let (line, col) = file.line_col(good.min(file.text.len()));
+                Err(Diagnostic::error(format!(
+                    "`{}` is not valid UTF-8 (bad byte at line {line}, column {col})",
+                    path.display()
+                ))
+                .in_file(path)
+                .with_hint("save the file as UTF-8"))
+            }
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let start = self.line_starts[line];
+        let col = self
+            .text
+            .get(start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(offset - start);
+        (line + 1, col + 1)
+    }
+
+    /// The text of a 1-based line, without its newline.
+    pub fn line_text(&self, line: usize) -> &str {
+        let start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(self.text.len());
+        let end = self
+            .line_starts
+            .get(line)
+            .map(|e| e - 1)
+            .unwrap_or(self.text.len());
+        self.text.get(start..end.max(start)).unwrap_or("")
+    }
+
+    pub fn slice(&self, span: Span) -> &str {
+        self.text.get(span.range()).unwrap_or("")
+    }
+
+    pub fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// Where a diagnostic points: a whole file, or a span inside a loaded source.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub line_text: String,
+    /// Width of the caret run, in characters.
+    pub width: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub message: String,
+    pub path: Option<PathBuf>,
+    pub location: Option<Location>,
+    pub hints: Vec<String>,
+}
+
+impl Diagnostic {
+    pub fn error(message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            path: None,
+            location: None,
+            hints: Vec::new(),
+        }
+    }
+
+    pub fn warning(message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(message)
+        }
+    }
+
+    pub fn in_file(mut self, path: &Path) -> Self {
+        self.path = Some(path.to_path_buf());
+        self
+    }
+
+    pub fn at(mut self, file: &SourceFile, span: Span) -> Self {
+        let (line, col) = file.line_col(span.start);
+        let line_text = file.line_text(line).to_string();
+        let (end_line, end_col) = file.line_col(span.end);
+        let width = if end_line == line && end_col > col {
+            end_col - col
+        } else {
+            line_text.chars().count().saturating_sub(col - 1).max(1)
+        };
+        self.path = Some(file.path.clone());
+        self.location = Some(Location {
+            path: file.path.clone(),
+            line,
+            col,
+            line_text,
+            width,
+        });
+        self
+    }
+
+    /// Points at a line and column of a file that is not loaded as a [`SourceFile`].
+    pub fn at_line(mut self, path: &Path, line: usize, col: usize, line_text: &str) -> Self {
+        self.path = Some(path.to_path_buf());
+        self.location = Some(Location {
+            path: path.to_path_buf(),
+            line,
+            col,
+            line_text: line_text.to_string(),
+            width: 1,
+        });
+        self
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// `file:line:col` (or just the file) for one-line summaries.
+    pub fn position(&self) -> Option<String> {
+        match (&self.location, &self.path) {
+            (Some(l), _) => Some(format!("{}:{}:{}", l.path.display(), l.line, l.col)),
+            (None, Some(p)) => Some(p.display().to_string()),
+            (None, None) => None,
+        }
+    }
+
+    /// The multi-line rendering used on a terminal.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(out, "{label}: {}", self.message);
+        if let Some(l) = &self.location {
+            let num = l.line.to_string();
+            let pad = " ".repeat(num.len());
+            let _ = writeln!(out, "{pad}--> {}:{}:{}", l.path.display(), l.line, l.col);
+            let _ = writeln!(out, "{pad} |");
+            let shown: String = l
+                .line_text
+                .chars()
+                .map(|c| if c == '\t' { ' ' } else { c })
+                .collect();
+            let _ = writeln!(out, "{num} | {}", shown.trim_end());
+            let caret_pad = " ".repeat(l.col.saturating_sub(1));
+            let _ = writeln!(
+                out,
+                "{pad} | {caret_pad}{}",
+                "^".repeat(l.width.clamp(1, 80))
+            );
+        } else if let Some(p) = &self.path {
+            let _ = writeln!(out, " --> {}", p.display());
+        }
+        for h in &self.hints {
+            let _ = writeln!(out, "hint: {h}");
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "severity": self.severity,
+            "message": self.message,
+            "file": self.path.as_ref().map(|p| p.display().to_string()),
+            "line": self.location.as_ref().map(|l| l.line),
+            "column": self.location.as_ref().map(|l| l.col),
+            "hints": self.hints,
+        })
+    }
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.render().trim_end())
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+/// All the problems found in one or more files; an error as soon as one of them is an error.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.0.extend(other.0);
+    }
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(Diagnostic::is_error)
+    }
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter().filter(|d| d.is_error())
+    }
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter().filter(|d| !d.is_error())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn render(&self) -> String {
+        self.0
+            .iter()
+            .map(Diagnostic::render)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    /// One line for list views: the first error's message and position.
+    pub fn summary(&self) -> String {
+        match self.errors().next().or_else(|| self.0.first()) {
+            Some(d) => match d.position() {
+                Some(p) => format!("{p}: {}", d.message),
+                None => d.message.clone(),
+            },
+            None => String::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.render().trim_end())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Self {
+        Diagnostics(vec![d])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_and_caret() {
+        let f = SourceFile::new("a.conf", "x = 1\nmemory = 'é' + 2\n".to_string());
+        let off = f.text.find("+ 2").unwrap();
+        assert_eq!(f.line_col(off), (2, 14));
+        let d = Diagnostic::error("bad")
+            .at(&f, Span::new(off, off + 3))
+            .with_hint("fix it");
+        assert_eq!(
+            d.render(),
+            "error: bad\n  --> a.conf:2:14\n  |\n2 | memory = 'é' + 2\n  |              ^^^\nhint: fix it\n"
+        );
+    }
+
+    #[test]
+    fn bom_and_crlf_are_normalised() {
+        let f = SourceFile::from_bytes(Path::new("x"), b"\xEF\xBB\xBFa = 1\r\nb = 2\r\n".to_vec())
+            .unwrap();
+        assert_eq!(f.text, "a = 1\nb = 2\n");
+    }
+
+    #[test]
+    fn non_utf8_names_line() {
+        let e =
+            SourceFile::from_bytes(Path::new("x"), b"a = 1\nb = '\xff'\n".to_vec()).unwrap_err();
+        assert!(e.message.contains("line 2, column 6"), "{}", e.message);
+    }
+}

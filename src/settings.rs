@@ -1,0 +1,370 @@
+//! Settings (spec §8): the TOML file, its search order, the environment, and the root /
+//! non-root defaults, decided in one place. Library code only ever sees [`Settings`].
+
+use crate::diagnostic::{Diagnostic, SourceFile, Span};
+use crate::value::Value;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_COMPUTED: &[&str] = &["arch", "arch_libdir", "device_model"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Xl,
+    Xm,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "xl" => Ok(Format::Xl),
+            "xm" => Ok(Format::Xm),
+            _ => Err(format!("unknown format `{s}` (expected `xl` or `xm`)")),
+        }
+    }
+}
+
+/// The settings file as written. Unknown keys are errors.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    image_store: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
+    work_dir: Option<PathBuf>,
+    default_computed_options: Option<Vec<String>>,
+    default_format: Option<Format>,
+    #[serde(default)]
+    variables: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    hosts: BTreeMap<String, HostSettings>,
+}
+
+/// A managed server named in the settings file (`[hosts.NAME]`, spec §7).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HostSettings {
+    pub address: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub store: Option<PathBuf>,
+    pub log_dir: Option<PathBuf>,
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum From {
+    Flag,
+    Env,
+    File,
+    Default,
+}
+
+/// What the command line says about settings; everything else comes from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub store: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+}
+
+/// The environment settings depend on, captured so tests can supply their own.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub vars: BTreeMap<String, String>,
+    pub is_root: bool,
+}
+
+impl Env {
+    pub fn current() -> Env {
+        Env {
+            vars: std::env::vars().collect(),
+            // SAFETY: geteuid has no preconditions.
+            is_root: unsafe { libc::geteuid() } == 0,
+        }
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.vars
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+    fn home(&self) -> PathBuf {
+        self.get("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"))
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    pub config_file: Option<PathBuf>,
+    pub image_store: PathBuf,
+    pub image_store_from: From,
+    pub log_dir: PathBuf,
+    pub work_dir: PathBuf,
+    /// `/var/cache/convirt` as root, `~/.convirt` otherwise: the base of the built-in paths.
+    pub cache_dir: PathBuf,
+    pub vm_disks_dir: PathBuf,
+    pub vm_conf_dir: PathBuf,
+    pub default_computed_options: Vec<String>,
+    pub default_format: Format,
+    /// `[variables]`, in file order.
+    pub variables: Vec<(String, Value)>,
+    pub hosts: BTreeMap<String, HostSettings>,
+    pub is_root: bool,
+}
+
+impl Settings {
+    /// Resolves settings: flag, then environment, then file, then default.
+    pub fn load(over: &Overrides, env: &Env) -> Result<Settings, Diagnostic> {
+        let home = env.home();
+        let (config_file, required) = match (&over.config, env.get("CONVIRT_CONFIG")) {
+            (Some(p), _) => (Some(p.clone()), true),
+            (None, Some(p)) => (Some(PathBuf::from(p)), true),
+            (None, None) => {
+                let p = if env.is_root {
+                    PathBuf::from("/etc/convirt/convirt.toml")
+                } else {
+                    env.get("XDG_CONFIG_HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| home.join(".config"))
+                        .join("convirt/convirt.toml")
+                };
+                (Some(p), false)
+            }
+        };
+        let (file, config_file) = match config_file {
+            Some(p) if p.exists() || required => (read_file(&p)?, Some(p)),
+            _ => (FileSettings::default(), None),
+        };
+        let base = config_file
+            .as_ref()
+            .and_then(|p| p.parent())
+            .unwrap_or(Path::new("."));
+        let from_file = |p: &Option<PathBuf>| p.as_ref().map(|p| expand(p, base, &home));
+
+        let cache_dir = if env.is_root {
+            PathBuf::from("/var/cache/convirt")
+        } else {
+            home.join(".convirt")
+        };
+        let (image_store, image_store_from) = match (
+            &over.store,
+            env.get("CONVIRT_IMAGE_STORE"),
+            from_file(&file.image_store),
+        ) {
+            (Some(s), _, _) => (s.clone(), From::Flag),
+            (None, Some(s), _) => (PathBuf::from(s), From::Env),
+            (None, None, Some(s)) => (s, From::File),
+            _ => (cache_dir.join("image_store"), From::Default),
+        };
+        let log_dir = from_file(&file.log_dir).unwrap_or_else(|| {
+            if env.is_root {
+                PathBuf::from("/var/log/convirt")
+            } else {
+                home.join(".convirt/log")
+            }
+        });
+        let work_dir = from_file(&file.work_dir).unwrap_or_else(|| cache_dir.join("work"));
+        let vm_conf_dir = if env.is_root {
+            PathBuf::from("/etc/xen")
+        } else {
+            cache_dir.join("vm_configs")
+        };
+        let variables = file
+            .variables
+            .into_iter()
+            .map(|(k, v)| (k, toml_to_value(v)))
+            .collect();
+        Ok(Settings {
+            config_file,
+            image_store,
+            image_store_from,
+            log_dir,
+            work_dir,
+            vm_disks_dir: cache_dir.join("vm_disks"),
+            vm_conf_dir,
+            cache_dir,
+            default_computed_options: file
+                .default_computed_options
+                .unwrap_or_else(|| DEFAULT_COMPUTED.iter().map(|s| s.to_string()).collect()),
+            default_format: file.default_format.unwrap_or_default(),
+            variables,
+            hosts: file.hosts,
+            is_root: env.is_root,
+        })
+    }
+
+    /// The value of a site variable, if set.
+    pub fn variable(&self, name: &str) -> Option<&Value> {
+        self.variables
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+fn expand(p: &Path, base: &Path, home: &Path) -> PathBuf {
+    if let Ok(rest) = p.strip_prefix("~") {
+        home.join(rest)
+    } else if p.is_relative() {
+        base.join(p)
+    } else {
+        p.to_path_buf()
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, Diagnostic> {
+    let file = SourceFile::read(path)?;
+    toml::from_str::<FileSettings>(&file.text).map_err(|e| {
+        let msg = e.message().trim_end().to_string();
+        let d = Diagnostic::error(format!("invalid settings file: {msg}"));
+        let d = match e.span() {
+            Some(r) => d.at(&file, Span::new(r.start, r.end)),
+            None => d.in_file(path),
+        };
+        if msg.starts_with("unknown field") {
+            d.with_hint("known keys: image_store, log_dir, work_dir, default_computed_options, default_format, [variables], [hosts.NAME]")
+        } else {
+            d
+        }
+    })
+}
+
+fn toml_to_value(v: toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::Str(s),
+        toml::Value::Integer(i) => Value::Int(i),
+        toml::Value::Float(f) => Value::Float(f),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::Str(d.to_string()),
+        toml::Value::Array(a) => Value::List(a.into_iter().map(toml_to_value).collect()),
+        toml::Value::Table(t) => Value::Dict(
+            t.into_iter()
+                .map(|(k, v)| (Value::Str(k), toml_to_value(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(root: bool, vars: &[(&str, &str)]) -> Env {
+        let mut m: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.entry("HOME".into()).or_insert("/home/u".into());
+        Env {
+            vars: m,
+            is_root: root,
+        }
+    }
+
+    #[test]
+    fn defaults_for_root_and_user() {
+        let s = Settings::load(
+            &Overrides::default(),
+            &env(false, &[("XDG_CONFIG_HOME", "/nonexistent")]),
+        )
+        .unwrap();
+        assert_eq!(s.image_store, PathBuf::from("/home/u/.convirt/image_store"));
+        assert_eq!(s.log_dir, PathBuf::from("/home/u/.convirt/log"));
+        assert_eq!(s.vm_conf_dir, PathBuf::from("/home/u/.convirt/vm_configs"));
+        assert_eq!(s.image_store_from, From::Default);
+        let mut root_env = env(true, &[]);
+        root_env.vars.insert("HOME".into(), "/root".into());
+        // A root run reads /etc/convirt/convirt.toml only when it exists.
+        if !Path::new("/etc/convirt/convirt.toml").exists() {
+            let s = Settings::load(&Overrides::default(), &root_env).unwrap();
+            assert_eq!(
+                s.image_store,
+                PathBuf::from("/var/cache/convirt/image_store")
+            );
+            assert_eq!(s.log_dir, PathBuf::from("/var/log/convirt"));
+            assert_eq!(s.vm_conf_dir, PathBuf::from("/etc/xen"));
+        }
+    }
+
+    #[test]
+    fn precedence_flag_env_file_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "image_store = 'from-file'\nlog_dir = '~/logs'\n[variables]\nDEFAULT_BRIDGE = 'br0'\n",
+        )
+        .unwrap();
+        let cfg_s = cfg.to_str().unwrap();
+        let e = env(false, &[("CONVIRT_CONFIG", cfg_s)]);
+        let s = Settings::load(&Overrides::default(), &e).unwrap();
+        assert_eq!(s.image_store, dir.path().join("from-file"));
+        assert_eq!(s.image_store_from, From::File);
+        assert_eq!(s.log_dir, PathBuf::from("/home/u/logs"));
+        assert_eq!(
+            s.variable("DEFAULT_BRIDGE"),
+            Some(&Value::Str("br0".into()))
+        );
+        let e = env(
+            false,
+            &[("CONVIRT_CONFIG", cfg_s), ("CONVIRT_IMAGE_STORE", "/env")],
+        );
+        let s = Settings::load(&Overrides::default(), &e).unwrap();
+        assert_eq!(
+            (s.image_store.clone(), s.image_store_from),
+            (PathBuf::from("/env"), From::Env)
+        );
+        let o = Overrides {
+            store: Some("/flag".into()),
+            config: None,
+        };
+        let s = Settings::load(&o, &e).unwrap();
+        assert_eq!(
+            (s.image_store, s.image_store_from),
+            (PathBuf::from("/flag"), From::Flag)
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, "log_dir = '/x'\nimage_stor = '/y'\n").unwrap();
+        let o = Overrides {
+            store: None,
+            config: Some(cfg.clone()),
+        };
+        let d = Settings::load(&o, &env(false, &[])).unwrap_err();
+        let r = d.render();
+        assert!(r.contains("unknown field `image_stor`"), "{r}");
+        assert!(r.contains(&format!("{}:2:1", cfg.display())), "{r}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, "default_computed_options = 'arch'\n").unwrap();
+        let o = Overrides {
+            store: None,
+            config: Some(cfg),
+        };
+        let d = Settings::load(&o, &env(false, &[])).unwrap_err();
+        assert!(d.render().contains(":1:"), "{}", d.render());
+    }
+
+    #[test]
+    fn missing_explicit_config_is_an_error() {
+        let o = Overrides {
+            store: None,
+            config: Some("/nonexistent/c.toml".into()),
+        };
+        assert!(Settings::load(&o, &env(false, &[])).is_err());
+    }
+}

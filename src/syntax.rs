@@ -1,0 +1,1129 @@
+//! The only module that knows `rustpython-parser`: parses image.conf / vm_conf.template into
+//! convirt's own small AST with byte spans, and rejects what the dialect forbids (spec §2.1),
+//! collecting every violation instead of stopping at the first.
+
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, Span};
+use rustpython_parser::ast::{self, Ranged};
+use rustpython_parser::{Parse, ParseErrorType};
+
+/// Deepest nesting of expressions accepted; deeper input is refused before it can exhaust the
+/// stack. Real configs nest three or four levels.
+pub const MAX_DEPTH: usize = 100;
+/// Largest config file accepted, in bytes.
+pub const MAX_FILE_SIZE: usize = 1 << 20;
+
+pub const ALLOWED_MODULES: &[&str] = &["os", "os.path", "re", "sys", "string"];
+
+#[derive(Debug, Clone)]
+pub struct Module {
+    pub stmts: Vec<Stmt>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stmt {
+    pub kind: StmtKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum StmtKind {
+    /// `a = b = value`, also `a, b = value`.
+    Assign {
+        targets: Vec<Target>,
+        value: Expr,
+    },
+    AugAssign {
+        target: Name,
+        op: BinOp,
+        value: Expr,
+    },
+    If {
+        test: Expr,
+        body: Vec<Stmt>,
+        orelse: Vec<Stmt>,
+    },
+    /// `import os.path as p`: (dotted module, bound name).
+    Import {
+        names: Vec<(String, Option<String>, Span)>,
+    },
+    /// `from os import path as p`.
+    ImportFrom {
+        module: String,
+        names: Vec<(String, Option<String>, Span)>,
+    },
+    Pass,
+    /// A bare string (a docstring); evaluated for nothing.
+    Doc,
+}
+
+#[derive(Debug, Clone)]
+pub struct Name {
+    pub id: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum Target {
+    Name(Name),
+    Tuple(Vec<Target>, Span),
+}
+
+impl Target {
+    pub fn span(&self) -> Span {
+        match self {
+            Target::Name(n) => n.span,
+            Target::Tuple(_, s) => *s,
+        }
+    }
+    pub fn names(&self) -> Vec<&Name> {
+        match self {
+            Target::Name(n) => vec![n],
+            Target::Tuple(ts, _) => ts.iter().flat_map(Target::names).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExprKind {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Name(String),
+    List(Vec<Expr>),
+    Tuple(Vec<Expr>),
+    Dict(Vec<(Expr, Expr)>),
+    BinOp(Box<Expr>, BinOp, Box<Expr>),
+    Unary(UnaryOp, Box<Expr>),
+    BoolOp(BoolOp, Vec<Expr>),
+    Compare(Box<Expr>, Vec<(CmpOp, Expr)>),
+    IfExp {
+        test: Box<Expr>,
+        body: Box<Expr>,
+        orelse: Box<Expr>,
+    },
+    Call {
+        func: Box<Expr>,
+        args: Vec<Expr>,
+        kwargs: Vec<(String, Expr)>,
+    },
+    Attribute(Box<Expr>, String),
+    Subscript(Box<Expr>, Box<Expr>),
+    Slice(Option<Box<Expr>>, Option<Box<Expr>>, Option<Box<Expr>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    FloorDiv,
+    Mod,
+    Pow,
+    LShift,
+    RShift,
+    BitOr,
+    BitXor,
+    BitAnd,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::FloorDiv => "//",
+            BinOp::Mod => "%",
+            BinOp::Pow => "**",
+            BinOp::LShift => "<<",
+            BinOp::RShift => ">>",
+            BinOp::BitOr => "|",
+            BinOp::BitXor => "^",
+            BinOp::BitAnd => "&",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    Not,
+    Neg,
+    Pos,
+    Invert,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoolOp {
+    And,
+    Or,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtE,
+    Gt,
+    GtE,
+    Is,
+    IsNot,
+    In,
+    NotIn,
+}
+
+/// Parses a config file. On failure every problem found is returned.
+pub fn parse(file: &SourceFile) -> Result<Module, Diagnostics> {
+    if file.text.len() > MAX_FILE_SIZE {
+        return Err(Diagnostic::error(format!(
+            "`{}` is too large for a config file ({} bytes, at most {MAX_FILE_SIZE})",
+            file.path.display(),
+            file.text.len()
+        ))
+        .in_file(&file.path)
+        .into());
+    }
+    if let Some(d) = file.text.find('\0') {
+        return Err(Diagnostic::error("NUL byte in config file")
+            .at(file, Span::new(d, d + 1))
+            .with_hint("config files are text; remove the NUL byte")
+            .into());
+    }
+    if let Some(d) = nesting_too_deep(&file.text) {
+        return Err(
+            Diagnostic::error(format!("brackets nested more than {MAX_DEPTH} deep"))
+                .at(file, Span::new(d, d + 1))
+                .with_hint("flatten the value; config values need only a few levels")
+                .into(),
+        );
+    }
+    // The parser and the conversion recurse over the tree; a long `1+1+...+1` chain is deep
+    // even without brackets, so both run on a thread with a roomy stack.
+    let text = file.text.clone();
+    let name = file.path.display().to_string();
+    let handle = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || parse_on_big_stack(text, name));
+    let result = match handle {
+        Ok(h) => h
+            .join()
+            .unwrap_or_else(|_| Err(vec![(0, "the parser failed".into(), None)])),
+        Err(e) => Err(vec![(0, format!("cannot start the parser: {e}"), None)]),
+    };
+    match result {
+        Ok(converted) => {
+            let (module, problems) = converted;
+            if problems.is_empty() {
+                Ok(module)
+            } else {
+                Err(Diagnostics(
+                    problems
+                        .into_iter()
+                        .map(|p| p.into_diagnostic(file))
+                        .collect(),
+                ))
+            }
+        }
+        Err(errors) => Err(Diagnostics(
+            errors
+                .into_iter()
+                .map(|(off, msg, hint)| {
+                    let d = Diagnostic::error(msg).at(file, Span::new(off, off + 1));
+                    match hint {
+                        Some(h) => d.with_hint(h),
+                        None => d,
+                    }
+                })
+                .collect(),
+        )),
+    }
+}
+
+type ParseFailure = Vec<(usize, String, Option<String>)>;
+
+fn parse_on_big_stack(text: String, name: String) -> Result<(Module, Vec<Problem>), ParseFailure> {
+    let file_kind = file_kind(&name);
+    let mut errors: ParseFailure = Vec::new();
+    let mut work = text.clone();
+    // Report every line that does not parse: blank each bad line (keeping offsets) and parse
+    // again, a bounded number of times.
+    for _ in 0..20 {
+        match ast::Suite::parse(&work, &name) {
+            Ok(suite) => {
+                if !errors.is_empty() {
+                    return Err(errors);
+                }
+                let mut conv = Converter {
+                    problems: Vec::new(),
+                    file_kind,
+                    depth: 0,
+                };
+                let stmts = conv.stmts(&suite);
+                drop(suite);
+                return Ok((Module { stmts }, conv.problems));
+            }
+            Err(e) => {
+                let off = usize::from(e.offset).min(text.len());
+                let (msg, hint) = explain_parse_error(&text, off, &e.error);
+                if errors
+                    .iter()
+                    .any(|(o, _, _)| line_of(&text, *o) == line_of(&text, off))
+                {
+                    if errors.is_empty() {
+                        errors.push((off, msg, hint));
+                    }
+                    return Err(errors);
+                }
+                errors.push((off, msg, hint));
+                let line = line_of(&text, off);
+                if !blank_line(&mut work, line) {
+                    return Err(errors);
+                }
+            }
+        }
+    }
+    Err(errors)
+}
+
+fn line_of(text: &str, off: usize) -> usize {
+    text.as_bytes()[..off.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+/// Replaces a line's statement with `pass` at the same indentation, keeping byte offsets.
+fn blank_line(work: &mut String, line: usize) -> bool {
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(work.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let Some(&start) = starts.get(line) else {
+        return false;
+    };
+    let end = starts.get(line + 1).map(|e| e - 1).unwrap_or(work.len());
+    let content = &work[start..end];
+    let indent = content.len() - content.trim_start().len();
+    let rest = end - start - indent;
+    if rest == 0 {
+        return false;
+    }
+    let replacement = if rest >= 4 {
+        format!("{}pass{}", &content[..indent], " ".repeat(rest - 4))
+    } else {
+        format!("{}{}", &content[..indent], " ".repeat(rest))
+    };
+    // Keep multi-byte characters from shifting offsets: pad to the same byte length.
+    let mut replacement = replacement;
+    while replacement.len() < end - start {
+        replacement.push(' ');
+    }
+    work.replace_range(start..end, &replacement);
+    true
+}
+
+fn file_kind(name: &str) -> String {
+    std::path::Path::new(name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "a config file".into())
+}
+
+/// Finds the first offset where brackets nest deeper than [`MAX_DEPTH`], skipping strings
+/// and comments roughly (a wrong guess only makes the parser report instead).
+fn nesting_too_deep(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            q @ (b'\'' | b'"') => {
+                let triple = b.get(i..i + 3) == Some(&[q, q, q][..]);
+                i += if triple { 3 } else { 1 };
+                while i < b.len() {
+                    if b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if triple {
+                        if b.get(i..i + 3) == Some(&[q, q, q][..]) {
+                            i += 2;
+                            break;
+                        }
+                    } else if b[i] == q || b[i] == b'\n' {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn explain_parse_error(text: &str, off: usize, err: &ParseErrorType) -> (String, Option<String>) {
+    let line_start = text[..off].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = text[off..]
+        .find('\n')
+        .map(|i| off + i)
+        .unwrap_or(text.len());
+    let line = &text[line_start..line_end];
+    let trimmed = line.trim_start();
+    if let Some(rest) = trimmed.strip_prefix("print") {
+        if rest.starts_with([' ', '\t', '"', '\'']) && !rest.trim_start().starts_with(['(', '=']) {
+            return (
+                "Python 2 `print` statement".into(),
+                Some("config files cannot print; delete the line (in Python 3 it would be `print(...)`, which is not allowed either)".into()),
+            );
+        }
+    }
+    if let Some(rest) = trimmed.strip_prefix("exec ") {
+        let _ = rest;
+        return (
+            "Python 2 `exec` statement: `exec` is not allowed in config files".into(),
+            Some("write the values as plain assignments".into()),
+        );
+    }
+    if let Some(tok) = legacy_octal(line) {
+        return (
+            format!("Python 2 octal literal `{tok}`"),
+            Some(format!(
+                "write it as `0o{}` (or as a string if it is a file mode)",
+                tok.trim_start_matches('0')
+            )),
+        );
+    }
+    if line.contains("<>") {
+        return (
+            "Python 2 `<>` operator".into(),
+            Some("write `!=` instead".into()),
+        );
+    }
+    if line.contains('`') {
+        return (
+            "Python 2 backquotes".into(),
+            Some("write `repr(x)` as a plain string instead".into()),
+        );
+    }
+    let msg = match err {
+        ParseErrorType::Eof => "unexpected end of file (an open bracket or string?)".to_string(),
+        ParseErrorType::Lexical(l) => format!("{l}"),
+        ParseErrorType::UnrecognizedToken(tok, _) => format!("syntax error: unexpected `{tok}`"),
+        ParseErrorType::ExtraToken(tok) => format!("syntax error: unexpected `{tok}`"),
+        ParseErrorType::InvalidToken => "syntax error: invalid token".to_string(),
+    };
+    (
+        msg,
+        Some("config files use Python 3 syntax: `key = value`, one per line".into()),
+    )
+}
+
+/// `0755` or `0755L` outside strings and comments.
+fn legacy_octal(line: &str) -> Option<String> {
+    let code = line.split('#').next().unwrap_or("");
+    let bytes = code.as_bytes();
+    let mut in_str: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if let Some(q) = in_str {
+            if c == b'\\' {
+                i += 1;
+            } else if c == q {
+                in_str = None;
+            }
+        } else if c == b'\'' || c == b'"' {
+            in_str = Some(c);
+        } else if c == b'0'
+            && (i == 0
+                || !(bytes[i - 1].is_ascii_alphanumeric()
+                    || bytes[i - 1] == b'_'
+                    || bytes[i - 1] == b'.'))
+        {
+            let mut j = i + 1;
+            while j < bytes.len() && bytes[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j > i + 1 {
+                if j < bytes.len() && (bytes[j] == b'L' || bytes[j] == b'l') {
+                    j += 1;
+                }
+                return Some(code[i..j].to_string());
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+struct Problem {
+    span: Span,
+    message: String,
+    hint: Option<String>,
+}
+
+impl Problem {
+    fn into_diagnostic(self, file: &SourceFile) -> Diagnostic {
+        let d = Diagnostic::error(self.message).at(file, self.span);
+        match self.hint {
+            Some(h) => d.with_hint(h),
+            None => d,
+        }
+    }
+}
+
+fn span_of<T: Ranged>(node: &T) -> Span {
+    let r = node.range();
+    Span::new(usize::from(r.start()), usize::from(r.end()))
+}
+
+/// Builtins and module functions no config may call, named so the message can say so.
+const FORBIDDEN_NAMES: &[&str] = &[
+    "exec",
+    "eval",
+    "open",
+    "compile",
+    "__import__",
+    "getattr",
+    "setattr",
+    "delattr",
+    "globals",
+    "locals",
+    "vars",
+    "input",
+    "breakpoint",
+    "exit",
+    "quit",
+    "print",
+    "help",
+    "memoryview",
+    "type",
+    "object",
+    "super",
+    "classmethod",
+    "staticmethod",
+    "property",
+    "__builtins__",
+    "file",
+    "execfile",
+    "reload",
+    "raw_input",
+];
+
+struct Converter {
+    problems: Vec<Problem>,
+    file_kind: String,
+    depth: usize,
+}
+
+impl Converter {
+    fn forbid(&mut self, span: Span, construct: &str, hint: &str) {
+        self.problems.push(Problem {
+            span,
+            message: format!("{construct} is not allowed in {}", self.file_kind),
+            hint: Some(hint.to_string()),
+        });
+    }
+
+    fn stmts(&mut self, stmts: &[ast::Stmt]) -> Vec<Stmt> {
+        stmts.iter().filter_map(|s| self.stmt(s)).collect()
+    }
+
+    fn stmt(&mut self, s: &ast::Stmt) -> Option<Stmt> {
+        let span = span_of(s);
+        let no_code = "config files hold values, not code: write `key = value` assignments";
+        let kind = match s {
+            ast::Stmt::Assign(a) => {
+                let targets = a
+                    .targets
+                    .iter()
+                    .filter_map(|t| self.target(t))
+                    .collect::<Vec<_>>();
+                let value = self.expr(&a.value)?;
+                if targets.len() != a.targets.len() {
+                    return None;
+                }
+                StmtKind::Assign { targets, value }
+            }
+            ast::Stmt::AugAssign(a) => {
+                let target = match a.target.as_ref() {
+                    ast::Expr::Name(n) => Name {
+                        id: n.id.to_string(),
+                        span: span_of(n),
+                    },
+                    other => {
+                        self.forbid(
+                            span_of(other),
+                            "augmented assignment to anything but a name",
+                            no_code,
+                        );
+                        return None;
+                    }
+                };
+                let op = self.binop(a.op, span)?;
+                let value = self.expr(&a.value)?;
+                StmtKind::AugAssign { target, op, value }
+            }
+            ast::Stmt::If(i) => {
+                let test = self.expr(&i.test);
+                let body = self.stmts(&i.body);
+                let orelse = self.stmts(&i.orelse);
+                StmtKind::If {
+                    test: test?,
+                    body,
+                    orelse,
+                }
+            }
+            ast::Stmt::Import(i) => {
+                let mut names = Vec::new();
+                for a in &i.names {
+                    let m = a.name.as_str();
+                    if !ALLOWED_MODULES.contains(&m) {
+                        self.problems.push(Problem {
+                            span: span_of(a),
+                            message: format!(
+                                "import of `{m}` is not allowed in {}",
+                                self.file_kind
+                            ),
+                            hint: Some(format!(
+                                "only these modules can be imported: {}",
+                                ALLOWED_MODULES.join(", ")
+                            )),
+                        });
+                        continue;
+                    }
+                    names.push((
+                        m.to_string(),
+                        a.asname.as_ref().map(|n| n.to_string()),
+                        span_of(a),
+                    ));
+                }
+                StmtKind::Import { names }
+            }
+            ast::Stmt::ImportFrom(i) => {
+                let m = i.module.as_ref().map(|m| m.to_string()).unwrap_or_default();
+                if !ALLOWED_MODULES.contains(&m.as_str())
+                    || i.level.map(|l| l.to_u32()).unwrap_or(0) > 0
+                {
+                    self.problems.push(Problem {
+                        span,
+                        message: format!("import from `{m}` is not allowed in {}", self.file_kind),
+                        hint: Some(format!(
+                            "only these modules can be imported: {}",
+                            ALLOWED_MODULES.join(", ")
+                        )),
+                    });
+                    return None;
+                }
+                let mut names = Vec::new();
+                for a in &i.names {
+                    if a.name.as_str() == "*" {
+                        self.forbid(
+                            span_of(a),
+                            "`import *`",
+                            "import the module and use `module.name`",
+                        );
+                        continue;
+                    }
+                    names.push((
+                        a.name.to_string(),
+                        a.asname.as_ref().map(|n| n.to_string()),
+                        span_of(a),
+                    ));
+                }
+                StmtKind::ImportFrom { module: m, names }
+            }
+            ast::Stmt::Pass(_) => StmtKind::Pass,
+            ast::Stmt::Expr(e) => match e.value.as_ref() {
+                ast::Expr::Constant(c) if matches!(c.value, ast::Constant::Str(_)) => StmtKind::Doc,
+                ast::Expr::Call(c) if matches!(c.func.as_ref(), ast::Expr::Name(n) if n.id.as_str() == "print") =>
+                {
+                    self.forbid(
+                        span,
+                        "`print`",
+                        "config files cannot print; delete the line",
+                    );
+                    return None;
+                }
+                _ => {
+                    self.forbid(
+                        span,
+                        "a bare expression statement",
+                        "assign the value to a key: `key = value`",
+                    );
+                    return None;
+                }
+            },
+            ast::Stmt::FunctionDef(_) | ast::Stmt::AsyncFunctionDef(_) => {
+                self.forbid(span, "`def`", no_code);
+                return None;
+            }
+            ast::Stmt::ClassDef(_) => {
+                self.forbid(span, "`class`", no_code);
+                return None;
+            }
+            ast::Stmt::For(_) | ast::Stmt::AsyncFor(_) => {
+                self.forbid(span, "a `for` loop", "write the list out literally");
+                return None;
+            }
+            ast::Stmt::While(_) => {
+                self.forbid(span, "a `while` loop", "write the values out literally");
+                return None;
+            }
+            ast::Stmt::With(_) | ast::Stmt::AsyncWith(_) => {
+                self.forbid(span, "`with`", no_code);
+                return None;
+            }
+            ast::Stmt::Try(_) | ast::Stmt::TryStar(_) => {
+                self.forbid(span, "`try`", no_code);
+                return None;
+            }
+            ast::Stmt::Raise(_) => {
+                self.forbid(span, "`raise`", no_code);
+                return None;
+            }
+            ast::Stmt::Return(_) => {
+                self.forbid(span, "`return`", no_code);
+                return None;
+            }
+            ast::Stmt::Delete(_) => {
+                self.forbid(span, "`del`", "remove the assignment instead");
+                return None;
+            }
+            ast::Stmt::Assert(_) => {
+                self.forbid(span, "`assert`", no_code);
+                return None;
+            }
+            ast::Stmt::Global(_) | ast::Stmt::Nonlocal(_) => {
+                self.forbid(span, "`global`/`nonlocal`", no_code);
+                return None;
+            }
+            ast::Stmt::Match(_) => {
+                self.forbid(span, "`match`", "use `if`/`elif`/`else`");
+                return None;
+            }
+            ast::Stmt::AnnAssign(_) => {
+                self.forbid(
+                    span,
+                    "an annotated assignment",
+                    "drop the annotation: `key = value`",
+                );
+                return None;
+            }
+            _ => {
+                self.forbid(span, "this statement", no_code);
+                return None;
+            }
+        };
+        Some(Stmt { kind, span })
+    }
+
+    fn target(&mut self, t: &ast::Expr) -> Option<Target> {
+        match t {
+            ast::Expr::Name(n) => {
+                if n.id.as_str().starts_with("__") {
+                    self.forbid(
+                        span_of(n),
+                        &format!("assigning to `{}`", n.id),
+                        "choose a name without leading underscores",
+                    );
+                    return None;
+                }
+                Some(Target::Name(Name {
+                    id: n.id.to_string(),
+                    span: span_of(n),
+                }))
+            }
+            ast::Expr::Tuple(tu) => {
+                let inner: Vec<_> = tu.elts.iter().filter_map(|e| self.target(e)).collect();
+                (inner.len() == tu.elts.len()).then(|| Target::Tuple(inner, span_of(tu)))
+            }
+            ast::Expr::List(l) => {
+                let inner: Vec<_> = l.elts.iter().filter_map(|e| self.target(e)).collect();
+                (inner.len() == l.elts.len()).then(|| Target::Tuple(inner, span_of(l)))
+            }
+            other => {
+                self.forbid(
+                    span_of(other),
+                    "assignment to an attribute or item",
+                    "assign to a plain name: `key = value`",
+                );
+                None
+            }
+        }
+    }
+
+    fn binop(&mut self, op: ast::Operator, span: Span) -> Option<BinOp> {
+        Some(match op {
+            ast::Operator::Add => BinOp::Add,
+            ast::Operator::Sub => BinOp::Sub,
+            ast::Operator::Mult => BinOp::Mul,
+            ast::Operator::Div => BinOp::Div,
+            ast::Operator::FloorDiv => BinOp::FloorDiv,
+            ast::Operator::Mod => BinOp::Mod,
+            ast::Operator::Pow => BinOp::Pow,
+            ast::Operator::LShift => BinOp::LShift,
+            ast::Operator::RShift => BinOp::RShift,
+            ast::Operator::BitOr => BinOp::BitOr,
+            ast::Operator::BitXor => BinOp::BitXor,
+            ast::Operator::BitAnd => BinOp::BitAnd,
+            ast::Operator::MatMult => {
+                self.forbid(span, "the `@` operator", "use ordinary arithmetic");
+                return None;
+            }
+        })
+    }
+
+    fn exprs(&mut self, es: &[ast::Expr]) -> Option<Vec<Expr>> {
+        let out: Vec<Expr> = es.iter().filter_map(|e| self.expr(e)).collect();
+        (out.len() == es.len()).then_some(out)
+    }
+
+    fn boxed(&mut self, e: &ast::Expr) -> Option<Box<Expr>> {
+        self.expr(e).map(Box::new)
+    }
+
+    fn expr(&mut self, e: &ast::Expr) -> Option<Expr> {
+        self.depth += 1;
+        let result = if self.depth > MAX_DEPTH {
+            if self.depth == MAX_DEPTH + 1 {
+                self.problems.push(Problem {
+                    span: span_of(e),
+                    message: format!("expression nested more than {MAX_DEPTH} deep"),
+                    hint: Some("split the expression; config values need only a few levels".into()),
+                });
+            }
+            None
+        } else {
+            self.expr_inner(e)
+        };
+        self.depth -= 1;
+        result
+    }
+
+    fn expr_inner(&mut self, e: &ast::Expr) -> Option<Expr> {
+        let span = span_of(e);
+        let kind = match e {
+            ast::Expr::Constant(c) => match &c.value {
+                ast::Constant::None => ExprKind::None,
+                ast::Constant::Bool(b) => ExprKind::Bool(*b),
+                ast::Constant::Str(s) => ExprKind::Str(s.clone()),
+                ast::Constant::Int(i) => match i64::try_from(i) {
+                    Ok(v) => ExprKind::Int(v),
+                    Err(_) => {
+                        self.problems.push(Problem {
+                            span,
+                            message: "integer literal too large (more than 64 bits)".into(),
+                            hint: Some(
+                                "config values are sizes and counts; use a smaller number".into(),
+                            ),
+                        });
+                        return None;
+                    }
+                },
+                ast::Constant::Float(f) => ExprKind::Float(*f),
+                ast::Constant::Bytes(_) => {
+                    self.forbid(
+                        span,
+                        "a bytes literal",
+                        "use a plain string: drop the `b` prefix",
+                    );
+                    return None;
+                }
+                ast::Constant::Complex { .. } => {
+                    self.forbid(span, "a complex number", "use an int or a float");
+                    return None;
+                }
+                ast::Constant::Ellipsis => {
+                    self.forbid(span, "`...`", "write a value");
+                    return None;
+                }
+                ast::Constant::Tuple(items) => {
+                    let _ = items;
+                    self.forbid(span, "a constant tuple", "write the tuple out");
+                    return None;
+                }
+            },
+            ast::Expr::Name(n) => {
+                let id = n.id.as_str();
+                if FORBIDDEN_NAMES.contains(&id) || id.starts_with("__") {
+                    self.forbid(span, &format!("`{id}`"), "config files cannot run code; only a few builtins such as `str`, `int`, `len` are available");
+                    return None;
+                }
+                ExprKind::Name(id.to_string())
+            }
+            ast::Expr::List(l) => ExprKind::List(self.exprs(&l.elts)?),
+            ast::Expr::Tuple(t) => ExprKind::Tuple(self.exprs(&t.elts)?),
+            ast::Expr::Dict(d) => {
+                let mut pairs = Vec::new();
+                let mut ok = true;
+                for (k, v) in d.keys.iter().zip(&d.values) {
+                    let Some(k) = k else {
+                        self.forbid(span_of(v), "`**` unpacking", "write the dict out");
+                        ok = false;
+                        continue;
+                    };
+                    match (self.expr(k), self.expr(v)) {
+                        (Some(k), Some(v)) => pairs.push((k, v)),
+                        _ => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                ExprKind::Dict(pairs)
+            }
+            ast::Expr::BinOp(b) => {
+                let l = self.boxed(&b.left);
+                let r = self.boxed(&b.right);
+                let op = self.binop(b.op, span)?;
+                ExprKind::BinOp(l?, op, r?)
+            }
+            ast::Expr::UnaryOp(u) => {
+                let op = match u.op {
+                    ast::UnaryOp::Not => UnaryOp::Not,
+                    ast::UnaryOp::USub => UnaryOp::Neg,
+                    ast::UnaryOp::UAdd => UnaryOp::Pos,
+                    ast::UnaryOp::Invert => UnaryOp::Invert,
+                };
+                ExprKind::Unary(op, self.boxed(&u.operand)?)
+            }
+            ast::Expr::BoolOp(b) => {
+                let op = match b.op {
+                    ast::BoolOp::And => BoolOp::And,
+                    ast::BoolOp::Or => BoolOp::Or,
+                };
+                ExprKind::BoolOp(op, self.exprs(&b.values)?)
+            }
+            ast::Expr::Compare(c) => {
+                let left = self.boxed(&c.left);
+                let rest = self.exprs(&c.comparators)?;
+                let ops = c.ops.iter().map(|op| match op {
+                    ast::CmpOp::Eq => CmpOp::Eq,
+                    ast::CmpOp::NotEq => CmpOp::NotEq,
+                    ast::CmpOp::Lt => CmpOp::Lt,
+                    ast::CmpOp::LtE => CmpOp::LtE,
+                    ast::CmpOp::Gt => CmpOp::Gt,
+                    ast::CmpOp::GtE => CmpOp::GtE,
+                    ast::CmpOp::Is => CmpOp::Is,
+                    ast::CmpOp::IsNot => CmpOp::IsNot,
+                    ast::CmpOp::In => CmpOp::In,
+                    ast::CmpOp::NotIn => CmpOp::NotIn,
+                });
+                ExprKind::Compare(left?, ops.zip(rest).collect())
+            }
+            ast::Expr::IfExp(i) => {
+                let test = self.boxed(&i.test);
+                let body = self.boxed(&i.body);
+                let orelse = self.boxed(&i.orelse);
+                ExprKind::IfExp {
+                    test: test?,
+                    body: body?,
+                    orelse: orelse?,
+                }
+            }
+            ast::Expr::Call(c) => {
+                let func = self.boxed(&c.func);
+                let args = self.exprs(&c.args);
+                let mut kwargs = Vec::new();
+                let mut ok = true;
+                for k in &c.keywords {
+                    match (&k.arg, self.expr(&k.value)) {
+                        (Some(name), Some(v)) => kwargs.push((name.to_string(), v)),
+                        (None, _) => {
+                            self.forbid(span_of(k), "`**` unpacking", "pass the arguments by name");
+                            ok = false;
+                        }
+                        _ => ok = false,
+                    }
+                }
+                for a in &c.args {
+                    if matches!(a, ast::Expr::Starred(_)) {
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                ExprKind::Call {
+                    func: func?,
+                    args: args?,
+                    kwargs,
+                }
+            }
+            ast::Expr::Attribute(a) => {
+                if a.attr.as_str().starts_with('_') {
+                    self.forbid(span, &format!("the attribute `{}`", a.attr), "only public functions of os, os.path, re, sys, string and str methods are available");
+                    return None;
+                }
+                ExprKind::Attribute(self.boxed(&a.value)?, a.attr.to_string())
+            }
+            ast::Expr::Subscript(s) => {
+                let v = self.boxed(&s.value);
+                let i = self.boxed(&s.slice);
+                ExprKind::Subscript(v?, i?)
+            }
+            ast::Expr::Slice(s) => {
+                let lower = s.lower.as_ref().map(|e| self.boxed(e));
+                let upper = s.upper.as_ref().map(|e| self.boxed(e));
+                let step = s.step.as_ref().map(|e| self.boxed(e));
+                let unwrap = |o: Option<Option<Box<Expr>>>| -> Result<Option<Box<Expr>>, ()> {
+                    match o {
+                        None => Ok(None),
+                        Some(Some(e)) => Ok(Some(e)),
+                        Some(None) => Err(()),
+                    }
+                };
+                match (unwrap(lower), unwrap(upper), unwrap(step)) {
+                    (Ok(l), Ok(u), Ok(st)) => ExprKind::Slice(l, u, st),
+                    _ => return None,
+                }
+            }
+            ast::Expr::Lambda(_) => {
+                self.forbid(span, "`lambda`", "config files hold values, not functions");
+                return None;
+            }
+            ast::Expr::ListComp(_)
+            | ast::Expr::SetComp(_)
+            | ast::Expr::DictComp(_)
+            | ast::Expr::GeneratorExp(_) => {
+                self.forbid(span, "a comprehension", "write the list out literally");
+                return None;
+            }
+            ast::Expr::Set(_) => {
+                self.forbid(span, "a set literal", "use a list: `[...]`");
+                return None;
+            }
+            ast::Expr::NamedExpr(_) => {
+                self.forbid(span, "`:=`", "assign on its own line: `key = value`");
+                return None;
+            }
+            ast::Expr::JoinedStr(_) | ast::Expr::FormattedValue(_) => {
+                self.forbid(
+                    span,
+                    "an f-string",
+                    "use `%` formatting or `+`, or `$VARIABLE` substitution",
+                );
+                return None;
+            }
+            ast::Expr::Starred(_) => {
+                self.forbid(span, "`*` unpacking", "write the items out");
+                return None;
+            }
+            ast::Expr::Await(_) | ast::Expr::Yield(_) | ast::Expr::YieldFrom(_) => {
+                self.forbid(
+                    span,
+                    "`await`/`yield`",
+                    "config files hold values, not code",
+                );
+                return None;
+            }
+        };
+        Some(Expr { kind, span })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(src: &str) -> Vec<String> {
+        let f = SourceFile::new("image.conf", src.to_string());
+        match parse(&f) {
+            Ok(_) => vec![],
+            Err(d) => d.0.iter().map(|d| d.message.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn real_image_block_parses() {
+        let src = "import os, re\narch = os.uname()[4]\nif re.search('64', arch):\n    arch_libdir = 'lib64'\nelse:\n    arch_libdir = 'lib'\ndevice_model = '/usr/' + arch_libdir + '/xen/bin/qemu-dm'\n";
+        assert!(problems(src).is_empty());
+    }
+
+    #[test]
+    fn forbidden_constructs_are_all_reported() {
+        let cases: &[(&str, &str)] = &[
+            ("def f():\n    pass\n", "`def` is not allowed in image.conf"),
+            (
+                "class A:\n    pass\n",
+                "`class` is not allowed in image.conf",
+            ),
+            ("x = lambda: 1\n", "`lambda` is not allowed in image.conf"),
+            (
+                "import subprocess\n",
+                "import of `subprocess` is not allowed in image.conf",
+            ),
+            (
+                "x = open('/etc/passwd')\n",
+                "`open` is not allowed in image.conf",
+            ),
+            (
+                "x = __import__('os')\n",
+                "`__import__` is not allowed in image.conf",
+            ),
+            (
+                "for i in x:\n    pass\n",
+                "a `for` loop is not allowed in image.conf",
+            ),
+            (
+                "x = [i for i in y]\n",
+                "a comprehension is not allowed in image.conf",
+            ),
+            (
+                "x = ''.__class__\n",
+                "the attribute `__class__` is not allowed in image.conf",
+            ),
+        ];
+        for (src, want) in cases {
+            let got = problems(src);
+            assert_eq!(got.first().map(String::as_str), Some(*want), "for {src:?}");
+        }
+        let many = problems("def f():\n    pass\nx = 1\nclass B:\n    pass\n");
+        assert_eq!(many.len(), 2);
+    }
+
+    #[test]
+    fn python2_leftovers_get_modern_hints() {
+        let f = SourceFile::new(
+            "image.conf",
+            "mode = 0755\nprint \"hi\"\nok = 1\n".to_string(),
+        );
+        let d = parse(&f).unwrap_err();
+        assert_eq!(d.0.len(), 2, "{d}");
+        assert!(d.0[0].message.contains("octal"));
+        assert!(d.0[0].hints[0].contains("0o755"));
+        assert!(d.0[1].message.contains("print"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_quickly() {
+        let src = format!("x = {}1{}\n", "[".repeat(5000), "]".repeat(5000));
+        assert!(problems(&src)[0].contains("nested more than"));
+        let src = format!("x = {}1\n", "-".repeat(5000));
+        assert!(problems(&src)[0].contains("nested more than"));
+    }
+}
