@@ -51,7 +51,15 @@ impl SourceFile {
     /// normalised text.
     pub fn read(path: &Path) -> Result<SourceFile, Diagnostic> {
         let bytes = std::fs::read(path).map_err(|e| {
-            Diagnostic::error(format!("cannot read `{}`: {e}", path.display())).in_file(path)
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let msg = match e.kind() {
+                std::io::ErrorKind::NotFound => format!("`{name}` is missing"),
+                _ => format!("cannot read `{name}`: {e}"),
+            };
+            Diagnostic::error(msg).in_file(path)
         })?;
         Self::from_bytes(path, bytes)
     }

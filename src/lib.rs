@@ -1,8 +1,12 @@
 //! convirt: an image builder and provisioner for Xen virtual machines.
 
 pub mod atomic;
+pub mod cli;
 pub mod diagnostic;
 pub mod eval;
+pub mod image;
+pub mod render;
+pub mod resolve;
 pub mod settings;
 pub mod store;
 pub mod subst;

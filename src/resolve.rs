@@ -1,0 +1,493 @@
+//! Resolution (spec §3.3-§3.4, §4): the one place that decides what each option's final value
+//! is and where it came from. Built-in fallbacks < the image's files < site variables <
+//! `--set` / `--vm-set`; then substitution, image.conf first, then the VM template.
+
+use crate::diagnostic::SourceFile;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::eval::{self, Host, Limits};
+use crate::image::{ConfFile, Image, OPTION_LISTS};
+use crate::settings::Settings;
+use crate::subst::{self, Unresolved, Var, Vars};
+use crate::syntax::{self, ExprKind, StmtKind, UnaryOp};
+use crate::value::Value;
+use std::path::PathBuf;
+
+/// VM template keys that stay editable even when `customizable_options` restricts the rest,
+/// as ConVirt's dialog had dedicated widgets for them (spec §4.2).
+pub const BASIC_VM_KEYS: &[&str] = &["name", "memory", "vcpus", "disk", "vif"];
+
+/// Variables convirt defines (spec §3.2) and the built-in fallbacks (spec §3.4).
+pub const PREDEFINED: &[&str] = &[
+    "IMAGE_STORE",
+    "IMAGE_NAME",
+    "IMAGE_LOCATION",
+    "VM_NAME",
+    "SERVER_NAME",
+    "DEFAULT_BRIDGE",
+    "AUTOGEN_MAC",
+];
+pub const FALLBACKS: &[&str] = &[
+    "VM_DISKS_DIR",
+    "VM_CONF_DIR",
+    "VM_CACHE_DIR",
+    "DEFAULT_BRIDGE",
+];
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Origin {
+    Builtin,
+    Image { file: String, line: usize },
+    Computed { file: String, line: usize },
+    Site { file: Option<String> },
+    CommandLine,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Builtin => f.write_str("built-in"),
+            Origin::Image { file, line } => write!(f, "{file}:{line}"),
+            Origin::Computed { file, line } => write!(f, "computed, {file}:{line}"),
+            Origin::Site { file: Some(p) } => write!(f, "site ({p})"),
+            Origin::Site { file: None } => f.write_str("site"),
+            Origin::CommandLine => f.write_str("command line"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    pub key: String,
+    pub value: Value,
+    pub origin: Origin,
+    pub computed: bool,
+    pub customizable: bool,
+}
+
+/// Everything resolution needs besides the image.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub vm_name: Option<String>,
+    pub host: Host,
+    /// The store path that `$IMAGE_STORE` names.
+    pub store_path: PathBuf,
+    pub settings: Settings,
+}
+
+/// `--set` / `--vm-set` values, raw from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub set: Vec<(String, String)>,
+    pub vm_set: Vec<(String, String)>,
+}
+
+/// Splits `KEY=VALUE`.
+pub fn parse_assignment(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let k = k.trim();
+    if !subst::is_name(k) {
+        return Err(format!("`{k}` is not a valid key name"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// A command-line value (spec §4.3): a Python literal when it is one, else the plain text.
+pub fn parse_cli_value(text: &str) -> Value {
+    let src = format!("v = {text}\n");
+    let file = SourceFile::new("<command line>", src);
+    let Ok(module) = syntax::parse(&file) else {
+        return Value::Str(text.to_string());
+    };
+    let [stmt] = module.stmts.as_slice() else {
+        return Value::Str(text.to_string());
+    };
+    let StmtKind::Assign { value, .. } = &stmt.kind else {
+        return Value::Str(text.to_string());
+    };
+    if !is_literal(value) {
+        return Value::Str(text.to_string());
+    }
+    let (ev, d) = eval::evaluate(&file, &module, &Host::local(None), Limits::default());
+    match ev.get("v") {
+        Some(v) if !d.has_errors() => v.clone(),
+        _ => Value::Str(text.to_string()),
+    }
+}
+
+fn is_literal(e: &syntax::Expr) -> bool {
+    match &e.kind {
+        ExprKind::None
+        | ExprKind::Bool(_)
+        | ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Str(_) => true,
+        ExprKind::List(v) | ExprKind::Tuple(v) => v.iter().all(is_literal),
+        ExprKind::Dict(p) => p.iter().all(|(k, v)| is_literal(k) && is_literal(v)),
+        ExprKind::Unary(UnaryOp::Neg | UnaryOp::Pos, inner) => {
+            matches!(inner.kind, ExprKind::Int(_) | ExprKind::Float(_))
+        }
+        _ => false,
+    }
+}
+
+/// The result: both files' final values, in file order, then the added keys.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Resolved {
+    pub image: Vec<Entry>,
+    pub vm: Vec<Entry>,
+    #[serde(skip)]
+    pub warnings: Diagnostics,
+}
+
+impl Resolved {
+    pub fn image_value(&self, key: &str) -> Option<&Value> {
+        self.image.iter().find(|e| e.key == key).map(|e| &e.value)
+    }
+    pub fn vm_value(&self, key: &str) -> Option<&Value> {
+        self.vm.iter().find(|e| e.key == key).map(|e| &e.value)
+    }
+}
+
+/// The effective computed keys of a file (spec §4.1).
+pub fn computed_keys(file: &ConfFile, settings: &Settings) -> Vec<String> {
+    let mut keys = file.computed.clone();
+    for k in &settings.default_computed_options {
+        if !keys.contains(k) {
+            keys.push(k.clone());
+        }
+    }
+    keys
+}
+
+/// Which keys of a file `--set` may change: `None` means any key.
+fn allowed_keys(file: &ConfFile, vm: bool) -> Option<Vec<String>> {
+    let list = file.customizable.as_ref()?;
+    let mut keys = list.clone();
+    if vm {
+        for k in BASIC_VM_KEYS {
+            if !keys.iter().any(|x| x == k) {
+                keys.push(k.to_string());
+            }
+        }
+    }
+    Some(keys)
+}
+
+fn file_entries(file: &ConfFile, computed: &[String], vm: bool) -> Vec<Entry> {
+    let allowed = allowed_keys(file, vm);
+    let name = file.path().display().to_string();
+    file.options()
+        .map(|b| {
+            let line = b
+                .sites
+                .last()
+                .map(|s| file.source.line_col(s.stmt.start).0)
+                .unwrap_or(0);
+            let is_computed = computed.contains(&b.key);
+            Entry {
+                key: b.key.clone(),
+                value: b.value.clone(),
+                origin: if is_computed {
+                    Origin::Computed {
+                        file: name.clone(),
+                        line,
+                    }
+                } else {
+                    Origin::Image {
+                        file: name.clone(),
+                        line,
+                    }
+                },
+                computed: is_computed,
+                customizable: !is_computed && allowed.as_ref().is_none_or(|a| a.contains(&b.key)),
+            }
+        })
+        .collect()
+}
+
+fn upsert(entries: &mut Vec<Entry>, key: &str, value: Value, origin: Origin) {
+    match entries.iter_mut().find(|e| e.key == key) {
+        Some(e) => {
+            e.value = value;
+            e.origin = origin;
+        }
+        None => entries.push(Entry {
+            key: key.to_string(),
+            value,
+            origin,
+            computed: false,
+            customizable: true,
+        }),
+    }
+}
+
+fn apply_override(
+    entries: &mut Vec<Entry>,
+    file: &ConfFile,
+    vm: bool,
+    key: &str,
+    raw: &str,
+    diags: &mut Diagnostics,
+) {
+    let flag = if vm { "--vm-set" } else { "--set" };
+    let what = file.path().display();
+    if OPTION_LISTS.contains(&key) {
+        diags.push(
+            Diagnostic::error(format!("`{key}` cannot be changed with {flag}"))
+                .with_hint("it is part of the image; change it with `convirt image edit`"),
+        );
+        return;
+    }
+    if let Some(e) = entries.iter().find(|e| e.key == key) {
+        if e.computed {
+            diags.push(
+                Diagnostic::error(format!("`{key}` is computed for the target host and cannot be changed with {flag}"))
+                    .with_hint("computed options are listed in `computed_options` or the settings' `default_computed_options`"),
+            );
+            return;
+        }
+    }
+    if let Some(allowed) = allowed_keys(file, vm) {
+        if !allowed.iter().any(|k| k == key) {
+            let mut shown = allowed.clone();
+            shown.sort();
+            diags.push(
+                Diagnostic::error(format!("`{key}` is not customizable in `{what}`"))
+                    .with_hint(format!("keys that {flag} may change: {}", shown.join(", "))),
+            );
+            return;
+        }
+    }
+    upsert(entries, key, parse_cli_value(raw), Origin::CommandLine);
+}
+
+/// Resolves an image for one VM (or for none: `$VM_NAME` then stays as written).
+pub fn resolve(
+    image: &Image,
+    ctx: &Context,
+    over: &Overrides,
+    strict: bool,
+) -> Result<Resolved, Diagnostics> {
+    let settings = &ctx.settings;
+    let mut diags = Diagnostics::default();
+    let img_computed = computed_keys(&image.image_conf, settings);
+    let vm_computed = computed_keys(&image.vm_template, settings);
+    let mut img = file_entries(&image.image_conf, &img_computed, false);
+    let mut vm = file_entries(&image.vm_template, &vm_computed, true);
+
+    // Site variables override a VM key, else an image key, else join image.conf (spec §3.4).
+    let site_origin = Origin::Site {
+        file: settings
+            .config_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+    };
+    for (k, v) in &settings.variables {
+        if vm.iter().any(|e| &e.key == k) {
+            upsert(&mut vm, k, v.clone(), site_origin.clone());
+        } else {
+            upsert(&mut img, k, v.clone(), site_origin.clone());
+        }
+    }
+    for (k, raw) in &over.set {
+        apply_override(&mut img, &image.image_conf, false, k, raw, &mut diags);
+    }
+    for (k, raw) in &over.vm_set {
+        apply_override(&mut vm, &image.vm_template, true, k, raw, &mut diags);
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+
+    // Built-in fallbacks, unless the image or the site sets them.
+    let fallback = |k: &str| -> String {
+        match k {
+            "VM_DISKS_DIR" => settings.vm_disks_dir.display().to_string(),
+            "VM_CONF_DIR" => settings.vm_conf_dir.display().to_string(),
+            "VM_CACHE_DIR" => settings.cache_dir.display().to_string(),
+            _ => "xenbr0".to_string(),
+        }
+    };
+    for k in FALLBACKS {
+        if !img.iter().any(|e| e.key == *k) {
+            img.push(Entry {
+                key: k.to_string(),
+                value: Value::Str(fallback(k)),
+                origin: Origin::Builtin,
+                computed: false,
+                customizable: true,
+            });
+        }
+    }
+
+    let mut predefined = Vars::default();
+    predefined.set_text("IMAGE_STORE", ctx.store_path.display().to_string());
+    predefined.set_text("IMAGE_NAME", &image.name);
+    predefined.set_text("IMAGE_LOCATION", &image.name);
+    predefined.set_text("SERVER_NAME", &ctx.host.nodename);
+    predefined.set("AUTOGEN_MAC", Var::FreshMac);
+    if let Some(vmn) = &ctx.vm_name {
+        predefined.set_text("VM_NAME", vmn);
+    }
+
+    // image.conf sees the predefined variables and the fallbacks.
+    let mut image_vars = Vars::default();
+    for k in FALLBACKS {
+        let v = img
+            .iter()
+            .find(|e| e.key == *k)
+            .map(|e| e.value.to_text())
+            .unwrap_or_else(|| fallback(k));
+        image_vars.set_text(k, v);
+    }
+    copy_vars(
+        &predefined,
+        &mut image_vars,
+        &ctx.vm_name,
+        &image.name,
+        &ctx.host,
+        &ctx.store_path,
+    );
+    let mut unresolved: Vec<(bool, String, Unresolved)> = Vec::new();
+    for e in img.iter_mut() {
+        let mut u = Vec::new();
+        e.value = subst::substitute(&e.value, &image_vars, &mut u);
+        unresolved.extend(u.into_iter().map(|u| (false, e.key.clone(), u)));
+    }
+
+    // The VM template sees those and every image.conf key; predefined names win.
+    let mut vm_vars = Vars::default();
+    for e in &img {
+        vm_vars.set_text(&e.key, e.value.to_text());
+    }
+    copy_vars(
+        &predefined,
+        &mut vm_vars,
+        &ctx.vm_name,
+        &image.name,
+        &ctx.host,
+        &ctx.store_path,
+    );
+    if let Some(vmn) = &ctx.vm_name {
+        upsert(
+            &mut vm,
+            "name",
+            Value::Str(vmn.clone()),
+            Origin::CommandLine,
+        );
+    }
+    for e in vm.iter_mut() {
+        let mut u = Vec::new();
+        e.value = subst::substitute(&e.value, &vm_vars, &mut u);
+        unresolved.extend(u.into_iter().map(|u| (true, e.key.clone(), u)));
+    }
+
+    // Unresolved references that look like variables (spec §3.5).
+    let mut known: Vec<String> = vm_vars.names().map(String::from).collect();
+    known.extend(PREDEFINED.iter().map(|s| s.to_string()));
+    let mut seen = std::collections::HashSet::new();
+    for (in_vm, key, u) in unresolved {
+        if PREDEFINED.contains(&u.name.as_str())
+            || !seen.insert((in_vm, key.clone(), u.name.clone()))
+        {
+            continue;
+        }
+        let Some(suggestion) =
+            subst::looks_like_variable(&u.name, known.iter().map(String::as_str))
+        else {
+            continue;
+        };
+        let file = if in_vm {
+            &image.vm_template
+        } else {
+            &image.image_conf
+        };
+        let msg = format!(
+            "`${}` in `{key}` is not a known variable and stays as written",
+            u.name
+        );
+        let mut d = if strict {
+            Diagnostic::error(msg)
+        } else {
+            Diagnostic::warning(msg)
+        };
+        d = match file.site_span(&key) {
+            Some(span) if file.values.binding(&key).is_some() => d.at(&file.source, span),
+            _ => d.in_file(file.path()),
+        };
+        d = match suggestion {
+            Some(s) => d.with_hint(format!("did you mean `${s}`?")),
+            None => d.with_hint("define it in image.conf or the settings' [variables], or write `$$` for a literal `$`"),
+        };
+        diags.push(d);
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok(Resolved {
+        image: img,
+        vm,
+        warnings: diags,
+    })
+}
+
+fn copy_vars(
+    _src: &Vars,
+    dst: &mut Vars,
+    vm: &Option<String>,
+    image: &str,
+    host: &Host,
+    store: &std::path::Path,
+) {
+    dst.set_text("IMAGE_STORE", store.display().to_string());
+    dst.set_text("IMAGE_NAME", image);
+    dst.set_text("IMAGE_LOCATION", image);
+    dst.set_text("SERVER_NAME", &host.nodename);
+    dst.set("AUTOGEN_MAC", Var::FreshMac);
+    if let Some(v) = vm {
+        dst.set_text("VM_NAME", v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_values_are_literals_or_text() {
+        let cases = [
+            ("20000", Value::Int(20000)),
+            ("'x'", Value::Str("x".into())),
+            ("[1, 2]", Value::List(vec![Value::Int(1), Value::Int(2)])),
+            ("True", Value::Bool(true)),
+            ("-3", Value::Int(-3)),
+            ("bob", Value::Str("bob".into())),
+            ("1+2", Value::Str("1+2".into())),
+            (
+                "open('/etc/passwd')",
+                Value::Str("open('/etc/passwd')".into()),
+            ),
+            (
+                "$1$9qAFryp3$XmvqcFN/CJG4AC7jgyVE8",
+                Value::Str("$1$9qAFryp3$XmvqcFN/CJG4AC7jgyVE8".into()),
+            ),
+            ("", Value::Str(String::new())),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse_cli_value(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn assignment_parsing() {
+        assert_eq!(
+            parse_assignment("a=b=c").unwrap(),
+            ("a".into(), "b=c".into())
+        );
+        assert!(parse_assignment("nokey").is_err());
+        assert!(parse_assignment("1x=2").is_err());
+    }
+}
