@@ -273,8 +273,16 @@ fn parse_on_big_stack(text: String, name: String) -> Result<(Module, Vec<Problem
                 return Ok((Module { stmts }, conv.problems));
             }
             Err(e) => {
-                let off = usize::from(e.offset).min(text.len());
-                let (msg, hint) = explain_parse_error(&text, off, &e.error);
+                let mut off = usize::from(e.offset).min(text.len());
+                let (mut msg, mut hint) = explain_parse_error(&text, off, &e.error);
+                if let Some(open) = unclosed_bracket(&work, off) {
+                    if line_of(&text, open) < line_of(&text, off) {
+                        let c = text[open..].chars().next().unwrap_or('(');
+                        msg = format!("`{c}` was never closed");
+                        hint = Some("close the bracket at the end of the value; a value can span lines only inside brackets".into());
+                        off = open;
+                    }
+                }
                 if errors
                     .iter()
                     .any(|(o, _, _)| line_of(&text, *o) == line_of(&text, off))
@@ -293,6 +301,38 @@ fn parse_on_big_stack(text: String, name: String) -> Result<(Module, Vec<Problem
         }
     }
     Err(errors)
+}
+
+/// The offset of the innermost bracket still open at `end`, skipping strings and comments.
+fn unclosed_bracket(text: &str, end: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut stack: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < end.min(b.len()) {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q && b[i] != b'\n' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => stack.push(i),
+            b')' | b']' | b'}' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    stack.pop()
 }
 
 fn line_of(text: &str, off: usize) -> usize {

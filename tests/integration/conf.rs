@@ -1,0 +1,195 @@
+//! The config language from the command line: conf eval, validate, show.
+
+use crate::{World, stderr, stdout};
+
+pub const ARCH_BLOCK: &str = "import os, re\narch = os.uname()[4]\nif re.search('64', arch):\n    arch_libdir = 'lib64'\nelse:\n    arch_libdir = 'lib'\ndevice_model = '/usr/' + arch_libdir + '/xen/bin/qemu-dm'\n";
+
+fn local_libdir() -> &'static str {
+    if std::env::consts::ARCH.contains("64") {
+        "lib64"
+    } else {
+        "lib"
+    }
+}
+
+#[test]
+fn conf_eval_prints_arch_libdir_for_this_machine() {
+    let w = World::new();
+    let f = w.write(
+        "t/vm_conf.template",
+        &format!("{ARCH_BLOCK}name = ''\nmemory = 256\n"),
+    );
+    let o = w.cmd().args(["conf", "eval"]).arg(&f).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("arch_libdir  = '{}'", local_libdir())),
+        "{out}"
+    );
+    assert!(out.contains("computed"), "{out}");
+    let o = w
+        .cmd()
+        .args(["--arch", "i686", "conf", "eval"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains("arch_libdir  = 'lib'"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("device_model = '/usr/lib/xen/bin/qemu-dm'"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn conf_eval_xm_keeps_the_block_and_xl_has_none() {
+    let w = World::new();
+    let f = w.write(
+        "t/vm_conf.template",
+        &format!(
+            "# my template\n{ARCH_BLOCK}name = ''\nmemory = 256\nbuilder = 'hvm'\nvnc = True\n"
+        ),
+    );
+    let o = w
+        .cmd()
+        .args(["conf", "eval", "--format", "xm", "--vm", "web1"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let xm = stdout(&o);
+    assert!(xm.contains("# my template\n"), "{xm}");
+    assert!(
+        xm.contains(
+            "if re.search('64', arch):\n    arch_libdir = 'lib64'\nelse:\n    arch_libdir = 'lib'\n"
+        ),
+        "{xm}"
+    );
+    assert!(
+        xm.contains("device_model = '/usr/' + arch_libdir + '/xen/bin/qemu-dm'"),
+        "{xm}"
+    );
+    assert!(xm.contains("name = 'web1'"), "{xm}");
+
+    let o = w
+        .cmd()
+        .args(["conf", "eval", "--format", "xl", "--vm", "web1"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let xl = stdout(&o);
+    for bad in ["import", "if ", "arch_libdir +", "builder"] {
+        let code: Vec<&str> = xl.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(!code.iter().any(|l| l.contains(bad)), "`{bad}` in:\n{xl}");
+    }
+    assert!(xl.contains("name = \"web1\"\n"), "{xl}");
+    assert!(xl.contains("type = \"hvm\"\n"), "{xl}");
+    assert!(xl.contains("vnc = 1\n"), "{xl}");
+}
+
+#[test]
+fn set_outside_customizable_lists_allowed_keys() {
+    let w = World::new();
+    w.image("Img", "customizable_options = ['hda_disk_size', 'INSTALL_ISO']\nhda_disk_size = 10000\nsecret = 'x'\n", "name = ''\nmemory = 256\n");
+    let o = w.run(&["render", "Img", "--vm", "v1", "--set", "secret=y"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("`secret` is not customizable"), "{err}");
+    assert!(err.contains("INSTALL_ISO, hda_disk_size"), "{err}");
+    let o = w.run(&[
+        "render",
+        "Img",
+        "--vm",
+        "v1",
+        "--set",
+        "hda_disk_size=20000",
+        "--vm-set",
+        "memory=512",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("memory = 512"), "{}", stdout(&o));
+}
+
+#[test]
+fn computed_keys_cannot_be_set() {
+    let w = World::new();
+    w.image("Img", "", &format!("{ARCH_BLOCK}name = ''\n"));
+    let o = w.run(&["render", "Img", "--vm", "v1", "--vm-set", "arch_libdir=lib"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("`arch_libdir` is computed"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn validate_reports_unresolved_variables_and_strict_fails() {
+    let w = World::new();
+    w.image(
+        "Img",
+        "admin_password = '$1$9qAFryp3$XmvqcFN/CJG4AC7jgyVE8'\n",
+        "name = ''\ndisk = ['file:$VM_DISK_DIR/$VM_NAME.img,xvda,w']\nkernel = '/boot/vmlinuz'\n",
+    );
+    let o = w.run(&["image", "validate", "Img"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: `$VM_DISK_DIR` in `disk` is not a known variable"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `$VM_DISKS_DIR`?"), "{err}");
+    assert!(
+        !err.contains("XmvqcFN"),
+        "the crypt hash must not warn: {err}"
+    );
+    let o = w.run(&["image", "validate", "Img", "--strict"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("error: `$VM_DISK_DIR`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn show_marks_computed_and_customizable() {
+    let w = World::new();
+    w.image(
+        "Img",
+        "customizable_options = ['size']\nsize = 10\nfixed = 'a'\n",
+        &format!("{ARCH_BLOCK}name = ''\nmemory = 256\n"),
+    );
+    let o = w.run(&["image", "show", "Img"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("About Img."), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("size") && l.contains("[customizable]")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("fixed") && !l.contains("customizable")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("arch_libdir") && l.contains("[computed]")),
+        "{out}"
+    );
+    let o = w.run(&["--json", "image", "show", "Img"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "PV");
+    let vm = v["vm_conf"].as_array().unwrap();
+    assert!(
+        vm.iter()
+            .any(|e| e["key"] == "device_model" && e["computed"] == true)
+    );
+}
