@@ -80,6 +80,13 @@ enum Command {
     /// Work with single config files
     #[command(subcommand)]
     Conf(ConfCmd),
+    /// Provision one or more VMs from an image: run its provision.sh and install the config
+    #[command(after_help = "Examples:
+  convirt provision --vm Joe_Desktop --image Linux_CD_Install
+  convirt provision --vm web1 --vm web2 --vm web3 --image Fedora_Core_Install --jobs 2
+  convirt provision --vm db1 --image Linux_CD_Install --set hda_disk_size=20000 --vm-set memory=2048
+  convirt provision --vm test --image Linux_CD_Install --dry-run")]
+    Provision(ProvisionArgs),
     /// Print a shell completion script
     #[command(after_help = "Example:\n  convirt completions bash > /etc/bash_completion.d/convirt")]
     Completions {
@@ -102,6 +109,43 @@ enum Command {
         #[arg(long = "vm-set", value_name = "KEY=VALUE")]
         vm_set: Vec<String>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct ProvisionArgs {
+    /// The VM name (repeat, or give several, to provision several VMs)
+    #[arg(long = "vm", value_name = "NAME", required = true, num_args = 1..)]
+    vms: Vec<String>,
+    /// The image (default: `default` of the store's image_store.conf)
+    #[arg(long)]
+    image: Option<String>,
+    /// Change an image.conf value (a Python literal, or plain text)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Change a vm_conf.template value
+    #[arg(long = "vm-set", value_name = "KEY=VALUE")]
+    vm_set: Vec<String>,
+    /// The config format to write (default: the settings' default_format, else xl)
+    #[arg(long)]
+    format: Option<Format>,
+    /// Print the plan and write nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// On failure keep what the run created, and the work directory, for debugging
+    #[arg(long)]
+    keep: bool,
+    /// Replace an existing VM config and the disks the image names
+    #[arg(long)]
+    force: bool,
+    /// Stop the script after this many seconds (overrides provision_timeout)
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Provision this many VMs at a time
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// Unresolved variables are errors
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -312,6 +356,24 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Conf(ConfCmd::Eval { file, format, vm }) => {
             conf_eval(&app, file, *format, vm.as_deref())
         }
+        Command::Provision(args) => {
+            let req = args_to_request(args)?;
+            // A dry run writes nothing, not even a missing default store.
+            let store = if args.dry_run {
+                Store::open(&app.settings.image_store)?.0
+            } else {
+                app.store()?
+            };
+            let env = crate::cli_provision::Env {
+                settings: &app.settings,
+                host: &app.host,
+                json: cli.json,
+                quiet: cli.quiet,
+                verbose: cli.verbose,
+                store,
+            };
+            crate::cli_provision::provision(&env, req)
+        }
         Command::Render {
             image,
             vm,
@@ -334,6 +396,23 @@ fn run(cli: &Cli) -> Result<()> {
         }
         Command::Completions { .. } | Command::Manpage => Ok(()),
     }
+}
+
+fn args_to_request(a: &ProvisionArgs) -> Result<crate::cli_provision::Request> {
+    Ok(crate::cli_provision::Request {
+        vms: a.vms.clone(),
+        dry_run: a.dry_run,
+        jobs: a.jobs as usize,
+        options: crate::provision::Options {
+            image: a.image.clone(),
+            overrides: parse_overrides(&a.set, &a.vm_set)?,
+            format: a.format,
+            force: a.force,
+            keep: a.keep,
+            timeout: a.timeout,
+            strict: a.strict,
+        },
+    })
 }
 
 fn parse_overrides(set: &[String], vm_set: &[String]) -> Result<Overrides> {

@@ -2,9 +2,11 @@
 
 pub mod atomic;
 pub mod cli;
+pub mod cli_provision;
 pub mod diagnostic;
 pub mod eval;
 pub mod image;
+pub mod provision;
 pub mod render;
 pub mod resolve;
 pub mod settings;

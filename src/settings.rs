@@ -180,6 +180,12 @@ impl Settings {
             .into_iter()
             .map(|(k, v)| (k, toml_to_value(v)))
             .collect();
+        // Scripts run in a work directory: every path they are given must be absolute.
+        let (image_store, log_dir, work_dir) = (
+            absolute(&image_store),
+            absolute(&log_dir),
+            absolute(&work_dir),
+        );
         Ok(Settings {
             config_file,
             image_store,
@@ -206,6 +212,10 @@ impl Settings {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v)
     }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn expand(p: &Path, base: &Path, home: &Path) -> PathBuf {

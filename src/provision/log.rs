@@ -1,0 +1,113 @@
+//! Per-VM log files (spec §6.4): `<log_dir>/<image>/<image>_<vm>.log`, mode 0640, earlier runs
+//! rotated to `.1`, `.2`, ... and never overwritten; convirt's own lines carry a timestamp.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Moves `path` to `path.1`, an existing `path.1` to `path.2`, and so on.
+pub fn rotate(path: &Path) -> std::io::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    let mut top = 1;
+    while numbered(top).exists() {
+        top += 1;
+    }
+    for n in (1..top).rev() {
+        std::fs::rename(numbered(n), numbered(n + 1))?;
+    }
+    std::fs::rename(path, numbered(1))
+}
+
+/// Creates a new private file (0640), rotating an older one out of the way first.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    rotate(path)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(path)?;
+    // The umask may have taken bits away; it can never have added any.
+    f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+    Ok(f)
+}
+
+/// Writes `text` into a new private file (rotating an older one).
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut f = create_private(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+/// Appends one of convirt's own lines, with a UTC timestamp.
+pub fn note(log: &mut File, msg: &str) {
+    let _ = writeln!(log, "[{}] convirt: {msg}", timestamp());
+}
+
+/// Now as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    format_utc(secs)
+}
+
+pub fn format_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_format() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(1_795_651_200), "2026-11-25T00:00:00Z");
+        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn rotation_never_overwrites() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.log");
+        for i in 0..3 {
+            write_private(&p, &format!("run {i}")).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "run 2");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("a.log.1")).unwrap(),
+            "run 1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("a.log.2")).unwrap(),
+            "run 0"
+        );
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+    }
+}

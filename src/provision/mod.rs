@@ -1,0 +1,853 @@
+//! Provisioning (spec §6): plan a VM from an image, take its lock, prepare a private work
+//! directory, write the inputs, run `provision.sh` exactly as ConVirt called it, then install
+//! the config atomically on success or remove what the run created on failure.
+
+pub mod disks;
+pub mod log;
+pub mod run;
+
+use crate::diagnostic::Diagnostic;
+use crate::image::Image;
+use crate::render;
+use crate::resolve::{self, Context, Entry, Overrides, Resolved};
+use crate::settings::Format;
+use crate::store::{self, Store};
+use crate::value::{Value, shell_quote};
+use disks::Disk;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything a provisioning run is going to do, decided before anything is written.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub vm: String,
+    pub image: String,
+    pub format: Format,
+    pub resolved: Resolved,
+    pub uuid: String,
+    pub config_path: PathBuf,
+    pub config_text: String,
+    pub disks: Vec<Disk>,
+    pub custom_dirs: Vec<(String, PathBuf)>,
+    pub custom_scripts: Vec<PathBuf>,
+    pub log_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub image_conf_path: PathBuf,
+    pub vm_conf_path: PathBuf,
+    pub args_path: PathBuf,
+    pub timeout: Option<Duration>,
+    pub store_root: PathBuf,
+    pub script: PathBuf,
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub image: Option<String>,
+    pub overrides: Overrides,
+    pub format: Option<Format>,
+    pub force: bool,
+    pub keep: bool,
+    pub timeout: Option<u64>,
+    pub strict: bool,
+}
+
+/// A failed provisioning, modelled on cargo's `ProcessError`: what happened, the last output,
+/// where the log is, and what was cleaned up or kept.
+#[derive(Debug)]
+pub struct Failure {
+    pub vm: String,
+    pub status: String,
+    pub last_lines: Vec<String>,
+    pub log: Option<PathBuf>,
+    pub removed: Vec<String>,
+    pub kept: Vec<String>,
+    pub interrupted: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "provisioning `{}` failed: {}", self.vm, self.status)?;
+        if !self.last_lines.is_empty() {
+            writeln!(f, "\n--- last lines of output ---")?;
+            for l in &self.last_lines {
+                writeln!(f, "{l}")?;
+            }
+            write!(f, "---")?;
+        }
+        if !self.removed.is_empty() {
+            write!(
+                f,
+                "\nremoved what this run created: {}",
+                self.removed.join(", ")
+            )?;
+        }
+        if !self.kept.is_empty() {
+            write!(f, "\nkept for debugging (--keep): {}", self.kept.join(", "))?;
+        }
+        if let Some(l) = &self.log {
+            write!(f, "\nlog: {}", l.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The result of a successful run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Provisioned {
+    pub vm: String,
+    pub image: String,
+    pub config: PathBuf,
+    pub disks: Vec<String>,
+    pub log: PathBuf,
+    pub image_conf: PathBuf,
+    pub replaced: Vec<String>,
+    pub seconds: f64,
+}
+
+fn err(msg: impl Into<String>) -> anyhow::Error {
+    Diagnostic::error(msg.into()).into()
+}
+
+/// Names a fresh UUID (version 4).
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    crate::subst::fill_random(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The custom script directories of `custom_list`, image's own first (spec §5.1).
+pub fn custom_dirs(
+    image: &Image,
+    store: &Store,
+    resolved: &Resolved,
+) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let names: Vec<String> = match resolved.image_value("custom_list") {
+        Some(Value::List(v)) | Some(Value::Tuple(v)) => v.iter().map(Value::to_text).collect(),
+        Some(Value::Str(s)) => s.split_whitespace().map(String::from).collect(),
+        _ => vec![],
+    };
+    let mut out = Vec::new();
+    for n in names {
+        if n.is_empty() || n.contains('/') || n == "." || n == ".." || n.starts_with('.') {
+            return Err(err(format!(
+                "`custom_list` names `{n}`, which is not a directory name"
+            )));
+        }
+        let own = image.dir.join("custom_scripts").join(&n);
+        let shared = store.root.join("custom_scripts").join(&n);
+        let dir = if own.is_dir() {
+            own
+        } else if shared.is_dir() {
+            shared
+        } else {
+            return Err(err(format!(
+                "custom script directory `{n}` is in neither `{}` nor `{}`",
+                image.dir.join("custom_scripts").display(),
+                store.root.join("custom_scripts").display()
+            )));
+        };
+        out.push((n, dir));
+    }
+    Ok(out)
+}
+
+/// The scripts a directory runs, in byte order of name, without dot files and editor backups.
+pub fn scripts_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut names: Vec<(Vec<u8>, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let s = name.to_string_lossy();
+            let backup = s.starts_with('.')
+                || s.ends_with('~')
+                || s.ends_with(".bak")
+                || s.ends_with(".orig")
+                || s.ends_with(".swp")
+                || (s.starts_with('#') && s.ends_with('#'));
+            let meta = std::fs::metadata(e.path()).ok()?;
+            let exec = meta.is_file() && meta.permissions().mode() & 0o111 != 0;
+            (!backup && exec).then(|| {
+                (
+                    std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec(),
+                    e.path(),
+                )
+            })
+        })
+        .collect();
+    names.sort();
+    names.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Decides everything; writes nothing.
+pub fn plan(vm: &str, store: &Store, ctx_base: &Context, opts: &Options) -> anyhow::Result<Plan> {
+    store::check_vm_name(vm).map_err(err)?;
+    let image_name = match (&opts.image, &store.conf.default) {
+        (Some(i), _) => i.clone(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => {
+            return Err(err(
+                "no `--image` given and the store's image_store.conf names no `default` image",
+            ));
+        }
+    };
+    let dir = store.image_dir(&image_name)?;
+    let image = Image::load(&image_name, &dir, &ctx_base.host)?;
+    let ctx = Context {
+        vm_name: Some(vm.to_string()),
+        ..ctx_base.clone()
+    };
+    let resolved = resolve::resolve(&image, &ctx, &opts.overrides, opts.strict)?;
+    let format = opts.format.unwrap_or(ctx.settings.default_format);
+    let conf_dir = resolved
+        .image_value("VM_CONF_DIR")
+        .map(Value::to_text)
+        .unwrap_or_else(|| ctx.settings.vm_conf_dir.display().to_string());
+    let config_path = PathBuf::from(&conf_dir).join(match format {
+        Format::Xl => format!("{vm}.cfg"),
+        Format::Xm => vm.to_string(),
+    });
+    let log_dir = ctx.settings.log_dir.join(&image_name);
+    let log_path = log_dir.join(format!("{image_name}_{vm}.log"));
+    let image_conf_path = log_dir.join(format!("{image_name}_{vm}_image.conf"));
+    let vm_conf_path = log_dir.join(format!("{image_name}_{vm}_vm.conf"));
+    let args_path = log_dir.join(format!("{image_name}_{vm}.args"));
+    let uuid = new_uuid();
+    let extra = vec![
+        ("uuid".to_string(), Value::Str(uuid.clone())),
+        ("image_name".to_string(), Value::Str(image_name.clone())),
+        (
+            "image_conf".to_string(),
+            Value::Str(image_conf_path.display().to_string()),
+        ),
+    ];
+    let req = render::Request {
+        entries: &resolved.vm,
+        template: &image.vm_template,
+        image: &image_name,
+        extra,
+        xl_template: std::fs::read_to_string(store.root.join(render::XL_TEMPLATE_OVERRIDE)).ok(),
+    };
+    let config_text = render::render(format, &req)?;
+    let timeout = match opts.timeout {
+        Some(t) => Some(Duration::from_secs(t)),
+        None => match resolved.vm_value("provision_timeout") {
+            Some(Value::Int(t)) if *t > 0 => Some(Duration::from_secs(*t as u64)),
+            Some(Value::Str(s)) => s
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|t| *t > 0)
+                .map(Duration::from_secs),
+            _ => None,
+        },
+    };
+    let disks = disks::plan(&resolved);
+    let custom_dirs = custom_dirs(&image, store, &resolved)?;
+    let custom_scripts = custom_dirs
+        .iter()
+        .flat_map(|(_, d)| scripts_in(d))
+        .collect();
+    Ok(Plan {
+        vm: vm.to_string(),
+        script: image.script(),
+        image: image_name,
+        format,
+        resolved,
+        uuid,
+        config_path,
+        config_text,
+        disks,
+        custom_dirs,
+        custom_scripts,
+        log_dir,
+        log_path,
+        image_conf_path,
+        vm_conf_path,
+        args_path,
+        timeout,
+        store_root: store.root.clone(),
+    })
+}
+
+impl Plan {
+    /// The script command line, for a work store at `work_store`.
+    pub fn command_line(&self, work_store: &Path) -> Vec<String> {
+        vec![
+            work_store
+                .join(&self.image)
+                .join(crate::image::PROVISION_SCRIPT)
+                .display()
+                .to_string(),
+            "-x".into(),
+            self.vm_conf_path.display().to_string(),
+            "-p".into(),
+            self.args_path.display().to_string(),
+            "-s".into(),
+            work_store.display().to_string(),
+            "-i".into(),
+            self.image.clone(),
+            "-l".into(),
+            self.log_path.display().to_string(),
+            "-c".into(),
+            self.image_conf_path.display().to_string(),
+        ]
+    }
+
+    /// The instantiated image.conf in the restricted literal format of docs/script-contract.md.
+    pub fn image_conf_text(&self) -> String {
+        literal_file(
+            &format!(
+                "image.conf of `{}` instantiated for VM `{}`",
+                self.image, self.vm
+            ),
+            &self.resolved.image,
+            &[],
+        )
+    }
+
+    pub fn vm_conf_text(&self) -> String {
+        let extra = [
+            ("uuid", Value::Str(self.uuid.clone())),
+            ("image_name", Value::Str(self.image.clone())),
+            (
+                "image_conf",
+                Value::Str(self.image_conf_path.display().to_string()),
+            ),
+        ];
+        literal_file(
+            &format!(
+                "VM config of `{}` from image `{}`, every value evaluated",
+                self.vm, self.image
+            ),
+            &self.resolved.vm,
+            &extra,
+        )
+    }
+
+    pub fn args_text(&self) -> String {
+        let mut s = String::from("# provisioning arguments, written by convirt (safe to source)\n");
+        for (k, v) in [
+            ("VM_NAME", self.vm.clone()),
+            ("IMAGE_NAME", self.image.clone()),
+            ("IMAGE_LOCATION", self.image.clone()),
+            ("IMAGE_STORE", self.store_root.display().to_string()),
+            ("VM_UUID", self.uuid.clone()),
+            ("VM_CONFIG_FILE", self.config_path.display().to_string()),
+        ] {
+            s.push_str(&format!("{k}={}\n", shell_quote(&v)));
+        }
+        s
+    }
+
+    pub fn to_json(&self, work_store: &Path) -> serde_json::Value {
+        let entry = |e: &Entry| serde_json::json!({"key": e.key, "value": e.value.to_json(), "origin": e.origin, "computed": e.computed});
+        serde_json::json!({
+            "vm": self.vm,
+            "image": self.image,
+            "format": self.format,
+            "config_path": self.config_path,
+            "config": self.config_text,
+            "image_conf": self.resolved.image.iter().map(entry).collect::<Vec<_>>(),
+            "vm_conf": self.resolved.vm.iter().map(entry).collect::<Vec<_>>(),
+            "disks": self.disks,
+            "custom_scripts": self.custom_scripts,
+            "command": self.command_line(work_store),
+            "log": self.log_path,
+            "timeout_seconds": self.timeout.map(|t| t.as_secs()),
+        })
+    }
+
+    /// The dry-run report.
+    pub fn describe(&self, work_store: &Path) -> String {
+        let mut s = format!(
+            "plan for VM `{}` from image `{}` (dry run: nothing written)\n\n",
+            self.vm, self.image
+        );
+        s.push_str(&format!(
+            "VM config ({}) -> {}\n",
+            if self.format == Format::Xl {
+                "xl"
+            } else {
+                "xm"
+            },
+            self.config_path.display()
+        ));
+        for l in self.config_text.lines() {
+            s.push_str(&format!("  {l}\n"));
+        }
+        s.push_str("\nimage.conf values:\n");
+        let w = self
+            .resolved
+            .image
+            .iter()
+            .map(|e| e.key.len())
+            .max()
+            .unwrap_or(0);
+        for e in &self.resolved.image {
+            s.push_str(&format!(
+                "  {:<w$} = {}    # {}\n",
+                e.key,
+                e.value.repr(),
+                e.origin
+            ));
+        }
+        s.push_str("\ndisks:\n");
+        if self.disks.is_empty() {
+            s.push_str("  (none)\n");
+        }
+        for d in &self.disks {
+            let what = if d.create {
+                match (d.size_mb, &d.image_src) {
+                    (_, Some(src)) => format!("created from `{src}`"),
+                    (Some(mb), None) => format!("created, {mb} MB"),
+                    (None, None) => "created".into(),
+                }
+            } else if d.cdrom || d.mode == "r" {
+                "read-only, not created".into()
+            } else {
+                "used as is".into()
+            };
+            s.push_str(&format!("  {} ({}, {}): {what}\n", d.path, d.kind, d.dev));
+        }
+        s.push_str("\ncustom scripts, in order:\n");
+        if self.custom_scripts.is_empty() {
+            s.push_str("  (none)\n");
+        }
+        for c in &self.custom_scripts {
+            s.push_str(&format!("  {}\n", c.display()));
+        }
+        s.push_str("\ncommand:\n  ");
+        s.push_str(
+            &self
+                .command_line(work_store)
+                .iter()
+                .map(|a| shell_quote_if_needed(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        s.push_str(&format!("\n\nlog: {}\n", self.log_path.display()));
+        if let Some(t) = self.timeout {
+            s.push_str(&format!("timeout: {} s\n", t.as_secs()));
+        }
+        s
+    }
+}
+
+fn shell_quote_if_needed(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=,+".contains(c))
+    {
+        s.to_string()
+    } else {
+        shell_quote(s)
+    }
+}
+
+fn literal_file(title: &str, entries: &[Entry], extra: &[(&str, Value)]) -> String {
+    let mut s = format!(
+        "# {title}\n# written by convirt: one `key = literal` per line (see docs/script-contract.md)\n"
+    );
+    for e in entries {
+        s.push_str(&format!("{} = {}\n", e.key, e.value.script_literal()));
+    }
+    for (k, v) in extra {
+        if !entries.iter().any(|e| e.key == *k) {
+            s.push_str(&format!("{k} = {}\n", v.script_literal()));
+        }
+    }
+    s
+}
+
+/// A held per-VM lock; released when dropped.
+pub struct Lock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Takes the per-VM lock, or fails at once naming the holder.
+pub fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
+    use std::os::unix::io::AsRawFd;
+    let dir = work_dir.join("locks");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| err(format!("cannot create `{}`: {e}", dir.display())))?;
+    let path = dir.join(format!("{vm}.lock"));
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| err(format!("cannot open lock `{}`: {e}", path.display())))?;
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            return Err(Diagnostic::error(format!(
+                "VM `{vm}` is already being provisioned{}",
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({holder})")
+                }
+            ))
+            .with_hint(format!(
+                "wait for it to finish; the lock is `{}`",
+                path.display()
+            ))
+            .into());
+        }
+        // The file we locked may have been removed by a finishing holder in the meantime.
+        let same = std::fs::metadata(&path)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            == file
+                .metadata()
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        if !same {
+            continue;
+        }
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| format!("uid {}", unsafe { libc::geteuid() }));
+        let info = format!(
+            "pid {}, user {user}, image {image}, since {}",
+            std::process::id(),
+            log::timestamp()
+        );
+        let _ = file.set_len(0);
+        let _ = (&file).write_all(info.as_bytes());
+        return Ok(Lock { _file: file, path });
+    }
+}
+
+/// Copies a directory tree, keeping modes and symlinks, skipping dot names (as ConVirt did).
+pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    std::fs::set_permissions(dst, std::fs::metadata(src)?.permissions())?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Paths the run's scripts recorded as created, in creation order.
+fn created_paths(list: &Path) -> Vec<String> {
+    let bytes = std::fs::read(list).unwrap_or_default();
+    bytes
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// Removes what a failed run created, newest first; directories only when empty.
+fn remove_created(entries: &[String], protected: &[PathBuf], log: &mut File) -> Vec<String> {
+    let mut removed = Vec::new();
+    for e in entries.iter().rev() {
+        if let Some(lv) = e.strip_prefix("lvm:") {
+            let ok = std::process::Command::new("lvremove")
+                .args(["-f", lv])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            log::note(
+                log,
+                &format!(
+                    "{} logical volume {lv}",
+                    if ok { "removed" } else { "could not remove" }
+                ),
+            );
+            if ok {
+                removed.push(e.clone());
+            }
+            continue;
+        }
+        let p = Path::new(e);
+        if !p.is_absolute() || protected.iter().any(|x| x == p) {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        let ok = if meta.is_dir() {
+            std::fs::remove_dir(p).is_ok()
+        } else {
+            std::fs::remove_file(p).is_ok()
+        };
+        if ok {
+            log::note(log, &format!("removed {e}"));
+            removed.push(e.clone());
+        }
+    }
+    removed
+}
+
+/// Runs a plan. `watch` sees every line of the script's output.
+pub fn execute(
+    plan: &Plan,
+    work_root: &Path,
+    opts: &Options,
+    watch: &mut dyn run::Watcher,
+) -> anyhow::Result<Provisioned> {
+    let started = std::time::Instant::now();
+    let _lock = lock(work_root, &plan.vm, &plan.image)?;
+
+    // Refuse to replace anything that exists, unless forced (spec §6.1 step 2).
+    let existing_disks: Vec<&Disk> = plan
+        .disks
+        .iter()
+        .filter(|d| d.create && d.is_file_backed() && Path::new(&d.path).exists())
+        .collect();
+    if !opts.force {
+        if plan.config_path.exists() {
+            return Err(Diagnostic::error(format!("VM config `{}` already exists", plan.config_path.display()))
+                .with_hint("choose another VM name, or pass `--force` to replace the config and the disks the image names")
+                .into());
+        }
+        if let Some(d) = existing_disks.first() {
+            return Err(Diagnostic::error(format!("disk `{}` already exists", d.path))
+                .with_hint("pass `--force` to replace it (its data will be lost), or choose another VM name")
+                .into());
+        }
+    }
+    std::fs::create_dir_all(&plan.log_dir).map_err(|e| {
+        err(format!(
+            "cannot create log directory `{}`: {e}",
+            plan.log_dir.display()
+        ))
+    })?;
+    let _ = std::fs::set_permissions(&plan.log_dir, std::fs::Permissions::from_mode(0o750));
+    let mut logf = log::create_private(&plan.log_path).map_err(|e| {
+        err(format!(
+            "cannot create log `{}`: {e}",
+            plan.log_path.display()
+        ))
+    })?;
+    log::note(
+        &mut logf,
+        &format!(
+            "provisioning VM {} from image {} (convirt {})",
+            plan.vm,
+            plan.image,
+            env!("CARGO_PKG_VERSION")
+        ),
+    );
+
+    let mut replaced = Vec::new();
+    if opts.force {
+        for d in &existing_disks {
+            std::fs::remove_file(&d.path)
+                .map_err(|e| err(format!("cannot replace disk `{}`: {e}", d.path)))?;
+            log::note(
+                &mut logf,
+                &format!("--force: removed existing disk {}", d.path),
+            );
+            replaced.push(d.path.clone());
+        }
+        if plan.config_path.exists() {
+            replaced.push(plan.config_path.display().to_string());
+        }
+    }
+
+    // A private work directory: the script never sees, let alone changes, the store.
+    std::fs::create_dir_all(work_root)
+        .map_err(|e| err(format!("cannot create `{}`: {e}", work_root.display())))?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!("{}.", plan.vm))
+        .tempdir_in(work_root)
+        .map_err(|e| {
+            err(format!(
+                "cannot create a work directory in `{}`: {e}",
+                work_root.display()
+            ))
+        })?;
+    let work_store = work.path().join("image_store");
+    let copy = |from: &Path, to: &Path| {
+        copy_tree(from, to).map_err(|e| {
+            err(format!(
+                "cannot copy `{}` to the work directory: {e}",
+                from.display()
+            ))
+        })
+    };
+    copy(&plan.store_root.join("common"), &work_store.join("common"))?;
+    copy(
+        &plan.store_root.join(&plan.image),
+        &work_store.join(&plan.image),
+    )?;
+    for (name, dir) in &plan.custom_dirs {
+        if dir.starts_with(plan.store_root.join("custom_scripts")) {
+            copy(dir, &work_store.join("custom_scripts").join(name))?;
+        }
+    }
+    let created_list = work.path().join("created");
+    std::fs::write(&created_list, b"")
+        .map_err(|e| err(format!("cannot write `{}`: {e}", created_list.display())))?;
+
+    for (path, text) in [
+        (&plan.image_conf_path, plan.image_conf_text()),
+        (&plan.vm_conf_path, plan.vm_conf_text()),
+        (&plan.args_path, plan.args_text()),
+    ] {
+        log::write_private(path, &text)
+            .map_err(|e| err(format!("cannot write `{}`: {e}", path.display())))?;
+    }
+
+    let argv = plan.command_line(&work_store);
+    log::note(
+        &mut logf,
+        &format!(
+            "running: {}",
+            argv.iter()
+                .map(|a| shell_quote_if_needed(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    );
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(work.path())
+        .env("CONVIRT_CREATED", &created_list)
+        .env("CONVIRT_VM_NAME", &plan.vm)
+        .env("CONVIRT_IMAGE_NAME", &plan.image)
+        .env("CONVIRT_LOG", &plan.log_path);
+    let finished = run::Run {
+        command: cmd,
+        log: &mut logf,
+        timeout: plan.timeout,
+        watcher: watch,
+        tail: 15,
+    }
+    .run();
+    log::note(
+        &mut logf,
+        &format!("provision.sh {}", finished.outcome.describe()),
+    );
+
+    if finished.outcome == run::Outcome::Success {
+        let install = || -> std::io::Result<()> {
+            if let Some(parent) = plan.config_path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            crate::atomic::write(
+                &plan.config_path,
+                plan.config_text.as_bytes(),
+                0o644,
+                opts.force,
+            )
+        };
+        if let Err(e) = install() {
+            let created = created_paths(&created_list);
+            let removed = if opts.keep {
+                vec![]
+            } else {
+                remove_created(&created, &[], &mut logf)
+            };
+            log::note(&mut logf, &format!("cannot install the VM config: {e}"));
+            return Err(Failure {
+                vm: plan.vm.clone(),
+                status: format!(
+                    "cannot install the VM config `{}`: {e}",
+                    plan.config_path.display()
+                ),
+                last_lines: vec![],
+                log: Some(plan.log_path.clone()),
+                removed,
+                kept: vec![],
+                interrupted: false,
+            }
+            .into());
+        }
+        log::note(
+            &mut logf,
+            &format!("installed VM config {}", plan.config_path.display()),
+        );
+        if opts.keep {
+            let kept = work.keep();
+            log::note(
+                &mut logf,
+                &format!("work directory kept at {}", kept.display()),
+            );
+        }
+        return Ok(Provisioned {
+            vm: plan.vm.clone(),
+            image: plan.image.clone(),
+            config: plan.config_path.clone(),
+            disks: plan
+                .disks
+                .iter()
+                .filter(|d| d.create)
+                .map(|d| d.path.clone())
+                .collect(),
+            log: plan.log_path.clone(),
+            image_conf: plan.image_conf_path.clone(),
+            replaced,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    let created = created_paths(&created_list);
+    let (removed, kept) = if opts.keep {
+        let w = work.keep();
+        let mut kept = created.clone();
+        kept.push(w.display().to_string());
+        log::note(&mut logf, "--keep: nothing removed");
+        (vec![], kept)
+    } else {
+        (
+            remove_created(&created, std::slice::from_ref(&plan.log_path), &mut logf),
+            vec![],
+        )
+    };
+    let interrupted = finished.outcome == run::Outcome::Interrupted;
+    let f = Failure {
+        vm: plan.vm.clone(),
+        status: format!("provision.sh {}", finished.outcome.describe()),
+        last_lines: finished.last_lines,
+        log: Some(plan.log_path.clone()),
+        removed,
+        kept,
+        interrupted,
+    };
+    Err(f.into())
+}

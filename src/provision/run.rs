@@ -1,0 +1,227 @@
+//! Running a provisioning script: its own process group, output merged into the log (and a
+//! live status line on a terminal), a timeout and Ctrl-C that stop the whole group, and the
+//! outcome as an exit status or a named signal.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Routes SIGINT and SIGTERM to a flag that running scripts poll, so convirt can stop a
+/// script's whole process group and clean up before exiting with 130.
+pub fn install_interrupt_handler() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_sigint as *const () as libc::sighandler_t);
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// How a script ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Exit(i32),
+    Signal(i32),
+    TimedOut(Duration),
+    Interrupted,
+    /// It could not be started at all.
+    NotStarted(String),
+}
+
+impl Outcome {
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Success => "succeeded".into(),
+            Outcome::Exit(c) => format!("exited with status {c}"),
+            Outcome::Signal(s) => format!("was killed by signal {}", signal_name(*s)),
+            Outcome::TimedOut(d) => format!("timed out after {} s and was stopped", d.as_secs()),
+            Outcome::Interrupted => "was interrupted (Ctrl-C) and stopped".into(),
+            Outcome::NotStarted(e) => format!("could not be started: {e}"),
+        }
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return format!("{sig}"),
+    };
+    format!("{name} ({sig})")
+}
+
+/// Where the script's output goes besides the log.
+pub trait Watcher: Send {
+    fn line(&mut self, line: &str);
+}
+
+pub struct Run<'a> {
+    pub command: Command,
+    pub log: &'a mut std::fs::File,
+    pub timeout: Option<Duration>,
+    pub watcher: &'a mut dyn Watcher,
+    /// How many last lines to keep for the error message.
+    pub tail: usize,
+}
+
+pub struct Finished {
+    pub outcome: Outcome,
+    pub last_lines: Vec<String>,
+}
+
+/// Sends a signal to a process group.
+fn kill_group(pgid: i32, sig: i32) {
+    // SAFETY: kill with a negative pid signals the group; no memory is involved.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+/// Stops a process group: SIGTERM, a grace period, then SIGKILL.
+fn stop_group(pgid: i32, child: &mut std::process::Child) {
+    kill_group(pgid, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill_group(pgid, libc::SIGKILL);
+    let _ = child.wait();
+}
+
+impl Run<'_> {
+    pub fn run(mut self) -> Finished {
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = match self.command.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return Finished {
+                    outcome: Outcome::NotStarted(e.to_string()),
+                    last_lines: vec![],
+                };
+            }
+        };
+        let pgid = child.id() as i32;
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let mut readers = Vec::new();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut r = BufReader::new(stream);
+                let mut buf = Vec::new();
+                loop {
+                    buf.clear();
+                    match r.read_until(b'\n', &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            if tx.send(buf.clone()).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let start = Instant::now();
+        let mut tail: VecDeque<String> = VecDeque::new();
+        let mut outcome: Option<Outcome> = None;
+        let mut exited_at: Option<Instant> = None;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(bytes) => {
+                    let _ = self.log.write_all(&bytes);
+                    let line = String::from_utf8_lossy(&bytes)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string();
+                    self.watcher.line(&line);
+                    tail.push_back(line);
+                    if tail.len() > self.tail {
+                        tail.pop_front();
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if outcome.is_some() {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if outcome.is_none() {
+                if interrupted() {
+                    stop_group(pgid, &mut child);
+                    outcome = Some(Outcome::Interrupted);
+                    exited_at = Some(Instant::now());
+                } else if let Some(t) = self.timeout.filter(|t| start.elapsed() >= *t) {
+                    stop_group(pgid, &mut child);
+                    outcome = Some(Outcome::TimedOut(t));
+                    exited_at = Some(Instant::now());
+                } else if let Ok(Some(status)) = child.try_wait() {
+                    outcome = Some(match (status.code(), status.signal()) {
+                        (Some(0), _) => Outcome::Success,
+                        (Some(c), _) => Outcome::Exit(c),
+                        (None, Some(s)) => Outcome::Signal(s),
+                        (None, None) => Outcome::Exit(-1),
+                    });
+                    exited_at = Some(Instant::now());
+                }
+            } else if exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+                // A background process of the script still holds the output open.
+                if outcome != Some(Outcome::Success) {
+                    kill_group(pgid, libc::SIGKILL);
+                }
+                break;
+            }
+        }
+        let _ = self.log.flush();
+        Finished {
+            outcome: outcome.unwrap_or(Outcome::Exit(-1)),
+            last_lines: tail.into_iter().collect(),
+        }
+    }
+}
