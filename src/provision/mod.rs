@@ -750,7 +750,7 @@ pub fn execute(
         .env("CONVIRT_CREATED", &created_list)
         .env("CONVIRT_VM_NAME", &plan.vm)
         .env("CONVIRT_IMAGE_NAME", &plan.image)
-        .env("CONVIRT_LOG", &plan.log_path);
+        .env("CONVIRT_LOG_FILE", &plan.log_path);
     let finished = run::Run {
         command: cmd,
         log: &mut logf,

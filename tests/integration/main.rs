@@ -3,7 +3,9 @@
 
 mod cli;
 mod conf;
+mod provision;
 mod store;
+mod xen;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

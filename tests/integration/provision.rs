@@ -1,0 +1,564 @@
+//! Provisioning for real: real scripts, real files, real signals, the shipped
+//! `common/functions`; no mocks.
+
+use crate::xen::xl_check;
+use crate::{World, repo, stderr, stdout};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A sandbox: the shipped `common/` in the world's store, and a settings file that points
+/// every path convirt and the scripts write to inside the world.
+pub fn sandbox() -> World {
+    let w = World::new();
+    copy_dir(
+        &repo().join("image_store/common"),
+        &w.store().join("common"),
+    );
+    copy_dir(
+        &repo().join("image_store/custom_scripts"),
+        &w.store().join("custom_scripts"),
+    );
+    let p = w.path().display().to_string();
+    w.write(
+        "convirt.toml",
+        &format!(
+            "image_store = '{p}/store'\nlog_dir = '{p}/log'\nwork_dir = '{p}/work'\n\n[variables]\nVM_DISKS_DIR = '{p}/disks'\nVM_CONF_DIR = '{p}/conf'\nVM_CACHE_DIR = '{p}/cache'\n"
+        ),
+    );
+    w
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+impl World {
+    /// Runs convirt with the sandbox settings.
+    pub fn conv(&self, args: &[&str]) -> std::process::Output {
+        self.conv_cmd(args).output().unwrap()
+    }
+
+    pub fn conv_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("convirt"));
+        c.env_clear()
+            .env("HOME", self.home())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1")
+            .arg("--config")
+            .arg(self.path().join("convirt.toml"))
+            .args(args)
+            .current_dir(self.path());
+        c
+    }
+
+    /// Every file under a directory with its size, for before/after comparisons.
+    pub fn snapshot(&self, rel: &str) -> Vec<(String, u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let root = self.path().join(rel);
+        for e in walkdir::WalkDir::new(&root)
+            .sort_by_file_name()
+            .into_iter()
+            .flatten()
+        {
+            let p = e.path();
+            let data = if e.file_type().is_file() {
+                std::fs::read(p).unwrap()
+            } else {
+                vec![]
+            };
+            out.push((
+                p.strip_prefix(&root).unwrap().display().to_string(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+                data,
+            ));
+        }
+        out
+    }
+}
+
+const PROBE_SCRIPT: &str = r#"#!/bin/bash
+# A test image's script, written like a ConVirt one: getopts, common/functions,
+# source_python_config, then behaviour chosen by image.conf's `mode`.
+set -euo pipefail
+while getopts "x:p:s:i:l:c:" opt; do
+    case "$opt" in
+        x) vm_conf="$OPTARG" ;; p) args="$OPTARG" ;; s) store="$OPTARG" ;;
+        i) image_name="$OPTARG" ;; l) log_file="$OPTARG" ;; c) image_conf="$OPTARG" ;;
+        *) exit 2 ;;
+    esac
+done
+# shellcheck source=/dev/null
+source "$store/common/defs"
+# shellcheck source=/dev/null
+source "$store/common/functions"
+source_python_config "$image_conf"
+source_python_config "$vm_conf"
+# shellcheck source=/dev/null
+source "$args"
+log_msg "probe: image $image_name vm $VM_NAME mode $mode"
+provision_disks
+case "$mode" in
+    ok) ;;
+    exit3) log_msg "failing on purpose"; exit 3 ;;
+    sigkill) kill -KILL $$ ;;
+    sleep) (sleep 3; touch "$MARK_FILE") & sleep 30 ;;
+    hostile)
+        printf '%s' "$hostile" > "$OUT_FILE"
+        printf '%s' "$disk" > "$OUT_FILE.disk"
+        ;;
+esac
+log_msg "probe done"
+"#;
+
+fn probe(w: &World, extra_conf: &str) {
+    let p = w.path().display().to_string();
+    w.write(
+        "store/Probe/image.conf",
+        &format!("mode = 'ok'\nxvda_disk_create = 'yes'\nxvda_disk_size = 64\nxvda_disk_type = 'VBD'\nMARK_FILE = '{p}/mark'\nOUT_FILE = '{p}/out'\n{extra_conf}"),
+    );
+    w.write(
+        "store/Probe/vm_conf.template",
+        "name = ''\nmemory = 256\nkernel = '/usr/lib/xen/boot/pv-grub.gz'\ndisk = ['file:$VM_DISKS_DIR/$VM_NAME.disk,xvda,w']\nvif = ['mac=$AUTOGEN_MAC,bridge=$DEFAULT_BRIDGE']\n",
+    );
+    w.write_exec("store/Probe/provision.sh", PROBE_SCRIPT);
+    w.write("store/Probe/description.htm", "<body>Probe</body>");
+}
+
+#[test]
+fn probe_image_provisions_and_installs_a_config_xen_accepts() {
+    let w = sandbox();
+    probe(&w, "");
+    let o = w.conv(&["provision", "--vm", "web1", "--image", "Probe"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let cfg = w.path().join("conf/web1.cfg");
+    assert!(
+        stdout(&o).contains(&format!("config: {}", cfg.display())),
+        "{}",
+        stdout(&o)
+    );
+    let disk = w.path().join("disks/web1.disk");
+    let m = std::fs::metadata(&disk).unwrap();
+    assert_eq!(m.len(), 64 << 20, "apparent size");
+    assert!(m.blocks() * 512 < 1 << 20, "sparse: {} blocks", m.blocks());
+    let log = w.path().join("log/Probe/Probe_web1.log");
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    let logtext = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logtext.contains("probe: image Probe vm web1 mode ok"),
+        "{logtext}"
+    );
+    assert!(
+        logtext.contains("convirt: installed VM config"),
+        "{logtext}"
+    );
+    let ic = std::fs::read_to_string(w.path().join("log/Probe/Probe_web1_image.conf")).unwrap();
+    assert!(ic.contains("xvda_disk_size = 64\n"), "{ic}");
+    assert!(
+        !w.path()
+            .join("work")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name() != "locks"),
+        "work dir left behind"
+    );
+    if let Some(r) = xl_check(&cfg) {
+        let json = r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json["c_info"]["name"], "web1");
+        assert_eq!(json["disks"][0]["pdev_path"], disk.display().to_string());
+    }
+}
+
+#[test]
+fn a_failing_script_leaves_no_config_and_none_of_its_disks_and_keeps_the_log() {
+    let w = sandbox();
+    probe(&w, "");
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "bad",
+        "--image",
+        "Probe",
+        "--set",
+        "mode=exit3",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("provision.sh exited with status 3"), "{err}");
+    assert!(
+        err.contains("failing on purpose"),
+        "last lines shown: {err}"
+    );
+    let log = w.path().join("log/Probe/Probe_bad.log");
+    assert!(err.contains(&format!("log: {}", log.display())), "{err}");
+    assert!(log.exists());
+    assert!(!w.path().join("conf/bad.cfg").exists());
+    assert!(
+        !w.path().join("disks/bad.disk").exists(),
+        "created disk removed"
+    );
+    assert!(
+        err.contains(&w.path().join("disks/bad.disk").display().to_string()),
+        "removal reported: {err}"
+    );
+    // --keep keeps them and says so.
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "bad",
+        "--image",
+        "Probe",
+        "--set",
+        "mode=exit3",
+        "--keep",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(w.path().join("disks/bad.disk").exists());
+    assert!(stderr(&o).contains("kept for debugging"), "{}", stderr(&o));
+    assert!(
+        w.path().join("log/Probe/Probe_bad.log.1").exists(),
+        "earlier log rotated"
+    );
+}
+
+#[test]
+fn signals_and_timeouts_are_named_and_cleaned_up() {
+    let w = sandbox();
+    probe(&w, "");
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "k",
+        "--image",
+        "Probe",
+        "--set",
+        "mode=sigkill",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("killed by signal SIGKILL (9)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!w.path().join("disks/k.disk").exists());
+
+    let start = Instant::now();
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "t",
+        "--image",
+        "Probe",
+        "--set",
+        "mode=sleep",
+        "--timeout",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("timed out after 1 s"), "{}", stderr(&o));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(!w.path().join("disks/t.disk").exists());
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(
+        !w.path().join("mark").exists(),
+        "the script's background child survived the timeout"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_the_script_group_cleans_up_and_exits_130() {
+    let w = sandbox();
+    probe(&w, "");
+    let child = w
+        .conv_cmd(&[
+            "provision",
+            "--vm",
+            "i",
+            "--image",
+            "Probe",
+            "--set",
+            "mode=sleep",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = w.path().join("log/Probe/Probe_i.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("probe: image")
+    {
+        assert!(Instant::now() < deadline, "script never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert!(!w.path().join("disks/i.disk").exists());
+    assert!(!w.path().join("conf/i.cfg").exists());
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(
+        !w.path().join("mark").exists(),
+        "background child survived Ctrl-C"
+    );
+}
+
+#[test]
+fn a_second_provision_of_the_same_vm_fails_at_once_naming_the_holder() {
+    let w = sandbox();
+    probe(&w, "");
+    let mut first = w
+        .conv_cmd(&[
+            "provision",
+            "--vm",
+            "same",
+            "--image",
+            "Probe",
+            "--set",
+            "mode=sleep",
+            "--timeout",
+            "8",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = w.path().join("work/locks/same.lock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .contains("pid")
+    {
+        assert!(Instant::now() < deadline, "no lock taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let start = Instant::now();
+    let o = w.conv(&["provision", "--vm", "same", "--image", "Probe"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the second run waited"
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("VM `same` is already being provisioned (pid "),
+        "{err}"
+    );
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+#[test]
+fn an_existing_disk_or_config_is_never_touched_without_force() {
+    let w = sandbox();
+    probe(&w, "");
+    let disk = w.write("disks/old.disk", "precious data");
+    let o = w.conv(&["provision", "--vm", "old", "--image", "Probe"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&disk).unwrap(), "precious data");
+    assert!(!w.path().join("conf/old.cfg").exists());
+    assert!(
+        !w.path().join("log/Probe/Probe_old.log").exists(),
+        "nothing written on refusal"
+    );
+
+    // A provisioned VM is not provisioned again.
+    let o = w.conv(&["provision", "--vm", "v", "--image", "Probe"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = w.snapshot("conf");
+    let disk_before = std::fs::metadata(w.path().join("disks/v.disk"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let o = w.conv(&["provision", "--vm", "v", "--image", "Probe"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("VM config"), "{}", stderr(&o));
+    assert_eq!(w.snapshot("conf"), before);
+    assert_eq!(
+        std::fs::metadata(w.path().join("disks/v.disk"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        disk_before
+    );
+
+    // --force replaces both and says so.
+    let o = w.conv(&["provision", "--vm", "old", "--image", "Probe", "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("replaced (--force)"), "{}", stdout(&o));
+    assert_eq!(std::fs::metadata(&disk).unwrap().len(), 64 << 20);
+}
+
+#[test]
+fn hostile_values_arrive_verbatim_and_nothing_runs() {
+    let w = sandbox();
+    let pwned = w.path().join("pwned");
+    let value = format!(
+        "$(touch {0}) `touch {0}` ; touch {0}; it's \"q\" \\n\nline2 $1$9qAFryp3$XmvqcFN/CJG4AC7jgyVE8",
+        pwned.display()
+    );
+    probe(&w, "");
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "h",
+        "--image",
+        "Probe",
+        "--set",
+        "mode=hostile",
+        "--set",
+        &format!("hostile={value}"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(w.path().join("out")).unwrap(),
+        value
+    );
+    assert!(!pwned.exists(), "a value was executed");
+    let disk = std::fs::read_to_string(w.path().join("out.disk")).unwrap();
+    assert_eq!(
+        disk,
+        format!("['file:{}/disks/h.disk,xvda,w']", w.path().display()),
+        "lists arrive as their repr"
+    );
+}
+
+#[test]
+fn a_file_size_limit_while_writing_a_disk_fails_cleanly() {
+    let w = sandbox();
+    probe(&w, "");
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        panic!("prlimit (util-linux) is required");
+    }
+    let mut c = Command::new("prlimit");
+    c.arg("--fsize=1048576")
+        .arg(assert_cmd::cargo::cargo_bin("convirt"));
+    c.env_clear()
+        .env("HOME", w.home())
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.arg("--config").arg(w.path().join("convirt.toml")).args([
+        "provision",
+        "--vm",
+        "f",
+        "--image",
+        "Probe",
+    ]);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("provisioning `f` failed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!w.path().join("disks/f.disk").exists());
+    assert!(!w.path().join("conf/f.cfg").exists());
+}
+
+#[test]
+fn several_vms_with_jobs_each_get_a_log_and_one_failure_stops_nothing() {
+    let w = sandbox();
+    probe(&w, "");
+    // `b2` fails: its disk exists already.
+    w.write("disks/b2.disk", "x");
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "b1",
+        "b2",
+        "b3",
+        "--image",
+        "Probe",
+        "--jobs",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["ok"], true);
+    assert_eq!(rows[1]["ok"], false);
+    assert_eq!(rows[2]["ok"], true);
+    for vm in ["b1", "b3"] {
+        assert!(w.path().join(format!("conf/{vm}.cfg")).exists());
+        assert!(w.path().join(format!("log/Probe/Probe_{vm}.log")).exists());
+    }
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let w = sandbox();
+    probe(&w, "custom_list = ['hostname']\n");
+    let before = w.snapshot("");
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "d",
+        "--image",
+        "Probe",
+        "--dry-run",
+        "--vm-set",
+        "memory=512",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("memory = 512"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}/disks/d.disk (VBD, xvda): created, 64 MB",
+            w.path().display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("custom_scripts/hostname/"), "{out}");
+    assert!(out.contains("provision.sh -x "), "{out}");
+    assert!(out.contains("mode = 'ok'    # "), "{out}");
+    assert_eq!(w.snapshot(""), before, "dry run wrote something");
+    let o = w.conv(&[
+        "--json",
+        "provision",
+        "--vm",
+        "d",
+        "--image",
+        "Probe",
+        "--dry-run",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["disks"][0]["size_mb"], 64);
+    assert_eq!(v["image_conf"][0]["origin"]["kind"], "image");
+}
+
+#[test]
+fn cleanup_removes_exactly_what_the_run_created() {
+    let w = sandbox();
+    probe(&w, "");
+    std::fs::create_dir_all(w.path().join("disks")).unwrap();
+    w.write("disks/neighbour.disk", "keep me");
+    let before_disks = w.snapshot("disks");
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "c",
+        "--image",
+        "Probe",
+        "--set",
+        "mode=exit3",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(w.snapshot("disks"), before_disks);
+}
