@@ -171,36 +171,40 @@ impl Run<'_> {
         let mut tail: VecDeque<String> = VecDeque::new();
         let mut outcome: Option<Outcome> = None;
         let mut exited_at: Option<Instant> = None;
+        let mut disconnected = false;
         loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(bytes) => {
-                    let _ = self.log.write_all(&bytes);
-                    let line = String::from_utf8_lossy(&bytes)
-                        .trim_end_matches(['\n', '\r'])
-                        .to_string();
-                    self.watcher.line(&line);
-                    tail.push_back(line);
-                    if tail.len() > self.tail {
-                        tail.pop_front();
+            if !disconnected {
+                let wait = if outcome.is_some() {
+                    Duration::from_millis(10)
+                } else {
+                    Duration::from_millis(20)
+                };
+                match rx.recv_timeout(wait) {
+                    Ok(bytes) => {
+                        let _ = self.log.write_all(&bytes);
+                        let line = String::from_utf8_lossy(&bytes)
+                            .trim_end_matches(['\n', '\r'])
+                            .to_string();
+                        self.watcher.line(&line);
+                        tail.push_back(line);
+                        if tail.len() > self.tail {
+                            tail.pop_front();
+                        }
+                        continue;
                     }
-                    continue;
+                    Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if outcome.is_some() {
-                        break;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            } else if outcome.is_none() {
+                std::thread::sleep(Duration::from_millis(2));
             }
             if outcome.is_none() {
                 if interrupted() {
                     stop_group(pgid, &mut child);
                     outcome = Some(Outcome::Interrupted);
-                    exited_at = Some(Instant::now());
                 } else if let Some(t) = self.timeout.filter(|t| start.elapsed() >= *t) {
                     stop_group(pgid, &mut child);
                     outcome = Some(Outcome::TimedOut(t));
-                    exited_at = Some(Instant::now());
                 } else if let Ok(Some(status)) = child.try_wait() {
                     outcome = Some(match (status.code(), status.signal()) {
                         (Some(0), _) => Outcome::Success,
@@ -208,14 +212,22 @@ impl Run<'_> {
                         (None, Some(s)) => Outcome::Signal(s),
                         (None, None) => Outcome::Exit(-1),
                     });
+                }
+                if outcome.is_some() {
                     exited_at = Some(Instant::now());
                 }
-            } else if exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
-                // A background process of the script still holds the output open.
-                if outcome != Some(Outcome::Success) {
-                    kill_group(pgid, libc::SIGKILL);
+            }
+            if outcome.is_some() {
+                if disconnected {
+                    break;
                 }
-                break;
+                if exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+                    // A background process of the script still holds the output open.
+                    if outcome != Some(Outcome::Success) {
+                        kill_group(pgid, libc::SIGKILL);
+                    }
+                    break;
+                }
             }
         }
         let _ = self.log.flush();

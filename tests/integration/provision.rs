@@ -31,6 +31,7 @@ pub fn sandbox() -> World {
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
     let st = Command::new("cp")
         .arg("-a")
         .arg(from)
@@ -561,4 +562,63 @@ fn cleanup_removes_exactly_what_the_run_created() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(w.snapshot("disks"), before_disks);
+}
+
+/// The README's main command, as a normal user with nothing configured: as root the test
+/// drops to `nobody` with `setpriv`, so `~/.convirt` defaults apply for real.
+#[test]
+fn readme_command_provisions_linux_cd_install_into_home_as_a_normal_user() {
+    let w = World::new();
+    let home = w.home();
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut c = if root {
+        let st = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(w.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(assert_cmd::cargo::cargo_bin("convirt"));
+        c
+    } else {
+        Command::new(assert_cmd::cargo::cargo_bin("convirt"))
+    };
+    c.env_clear()
+        .env("HOME", &home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(w.path());
+    c.args([
+        "provision",
+        "--vm",
+        "Joe_Desktop",
+        "--image",
+        "Linux_CD_Install",
+    ]);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let cfg = home.join(".convirt/vm_configs/Joe_Desktop.cfg");
+    assert!(
+        stdout(&o).contains(&cfg.display().to_string()),
+        "{}",
+        stdout(&o)
+    );
+    let disk = home.join(".convirt/vm_disks/Joe_Desktop.disk.xm");
+    let m = std::fs::metadata(&disk)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", disk.display(), stdout(&o)));
+    assert_eq!(m.len(), 10000 << 20);
+    assert!(m.blocks() * 512 < 1 << 20, "not sparse");
+    if root {
+        assert_eq!(m.uid(), 65534, "the disk belongs to the user");
+    }
+    assert!(
+        home.join(".convirt/log/Linux_CD_Install/Linux_CD_Install_Joe_Desktop.log")
+            .is_file()
+    );
+    if let Some(r) = xl_check(&cfg) {
+        let json = r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json["c_info"]["name"], "Joe_Desktop");
+        assert_eq!(json["c_info"]["type"], "hvm");
+    }
 }
