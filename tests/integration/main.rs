@@ -4,6 +4,7 @@
 mod cli;
 mod conf;
 mod provision;
+mod shell;
 mod store;
 mod xen;
 
