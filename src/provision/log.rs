@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn utc_format() {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_utc(1_795_651_200), "2026-11-25T00:00:00Z");
+        assert_eq!(format_utc(1_795_564_800), "2026-11-25T00:00:00Z");
         assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
     }
 

@@ -84,6 +84,39 @@ impl World {
         c
     }
 
+    /// A command for the binary as a normal user with nothing configured: as root it drops
+    /// to `nobody` (with `setpriv`, running a copy of the binary that `nobody` can reach), so
+    /// the non-root defaults under `~/.convirt` apply for real.
+    pub fn as_user(&self) -> std::process::Command {
+        use std::os::unix::fs::PermissionsExt;
+        let root = unsafe { libc::geteuid() } == 0;
+        let mut c = if root {
+            let bin = self.path().join("convirt-bin");
+            if !bin.exists() {
+                std::fs::copy(assert_cmd::cargo::cargo_bin("convirt"), &bin).unwrap();
+            }
+            let st = std::process::Command::new("chown")
+                .args(["-R", "65534:65534"])
+                .arg(self.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+            std::fs::set_permissions(self.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(&bin);
+            c
+        } else {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("convirt"))
+        };
+        c.env_clear()
+            .env("HOME", self.home())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1")
+            .current_dir(self.path());
+        c
+    }
+
     /// Runs with `--store <world>/store`.
     pub fn run(&self, args: &[&str]) -> Output {
         let mut c = self.cmd();

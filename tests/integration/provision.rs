@@ -571,28 +571,7 @@ fn readme_command_provisions_linux_cd_install_into_home_as_a_normal_user() {
     let w = World::new();
     let home = w.home();
     let root = unsafe { libc::geteuid() } == 0;
-    let mut c = if root {
-        // The checkout may sit where `nobody` cannot reach (/root): run a copy of the binary.
-        let bin = w.path().join("convirt");
-        std::fs::copy(assert_cmd::cargo::cargo_bin("convirt"), &bin).unwrap();
-        let st = Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(w.path())
-            .status()
-            .unwrap();
-        assert!(st.success());
-        std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(&bin);
-        c
-    } else {
-        Command::new(assert_cmd::cargo::cargo_bin("convirt"))
-    };
-    c.env_clear()
-        .env("HOME", &home)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(w.path());
+    let mut c = w.as_user();
     c.args([
         "provision",
         "--vm",

@@ -88,7 +88,7 @@ fn init_refuses_a_non_empty_dir_and_force_keeps_user_images() {
 #[test]
 fn default_store_is_initialised_when_nothing_is_configured() {
     let w = World::new();
-    let o = w.cmd().args(["image", "list"]).output().unwrap();
+    let o = w.as_user().args(["image", "list"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("wrote the shipped store there"),
