@@ -605,3 +605,239 @@ fn readme_command_provisions_linux_cd_install_into_home_as_a_normal_user() {
         assert_eq!(json["c_info"]["type"], "hvm");
     }
 }
+
+/// A minimal HTTP/1.0 file server on 127.0.0.1 for the test's lifetime: real sockets, real
+/// curl/wget on the other side.
+fn serve(dir: &Path) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(64) {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
+                    break;
+                }
+            }
+            let path = request
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/')
+                .to_string();
+            let mut s = stream;
+            match std::fs::read(dir.join(&path)) {
+                Ok(body) if !path.contains("..") => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(&body);
+                }
+                _ => {
+                    let _ = write!(s, "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                }
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn fedora_fetches_its_installer_over_http_and_from_a_local_path_into_the_kernel_cache() {
+    let w = sandbox();
+    copy_dir(
+        &repo().join("image_store/Fedora_Core_Install"),
+        &w.store().join("Fedora_Core_Install"),
+    );
+    w.write("www/vmlinuz", "KERNEL over http");
+    w.write("www/initrd.img", "INITRD over http");
+    let port = serve(&w.path().join("www"));
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "fed1",
+        "--image",
+        "Fedora_Core_Install",
+        "--set",
+        &format!("kernel_src=http://127.0.0.1:{port}/vmlinuz"),
+        "--set",
+        &format!("ramdisk_src=http://127.0.0.1:{port}/initrd.img"),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let cache = w
+        .path()
+        .join("cache/kernels/Fedora_Core_Install/Fedora_40_x86_64");
+    assert_eq!(
+        std::fs::read_to_string(cache.join("vmlinuz")).unwrap(),
+        "KERNEL over http"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cache.join("initrd.img")).unwrap(),
+        "INITRD over http"
+    );
+    let disk = std::fs::metadata(w.path().join("disks/fed1.disk.xm")).unwrap();
+    assert_eq!(disk.len(), 10000 << 20);
+    let cfg = w.path().join("conf/fed1.cfg");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text.contains(&format!("kernel = \"{}\"", cache.join("vmlinuz").display())),
+        "{text}"
+    );
+    if let Some(r) = xl_check(&cfg) {
+        let json = r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json["c_info"]["type"], "pv");
+        assert_eq!(
+            json["b_info"]["kernel"],
+            cache.join("vmlinuz").display().to_string()
+        );
+    }
+
+    // A local path and a file:// URL, under another KERNEL_TYPE.
+    w.write("local/vmlinuz", "KERNEL from disk");
+    w.write("local/initrd.img", "INITRD from disk");
+    let local = w.path().join("local");
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "fed2",
+        "--image",
+        "Fedora_Core_Install",
+        "--set",
+        "KERNEL_TYPE=local_build",
+        "--set",
+        &format!("kernel_src={}", local.join("vmlinuz").display()),
+        "--set",
+        &format!("ramdisk_src=file://{}", local.join("initrd.img").display()),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let cache2 = w
+        .path()
+        .join("cache/kernels/Fedora_Core_Install/local_build");
+    assert_eq!(
+        std::fs::read_to_string(cache2.join("vmlinuz")).unwrap(),
+        "KERNEL from disk"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cache2.join("initrd.img")).unwrap(),
+        "INITRD from disk"
+    );
+
+    // A download that fails leaves nothing behind: no disk, no config, no partial cache.
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "fed3",
+        "--image",
+        "Fedora_Core_Install",
+        "--set",
+        "KERNEL_TYPE=missing",
+        "--set",
+        &format!("kernel_src=http://127.0.0.1:{port}/no-such-file"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!w.path().join("disks/fed3.disk.xm").exists());
+    assert!(!w.path().join("conf/fed3.cfg").exists());
+    assert!(
+        !w.path()
+            .join("cache/kernels/Fedora_Core_Install/missing")
+            .exists()
+    );
+}
+
+const CUSTOM_SCRIPT: &str = r#"#!/bin/bash
+# Stages a tiny guest tree, then runs the image's customization directories on it.
+set -euo pipefail
+while getopts "x:p:s:i:l:c:" opt; do
+    case "$opt" in
+        x) vm_config="$OPTARG" ;; p) args="$OPTARG" ;; s) store="$OPTARG" ;;
+        i) image_name="$OPTARG" ;; l) log_file="$OPTARG" ;; c) image_conf="$OPTARG" ;;
+        *) exit 2 ;;
+    esac
+done
+common_loc="$store/common"
+image_root="$store/$image_name"
+# shellcheck source=/dev/null
+source "$common_loc/defs"
+# shellcheck source=/dev/null
+source "$common_loc/functions"
+source_python_config "$image_conf"
+source_python_config "$vm_config"
+# shellcheck source=/dev/null
+source "$args"
+mkdir -p "$GUEST_DIR/etc"
+printf 'root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n' > "$GUEST_DIR/etc/shadow"
+printf '127.0.0.1\tlocalhost\n' > "$GUEST_DIR/etc/hosts"
+export GUEST_ROOT="$GUEST_DIR"
+run_custom_scripts
+"#;
+
+#[test]
+fn store_wide_custom_scripts_set_hostname_and_root_password_in_a_staged_guest() {
+    let w = sandbox();
+    let hash = "$6$salt$Xa1/b.2cDeFgHiJkLmNoPqRsTuVwXyZ";
+    let guest = w.path().join("guest");
+    w.write(
+        "store/Custom/image.conf",
+        &format!("custom_list = ['hostname', 'root_password', 'own']\nroot_password_hash = '{hash}'\nGUEST_DIR = '{}'\n", guest.display()),
+    );
+    w.write(
+        "store/Custom/vm_conf.template",
+        "name = ''\nmemory = 128\nkernel = '/k'\n",
+    );
+    w.write_exec("store/Custom/provision.sh", CUSTOM_SCRIPT);
+    w.write_exec(
+        "store/Custom/custom_scripts/own/S20order",
+        &format!("#!/bin/bash\necho second >> {}/order\n", w.path().display()),
+    );
+    w.write_exec(
+        "store/Custom/custom_scripts/own/S10order",
+        &format!("#!/bin/bash\necho first >> {}/order\n", w.path().display()),
+    );
+    w.write_exec(
+        "store/Custom/custom_scripts/own/S15order~",
+        &format!("#!/bin/bash\necho backup >> {}/order\n", w.path().display()),
+    );
+    let o = w.conv(&["provision", "--vm", "web7", "--image", "Custom"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(guest.join("etc/hostname"))
+            .unwrap()
+            .trim(),
+        "web7"
+    );
+    let shadow = std::fs::read_to_string(guest.join("etc/shadow")).unwrap();
+    assert!(shadow.starts_with(&format!("root:{hash}:")), "{shadow}");
+    assert!(shadow.contains("daemon:*:"), "{shadow}");
+    assert_eq!(
+        std::fs::read_to_string(w.path().join("order")).unwrap(),
+        "first\nsecond\n"
+    );
+
+    // The dry run lists the scripts in order; the store-wide ones are found in the store.
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "web8",
+        "--image",
+        "Custom",
+        "--dry-run",
+    ]);
+    let out = stdout(&o);
+    let pos = |s: &str| {
+        out.find(s)
+            .unwrap_or_else(|| panic!("{s} missing from {out}"))
+    };
+    assert!(
+        pos("custom_scripts/hostname/S10hostname")
+            < pos("custom_scripts/root_password/S10root_password")
+    );
+    assert!(pos("own/S10order") < pos("own/S20order"));
+    assert!(!out.contains("S15order~"));
+}
