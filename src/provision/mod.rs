@@ -750,7 +750,10 @@ pub fn execute(
         .env("CONVIRT_CREATED", &created_list)
         .env("CONVIRT_VM_NAME", &plan.vm)
         .env("CONVIRT_IMAGE_NAME", &plan.image)
-        .env("CONVIRT_LOG_FILE", &plan.log_path);
+        .env("CONVIRT_LOG_FILE", &plan.log_path)
+        // convirt copies the script's output into the log; the shipped functions then only
+        // print, so no line is logged twice.
+        .env("CONVIRT_LOG_VIA_STDOUT", "1");
     let finished = run::Run {
         command: cmd,
         log: &mut logf,

@@ -528,7 +528,17 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     );
     assert!(out.contains("custom_scripts/hostname/"), "{out}");
     assert!(out.contains("provision.sh -x "), "{out}");
-    assert!(out.contains("mode = 'ok'    # "), "{out}");
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("mode ")
+            && l.contains("= 'ok'    # ")
+            && l.ends_with("Probe/image.conf:1")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("VM_DISKS_DIR") && l.contains("# site (")),
+        "{out}"
+    );
     assert_eq!(w.snapshot(""), before, "dry run wrote something");
     let o = w.conv(&[
         "--json",
