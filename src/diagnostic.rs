@@ -356,7 +356,7 @@ mod tests {
             .with_hint("fix it");
         assert_eq!(
             d.render(),
-            "error: bad\n  --> a.conf:2:14\n  |\n2 | memory = 'é' + 2\n  |              ^^^\nhint: fix it\n"
+            "error: bad\n --> a.conf:2:14\n  |\n2 | memory = 'é' + 2\n  |              ^^^\nhint: fix it\n"
         );
     }
 
