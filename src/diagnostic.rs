@@ -154,7 +154,7 @@ pub struct Diagnostic {
     pub severity: Severity,
     pub message: String,
     pub path: Option<PathBuf>,
-    pub location: Option<Location>,
+    pub location: Option<Box<Location>>,
     pub hints: Vec<String>,
 }
 
@@ -191,26 +191,26 @@ impl Diagnostic {
             line_text.chars().count().saturating_sub(col - 1).max(1)
         };
         self.path = Some(file.path.clone());
-        self.location = Some(Location {
+        self.location = Some(Box::new(Location {
             path: file.path.clone(),
             line,
             col,
             line_text,
             width,
-        });
+        }));
         self
     }
 
     /// Points at a line and column of a file that is not loaded as a [`SourceFile`].
     pub fn at_line(mut self, path: &Path, line: usize, col: usize, line_text: &str) -> Self {
         self.path = Some(path.to_path_buf());
-        self.location = Some(Location {
+        self.location = Some(Box::new(Location {
             path: path.to_path_buf(),
             line,
             col,
             line_text: line_text.to_string(),
             width: 1,
-        });
+        }));
         self
     }
 

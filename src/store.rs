@@ -145,7 +145,7 @@ impl Store {
         for e in std::fs::read_dir(&self.root)? {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || self.conf.excludes.iter().any(|x| *x == name) {
+            if name.starts_with('.') || self.conf.excludes.contains(&name) {
                 continue;
             }
             if !e.file_type()?.is_dir() && !e.path().is_dir() {

@@ -13,6 +13,12 @@ pub struct World {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for World {
+    fn default() -> Self {
+        World::new()
+    }
+}
+
 impl World {
     pub fn new() -> World {
         let dir = tempfile::tempdir().expect("temp dir");
