@@ -2019,85 +2019,101 @@ fn percent_format(fmt: &str, args: &Value, span: Span, limits: &Limits) -> R<Val
                 a
             }
         };
-        let body = match conv {
-            's' => arg.to_text(),
-            'r' => arg.repr(),
+        let number_required = |what: &str, convert: &str| {
+            err_hint::<Value>(
+                span,
+                format!(
+                    "%{conv} format: {what} is required, not {}",
+                    arg.type_name()
+                ),
+                format!("use `%s` for text, or convert with `{convert}(...)` first"),
+            )
+        };
+        // Numbers are formatted as digits and a sign, so padding goes between them.
+        let (negative, digits) = match conv {
+            's' => (false, arg.to_text()),
+            'r' => (false, arg.repr()),
             'd' | 'i' | 'u' => match num(&arg) {
-                Some(f) => format!("{}", f.trunc() as i64),
-                None => {
-                    return err_hint(
-                        span,
-                        format!(
-                            "%{conv} format: a number is required, not {}",
-                            arg.type_name()
-                        ),
-                        "use `%s` for text, or convert with `int(...)` first",
-                    );
+                Some(f) => {
+                    let i = f.trunc() as i64;
+                    let mut d = i.unsigned_abs().to_string();
+                    if let Some(p) = prec {
+                        while d.len() < p.min(limits.max_str_len) {
+                            d.insert(0, '0');
+                        }
+                    }
+                    (i < 0, d)
                 }
+                None => return number_required("a number", "int").map(|_| Value::None),
             },
             'x' | 'X' | 'o' => match int_like(&arg) {
-                Some(i) => match conv {
-                    'x' => format!("{i:x}"),
-                    'X' => format!("{i:X}"),
-                    _ => format!("{i:o}"),
-                },
-                None => {
-                    return err_hint(
-                        span,
-                        format!(
-                            "%{conv} format: an integer is required, not {}",
-                            arg.type_name()
-                        ),
-                        "use `%s` for text, or convert with `int(...)` first",
-                    );
+                Some(i) => {
+                    let u = i.unsigned_abs();
+                    let (d, prefix) = match conv {
+                        'x' => (format!("{u:x}"), "0x"),
+                        'X' => (format!("{u:X}"), "0X"),
+                        _ => (format!("{u:o}"), "0o"),
+                    };
+                    let d = if flags.contains('#') {
+                        format!("{prefix}{d}")
+                    } else {
+                        d
+                    };
+                    (i < 0, d)
                 }
+                None => return number_required("an integer", "int").map(|_| Value::None),
             },
-            'f' | 'F' | 'e' | 'g' => match num(&arg) {
-                Some(f) => match conv {
-                    'e' => format!("{:.*e}", prec.unwrap_or(6), f),
-                    'g' => format!("{f}"),
-                    _ => format!("{:.*}", prec.unwrap_or(6), f),
-                },
-                None => {
-                    return err_hint(
-                        span,
-                        format!(
-                            "%{conv} format: a number is required, not {}",
-                            arg.type_name()
-                        ),
-                        "use `%s` for text, or convert with `float(...)` first",
-                    );
+            'f' | 'F' | 'e' | 'E' | 'g' | 'G' => match num(&arg) {
+                Some(f) => {
+                    let p = prec.unwrap_or(6).min(limits.max_str_len);
+                    let a = f.abs();
+                    let d = match conv {
+                        'e' | 'E' => python_exp(a, p, conv == 'E'),
+                        'g' | 'G' => python_general(a, p, conv == 'G'),
+                        _ => format!("{a:.p$}"),
+                    };
+                    (f.is_sign_negative() && !f.is_nan(), d)
                 }
+                None => return number_required("a number", "float").map(|_| Value::None),
             },
             other => {
                 return err_hint(
                     span,
                     format!("unsupported format character `{other}`"),
-                    "supported: %s %r %d %i %u %x %X %o %f %F %e %g, and %% for a literal `%`",
+                    "supported: %s %r %d %i %u %x %X %o %f %F %e %E %g %G, and %% for a literal `%`",
                 );
             }
         };
-        let body = if conv == 's' || conv == 'r' {
-            prec.map(|p| body.chars().take(p).collect()).unwrap_or(body)
+        let text_conv = conv == 's' || conv == 'r';
+        let digits = match prec {
+            Some(p) if text_conv => digits.chars().take(p).collect(),
+            _ => digits,
+        };
+        let sign = if text_conv {
+            ""
+        } else if negative {
+            "-"
+        } else if flags.contains('+') {
+            "+"
+        } else if flags.contains(' ') {
+            " "
         } else {
-            body
+            ""
         };
         let w: usize = width.parse().unwrap_or(0).min(limits.max_str_len);
-        let len = body.chars().count();
-        if len < w {
-            let pad = w - len;
-            if flags.contains('-') {
-                out.push_str(&body);
-                out.push_str(&" ".repeat(pad));
-            } else if flags.contains('0') && conv != 's' {
-                out.push_str(&"0".repeat(pad));
-                out.push_str(&body);
-            } else {
-                out.push_str(&" ".repeat(pad));
-                out.push_str(&body);
-            }
+        let pad = w.saturating_sub(sign.len() + digits.chars().count());
+        if flags.contains('-') {
+            out.push_str(sign);
+            out.push_str(&digits);
+            out.push_str(&" ".repeat(pad));
+        } else if flags.contains('0') && !text_conv {
+            out.push_str(sign);
+            out.push_str(&"0".repeat(pad));
+            out.push_str(&digits);
         } else {
-            out.push_str(&body);
+            out.push_str(&" ".repeat(pad));
+            out.push_str(sign);
+            out.push_str(&digits);
         }
         if out.len() > limits.max_str_len {
             return err(
@@ -2114,6 +2130,54 @@ fn percent_format(fmt: &str, args: &Value, span: Span, limits: &Limits) -> R<Val
         );
     }
     Ok(Value::Str(out))
+}
+
+/// Python's `%e`: at least two exponent digits, always signed (`1.234500e+03`).
+fn python_exp(f: f64, prec: usize, upper: bool) -> String {
+    let s = format!("{f:.prec$e}");
+    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if exp < 0 { '-' } else { '+' };
+    let e = if upper { 'E' } else { 'e' };
+    format!("{mant}{e}{sign}{:02}", exp.unsigned_abs())
+}
+
+/// Python's `%g`: `prec` significant digits, exponent form only for very small or large
+/// numbers, trailing zeros dropped.
+fn python_general(f: f64, prec: usize, upper: bool) -> String {
+    if f == 0.0 || !f.is_finite() {
+        return if f.is_finite() {
+            "0".into()
+        } else {
+            format!("{f}")
+        };
+    }
+    let p = prec.max(1);
+    let sci = format!("{:.*e}", p - 1, f);
+    let exp: i32 = sci
+        .split_once('e')
+        .and_then(|(_, e)| e.parse().ok())
+        .unwrap_or(0);
+    let strip = |s: String| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
+    if exp < -4 || exp >= p as i32 {
+        let (mant, _) = sci.split_once('e').unwrap_or((&sci, ""));
+        let e = if upper { 'E' } else { 'e' };
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!(
+            "{}{e}{sign}{:02}",
+            strip(mant.to_string()),
+            exp.unsigned_abs()
+        )
+    } else {
+        let decimals = (p as i32 - 1 - exp).max(0) as usize;
+        strip(format!("{f:.decimals$}"))
+    }
 }
 
 fn key_free_extra(args: &Value, used: usize) -> bool {
@@ -2169,6 +2233,27 @@ mod tests {
             ("x = -7 % 3", Value::Int(2)),
             ("x = 'a-%s-%03d' % ('b', 7)", Value::Str("a-b-007".into())),
             ("x = '%(n)s!' % {'n': 'hi'}", Value::Str("hi!".into())),
+            // Each expected text is what Python 3 prints.
+            (
+                "x = '%e|%.2E' % (1234.5, 0.000123)",
+                Value::Str("1.234500e+03|1.23E-04".into()),
+            ),
+            (
+                "x = '%g|%g|%g|%g|%.3g|%G' % (1234.5, 0.5, 1e-5, 1234567.0, 3.14159, 2e20)",
+                Value::Str("1234.5|0.5|1e-05|1.23457e+06|3.14|2E+20".into()),
+            ),
+            (
+                "x = '%x|%o|%#x|%#o' % (-255, 8, 255, 8)",
+                Value::Str("-ff|10|0xff|0o10".into()),
+            ),
+            (
+                "x = '%05d|%+d|% d|%-4d|' % (-42, 5, 5, 7)",
+                Value::Str("-0042|+5| 5|7   |".into()),
+            ),
+            (
+                "x = '%.3d|%08.3f|%+.1f' % (5, -3.14159, 2.25)",
+                Value::Str("005|-003.142|+2.2".into()),
+            ),
             ("x = (1,)", Value::Tuple(vec![Value::Int(1)])),
             ("x = True and None", Value::None),
             ("x = 1 if 2 > 3 else 'no'", Value::Str("no".into())),
