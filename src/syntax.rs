@@ -563,10 +563,11 @@ fn explain_parse_error(text: &str, work: &str, off: usize, err: &ParseErrorType)
                 problem: Problem {
                     span: Span::new(open, open + if triple { 3 } else { 1 }),
                     message: "this string is never closed".into(),
-                    hint: Some(
-                        "end it with the same quote on the same line; text over several lines needs triple quotes `'''...'''`"
-                            .into(),
-                    ),
+                    hint: Some(if triple {
+                        format!("end it with `{}`", &text[open..open + 3])
+                    } else {
+                        "end it with the same quote on the same line; text over several lines needs triple quotes `'''...'''`".into()
+                    }),
                 },
                 lines: (open_line, last.max(open_line)),
                 dedent: false,
@@ -995,8 +996,12 @@ impl Converter {
                     return None;
                 }
             },
-            ast::Stmt::FunctionDef(_) | ast::Stmt::AsyncFunctionDef(_) => {
+            ast::Stmt::FunctionDef(_) => {
                 self.forbid(span, "`def`", no_code);
+                return None;
+            }
+            ast::Stmt::AsyncFunctionDef(_) => {
+                self.forbid(span, "`async def`", no_code);
                 return None;
             }
             ast::Stmt::ClassDef(_) => {
@@ -1035,8 +1040,12 @@ impl Converter {
                 self.forbid(span, "`assert`", no_code);
                 return None;
             }
-            ast::Stmt::Global(_) | ast::Stmt::Nonlocal(_) => {
-                self.forbid(span, "`global`/`nonlocal`", no_code);
+            ast::Stmt::Global(_) => {
+                self.forbid(span, "`global`", no_code);
+                return None;
+            }
+            ast::Stmt::Nonlocal(_) => {
+                self.forbid(span, "`nonlocal`", no_code);
                 return None;
             }
             ast::Stmt::Match(_) => {
@@ -1356,10 +1365,15 @@ impl Converter {
                 return None;
             }
             ast::Expr::Await(_) | ast::Expr::Yield(_) | ast::Expr::YieldFrom(_) => {
+                let construct = match e {
+                    ast::Expr::Await(_) => "`await`",
+                    ast::Expr::Yield(_) => "`yield`",
+                    _ => "`yield from`",
+                };
                 self.forbid(
                     span,
-                    "`await`/`yield`",
-                    "config files hold values, not code",
+                    construct,
+                    "config files hold values, not code: write `key = value` assignments",
                 );
                 return None;
             }
