@@ -3,6 +3,7 @@
 
 mod cli;
 mod conf;
+mod fixtures;
 mod store;
 
 use std::path::{Path, PathBuf};
