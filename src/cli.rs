@@ -814,22 +814,23 @@ fn conf_eval(app: &App, file: &Path, format: Option<Format>, vm: Option<&str>) -
     vars.set_text("IMAGE_NAME", &image_name);
     vars.set_text("IMAGE_LOCATION", &image_name);
     vars.set_text("SERVER_NAME", &app.host.nodename);
-    vars.set_text(
-        "VM_DISKS_DIR",
-        app.settings.vm_disks_dir.display().to_string(),
-    );
-    vars.set_text(
-        "VM_CONF_DIR",
-        app.settings.vm_conf_dir.display().to_string(),
-    );
-    vars.set_text("VM_CACHE_DIR", app.settings.cache_dir.display().to_string());
-    vars.set_text(
-        "DEFAULT_BRIDGE",
-        conf.values
-            .get("DEFAULT_BRIDGE")
-            .map(Value::to_text)
-            .unwrap_or_else(|| "xenbr0".into()),
-    );
+    // The built-in fallbacks, unless the file sets them itself (as an image.conf does for
+    // its own values during provisioning, spec §3.4).
+    for (key, fallback) in [
+        (
+            "VM_DISKS_DIR",
+            app.settings.vm_disks_dir.display().to_string(),
+        ),
+        (
+            "VM_CONF_DIR",
+            app.settings.vm_conf_dir.display().to_string(),
+        ),
+        ("VM_CACHE_DIR", app.settings.cache_dir.display().to_string()),
+        ("DEFAULT_BRIDGE", "xenbr0".to_string()),
+    ] {
+        let own = conf.values.get(key).map(Value::to_text);
+        vars.set_text(key, own.unwrap_or(fallback));
+    }
     vars.set("AUTOGEN_MAC", crate::subst::Var::FreshMac);
     if let Some(v) = vm {
         vars.set_text("VM_NAME", v);

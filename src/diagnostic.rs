@@ -2,8 +2,13 @@
 //! carries a span and is rendered as `--> file:line:col`, the line, a caret and a `hint:`.
 
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+/// The most bytes [`SourceFile::read`] reads: well above what the parser accepts, so a larger
+/// file is still reported as too large, never read whole.
+pub const READ_LIMIT: usize = 4 << 20;
 
 /// A byte range into a [`SourceFile`]'s text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -50,17 +55,32 @@ impl SourceFile {
     /// dropped and CRLF line ends become LF (ConVirt did the same), so spans refer to the
     /// normalised text.
     pub fn read(path: &Path) -> Result<SourceFile, Diagnostic> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let fail = |e: std::io::Error| {
             let msg = match e.kind() {
                 std::io::ErrorKind::NotFound => format!("`{name}` is missing"),
                 _ => format!("cannot read `{name}`: {e}"),
             };
             Diagnostic::error(msg).in_file(path)
-        })?;
+        };
+        // A config file that is a pipe or a huge file must not exhaust memory: read no more
+        // than the parser could ever accept, plus a margin so it can tell the file is too big.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(READ_LIMIT as u64 + 1).read_to_end(&mut bytes))
+            .map_err(fail)?;
+        if bytes.len() > READ_LIMIT {
+            bytes.truncate(READ_LIMIT);
+            // Do not let the cut split a character and pass for a bad byte.
+            if let Err(e) = std::str::from_utf8(&bytes) {
+                if e.error_len().is_none() {
+                    bytes.truncate(e.valid_up_to());
+                }
+            }
+        }
         Self::from_bytes(path, bytes)
     }
 
@@ -81,15 +101,21 @@ impl SourceFile {
             Err(e) => {
                 let good = e.utf8_error().valid_up_to();
                 let bytes = e.into_bytes();
+                // The lossy text is identical up to the bad byte, so the offset still holds.
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 let file = SourceFile::new(path, text);
-                let (line, col) = file.line_col(good.min(file.text.len()));
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 Err(Diagnostic::error(format!(
-                    "`{}` is not valid UTF-8 (bad byte at line {line}, column {col})",
-                    path.display()
+                    "`{name}` is not valid UTF-8: unexpected byte 0x{:02x}",
+                    bytes[good]
                 ))
-                .in_file(path)
-                .with_hint("save the file as UTF-8"))
+                .at(&file, Span::new(good, good + 1))
+                .with_hint(
+                    "save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`); the bad byte is shown as \u{fffd}",
+                ))
             }
         }
     }
@@ -245,17 +271,13 @@ impl Diagnostic {
             let pad = " ".repeat(num.len());
             let _ = writeln!(out, "{pad}--> {}:{}:{}", l.path.display(), l.line, l.col);
             let _ = writeln!(out, "{pad} |");
-            let shown: String = l
-                .line_text
-                .chars()
-                .map(|c| if c == '\t' { ' ' } else { c })
-                .collect();
+            let (shown, caret_col, caret_width) = snippet(&l.line_text, l.col, l.width);
             let _ = writeln!(out, "{num} | {}", shown.trim_end());
-            let caret_pad = " ".repeat(l.col.saturating_sub(1));
             let _ = writeln!(
                 out,
-                "{pad} | {caret_pad}{}",
-                "^".repeat(l.width.clamp(1, 80))
+                "{pad} | {}{}",
+                " ".repeat(caret_col),
+                "^".repeat(caret_width)
             );
         } else if let Some(p) = &self.path {
             let _ = writeln!(out, " --> {}", p.display());
@@ -276,6 +298,45 @@ impl Diagnostic {
             "hints": self.hints,
         })
     }
+}
+
+/// The widest source line shown whole; a longer one is cut to a window around the caret.
+const SNIPPET_WIDTH: usize = 100;
+
+/// The part of a line to show, the caret's 0-based column in it and the caret's width, all in
+/// characters. Tabs become one space and control characters their visible symbol (NUL as
+/// `␀`), so the caret stays aligned and the terminal is never fed raw control bytes.
+fn snippet(line: &str, col: usize, width: usize) -> (String, usize, usize) {
+    let chars: Vec<char> = line
+        .chars()
+        .map(|c| match c {
+            '\t' => ' ',
+            c if (c as u32) < 0x20 => char::from_u32(0x2400 + c as u32).unwrap_or('?'),
+            '\u{7f}' => '\u{2421}',
+            c => c,
+        })
+        .collect();
+    let at = col.saturating_sub(1);
+    if chars.len() <= SNIPPET_WIDTH {
+        return (chars.into_iter().collect(), at, width.clamp(1, 80));
+    }
+    let mut start = at.saturating_sub(SNIPPET_WIDTH / 3);
+    if start + SNIPPET_WIDTH > chars.len() {
+        start = chars.len().saturating_sub(SNIPPET_WIDTH).min(at);
+    }
+    let end = (start + SNIPPET_WIDTH).min(chars.len());
+    let mut shown = String::new();
+    let mut caret = at - start;
+    if start > 0 {
+        shown.push_str("...");
+        caret += 3;
+    }
+    shown.extend(&chars[start..end]);
+    if end < chars.len() {
+        shown.push_str("...");
+    }
+    let room = end.saturating_sub(at).max(1);
+    (shown, caret, width.clamp(1, room.min(80)))
 }
 
 impl std::fmt::Display for Diagnostic {
@@ -361,6 +422,32 @@ mod tests {
     }
 
     #[test]
+    fn long_lines_are_cut_around_the_caret() {
+        let text = format!("x = {}{}\n", "[".repeat(300), "]".repeat(300));
+        let f = SourceFile::new("n.conf", text);
+        let d = Diagnostic::error("deep").at(&f, Span::new(204, 205));
+        let r = d.render();
+        let lines: Vec<&str> = r.lines().collect();
+        assert!(lines[3].starts_with("1 | ...[[["), "{r}");
+        assert!(lines[3].ends_with("..."), "{r}");
+        assert!(lines[3].chars().count() < 120, "{r}");
+        // The caret sits under the character it names.
+        let caret = lines[4].find('^').unwrap();
+        assert_eq!(lines[3].as_bytes()[caret], b'[', "{r}");
+        assert_eq!(lines[4].matches('^').count(), 1, "{r}");
+    }
+
+    #[test]
+    fn control_characters_are_shown_as_symbols() {
+        let f = SourceFile::new("z.conf", "a = 1\0\tb\n".to_string());
+        let d = Diagnostic::error("nul").at(&f, Span::new(5, 6));
+        assert_eq!(
+            d.render(),
+            "error: nul\n --> z.conf:1:6\n  |\n1 | a = 1\u{2400} b\n  |      ^\n"
+        );
+    }
+
+    #[test]
     fn bom_and_crlf_are_normalised() {
         let f = SourceFile::from_bytes(Path::new("x"), b"\xEF\xBB\xBFa = 1\r\nb = 2\r\n".to_vec())
             .unwrap();
@@ -371,6 +458,8 @@ mod tests {
     fn non_utf8_names_line() {
         let e =
             SourceFile::from_bytes(Path::new("x"), b"a = 1\nb = '\xff'\n".to_vec()).unwrap_err();
-        assert!(e.message.contains("line 2, column 6"), "{}", e.message);
+        assert!(e.message.contains("byte 0xff"), "{}", e.message);
+        let l = e.location.as_ref().expect("located");
+        assert_eq!((l.line, l.col), (2, 6));
     }
 }

@@ -416,13 +416,14 @@ impl Evaluator<'_> {
                     _ => return err(*span, "cannot unpack this value into several names"),
                 };
                 if items.len() != targets.len() {
-                    return err(
+                    return err_hint(
                         *span,
                         format!(
                             "cannot unpack {} values into {} names",
                             items.len(),
                             targets.len()
                         ),
+                        "give as many names as the value has items",
                     );
                 }
                 let site = Site {
@@ -858,6 +859,9 @@ impl Evaluator<'_> {
     }
 }
 
+const DIV_ZERO_HINT: &str = "the divisor is 0 here; check the values it is computed from";
+const FORMAT_HINT: &str = "`%` formatting takes one value per conversion: `'%s-%d' % ('web', 1)`; write `%%` for a literal `%`";
+
 fn too_big(span: Span) -> Fail {
     Fail::Error(
         span,
@@ -890,18 +894,17 @@ fn int_like(v: &Value) -> Option<i64> {
     }
 }
 
-fn repeat_len(span: Span, unit: usize, times: i64, limits: &Limits, max: usize) -> R<usize> {
+/// How many times a string or list may be repeated without passing `max` (`what` names the
+/// unit of `max`, for the message).
+fn repeat_len(span: Span, unit: usize, times: i64, max: usize, what: &str) -> R<usize> {
     let times = times.max(0) as usize;
     match unit.checked_mul(times) {
         Some(n) if n <= max => Ok(times),
-        _ => {
-            let _ = limits;
-            err_hint(
-                span,
-                format!("result would be larger than {max}"),
-                "config values are short; check the expression",
-            )
-        }
+        _ => err_hint(
+            span,
+            format!("the result would have more than {max} {what}"),
+            "config values are short; check the expression",
+        ),
     }
 }
 
@@ -914,13 +917,13 @@ fn binop_values(op: BinOp, l: Value, r: Value, span: Span, limits: &Limits) -> R
             BinOp::Mul => a.checked_mul(b),
             BinOp::Div => {
                 if b == 0 {
-                    return err(span, "division by zero");
+                    return err_hint(span, "division by zero", DIV_ZERO_HINT);
                 }
                 return Ok(Float(a as f64 / b as f64));
             }
             BinOp::FloorDiv | BinOp::Mod => {
                 if b == 0 {
-                    return err(span, "division by zero");
+                    return err_hint(span, "division by zero", DIV_ZERO_HINT);
                 }
                 let q = a.checked_div(b).ok_or_else(|| too_big(span))?;
                 let m = a.checked_rem(b).ok_or_else(|| too_big(span))?;
@@ -968,7 +971,7 @@ fn binop_values(op: BinOp, l: Value, r: Value, span: Span, limits: &Limits) -> R
             BinOp::Sub => a - b,
             BinOp::Mul => a * b,
             BinOp::Div | BinOp::FloorDiv | BinOp::Mod if b == 0.0 => {
-                return err(span, "division by zero");
+                return err_hint(span, "division by zero", DIV_ZERO_HINT);
             }
             BinOp::Div => a / b,
             BinOp::FloorDiv => (a / b).floor(),
@@ -1010,8 +1013,8 @@ fn binop_values(op: BinOp, l: Value, r: Value, span: Span, limits: &Limits) -> R
                 span,
                 s.len(),
                 int_like(&n).unwrap_or(0),
-                limits,
                 limits.max_str_len,
+                "bytes",
             )?;
             Ok(Str(s.repeat(times)))
         }
@@ -1020,8 +1023,8 @@ fn binop_values(op: BinOp, l: Value, r: Value, span: Span, limits: &Limits) -> R
                 span,
                 v.len(),
                 int_like(&n).unwrap_or(0),
-                limits,
                 limits.max_items,
+                "items",
             )?;
             Ok(List(
                 v.iter().cloned().cycle().take(v.len() * times).collect(),
@@ -1032,15 +1035,15 @@ fn binop_values(op: BinOp, l: Value, r: Value, span: Span, limits: &Limits) -> R
                 span,
                 v.len(),
                 int_like(&n).unwrap_or(0),
-                limits,
                 limits.max_items,
+                "items",
             )?;
             Ok(Tuple(
                 v.iter().cloned().cycle().take(v.len() * times).collect(),
             ))
         }
         (BinOp::Mod, Str(fmt), args) => percent_format(&fmt, &args, span, limits),
-        (op, l, r) => err(
+        (op, l, r) => err_hint(
             span,
             format!(
                 "unsupported operand types for `{}`: `{}` and `{}`",
@@ -1048,6 +1051,7 @@ fn binop_values(op: BinOp, l: Value, r: Value, span: Span, limits: &Limits) -> R
                 l.type_name(),
                 r.type_name()
             ),
+            "convert first: `str(x)` to join with text, `int(x)` for arithmetic",
         ),
     }
 }
@@ -1080,9 +1084,10 @@ fn compare(op: CmpOp, l: &Value, r: &Value, span: Span) -> R<bool> {
         }
         _ => {
             let ord = order(l, r).ok_or(()).or_else(|_| {
-                err(
+                err_hint(
                     span,
                     format!("cannot order `{}` and `{}`", l.type_name(), r.type_name()),
+                    "compare values of the same type, converting with `int(x)` or `str(x)` first",
                 )
             })?;
             match op {
@@ -1128,6 +1133,16 @@ fn order(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     }
 }
 
+fn index_hint(len: usize) -> String {
+    match len {
+        0 => "it is empty".into(),
+        n => format!(
+            "valid indices are 0 to {} (or -{n} to -1 from the end)",
+            n - 1
+        ),
+    }
+}
+
 fn norm_index(i: i64, len: usize) -> Option<usize> {
     let len = len as i64;
     let i = if i < 0 { i + len } else { i };
@@ -1144,9 +1159,10 @@ fn subscript(b: &Value, i: &Value, span: Span) -> R<Value> {
                 .map(|n| v[n].clone())
                 .ok_or(())
                 .or_else(|_| {
-                    err(
+                    err_hint(
                         span,
                         format!("index {idx} out of range (length {})", v.len()),
+                        index_hint(v.len()),
                     )
                 })
         }
@@ -1159,9 +1175,10 @@ fn subscript(b: &Value, i: &Value, span: Span) -> R<Value> {
                 .map(|n| Value::Str(chars[n].to_string()))
                 .ok_or(())
                 .or_else(|_| {
-                    err(
+                    err_hint(
                         span,
                         format!("index {idx} out of range (length {})", chars.len()),
+                        index_hint(chars.len()),
                     )
                 })
         }
@@ -1184,7 +1201,7 @@ fn subscript(b: &Value, i: &Value, span: Span) -> R<Value> {
 fn slice(b: &Value, lo: Option<i64>, hi: Option<i64>, st: Option<i64>, span: Span) -> R<Value> {
     let st = match st {
         None | Some(i64::MIN) => 1,
-        Some(0) => return err(span, "slice step cannot be zero"),
+        Some(0) => return err_hint(span, "slice step cannot be zero", "use 1, or -1 to reverse"),
         Some(s) => s,
     };
     let pick = |len: usize| -> Vec<usize> {
@@ -1310,9 +1327,10 @@ fn builtin(
                     match i64::from_str_radix(&digits, radix) {
                         Ok(v) => Value::Int(if neg { -v } else { v }),
                         Err(_) => {
-                            return err(
+                            return err_hint(
                                 span,
                                 format!("invalid literal for int(): {}", Value::Str(s).repr()),
+                                "the text must be a whole number such as '512' (give the base for hex: `int(x, 16)`)",
                             );
                         }
                     }
@@ -1648,7 +1666,13 @@ fn str_method(recv: Value, name: &str, args: Vec<Value>, span: Span, limits: &Li
             };
             match pos {
                 Some(p) => Value::Int(s[..p].chars().count() as i64),
-                None if name == "index" => return err(span, "substring not found"),
+                None if name == "index" => {
+                    return err_hint(
+                        span,
+                        "substring not found",
+                        "`find` answers -1 instead of failing",
+                    );
+                }
                 None => Value::Int(-1),
             }
         }
@@ -1953,7 +1977,7 @@ fn percent_format(fmt: &str, args: &Value, span: Span, limits: &Limits) -> R<Val
             prec = Some(p.parse().unwrap_or(0));
         }
         let Some(conv) = chars.next() else {
-            return err(span, "incomplete format: `%` at the end");
+            return err_hint(span, "incomplete format: `%` at the end", FORMAT_HINT);
         };
         if conv == '%' {
             out.push('%');
@@ -1966,73 +1990,130 @@ fn percent_format(fmt: &str, args: &Value, span: Span, limits: &Limits) -> R<Val
                     .find(|(x, _)| x.as_str() == Some(k))
                     .map(|(_, v)| v.clone())
                     .ok_or(())
-                    .or_else(|_| err(span, format!("format key `{k}` not found")))?,
-                _ => return err(span, "format requires a dict"),
+                    .or_else(|_| {
+                        err_hint(
+                            span,
+                            format!("format key `{k}` not found"),
+                            format!(
+                                "the dict has: {}",
+                                d.iter()
+                                    .map(|(k, _)| k.repr())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    })?,
+                _ => {
+                    return err_hint(
+                        span,
+                        "format requires a dict",
+                        "`%(key)s` takes its values from a dict: `'%(vm)s' % {'vm': 'web1'}`",
+                    );
+                }
             },
             None => {
-                let a = positional
-                    .get(next)
-                    .cloned()
-                    .ok_or(())
-                    .or_else(|_| err(span, "not enough arguments for format string"))?;
+                let a = positional.get(next).cloned().ok_or(()).or_else(|_| {
+                    err_hint(span, "not enough arguments for format string", FORMAT_HINT)
+                })?;
                 next += 1;
                 a
             }
         };
-        let body = match conv {
-            's' => arg.to_text(),
-            'r' => arg.repr(),
+        let number_required = |what: &str, convert: &str| {
+            err_hint::<Value>(
+                span,
+                format!(
+                    "%{conv} format: {what} is required, not {}",
+                    arg.type_name()
+                ),
+                format!("use `%s` for text, or convert with `{convert}(...)` first"),
+            )
+        };
+        // Numbers are formatted as digits and a sign, so padding goes between them.
+        let (negative, digits) = match conv {
+            's' => (false, arg.to_text()),
+            'r' => (false, arg.repr()),
             'd' | 'i' | 'u' => match num(&arg) {
-                Some(f) => format!("{}", f.trunc() as i64),
-                None => {
-                    return err(
-                        span,
-                        format!(
-                            "%{conv} format: a number is required, not {}",
-                            arg.type_name()
-                        ),
-                    );
+                Some(f) => {
+                    let i = f.trunc() as i64;
+                    let mut d = i.unsigned_abs().to_string();
+                    if let Some(p) = prec {
+                        while d.len() < p.min(limits.max_str_len) {
+                            d.insert(0, '0');
+                        }
+                    }
+                    (i < 0, d)
                 }
+                None => return number_required("a number", "int").map(|_| Value::None),
             },
             'x' | 'X' | 'o' => match int_like(&arg) {
-                Some(i) => match conv {
-                    'x' => format!("{i:x}"),
-                    'X' => format!("{i:X}"),
-                    _ => format!("{i:o}"),
-                },
-                None => return err(span, format!("%{conv} format: an integer is required")),
+                Some(i) => {
+                    let u = i.unsigned_abs();
+                    let (d, prefix) = match conv {
+                        'x' => (format!("{u:x}"), "0x"),
+                        'X' => (format!("{u:X}"), "0X"),
+                        _ => (format!("{u:o}"), "0o"),
+                    };
+                    let d = if flags.contains('#') {
+                        format!("{prefix}{d}")
+                    } else {
+                        d
+                    };
+                    (i < 0, d)
+                }
+                None => return number_required("an integer", "int").map(|_| Value::None),
             },
-            'f' | 'F' | 'e' | 'g' => match num(&arg) {
-                Some(f) => match conv {
-                    'e' => format!("{:.*e}", prec.unwrap_or(6), f),
-                    'g' => format!("{f}"),
-                    _ => format!("{:.*}", prec.unwrap_or(6), f),
-                },
-                None => return err(span, format!("%{conv} format: a number is required")),
+            'f' | 'F' | 'e' | 'E' | 'g' | 'G' => match num(&arg) {
+                Some(f) => {
+                    let p = prec.unwrap_or(6).min(limits.max_str_len);
+                    let a = f.abs();
+                    let d = match conv {
+                        'e' | 'E' => python_exp(a, p, conv == 'E'),
+                        'g' | 'G' => python_general(a, p, conv == 'G'),
+                        _ => format!("{a:.p$}"),
+                    };
+                    (f.is_sign_negative() && !f.is_nan(), d)
+                }
+                None => return number_required("a number", "float").map(|_| Value::None),
             },
-            other => return err(span, format!("unsupported format character `{other}`")),
+            other => {
+                return err_hint(
+                    span,
+                    format!("unsupported format character `{other}`"),
+                    "supported: %s %r %d %i %u %x %X %o %f %F %e %E %g %G, and %% for a literal `%`",
+                );
+            }
         };
-        let body = if conv == 's' || conv == 'r' {
-            prec.map(|p| body.chars().take(p).collect()).unwrap_or(body)
+        let text_conv = conv == 's' || conv == 'r';
+        let digits = match prec {
+            Some(p) if text_conv => digits.chars().take(p).collect(),
+            _ => digits,
+        };
+        let sign = if text_conv {
+            ""
+        } else if negative {
+            "-"
+        } else if flags.contains('+') {
+            "+"
+        } else if flags.contains(' ') {
+            " "
         } else {
-            body
+            ""
         };
         let w: usize = width.parse().unwrap_or(0).min(limits.max_str_len);
-        let len = body.chars().count();
-        if len < w {
-            let pad = w - len;
-            if flags.contains('-') {
-                out.push_str(&body);
-                out.push_str(&" ".repeat(pad));
-            } else if flags.contains('0') && conv != 's' {
-                out.push_str(&"0".repeat(pad));
-                out.push_str(&body);
-            } else {
-                out.push_str(&" ".repeat(pad));
-                out.push_str(&body);
-            }
+        let pad = w.saturating_sub(sign.len() + digits.chars().count());
+        if flags.contains('-') {
+            out.push_str(sign);
+            out.push_str(&digits);
+            out.push_str(&" ".repeat(pad));
+        } else if flags.contains('0') && !text_conv {
+            out.push_str(sign);
+            out.push_str(&"0".repeat(pad));
+            out.push_str(&digits);
         } else {
-            out.push_str(&body);
+            out.push_str(&" ".repeat(pad));
+            out.push_str(sign);
+            out.push_str(&digits);
         }
         if out.len() > limits.max_str_len {
             return err(
@@ -2042,9 +2123,61 @@ fn percent_format(fmt: &str, args: &Value, span: Span, limits: &Limits) -> R<Val
         }
     }
     if key_free_extra(args, next) {
-        return err(span, "not all arguments converted during string formatting");
+        return err_hint(
+            span,
+            "not all arguments converted during string formatting",
+            FORMAT_HINT,
+        );
     }
     Ok(Value::Str(out))
+}
+
+/// Python's `%e`: at least two exponent digits, always signed (`1.234500e+03`).
+fn python_exp(f: f64, prec: usize, upper: bool) -> String {
+    let s = format!("{f:.prec$e}");
+    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if exp < 0 { '-' } else { '+' };
+    let e = if upper { 'E' } else { 'e' };
+    format!("{mant}{e}{sign}{:02}", exp.unsigned_abs())
+}
+
+/// Python's `%g`: `prec` significant digits, exponent form only for very small or large
+/// numbers, trailing zeros dropped.
+fn python_general(f: f64, prec: usize, upper: bool) -> String {
+    if f == 0.0 || !f.is_finite() {
+        return if f.is_finite() {
+            "0".into()
+        } else {
+            format!("{f}")
+        };
+    }
+    let p = prec.max(1);
+    let sci = format!("{:.*e}", p - 1, f);
+    let exp: i32 = sci
+        .split_once('e')
+        .and_then(|(_, e)| e.parse().ok())
+        .unwrap_or(0);
+    let strip = |s: String| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
+    if exp < -4 || exp >= p as i32 {
+        let (mant, _) = sci.split_once('e').unwrap_or((&sci, ""));
+        let e = if upper { 'E' } else { 'e' };
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!(
+            "{}{e}{sign}{:02}",
+            strip(mant.to_string()),
+            exp.unsigned_abs()
+        )
+    } else {
+        let decimals = (p as i32 - 1 - exp).max(0) as usize;
+        strip(format!("{f:.decimals$}"))
+    }
 }
 
 fn key_free_extra(args: &Value, used: usize) -> bool {
@@ -2100,6 +2233,27 @@ mod tests {
             ("x = -7 % 3", Value::Int(2)),
             ("x = 'a-%s-%03d' % ('b', 7)", Value::Str("a-b-007".into())),
             ("x = '%(n)s!' % {'n': 'hi'}", Value::Str("hi!".into())),
+            // Each expected text is what Python 3 prints.
+            (
+                "x = '%e|%.2E' % (1234.5, 0.000123)",
+                Value::Str("1.234500e+03|1.23E-04".into()),
+            ),
+            (
+                "x = '%g|%g|%g|%g|%.3g|%G' % (1234.5, 0.5, 1e-5, 1234567.0, 3.14159, 2e20)",
+                Value::Str("1234.5|0.5|1e-05|1.23457e+06|3.14|2E+20".into()),
+            ),
+            (
+                "x = '%x|%o|%#x|%#o' % (-255, 8, 255, 8)",
+                Value::Str("-ff|10|0xff|0o10".into()),
+            ),
+            (
+                "x = '%05d|%+d|% d|%-4d|' % (-42, 5, 5, 7)",
+                Value::Str("-0042|+5| 5|7   |".into()),
+            ),
+            (
+                "x = '%.3d|%08.3f|%+.1f' % (5, -3.14159, 2.25)",
+                Value::Str("005|-003.142|+2.2".into()),
+            ),
             ("x = (1,)", Value::Tuple(vec![Value::Int(1)])),
             ("x = True and None", Value::None),
             ("x = 1 if 2 > 3 else 'no'", Value::Str("no".into())),
@@ -2143,6 +2297,89 @@ mod tests {
             let e = run(src).unwrap_err();
             assert!(e.contains("error:"), "{src}: {e}");
             assert!(start.elapsed().as_secs() < 2, "{src} took too long");
+        }
+    }
+
+    #[test]
+    fn common_evaluation_errors_say_what_to_do() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("x = 1 // 0", "division by zero", "the divisor is 0"),
+            ("x = 1.5 % 0", "division by zero", "the divisor is 0"),
+            (
+                "x = [1, 2][2]",
+                "index 2 out of range (length 2)",
+                "valid indices are 0 to 1",
+            ),
+            (
+                "x = ''[0]",
+                "index 0 out of range (length 0)",
+                "it is empty",
+            ),
+            (
+                "x = '%d MB' % 'ten'",
+                "%d format: a number is required, not str",
+                "use `%s`",
+            ),
+            (
+                "x = '%s/%s' % ('a',)",
+                "not enough arguments for format string",
+                "one value per conversion",
+            ),
+            (
+                "x = '%s' % ('a', 'b')",
+                "not all arguments converted",
+                "one value per conversion",
+            ),
+            (
+                "x = '%(a)s' % {'b': 1}",
+                "format key `a` not found",
+                "the dict has: 'b'",
+            ),
+            (
+                "x = '%y' % 1",
+                "unsupported format character `y`",
+                "supported: %s",
+            ),
+            (
+                "x = 'a' + 1",
+                "unsupported operand types for `+`: `str` and `int`",
+                "str(x)",
+            ),
+            ("x = 'a' < 1", "cannot order `str` and `int`", "same type"),
+            ("x = [1][::0]", "slice step cannot be zero", "use 1"),
+            (
+                "a, b = [1, 2, 3]",
+                "cannot unpack 3 values into 2 names",
+                "as many names",
+            ),
+            (
+                "x = int('12abc')",
+                "invalid literal for int(): '12abc'",
+                "whole number",
+            ),
+            ("x = 'abc'.index('z')", "substring not found", "`find`"),
+            (
+                "x = [0] * 10**9",
+                "the result would have more than 100000 items",
+                "short",
+            ),
+            (
+                "x = 'ab' * 10**9",
+                "the result would have more than 1048576 bytes",
+                "short",
+            ),
+        ];
+        for (src, msg, hint) in cases {
+            let f = SourceFile::new("t.conf", format!("{src}\n"));
+            let m = syntax::parse(&f).unwrap_or_else(|d| panic!("{src}: {d}"));
+            let (_, d) = evaluate(&f, &m, &host(), Limits::default());
+            assert_eq!(d.0.len(), 1, "{src}: {d}");
+            assert!(d.0[0].message.contains(msg), "{src}: {}", d.0[0].message);
+            assert!(
+                d.0[0].hints.iter().any(|h| h.contains(hint)),
+                "{src}: {:?}",
+                d.0[0].hints
+            );
         }
     }
 

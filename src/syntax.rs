@@ -4,7 +4,8 @@
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, Span};
 use rustpython_parser::ast::{self, Ranged};
-use rustpython_parser::{Parse, ParseErrorType};
+use rustpython_parser::lexer::LexicalErrorType;
+use rustpython_parser::{Parse, ParseErrorType, Tok};
 
 /// Deepest nesting of expressions accepted; deeper input is refused before it can exhaust the
 /// stack. Real configs nest three or four levels.
@@ -182,15 +183,20 @@ pub enum CmpOp {
     NotIn,
 }
 
-/// Parses a config file. On failure every problem found is returned.
+/// Parses a config file. On failure every problem found is returned: syntax errors (one per
+/// bad line) and dialect violations together, in file order.
 pub fn parse(file: &SourceFile) -> Result<Module, Diagnostics> {
     if file.text.len() > MAX_FILE_SIZE {
+        let mut at = MAX_FILE_SIZE;
+        while !file.text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let name = file_kind(&file.path.display().to_string());
         return Err(Diagnostic::error(format!(
-            "`{}` is too large for a config file ({} bytes, at most {MAX_FILE_SIZE})",
-            file.path.display(),
-            file.text.len()
+            "`{name}` is larger than {MAX_FILE_SIZE} bytes, the limit for a config file"
         ))
-        .in_file(&file.path)
+        .at(file, Span::new(at, at + 1))
+        .with_hint("config files hold a few dozen values; the limit is passed here")
         .into());
     }
     if let Some(d) = file.text.find('\0') {
@@ -214,125 +220,187 @@ pub fn parse(file: &SourceFile) -> Result<Module, Diagnostics> {
     let handle = std::thread::Builder::new()
         .stack_size(256 << 20)
         .spawn(move || parse_on_big_stack(text, name));
-    let result = match handle {
+    let failed = |message: String| Module { stmts: vec![] }.with_problem(message);
+    let (module, problems) = match handle {
         Ok(h) => h
             .join()
-            .unwrap_or_else(|_| Err(vec![(0, "the parser failed".into(), None)])),
-        Err(e) => Err(vec![(0, format!("cannot start the parser: {e}"), None)]),
+            .unwrap_or_else(|_| failed("the parser failed".into())),
+        Err(e) => failed(format!("cannot start the parser: {e}")),
     };
-    match result {
-        Ok(converted) => {
-            let (module, problems) = converted;
-            if problems.is_empty() {
-                Ok(module)
-            } else {
-                Err(Diagnostics(
-                    problems
-                        .into_iter()
-                        .map(|p| p.into_diagnostic(file))
-                        .collect(),
-                ))
-            }
-        }
-        Err(errors) => Err(Diagnostics(
-            errors
+    if problems.is_empty() {
+        Ok(module)
+    } else {
+        Err(Diagnostics(
+            problems
                 .into_iter()
-                .map(|(off, msg, hint)| {
-                    let d = Diagnostic::error(msg).at(file, Span::new(off, off + 1));
-                    match hint {
-                        Some(h) => d.with_hint(h),
-                        None => d,
-                    }
-                })
+                .map(|p| p.into_diagnostic(file))
                 .collect(),
-        )),
+        ))
     }
 }
 
-type ParseFailure = Vec<(usize, String, Option<String>)>;
+impl Module {
+    fn with_problem(self, message: String) -> (Module, Vec<Problem>) {
+        let p = Problem {
+            span: Span::new(0, 1),
+            message,
+            hint: None,
+        };
+        (self, vec![p])
+    }
+}
 
-fn parse_on_big_stack(text: String, name: String) -> Result<(Module, Vec<Problem>), ParseFailure> {
+/// How many bad lines are reported before giving up on a file.
+const MAX_SYNTAX_ERRORS: usize = 20;
+
+fn parse_on_big_stack(text: String, name: String) -> (Module, Vec<Problem>) {
     let file_kind = file_kind(&name);
-    let mut errors: ParseFailure = Vec::new();
+    let mut errors: Vec<Problem> = Vec::new();
+    let mut reported_lines: Vec<usize> = Vec::new();
     let mut work = text.clone();
     // Report every line that does not parse: blank each bad line (keeping offsets) and parse
-    // again, a bounded number of times.
-    for _ in 0..20 {
+    // again, a bounded number of times. Once the rest parses, the dialect check runs over it
+    // too, so a file's syntax errors and forbidden constructs are reported together.
+    for _ in 0..MAX_SYNTAX_ERRORS {
         match ast::Suite::parse(&work, &name) {
             Ok(suite) => {
-                if !errors.is_empty() {
-                    return Err(errors);
-                }
                 let mut conv = Converter {
                     problems: Vec::new(),
                     file_kind,
                     depth: 0,
+                    deep_reported: false,
                 };
                 let stmts = conv.stmts(&suite);
                 drop(suite);
-                return Ok((Module { stmts }, conv.problems));
+                errors.extend(conv.problems);
+                errors.sort_by_key(|p| p.span.start);
+                return (Module { stmts }, errors);
             }
             Err(e) => {
-                let mut off = usize::from(e.offset).min(text.len());
-                let (mut msg, mut hint) = explain_parse_error(&text, off, &e.error);
-                if let Some(open) = unclosed_bracket(&work, off) {
-                    if line_of(&text, open) < line_of(&text, off) {
-                        let c = text[open..].chars().next().unwrap_or('(');
-                        msg = format!("`{c}` was never closed");
-                        hint = Some("close the bracket at the end of the value; a value can span lines only inside brackets".into());
-                        off = open;
-                    }
+                let off = usize::from(e.offset).min(text.len());
+                let bad = explain_parse_error(&text, &work, off, &e.error);
+                let line = line_of(&text, bad.problem.span.start);
+                if reported_lines.contains(&line) {
+                    break;
                 }
-                if errors
-                    .iter()
-                    .any(|(o, _, _)| line_of(&text, *o) == line_of(&text, off))
-                {
-                    if errors.is_empty() {
-                        errors.push((off, msg, hint));
-                    }
-                    return Err(errors);
-                }
-                errors.push((off, msg, hint));
-                let line = line_of(&text, off);
-                if !blank_line(&mut work, line) {
-                    return Err(errors);
+                reported_lines.push(line);
+                errors.push(bad.problem);
+                if !blank_lines(&mut work, bad.lines, bad.dedent) {
+                    break;
                 }
             }
         }
     }
-    Err(errors)
+    (Module { stmts: vec![] }, errors)
 }
 
-/// The offset of the innermost bracket still open at `end`, skipping strings and comments.
-fn unclosed_bracket(text: &str, end: usize) -> Option<usize> {
+/// A parse error explained: the problem, and the lines to blank before parsing again.
+struct BadLines {
+    problem: Problem,
+    lines: (usize, usize),
+    /// The lines are wrongly indented: blank them completely rather than to `pass`.
+    dedent: bool,
+}
+
+/// Scans `text` for brackets and strings, skipping comments: calls `f` for every bracket
+/// (offset, byte) and string (start, end, closed). Strings end at their closing quote, or
+/// unclosed at the end of the line (triple-quoted: the end of the text).
+fn scan(
+    text: &str,
+    mut bracket: impl FnMut(usize, u8),
+    mut string: impl FnMut(usize, usize, bool),
+) {
     let b = text.as_bytes();
-    let mut stack: Vec<usize> = Vec::new();
     let mut i = 0;
-    while i < end.min(b.len()) {
+    while i < b.len() {
         match b[i] {
             b'#' => {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
                 }
+                continue;
             }
             q @ (b'\'' | b'"') => {
-                i += 1;
-                while i < b.len() && b[i] != q && b[i] != b'\n' {
+                let start = i;
+                let triple = b.get(i..i + 3) == Some(&[q, q, q][..]);
+                i += if triple { 3 } else { 1 };
+                let mut closed = false;
+                while i < b.len() {
                     if b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if triple {
+                        if b.get(i..i + 3) == Some(&[q, q, q][..]) {
+                            i += 3;
+                            closed = true;
+                            break;
+                        }
+                    } else if b[i] == q {
                         i += 1;
+                        closed = true;
+                        break;
+                    } else if b[i] == b'\n' {
+                        break;
                     }
                     i += 1;
                 }
+                let end = i.min(b.len());
+                string(start, end, closed);
+                continue;
             }
-            b'(' | b'[' | b'{' => stack.push(i),
-            b')' | b']' | b'}' => {
-                stack.pop();
-            }
+            c @ (b'(' | b'[' | b'{' | b')' | b']' | b'}') => bracket(i, c),
             _ => {}
         }
         i += 1;
     }
-    stack.pop()
+}
+
+/// The innermost bracket still open at `end`, and where it closes, if it ever does.
+fn open_bracket(text: &str, end: usize) -> Option<(usize, Option<usize>)> {
+    let mut stack: Vec<usize> = Vec::new();
+    // The bracket open at `end` and the nesting depth it opened.
+    let mut found: Option<(usize, usize)> = None;
+    let mut close = None;
+    scan(
+        text,
+        |i, c| {
+            if i >= end && found.is_none() {
+                found = stack.last().map(|&o| (o, stack.len()));
+            }
+            match c {
+                b'(' | b'[' | b'{' => stack.push(i),
+                _ => {
+                    if let Some((_, depth)) = found {
+                        if close.is_none() && stack.len() == depth {
+                            close = Some(i);
+                        }
+                    }
+                    stack.pop();
+                }
+            }
+        },
+        |_, _, _| {},
+    );
+    if found.is_none() {
+        found = stack.last().map(|&o| (o, stack.len()));
+    }
+    found.map(|(open, _)| (open, close))
+}
+
+/// The start of a string that is never closed and starts at or before `end`.
+fn unclosed_string(text: &str, end: usize) -> Option<usize> {
+    let mut first = None;
+    scan(
+        text,
+        |_, _| {},
+        |start, _, closed| {
+            if !closed && start <= end && first.is_none() {
+                first = Some(start);
+            }
+        },
+    );
+    first
 }
 
 fn line_of(text: &str, off: usize) -> usize {
@@ -342,28 +410,46 @@ fn line_of(text: &str, off: usize) -> usize {
         .count()
 }
 
-/// Replaces a line's statement with `pass` at the same indentation, keeping byte offsets.
-fn blank_line(work: &mut String, line: usize) -> bool {
-    let starts: Vec<usize> = std::iter::once(0)
-        .chain(work.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
-    let Some(&start) = starts.get(line) else {
+fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
+/// Blanks lines `first..=last` keeping byte offsets: the first becomes `pass` at its
+/// indentation (or `if 1:` when it opens a block, so its body still parses), the others
+/// spaces. With `dedent`, every line becomes spaces (wrongly indented lines).
+fn blank_lines(work: &mut String, (first, last): (usize, usize), dedent: bool) -> bool {
+    let starts = line_starts(work);
+    let Some(&start) = starts.get(first) else {
         return false;
     };
-    let end = starts.get(line + 1).map(|e| e - 1).unwrap_or(work.len());
-    let content = &work[start..end];
-    let indent = content.len() - content.trim_start().len();
-    let rest = end - start - indent;
-    if rest == 0 {
+    let end = starts
+        .get(last + 1)
+        .map(|e| e - 1)
+        .unwrap_or(work.len())
+        .max(start);
+    let region = &work[start..end];
+    if region.trim().is_empty() || region.trim() == "pass" {
         return false;
     }
-    let replacement = if rest >= 4 {
-        format!("{}pass{}", &content[..indent], " ".repeat(rest - 4))
-    } else {
-        format!("{}{}", &content[..indent], " ".repeat(rest))
-    };
-    // Keep multi-byte characters from shifting offsets: pad to the same byte length.
-    let mut replacement = replacement;
+    let mut replacement: String = region
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    let first_line = region.split('\n').next().unwrap_or("");
+    let indent = first_line.len() - first_line.trim_start().len();
+    // When indented lines follow, the blanked lines opened a block: keep one open.
+    let body_follows = work[end..]
+        .split('\n')
+        .skip(1)
+        .find(|l| !code_of(l).trim().is_empty())
+        .is_some_and(|l| l.len() - l.trim_start().len() > indent);
+    let stmt = if body_follows { "if 1:" } else { "pass" };
+    if !dedent && first_line.len() - indent >= stmt.len() {
+        replacement.replace_range(indent..indent + stmt.len(), stmt);
+    }
+    // Multi-byte characters became single spaces: pad back to the same byte length.
     while replacement.len() < end - start {
         replacement.push(' ');
     }
@@ -381,123 +467,304 @@ fn file_kind(name: &str) -> String {
 /// Finds the first offset where brackets nest deeper than [`MAX_DEPTH`], skipping strings
 /// and comments roughly (a wrong guess only makes the parser report instead).
 fn nesting_too_deep(text: &str) -> Option<usize> {
-    let b = text.as_bytes();
     let mut depth = 0usize;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            q @ (b'\'' | b'"') => {
-                let triple = b.get(i..i + 3) == Some(&[q, q, q][..]);
-                i += if triple { 3 } else { 1 };
-                while i < b.len() {
-                    if b[i] == b'\\' {
-                        i += 2;
-                        continue;
-                    }
-                    if triple {
-                        if b.get(i..i + 3) == Some(&[q, q, q][..]) {
-                            i += 2;
-                            break;
-                        }
-                    } else if b[i] == q || b[i] == b'\n' {
-                        break;
-                    }
-                    i += 1;
-                }
-            }
+    let mut found = None;
+    scan(
+        text,
+        |i, c| match c {
             b'(' | b'[' | b'{' => {
                 depth += 1;
-                if depth > MAX_DEPTH {
-                    return Some(i);
+                if depth > MAX_DEPTH && found.is_none() {
+                    found = Some(i);
                 }
             }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
+            _ => depth = depth.saturating_sub(1),
+        },
+        |_, _, _| {},
+    );
+    found
 }
 
-fn explain_parse_error(text: &str, off: usize, err: &ParseErrorType) -> (String, Option<String>) {
-    let line_start = text[..off].rfind('\n').map(|i| i + 1).unwrap_or(0);
+fn explain_parse_error(text: &str, work: &str, off: usize, err: &ParseErrorType) -> BadLines {
+    let line_no = line_of(text, off);
+    let starts = line_starts(text);
+    let line_start = starts[line_no];
     let line_end = text[off..]
         .find('\n')
         .map(|i| off + i)
         .unwrap_or(text.len());
     let line = &text[line_start..line_end];
+    let indent = line.len() - line.trim_start().len();
     let trimmed = line.trim_start();
+    let at = |col: usize, len: usize| Span::new(line_start + col, line_start + col + len.max(1));
+    let one_line = |span: Span, message: String, hint: &str| BadLines {
+        problem: Problem {
+            span,
+            message,
+            hint: Some(hint.to_string()),
+        },
+        lines: (line_no, line_no),
+        dedent: false,
+    };
+
+    // Python 2 leftovers first: their lines also trip the checks below.
     if let Some(rest) = trimmed.strip_prefix("print") {
         if rest.starts_with([' ', '\t', '"', '\'']) && !rest.trim_start().starts_with(['(', '=']) {
-            return (
+            return one_line(
+                at(indent, 5),
                 "Python 2 `print` statement".into(),
-                Some("config files cannot print; delete the line (in Python 3 it would be `print(...)`, which is not allowed either)".into()),
+                "config files cannot print; delete the line (in Python 3 it would be `print(...)`, which is not allowed either)",
             );
         }
     }
-    if let Some(rest) = trimmed.strip_prefix("exec ") {
-        let _ = rest;
-        return (
+    if trimmed.starts_with("exec ") || trimmed.starts_with("exec\"") || trimmed.starts_with("exec'")
+    {
+        return one_line(
+            at(indent, 4),
             "Python 2 `exec` statement: `exec` is not allowed in config files".into(),
-            Some("write the values as plain assignments".into()),
+            "write the values as plain assignments",
         );
     }
-    if let Some(tok) = legacy_octal(line) {
-        return (
+    if let Some((col, tok)) = legacy_octal(line) {
+        let digits = tok.trim_end_matches(['L', 'l']).trim_start_matches('0');
+        let digits = if digits.is_empty() { "0" } else { digits };
+        return one_line(
+            at(col, tok.len()),
             format!("Python 2 octal literal `{tok}`"),
-            Some(format!(
-                "write it as `0o{}` (or as a string if it is a file mode)",
-                tok.trim_start_matches('0')
-            )),
+            &format!(
+                "write it as `0o{digits}` (or as a string such as `'0{digits}'` if it is a file mode)"
+            ),
         );
     }
-    if line.contains("<>") {
-        return (
+    if let Some(col) = find_code(line, "<>") {
+        return one_line(
+            at(col, 2),
             "Python 2 `<>` operator".into(),
-            Some("write `!=` instead".into()),
+            "write `!=` instead",
         );
     }
-    if line.contains('`') {
-        return (
+    if let Some(col) = find_code(line, "`") {
+        let len = line[col + 1..].find('`').map(|e| e + 2).unwrap_or(1);
+        return one_line(
+            at(col, len),
             "Python 2 backquotes".into(),
-            Some("write `repr(x)` as a plain string instead".into()),
+            "backquotes meant `repr(x)`; write the value as a plain string instead",
         );
     }
+
+    // A string that is never closed: point at its opening quote.
+    let lexical_or_eof = matches!(err, ParseErrorType::Lexical(_) | ParseErrorType::Eof);
+    if lexical_or_eof {
+        if let Some(open) = unclosed_string(work, off) {
+            let open_line = line_of(text, open);
+            let triple = text[open..].starts_with("'''") || text[open..].starts_with("\"\"\"");
+            let last = if triple { starts.len() - 1 } else { open_line };
+            return BadLines {
+                problem: Problem {
+                    span: Span::new(open, open + if triple { 3 } else { 1 }),
+                    message: "this string is never closed".into(),
+                    hint: Some(if triple {
+                        format!("end it with `{}`", &text[open..open + 3])
+                    } else {
+                        "end it with the same quote on the same line; text over several lines needs triple quotes `'''...'''`".into()
+                    }),
+                },
+                lines: (open_line, last.max(open_line)),
+                dedent: false,
+            };
+        }
+    }
+
+    // Inside brackets: a bracket never closed, or an error inside a value over several lines.
+    if let Some((open, close)) = open_bracket(work, off) {
+        let open_line = line_of(text, open);
+        match close {
+            None => {
+                let c = text[open..].chars().next().unwrap_or('(');
+                let last = if line_of(text, off) > open_line {
+                    line_of(text, off) - 1
+                } else {
+                    open_line
+                };
+                return BadLines {
+                    problem: Problem {
+                        span: Span::new(open, open + 1),
+                        message: format!("`{c}` was never closed"),
+                        hint: Some(
+                            "close the bracket at the end of the value; a value can span lines only inside brackets"
+                                .into(),
+                        ),
+                    },
+                    lines: (open_line, last),
+                    dedent: false,
+                };
+            }
+            Some(close) if line_of(text, close) > open_line => {
+                let (message, hint) = generic_message(err);
+                return BadLines {
+                    problem: Problem {
+                        span: Span::new(off, off + 1),
+                        message,
+                        hint: Some(format!(
+                            "{hint}; inside brackets, separate the items with commas"
+                        )),
+                    },
+                    lines: (open_line, line_of(text, close)),
+                    dedent: false,
+                };
+            }
+            Some(_) => {}
+        }
+    }
+
+    // A block header with no indented body after it.
+    let before_error = &text[line_start..off];
+    if before_error.trim().is_empty() && line_no > 0 {
+        let lines: Vec<&str> = text.split('\n').collect();
+        let header = (0..line_no)
+            .rev()
+            .find(|&i| !code_of(lines[i]).trim().is_empty());
+        if let Some(h) = header {
+            let hl = lines[h];
+            let h_indent = hl.len() - hl.trim_start().len();
+            let here_indent = if line.trim().is_empty() { 0 } else { indent };
+            if code_of(hl).trim_end().ends_with(':') && here_indent <= h_indent {
+                return BadLines {
+                    problem: Problem {
+                        span: Span::new(
+                            starts[h] + h_indent,
+                            starts[h] + code_of(hl).trim_end().len(),
+                        ),
+                        message: "expected an indented block after this line".into(),
+                        hint: Some(
+                            "indent the lines that belong to it, or write `pass` indented below it"
+                                .into(),
+                        ),
+                    },
+                    lines: (h, h),
+                    dedent: false,
+                };
+            }
+        }
+    }
+
+    // A block header without its colon.
+    let keyword = trimmed.split([' ', ':', '(']).next().unwrap_or("");
+    if matches!(keyword, "if" | "elif" | "else")
+        && !code_of(line).trim_end().ends_with(':')
+        && matches!(err, ParseErrorType::UnrecognizedToken(Tok::Newline, _))
+    {
+        return one_line(
+            at(indent, code_of(trimmed).trim_end().len()),
+            format!("missing `:` at the end of the `{keyword}` line"),
+            &format!(
+                "write `{}:` and indent the lines that belong to it",
+                code_of(trimmed).trim_end()
+            ),
+        );
+    }
+
+    let indent_error = matches!(
+        err,
+        ParseErrorType::UnrecognizedToken(Tok::Indent, _)
+            | ParseErrorType::Lexical(LexicalErrorType::IndentationError)
+    );
+    if indent_error {
+        // Blank this line and the rest of its over-indented run.
+        let lines: Vec<&str> = text.split('\n').collect();
+        let mut last = line_no;
+        while let Some(next) = lines.get(last + 1) {
+            let ind = next.len() - next.trim_start().len();
+            if next.trim().is_empty() || ind >= indent {
+                last += 1;
+            } else {
+                break;
+            }
+        }
+        return BadLines {
+            problem: Problem {
+                span: at(indent, 1),
+                message: "unexpected indentation".into(),
+                hint: Some(
+                    "start each `key = value` at the beginning of a line; only the body of an `if` or `else` is indented, all of it by the same amount"
+                        .into(),
+                ),
+            },
+            lines: (line_no, last),
+            dedent: true,
+        };
+    }
+
+    let (message, hint) = generic_message(err);
+    one_line(Span::new(off, off + 1), message, &hint)
+}
+
+fn generic_message(err: &ParseErrorType) -> (String, String) {
     let msg = match err {
-        ParseErrorType::Eof => "unexpected end of file (an open bracket or string?)".to_string(),
+        ParseErrorType::Eof => "unexpected end of file".to_string(),
         ParseErrorType::Lexical(l) => format!("{l}"),
-        ParseErrorType::UnrecognizedToken(tok, _) => format!("syntax error: unexpected `{tok}`"),
-        ParseErrorType::ExtraToken(tok) => format!("syntax error: unexpected `{tok}`"),
+        ParseErrorType::UnrecognizedToken(tok, _) | ParseErrorType::ExtraToken(tok) => {
+            format!("syntax error: unexpected {}", describe_token(tok))
+        }
         ParseErrorType::InvalidToken => "syntax error: invalid token".to_string(),
     };
     (
         msg,
-        Some("config files use Python 3 syntax: `key = value`, one per line".into()),
+        "config files use Python 3 syntax: `key = value`, one per line".into(),
     )
 }
 
-/// `0755` or `0755L` outside strings and comments.
-fn legacy_octal(line: &str) -> Option<String> {
-    let code = line.split('#').next().unwrap_or("");
-    let bytes = code.as_bytes();
-    let mut in_str: Option<u8> = None;
+fn describe_token(tok: &Tok) -> String {
+    match tok {
+        Tok::Newline => "end of line".into(),
+        Tok::Indent => "indentation".into(),
+        Tok::Dedent => "end of the indented block".into(),
+        Tok::EndOfFile => "end of file".into(),
+        Tok::Name { name } => format!("name `{name}`"),
+        other => {
+            let t = other.to_string();
+            let t = t.trim_matches('\'');
+            format!("`{t}`")
+        }
+    }
+}
+
+/// A line without its comment (a `#` outside strings).
+fn code_of(line: &str) -> &str {
+    let mut strings: Vec<(usize, usize)> = Vec::new();
+    scan(line, |_, _| {}, |s, e, _| strings.push((s, e)));
+    for (i, _) in line.match_indices('#') {
+        if !strings.iter().any(|&(s, e)| s <= i && i < e) {
+            return &line[..i];
+        }
+    }
+    line
+}
+
+/// The column of `needle` in a line's code, outside strings and comments.
+fn find_code(line: &str, needle: &str) -> Option<usize> {
+    let mut strings: Vec<(usize, usize)> = Vec::new();
+    scan(line, |_, _| {}, |s, e, _| strings.push((s, e)));
+    code_of(line)
+        .match_indices(needle)
+        .map(|(i, _)| i)
+        .find(|&i| !strings.iter().any(|&(s, e)| s <= i && i < e))
+}
+
+/// `0755` or `0755L` outside strings and comments: its column and text.
+fn legacy_octal(line: &str) -> Option<(usize, String)> {
+    let bytes = line.as_bytes();
+    let mut strings: Vec<(usize, usize)> = Vec::new();
+    scan(line, |_, _| {}, |s, e, _| strings.push((s, e)));
+    let in_string = |i: usize| strings.iter().any(|&(s, e)| s <= i && i < e);
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
-        if let Some(q) = in_str {
-            if c == b'\\' {
-                i += 1;
-            } else if c == q {
-                in_str = None;
-            }
-        } else if c == b'\'' || c == b'"' {
-            in_str = Some(c);
-        } else if c == b'0'
+        if c == b'#' && !in_string(i) {
+            return None;
+        }
+        if c == b'0'
+            && !in_string(i)
             && (i == 0
                 || !(bytes[i - 1].is_ascii_alphanumeric()
                     || bytes[i - 1] == b'_'
@@ -507,11 +774,12 @@ fn legacy_octal(line: &str) -> Option<String> {
             while j < bytes.len() && bytes[j].is_ascii_digit() {
                 j += 1;
             }
-            if j > i + 1 {
-                if j < bytes.len() && (bytes[j] == b'L' || bytes[j] == b'l') {
+            let long = j < bytes.len() && (bytes[j] == b'L' || bytes[j] == b'l');
+            if j > i + 1 || long {
+                if long {
                     j += 1;
                 }
-                return Some(code[i..j].to_string());
+                return Some((i, line[i..j].to_string()));
             }
         }
         i += 1;
@@ -577,6 +845,8 @@ struct Converter {
     problems: Vec<Problem>,
     file_kind: String,
     depth: usize,
+    /// Too deep nesting is reported once per statement, not at every node past the limit.
+    deep_reported: bool,
 }
 
 impl Converter {
@@ -594,6 +864,7 @@ impl Converter {
 
     fn stmt(&mut self, s: &ast::Stmt) -> Option<Stmt> {
         let span = span_of(s);
+        self.deep_reported = false;
         let no_code = "config files hold values, not code: write `key = value` assignments";
         let kind = match s {
             ast::Stmt::Assign(a) => {
@@ -665,12 +936,15 @@ impl Converter {
             }
             ast::Stmt::ImportFrom(i) => {
                 let m = i.module.as_ref().map(|m| m.to_string()).unwrap_or_default();
-                if !ALLOWED_MODULES.contains(&m.as_str())
-                    || i.level.map(|l| l.to_u32()).unwrap_or(0) > 0
-                {
+                let level = i.level.map(|l| l.to_u32()).unwrap_or(0);
+                if !ALLOWED_MODULES.contains(&m.as_str()) || level > 0 {
+                    let shown = format!("{}{m}", ".".repeat(level as usize));
                     self.problems.push(Problem {
                         span,
-                        message: format!("import from `{m}` is not allowed in {}", self.file_kind),
+                        message: format!(
+                            "import from `{shown}` is not allowed in {}",
+                            self.file_kind
+                        ),
                         hint: Some(format!(
                             "only these modules can be imported: {}",
                             ALLOWED_MODULES.join(", ")
@@ -708,17 +982,26 @@ impl Converter {
                     );
                     return None;
                 }
-                _ => {
-                    self.forbid(
-                        span,
-                        "a bare expression statement",
-                        "assign the value to a key: `key = value`",
-                    );
+                other => {
+                    // `exec('...')` should be refused as `exec`, not as a bare expression.
+                    let before = self.problems.len();
+                    let _ = self.expr(other);
+                    if self.problems.len() == before {
+                        self.forbid(
+                            span,
+                            "a bare expression statement",
+                            "assign the value to a key: `key = value`",
+                        );
+                    }
                     return None;
                 }
             },
-            ast::Stmt::FunctionDef(_) | ast::Stmt::AsyncFunctionDef(_) => {
+            ast::Stmt::FunctionDef(_) => {
                 self.forbid(span, "`def`", no_code);
+                return None;
+            }
+            ast::Stmt::AsyncFunctionDef(_) => {
+                self.forbid(span, "`async def`", no_code);
                 return None;
             }
             ast::Stmt::ClassDef(_) => {
@@ -757,8 +1040,12 @@ impl Converter {
                 self.forbid(span, "`assert`", no_code);
                 return None;
             }
-            ast::Stmt::Global(_) | ast::Stmt::Nonlocal(_) => {
-                self.forbid(span, "`global`/`nonlocal`", no_code);
+            ast::Stmt::Global(_) => {
+                self.forbid(span, "`global`", no_code);
+                return None;
+            }
+            ast::Stmt::Nonlocal(_) => {
+                self.forbid(span, "`nonlocal`", no_code);
                 return None;
             }
             ast::Stmt::Match(_) => {
@@ -849,7 +1136,8 @@ impl Converter {
     fn expr(&mut self, e: &ast::Expr) -> Option<Expr> {
         self.depth += 1;
         let result = if self.depth > MAX_DEPTH {
-            if self.depth == MAX_DEPTH + 1 {
+            if !self.deep_reported {
+                self.deep_reported = true;
                 self.problems.push(Problem {
                     span: span_of(e),
                     message: format!("expression nested more than {MAX_DEPTH} deep"),
@@ -1015,11 +1303,14 @@ impl Converter {
                 }
             }
             ast::Expr::Attribute(a) => {
+                // The leftmost problem is the one to report: `''.__class__.__mro__` names
+                // `__class__`.
+                let value = self.boxed(&a.value)?;
                 if a.attr.as_str().starts_with('_') {
                     self.forbid(span, &format!("the attribute `{}`", a.attr), "only public functions of os, os.path, re, sys, string and str methods are available");
                     return None;
                 }
-                ExprKind::Attribute(self.boxed(&a.value)?, a.attr.to_string())
+                ExprKind::Attribute(value, a.attr.to_string())
             }
             ast::Expr::Subscript(s) => {
                 let v = self.boxed(&s.value);
@@ -1074,10 +1365,15 @@ impl Converter {
                 return None;
             }
             ast::Expr::Await(_) | ast::Expr::Yield(_) | ast::Expr::YieldFrom(_) => {
+                let construct = match e {
+                    ast::Expr::Await(_) => "`await`",
+                    ast::Expr::Yield(_) => "`yield`",
+                    _ => "`yield from`",
+                };
                 self.forbid(
                     span,
-                    "`await`/`yield`",
-                    "config files hold values, not code",
+                    construct,
+                    "config files hold values, not code: write `key = value` assignments",
                 );
                 return None;
             }
@@ -1159,11 +1455,107 @@ mod tests {
         assert!(d.0[1].message.contains("print"));
     }
 
+    fn located(src: &str) -> Vec<(String, usize, usize)> {
+        let f = SourceFile::new("image.conf", src.to_string());
+        match parse(&f) {
+            Ok(_) => vec![],
+            Err(d) => {
+                d.0.iter()
+                    .map(|d| {
+                        let l = d.location.as_ref().expect("every problem is located");
+                        (d.message.clone(), l.line, l.col)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn syntax_errors_point_at_their_cause_without_cascading() {
+        let cases: &[(&str, &str, usize, usize)] = &[
+            ("x = 'abc\ny = 1\n", "this string is never closed", 1, 5),
+            ("x = '''abc\ny = 1\n", "this string is never closed", 1, 5),
+            (
+                "if a > 1\n    b = 2\n",
+                "missing `:` at the end of the `if` line",
+                1,
+                1,
+            ),
+            ("x = 1\n  y = 2\n  z = 3\n", "unexpected indentation", 2, 3),
+            (
+                "a = 1\nif a:\n",
+                "expected an indented block after this line",
+                2,
+                1,
+            ),
+            ("x = [1,\n  2\ny = 3\n", "`[` was never closed", 1, 5),
+            (
+                "x = {'a': 1,\n     'b' 2}\ny = 1\n",
+                "syntax error: unexpected `2`",
+                2,
+                10,
+            ),
+            ("mode = 0755L\n", "Python 2 octal literal `0755L`", 1, 8),
+            ("if a <> 'b':\n    c = 1\n", "Python 2 `<>` operator", 1, 6),
+            ("x = `1`\n", "Python 2 backquotes", 1, 5),
+            ("    print 'x'\n", "Python 2 `print` statement", 1, 5),
+            (
+                "exec 'x = 1'\n",
+                "Python 2 `exec` statement: `exec` is not allowed in config files",
+                1,
+                1,
+            ),
+        ];
+        for (src, want, line, col) in cases {
+            let got = located(src);
+            assert_eq!(got, vec![(want.to_string(), *line, *col)], "for {src:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_and_dialect_violations_are_reported_together_in_file_order() {
+        let got = located("import subprocess\nmode = 0755\nx = lambda: 1\nprint 'a'\n");
+        let messages: Vec<&str> = got.iter().map(|(m, _, _)| m.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "import of `subprocess` is not allowed in image.conf",
+                "Python 2 octal literal `0755`",
+                "`lambda` is not allowed in image.conf",
+                "Python 2 `print` statement",
+            ]
+        );
+    }
+
+    #[test]
+    fn calls_in_bare_statements_name_the_forbidden_function() {
+        assert_eq!(
+            problems("exec('memory = 512')\n"),
+            ["`exec` is not allowed in image.conf"]
+        );
+        assert_eq!(
+            problems("x = 1\nx.upper()\n"),
+            ["a bare expression statement is not allowed in image.conf"]
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_where_it_passes_it() {
+        let src = "padding = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'\n".repeat(40_000);
+        let got = located(&src);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].0.contains("larger than 1048576 bytes"), "{got:?}");
+        assert_eq!(got[0].1, MAX_FILE_SIZE / 53 + 1);
+    }
+
     #[test]
     fn deep_nesting_is_refused_quickly() {
         let src = format!("x = {}1{}\n", "[".repeat(5000), "]".repeat(5000));
         assert!(problems(&src)[0].contains("nested more than"));
         let src = format!("x = {}1\n", "-".repeat(5000));
         assert!(problems(&src)[0].contains("nested more than"));
+        // A long chain is one problem, not one per node past the limit.
+        let src = format!("x = {}\n", vec!["1"; 100_000].join("+"));
+        assert_eq!(problems(&src).len(), 1);
     }
 }

@@ -193,3 +193,20 @@ fn show_marks_computed_and_customizable() {
             .any(|e| e["key"] == "device_model" && e["computed"] == true)
     );
 }
+
+#[test]
+fn conf_eval_substitutes_the_files_own_fallback_variables() {
+    let w = World::new();
+    let f = w.write(
+        "Img/image.conf",
+        "VM_DISKS_DIR = '/srv/xen/disks'\nhda_image_src = '$VM_DISKS_DIR/base.img'\nbridge = '$DEFAULT_BRIDGE'\n",
+    );
+    let o = w.cmd().args(["conf", "eval"]).arg(&f).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("hda_image_src = '/srv/xen/disks/base.img'"),
+        "{out}"
+    );
+    assert!(out.contains("bridge        = 'xenbr0'"), "{out}");
+}

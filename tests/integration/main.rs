@@ -3,6 +3,7 @@
 
 mod cli;
 mod conf;
+mod fixtures;
 mod provision;
 mod shell;
 mod store;

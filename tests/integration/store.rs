@@ -151,3 +151,89 @@ fn image_store_conf_excludes_and_templates() {
         .collect();
     assert_eq!(names, [("Shown", false), ("_tmpl_", true)]);
 }
+
+/// A store modelled on the images ConVirt 2.1 shipped (`tests/fixtures/stores/convirt21`):
+/// the `import`/`if` arch block, `$AUTOGEN_MAC`, `$DEFAULT_BRIDGE`, a cdrom disk, the
+/// directories defined in image.conf, `provision_timeout`, commented `customizable_options`.
+fn convirt21() -> std::path::PathBuf {
+    crate::repo().join("tests/fixtures/stores/convirt21")
+}
+
+#[test]
+fn convirt21_store_validates_strictly_and_lists_its_images() {
+    let w = World::new();
+    let o = w
+        .cmd()
+        .arg("--store")
+        .arg(convirt21())
+        .args(["image", "validate", "--strict"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "ok      CentOS_PV_Install\nok      Fedora_PV_Install\nok      Linux_CD_Install\nok      Windows_CD_Install\n"
+    );
+    assert_eq!(stderr(&o), "", "no warning either");
+
+    let o = w
+        .cmd()
+        .arg("--store")
+        .arg(convirt21())
+        .args(["--json", "image", "list"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows: Vec<(&str, &str)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("CentOS_PV_Install", "PV"),
+            ("Fedora_PV_Install", "PV"),
+            ("Linux_CD_Install", "HVM"),
+            ("Windows_CD_Install", "HVM")
+        ]
+    );
+}
+
+#[test]
+fn convirt21_provision_script_reads_its_values_without_running_them() {
+    let w = World::new();
+    let image_conf = w.write(
+        "in/image.conf",
+        "KERNEL_TYPE = 'FC8_x86_32_PAE'\nmemory = 128\n",
+    );
+    let vm_conf = w.write(
+        "in/vm.conf",
+        "# literal format\nname = 'web1'\nmemory = 256\ndisk = ['file:/srv/web1.img,xvda,w']\nevil = '$(touch pwned) `touch pwned` it\\x27s'\n",
+    );
+    let args = w.write("in/args", "VM_NAME='web1'\n");
+    let log = w.path().join("web1.log");
+    let o = std::process::Command::new("bash")
+        .arg(convirt21().join("Fedora_PV_Install/provision.sh"))
+        .arg("-x")
+        .arg(&vm_conf)
+        .arg("-p")
+        .arg(&args)
+        .arg("-s")
+        .arg(convirt21())
+        .args(["-i", "Fedora_PV_Install", "-l"])
+        .arg(&log)
+        .arg("-c")
+        .arg(&image_conf)
+        .current_dir(w.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("VM 'web1' with 256 MB of memory, disks: ['file:/srv/web1.img,xvda,w']"),
+        "the VM config wins over image.conf: {logged}"
+    );
+    assert!(!w.path().join("pwned").exists(), "a value was executed");
+}
