@@ -851,3 +851,46 @@ fn store_wide_custom_scripts_set_hostname_and_root_password_in_a_staged_guest() 
     assert!(pos("own/S10order") < pos("own/S20order"));
     assert!(!out.contains("S15order~"));
 }
+
+/// Images written for ConVirt 2.1, with their own generic provision.sh that reads values
+/// with `source_python_config`, run unchanged on the shipped `common/functions`.
+#[test]
+fn convirt21_images_provision_unchanged_with_the_shipped_functions() {
+    let w = sandbox();
+    let fixture = repo().join("tests/fixtures/stores/convirt21");
+    for e in std::fs::read_dir(&fixture).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "common" {
+            continue;
+        }
+        copy_dir(&e.path(), &w.store().join(&name));
+    }
+    let images = [
+        "CentOS_PV_Install",
+        "Fedora_PV_Install",
+        "Linux_CD_Install",
+        "Windows_CD_Install",
+    ];
+    for image in images {
+        let vm = format!("c21-{}", image.to_lowercase().replace('_', "-"));
+        let o = w.conv(&["provision", "--vm", &vm, "--image", image]);
+        assert!(o.status.success(), "{image}: {}{}", stdout(&o), stderr(&o));
+        let log = std::fs::read_to_string(w.path().join(format!("log/{image}/{image}_{vm}.log")))
+            .unwrap();
+        assert!(log.contains(&format!("VM '{vm}' with ")), "{log}");
+        assert!(
+            log.contains("disks: ['"),
+            "lists arrive as their repr: {log}"
+        );
+        assert_eq!(
+            log.matches(&format!("provisioning of {image} done"))
+                .count(),
+            1,
+            "logged once: {log}"
+        );
+        let cfg = w.path().join(format!("conf/{vm}.cfg"));
+        if let Some(r) = xl_check(&cfg) {
+            r.unwrap_or_else(|e| panic!("{image}: {e}"));
+        }
+    }
+}
