@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod cli;
 pub mod diagnostic;
+pub mod edit;
 pub mod eval;
 pub mod image;
 pub mod render;
