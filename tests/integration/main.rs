@@ -3,6 +3,7 @@
 
 mod cli;
 mod conf;
+mod edit;
 mod store;
 
 use std::path::{Path, PathBuf};
