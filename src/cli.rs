@@ -75,7 +75,7 @@ enum Command {
     /// Manage the image store itself
     #[command(subcommand)]
     Store(StoreCmd),
-    /// List, show, validate and edit images
+    /// List, show, validate, copy and edit images
     #[command(subcommand)]
     Image(ImageCmd),
     /// Work with single config files
@@ -138,6 +138,25 @@ enum ImageCmd {
         /// Unresolved variables are errors, not warnings
         #[arg(long)]
         strict: bool,
+    },
+    /// Copy an image to a new name, then change values in the copy
+    #[command(after_help = "Examples:
+  convirt image create-like Linux_CD_Install Web_Install --title 'Web server install'
+  convirt image create-like Linux_CD_Install Big --set hda_disk_size=40000 --vm-set memory=2048")]
+    CreateLike {
+        /// The image to copy
+        src: String,
+        /// The new image's name
+        new: String,
+        /// Set KEY in the copy's image.conf (a Python literal, else text)
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        set: Vec<(String, String)>,
+        /// Set KEY in the copy's vm_conf.template
+        #[arg(long = "vm-set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        vm_set: Vec<(String, String)>,
+        /// The copy's description title (replaces the first text of description.htm)
+        #[arg(long, value_name = "TEXT")]
+        title: Option<String>,
     },
     /// Change values in an image's files in place, keeping comments and layout
     #[command(
@@ -336,6 +355,13 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Image(ImageCmd::Validate { images, strict }) => {
             image_validate(&app, images, *strict)
         }
+        Command::Image(ImageCmd::CreateLike {
+            src,
+            new,
+            set,
+            vm_set,
+            title,
+        }) => image_create_like(&app, src, new, set, vm_set, title.as_deref()),
         Command::Image(ImageCmd::Edit {
             image,
             set,
@@ -450,6 +476,43 @@ fn image_edit(app: &App, name: &str, req: &edit::Request) -> Result<()> {
     print_edits(&edits)?;
     if !edits.iter().any(edit::FileEdit::changed) && !app.cli.quiet {
         eprintln!("note: image `{name}` already had these values; nothing was written");
+    }
+    Ok(())
+}
+
+fn image_create_like(
+    app: &App,
+    src: &str,
+    new: &str,
+    set: &[(String, String)],
+    vm_set: &[(String, String)],
+    title: Option<&str>,
+) -> Result<()> {
+    let store = app.store()?;
+    let req = edit::Request {
+        image: edit_changes(set, &[]),
+        vm: edit_changes(vm_set, &[]),
+        force: false,
+    };
+    let made =
+        crate::create_like::create_like(&store, src, new, &req, title, &app.settings, &app.host)?;
+    if app.cli.json {
+        return app.print_json(&serde_json::json!({
+            "image": made.name,
+            "from": src,
+            "dir": made.dir.display().to_string(),
+            "files": edits_json(&made.files),
+            "title": made.title,
+        }));
+    }
+    println!(
+        "created image `{}` from `{src}` in `{}`",
+        made.name,
+        made.dir.display()
+    );
+    print_edits(&made.files)?;
+    if let Some(t) = &made.title {
+        println!("{}: title: {t}", image::DESCRIPTION);
     }
     Ok(())
 }

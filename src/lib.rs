@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod cli;
+pub mod create_like;
 pub mod diagnostic;
 pub mod edit;
 pub mod eval;

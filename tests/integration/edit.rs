@@ -1,5 +1,5 @@
-//! `image edit`: round trips checked with the real `diff -u`, and failures that leave every
-//! byte of the store as it was.
+//! `image edit` and `image create-like`: round trips checked with the real `diff -u`, and
+//! failures that leave every byte of the store as it was.
 
 use crate::{World, stderr, stdout};
 use std::collections::BTreeMap;
@@ -415,4 +415,313 @@ fn edit_writes_through_a_link_inside_the_image_and_refuses_one_outside() {
         stderr(&o)
     );
     assert_eq!(snapshot(w.path()), before);
+}
+
+fn dir_listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `diff -ru` of two images of the store, header dates dropped.
+fn diff_images(w: &World, a: &str, b: &str) -> String {
+    let o = Command::new("diff")
+        .args(["-ru", "--no-dereference", a, b])
+        .current_dir(w.store())
+        .output()
+        .expect("run diff");
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| {
+            if l.starts_with("--- ") || l.starts_with("+++ ") {
+                l.split('\t').next().unwrap_or(l)
+            } else {
+                l
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// An image with more than the four files: scripts with modes, a private directory, links.
+fn rich_world() -> World {
+    let w = world();
+    w.write_exec(
+        "store/Linux_CD/custom_scripts/net/S10net",
+        "#!/bin/sh\necho net\n",
+    );
+    let private = w.write("store/Linux_CD/private/notes.txt", "secret\n");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        private.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../image.conf", w.store().join("Linux_CD/private/conf")).unwrap();
+    std::os::unix::fs::symlink("custom_scripts/net", w.store().join("Linux_CD/net")).unwrap();
+    w
+}
+
+#[test]
+fn create_like_copies_everything_and_changes_only_image_name() {
+    let w = rich_world();
+    let src_before = snapshot(&w.store().join("Linux_CD"));
+    let o = w.run(&["image", "create-like", "Linux_CD", "Linux_Web"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        w.filter(&stdout(&o)),
+        "created image `Linux_Web` from `Linux_CD` in `[TMP]/store/Linux_Web`\nvm_conf.template:12: image_name: 'Linux_CD' -> 'Linux_Web'\n"
+    );
+    assert_eq!(snapshot(&w.store().join("Linux_CD")), src_before);
+    assert_eq!(
+        diff_images(&w, "Linux_CD", "Linux_Web"),
+        "\
+diff -ru --no-dereference Linux_CD/vm_conf.template Linux_Web/vm_conf.template
+--- Linux_CD/vm_conf.template
++++ Linux_Web/vm_conf.template
+@@ -9,7 +9,7 @@
+ 
+ kernel = '/usr/lib/xen/boot/hvmloader'
+ builder = 'hvm'
+-image_name = 'Linux_CD'
++image_name = 'Linux_Web'
+ name = ''
+ memory = 256
+ disk = [
+"
+    );
+    // Same modes, same links: the snapshots differ only in the template.
+    let mut new = snapshot(&w.store().join("Linux_Web"));
+    let mut old = src_before.clone();
+    new.remove(Path::new("vm_conf.template"));
+    old.remove(Path::new("vm_conf.template"));
+    assert_eq!(new, old);
+    assert_eq!(
+        new[Path::new("private")],
+        "dir 750",
+        "directory modes are kept"
+    );
+    assert_eq!(new[Path::new("net")], "link -> custom_scripts/net");
+    assert_eq!(
+        dir_listing(&w.store()),
+        ["Linux_CD", "Linux_Web"],
+        "no temporary directory is left"
+    );
+    let o = w.run(&["image", "validate", "Linux_Web"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn create_like_applies_edits_and_title() {
+    let w = world();
+    let o = w.run(&[
+        "image",
+        "create-like",
+        "Linux_CD",
+        "Web",
+        "--set",
+        "hda_disk_size=5000",
+        "--vm-set",
+        "memory=512",
+        "--title",
+        "Web server <install>",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        w.filter(&stdout(&o)),
+        "\
+created image `Web` from `Linux_CD` in `[TMP]/store/Web`
+image.conf:5: hda_disk_size: 10000 -> 5000
+vm_conf.template:12: image_name: 'Linux_CD' -> 'Web'
+vm_conf.template:14: memory: 256 -> 512
+description.htm: title: Web server <install>
+"
+    );
+    assert_eq!(
+        diff_images(&w, "Linux_CD", "Web"),
+        "\
+diff -ru --no-dereference Linux_CD/description.htm Web/description.htm
+--- Linux_CD/description.htm
++++ Web/description.htm
+@@ -1 +1 @@
+-<body><span>Linux_CD title</span><br/>About Linux_CD.</body>
+\\ No newline at end of file
++<body><span>Web server &lt;install&gt;</span><br/>About Linux_CD.</body>
+\\ No newline at end of file
+diff -ru --no-dereference Linux_CD/image.conf Web/image.conf
+--- Linux_CD/image.conf
++++ Web/image.conf
+@@ -2,7 +2,7 @@
+ # Sizes are in MB.
+ 
+ # The disk the installer writes to
+-hda_disk_size = 10000   # MB
++hda_disk_size = 5000   # MB
+ hda_disk_type = 'VBD'
+ 
+ VM_DISKS_DIR = '/var/cache/convirt/vm_disks'
+diff -ru --no-dereference Linux_CD/vm_conf.template Web/vm_conf.template
+--- Linux_CD/vm_conf.template
++++ Web/vm_conf.template
+@@ -9,9 +9,9 @@
+ 
+ kernel = '/usr/lib/xen/boot/hvmloader'
+ builder = 'hvm'
+-image_name = 'Linux_CD'
++image_name = 'Web'
+ name = ''
+-memory = 256
++memory = 512
+ disk = [
+     'file:$VM_DISKS_DIR/$VM_NAME.disk.xm,hda,w',   # the new disk
+     'phy:$cdrom_path,hdc:cdrom,r',
+"
+    );
+    let o = w.run(&["--json", "image", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["title"], "Linux_CD title");
+    assert_eq!(v[1]["name"], "Web");
+    assert_eq!(v[1]["title"], "Web server <install>");
+}
+
+#[test]
+fn create_like_without_image_name_key_and_with_crlf() {
+    let w = World::new();
+    w.image("Win", "a = 1\r\n", "\u{feff}name = ''\r\nmemory = 256\r\n");
+    let o = w.run(&[
+        "image",
+        "create-like",
+        "Win",
+        "Win2",
+        "--vm-set",
+        "memory=128",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(read(w.store().join("Win2/vm_conf.template"))).unwrap(),
+        "\u{feff}name = ''\r\nmemory = 128\r\n",
+        "no image_name is added; CRLF and BOM stay"
+    );
+}
+
+#[test]
+fn create_like_refusals_leave_the_store_as_it_was() {
+    let w = rich_world();
+    w.image("Other", "a = 1\n", "name = ''\n");
+    w.image("Broken", "a = (\n", "name = ''\n");
+    let before = snapshot(&w.store());
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["Linux_CD", "Other"],
+            "error: image `Other` already exists",
+        ),
+        (
+            &["Linux_CD", "Linux_CD"],
+            "error: image `Linux_CD` already exists",
+        ),
+        (
+            &["Linux_CD", "bad.name"],
+            "error: image name `bad.name` contains `.`",
+        ),
+        (
+            &["Linux_CD", "../x"],
+            "error: image name `../x` contains `.`",
+        ),
+        (&["Linux_CD", "a b"], "error: image name `a b` contains ` `"),
+        (
+            &["Linux_CD", "common"],
+            "`common` is not an image name in this store",
+        ),
+        (&["Nope", "New"], "error: no image `Nope` in store"),
+        (
+            &["Broken", "New"],
+            "error: image `Broken` does not load, so it cannot be copied",
+        ),
+        (
+            &["Linux_CD", "New", "--set", "customizable_options=x"],
+            "error: `image.conf` would not load after the edit\n --> [TMP]/store/New/image.conf",
+        ),
+        (
+            &["Linux_CD", "New", "--vm-set", "arch='i686'"],
+            "error: `arch` is computed for the target host",
+        ),
+        (
+            &["Linux_CD", "New", "--vm-set", "arch_libdir=lib"],
+            "error: `arch_libdir` is computed for the target host",
+        ),
+        (&["Linux_CD", "New", "--title", "two\nlines"], "one line"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["image", "create-like"];
+        all.extend_from_slice(args);
+        let o = w.run(&all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let err = w.filter(&stderr(&o));
+        assert!(err.contains(want), "{args:?}:\n{err}");
+        assert_eq!(snapshot(&w.store()), before, "{args:?} changed the store");
+    }
+}
+
+#[test]
+fn create_like_refuses_links_out_of_the_image_and_special_files() {
+    let w = world();
+    std::os::unix::fs::symlink("/etc/passwd", w.store().join("Linux_CD/passwd")).unwrap();
+    std::os::unix::fs::symlink("../../outside", w.store().join("Linux_CD/up")).unwrap();
+    let fifo = w.store().join("Linux_CD/pipe");
+    let ok = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(ok.success());
+    let before = snapshot(&w.store());
+    let o = w.run(&["image", "create-like", "Linux_CD", "New"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = w.filter(&stderr(&o));
+    for want in [
+        "`[TMP]/store/Linux_CD/passwd` is a symlink to `/etc/passwd`, outside the image",
+        "`[TMP]/store/Linux_CD/up` is a symlink to `../../outside`, outside the image",
+        "`[TMP]/store/Linux_CD/pipe` is a FIFO",
+    ] {
+        assert!(err.contains(want), "{want}:\n{err}");
+    }
+    assert_eq!(snapshot(&w.store()), before);
+}
+
+#[test]
+fn create_like_turns_absolute_links_inside_the_image_relative() {
+    let w = world();
+    let src = w.store().join("Linux_CD");
+    std::os::unix::fs::symlink(src.join("image.conf"), src.join("conf")).unwrap();
+    let o = w.run(&["--json", "image", "create-like", "Linux_CD", "New"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["image"], "New");
+    assert_eq!(v["from"], "Linux_CD");
+    assert_eq!(v["files"][1]["changes"][0]["key"], "image_name");
+    assert_eq!(
+        std::fs::read_link(w.store().join("New/conf")).unwrap(),
+        PathBuf::from("image.conf")
+    );
+}
+
+#[test]
+fn create_like_can_start_from_the_example_skeleton() {
+    let w = World::new();
+    w.image("example", "a = 1\n", "name = ''\nimage_name = 'example'\n");
+    let o = w.run(&["image", "create-like", "example", "Mine"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        read(w.store().join("Mine/vm_conf.template")),
+        b"name = ''\nimage_name = 'Mine'\n"
+    );
+    let o = w.run(&["image", "list"]);
+    let names: Vec<String> = stdout(&o)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect();
+    assert_eq!(names, ["Mine"]);
 }
