@@ -3,6 +3,7 @@
 //! code: 0 ok, 1 the operation failed, 2 usage error, 130 interrupted.
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::edit;
 use crate::eval::Host;
 use crate::image::{self, ConfFile, Image};
 use crate::render;
@@ -74,7 +75,7 @@ enum Command {
     /// Manage the image store itself
     #[command(subcommand)]
     Store(StoreCmd),
-    /// List, show and validate images
+    /// List, show, validate, copy and edit images
     #[command(subcommand)]
     Image(ImageCmd),
     /// Work with single config files
@@ -181,6 +182,51 @@ enum ImageCmd {
         /// Unresolved variables are errors, not warnings
         #[arg(long)]
         strict: bool,
+    },
+    /// Copy an image to a new name, then change values in the copy
+    #[command(after_help = "Examples:
+  convirt image create-like Linux_CD_Install Web_Install --title 'Web server install'
+  convirt image create-like Linux_CD_Install Big --set hda_disk_size=40000 --vm-set memory=2048")]
+    CreateLike {
+        /// The image to copy
+        src: String,
+        /// The new image's name
+        new: String,
+        /// Set KEY in the copy's image.conf (a Python literal, else text)
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        set: Vec<(String, String)>,
+        /// Set KEY in the copy's vm_conf.template
+        #[arg(long = "vm-set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        vm_set: Vec<(String, String)>,
+        /// The copy's description title (replaces the first text of description.htm)
+        #[arg(long, value_name = "TEXT")]
+        title: Option<String>,
+    },
+    /// Change values in an image's files in place, keeping comments and layout
+    #[command(
+        group = clap::ArgGroup::new("change").required(true).multiple(true).args(["set", "vm_set", "unset", "vm_unset"]),
+        after_help = "Examples:
+  convirt image edit Linux_CD_Install --set hda_disk_size=20000
+  convirt image edit Linux_CD_Install --vm-set memory=1024 --vm-unset extra
+  convirt image edit Linux_CD_Install --set \"custom_list=['net', 'users']\""
+    )]
+    Edit {
+        image: String,
+        /// Set KEY in image.conf (a Python literal, else text)
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        set: Vec<(String, String)>,
+        /// Set KEY in vm_conf.template
+        #[arg(long = "vm-set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        vm_set: Vec<(String, String)>,
+        /// Remove KEY's assignment from image.conf
+        #[arg(long = "unset", value_name = "KEY", value_parser = parse_key)]
+        unset: Vec<String>,
+        /// Remove KEY's assignment from vm_conf.template
+        #[arg(long = "vm-unset", value_name = "KEY", value_parser = parse_key)]
+        vm_unset: Vec<String>,
+        /// Also set computed options (replacing their expression with a literal)
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -353,6 +399,28 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Image(ImageCmd::Validate { images, strict }) => {
             image_validate(&app, images, *strict)
         }
+        Command::Image(ImageCmd::CreateLike {
+            src,
+            new,
+            set,
+            vm_set,
+            title,
+        }) => image_create_like(&app, src, new, set, vm_set, title.as_deref()),
+        Command::Image(ImageCmd::Edit {
+            image,
+            set,
+            vm_set,
+            unset,
+            vm_unset,
+            force,
+        }) => {
+            let req = edit::Request {
+                image: edit_changes(set, unset),
+                vm: edit_changes(vm_set, vm_unset),
+                force: *force,
+            };
+            image_edit(&app, image, &req)
+        }
         Command::Conf(ConfCmd::Eval { file, format, vm }) => {
             conf_eval(&app, file, *format, vm.as_deref())
         }
@@ -425,6 +493,107 @@ fn parse_overrides(set: &[String], vm_set: &[String]) -> Result<Overrides> {
         set: parse(set)?,
         vm_set: parse(vm_set)?,
     })
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = resolve::parse_assignment(s)?;
+    edit::check_key(&k)?;
+    Ok((k, v))
+}
+
+fn parse_key(s: &str) -> Result<String, String> {
+    edit::check_key(s)?;
+    Ok(s.to_string())
+}
+
+/// `--set`-style pairs (values read as in spec §4.3) and `--unset` keys as edits.
+fn edit_changes(set: &[(String, String)], unset: &[String]) -> Vec<edit::Change> {
+    set.iter()
+        .map(|(k, v)| edit::Change::Set(k.clone(), resolve::parse_cli_value(v)))
+        .chain(unset.iter().map(|k| edit::Change::Unset(k.clone())))
+        .collect()
+}
+
+fn edits_json(edits: &[edit::FileEdit]) -> serde_json::Value {
+    serde_json::Value::Array(
+        edits
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "file": e.file,
+                    "path": e.path.display().to_string(),
+                    "written": e.changed(),
+                    "changes": e.changes,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn print_edits(edits: &[edit::FileEdit]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for e in edits {
+        for c in &e.changes {
+            writeln!(out, "{}:{}: {}", e.file, c.line, c.summary())?;
+        }
+    }
+    Ok(())
+}
+
+fn image_edit(app: &App, name: &str, req: &edit::Request) -> Result<()> {
+    let store = app.store()?;
+    let dir = store.image_dir(name)?;
+    let edits = edit::plan_image(&dir, &dir, req, &app.settings, &app.host)?;
+    edit::write_image(&dir, &edits)?;
+    if app.cli.json {
+        return app.print_json(&serde_json::json!({
+            "image": name,
+            "dir": dir.display().to_string(),
+            "files": edits_json(&edits),
+        }));
+    }
+    print_edits(&edits)?;
+    if !edits.iter().any(edit::FileEdit::changed) && !app.cli.quiet {
+        eprintln!("note: image `{name}` already had these values; nothing was written");
+    }
+    Ok(())
+}
+
+fn image_create_like(
+    app: &App,
+    src: &str,
+    new: &str,
+    set: &[(String, String)],
+    vm_set: &[(String, String)],
+    title: Option<&str>,
+) -> Result<()> {
+    let store = app.store()?;
+    let req = edit::Request {
+        image: edit_changes(set, &[]),
+        vm: edit_changes(vm_set, &[]),
+        force: false,
+    };
+    let made =
+        crate::create_like::create_like(&store, src, new, &req, title, &app.settings, &app.host)?;
+    if app.cli.json {
+        return app.print_json(&serde_json::json!({
+            "image": made.name,
+            "from": src,
+            "dir": made.dir.display().to_string(),
+            "files": edits_json(&made.files),
+            "title": made.title,
+        }));
+    }
+    println!(
+        "created image `{}` from `{src}` in `{}`",
+        made.name,
+        made.dir.display()
+    );
+    print_edits(&made.files)?;
+    if let Some(t) = &made.title {
+        println!("{}: title: {t}", image::DESCRIPTION);
+    }
+    Ok(())
 }
 
 fn store_init(app: &App, dir: Option<&Path>, force: bool) -> Result<()> {

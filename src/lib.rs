@@ -3,7 +3,9 @@
 pub mod atomic;
 pub mod cli;
 pub mod cli_provision;
+pub mod create_like;
 pub mod diagnostic;
+pub mod edit;
 pub mod eval;
 pub mod image;
 pub mod provision;

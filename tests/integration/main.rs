@@ -3,6 +3,7 @@
 
 mod cli;
 mod conf;
+mod edit;
 mod fixtures;
 mod provision;
 mod shell;
