@@ -152,6 +152,9 @@ pub fn float_repr(f: f64) -> String {
         if f > 0.0 { "inf".into() } else { "-inf".into() }
     } else if f == f.trunc() && f.abs() < 1e16 {
         format!("{f:.1}")
+    } else if f.abs() >= 1e16 {
+        // Python writes these with an exponent; without one they would read back as ints.
+        format!("{f:e}")
     } else {
         format!("{f}")
     }
@@ -225,6 +228,7 @@ mod tests {
             (Value::Tuple(vec![Value::Int(1)]), "(1,)"),
             (Value::Float(2.0), "2.0"),
             (Value::Float(0.5), "0.5"),
+            (Value::Float(1e20), "1e20"),
             (
                 Value::List(vec![Value::Bool(true), Value::None]),
                 "[True, None]",
