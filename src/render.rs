@@ -304,26 +304,45 @@ pub fn render_xl(req: &Request) -> Result<String, Diagnostics> {
     ctx.insert("kind", if hvm { "hvm" } else { "pv" });
     ctx.insert("entries", &entries);
     ctx.insert("notes", &notes);
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
     let source = req.xl_template.as_deref().unwrap_or(XL_TEMPLATE);
     let which = if req.xl_template.is_some() {
         XL_TEMPLATE_OVERRIDE
     } else {
         "built-in xl template"
     };
-    tera.add_raw_template("xl", source)
-        .and_then(|_| tera.render("xl", &ctx))
-        .map_err(|e| {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
-            Diagnostics::from(Diagnostic::error(format!("cannot render `{which}`: {msg}")))
-        })
+    render_template(source, &ctx).map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        Diagnostics::from(Diagnostic::error(format!("cannot render `{which}`: {msg}")))
+    })
+}
+
+thread_local! {
+    /// The last template compiled, with its source: compiling costs far more than rendering,
+    /// and a run renders many configs from the same template.
+    static COMPILED: std::cell::RefCell<Option<(String, tera::Tera)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn render_template(source: &str, ctx: &tera::Context) -> Result<String, tera::Error> {
+    COMPILED.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(s, _)| s != source) {
+            let mut tera = tera::Tera::default();
+            tera.autoescape_on(vec![]);
+            tera.add_raw_template("xl", source)?;
+            *slot = Some((source.to_string(), tera));
+        }
+        let Some((_, tera)) = slot.as_ref() else {
+            return Err(tera::Error::msg("the xl template is not compiled"));
+        };
+        tera.render("xl", ctx)
+    })
 }
 
 /// One value in xl syntax.
