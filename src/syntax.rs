@@ -520,9 +520,10 @@ fn blank_lines(work: &mut String, (first, last): (usize, usize), dedent: bool) -
     if region.trim().is_empty() || region.trim() == "pass" {
         return false;
     }
+    // Byte for byte, so offsets stay put and every index below is a character boundary.
     let mut replacement: String = region
-        .chars()
-        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .bytes()
+        .map(|b| if b == b'\n' { '\n' } else { ' ' })
         .collect();
     let first_line = region.split('\n').next().unwrap_or("");
     let indent = first_line.len() - first_line.trim_start().len();
@@ -535,10 +536,6 @@ fn blank_lines(work: &mut String, (first, last): (usize, usize), dedent: bool) -
     let stmt = if body_follows { "if 1:" } else { "pass" };
     if !dedent && first_line.len() - indent >= stmt.len() {
         replacement.replace_range(indent..indent + stmt.len(), stmt);
-    }
-    // Multi-byte characters became single spaces: pad back to the same byte length.
-    while replacement.len() < end - start {
-        replacement.push(' ');
     }
     work.replace_range(start..end, &replacement);
     true
@@ -780,6 +777,28 @@ fn explain_parse_error(text: &str, work: &str, off: usize, err: &ParseErrorType)
             lines: (line_no, last),
             dedent: true,
         };
+    }
+
+    if let ParseErrorType::Lexical(LexicalErrorType::UnrecognizedToken { tok }) = err {
+        // The lexer reports the offset after the character: point at the character itself.
+        let at = text
+            .get(..off)
+            .and_then(|t| t.rfind(*tok))
+            .filter(|&i| i >= line_start)
+            .unwrap_or(off);
+        let span = Span::new(at, at + tok.len_utf8());
+        if matches!(tok, '\u{2018}' | '\u{2019}' | '\u{201c}' | '\u{201d}') {
+            return one_line(
+                span,
+                format!("typographic quote `{tok}`"),
+                "quote strings with straight quotes, `'` or `\"` (a word processor may have replaced them)",
+            );
+        }
+        return one_line(
+            span,
+            format!("unexpected character `{tok}` (U+{:04X})", u32::from(*tok)),
+            "names are letters, digits and `_`; text belongs in quotes",
+        );
     }
 
     let (message, hint) = generic_message(err);
@@ -1612,6 +1631,16 @@ mod tests {
                 "Python 2 `print` statement",
             ]
         );
+    }
+
+    #[test]
+    fn bad_lines_with_multibyte_characters_are_blanked_safely() {
+        // Found by the fuzzer: a 4-byte line of 3 characters was blanked to `pass`.
+        assert_eq!(
+            located("\u{592} m\n"),
+            [("unexpected character `\u{592}` (U+0592)".to_string(), 1, 1)]
+        );
+        assert_eq!(located("x = 1\né m\ny = 2\n").len(), 1);
     }
 
     #[test]
