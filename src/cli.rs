@@ -865,6 +865,50 @@ fn validate_one(app: &App, store: &Store, name: &str, strict: bool) -> Diagnosti
     diags
 }
 
+/// Validates images on every core (each image is independent); the results come back in
+/// the order of `names`.
+fn validate_all(app: &App, store: &Store, names: &[String], strict: bool) -> Vec<Diagnostics> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(names.len());
+    if workers <= 1 {
+        return names
+            .iter()
+            .map(|n| validate_one(app, store, n, strict))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Diagnostics>> = names.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(name) = names.get(i) else {
+                            break;
+                        };
+                        done.push((i, validate_one(app, store, name, strict)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(done) => {
+                    for (i, d) in done {
+                        results[i] = Some(d);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    results.into_iter().map(Option::unwrap_or_default).collect()
+}
+
 fn image_validate(app: &App, images: &[String], strict: bool) -> Result<()> {
     let store = app.store()?;
     let names: Vec<String> = if images.is_empty() {
@@ -872,15 +916,12 @@ fn image_validate(app: &App, images: &[String], strict: bool) -> Result<()> {
     } else {
         images.to_vec()
     };
-    let mut failed = 0;
-    let mut results = Vec::new();
-    for n in &names {
-        let d = validate_one(app, &store, n, strict);
-        if d.has_errors() {
-            failed += 1;
-        }
-        results.push((n.clone(), d));
-    }
+    let results: Vec<(String, Diagnostics)> = names
+        .iter()
+        .cloned()
+        .zip(validate_all(app, &store, &names, strict))
+        .collect();
+    let failed = results.iter().filter(|(_, d)| d.has_errors()).count();
     if app.cli.json {
         app.print_json(&serde_json::Value::Array(
             results

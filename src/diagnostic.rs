@@ -70,7 +70,12 @@ impl SourceFile {
         // than the parser could ever accept, plus a margin so it can tell the file is too big.
         let mut bytes = Vec::new();
         std::fs::File::open(path)
-            .and_then(|f| f.take(READ_LIMIT as u64 + 1).read_to_end(&mut bytes))
+            .and_then(|f| {
+                // Size the buffer from the file's length so a normal file is one read.
+                let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+                bytes.reserve_exact(len.min(READ_LIMIT) + 1);
+                f.take(READ_LIMIT as u64 + 1).read_to_end(&mut bytes)
+            })
             .map_err(fail)?;
         if bytes.len() > READ_LIMIT {
             bytes.truncate(READ_LIMIT);

@@ -262,13 +262,10 @@ pub fn evaluate(
     let mut diags = Diagnostics::default();
     ev.block(file, &module.stmts, true, &mut diags);
     let mut bindings = Vec::new();
-    for key in &ev.order {
-        if let Some(Obj::Val(v)) = ev.env.get(key) {
-            bindings.push(Binding {
-                key: key.clone(),
-                value: v.clone(),
-                sites: ev.sites.get(key).cloned().unwrap_or_default(),
-            });
+    for key in std::mem::take(&mut ev.order) {
+        if let Some(Obj::Val(value)) = ev.env.remove(&key) {
+            let sites = ev.sites.remove(&key).unwrap_or_default();
+            bindings.push(Binding { key, value, sites });
         }
     }
     (Evaluated { bindings }, diags)

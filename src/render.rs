@@ -188,25 +188,32 @@ struct XlEntry {
     value: String,
 }
 
-fn all_values(req: &Request) -> Vec<(String, Value, bool)> {
-    let mut out: Vec<(String, Value, bool)> = req
+fn all_values<'a>(req: &'a Request) -> Vec<(&'a str, &'a Value, bool)> {
+    let mut out: Vec<(&str, &Value, bool)> = req
         .entries
         .iter()
         .filter(|e| !OPTION_LISTS.contains(&e.key.as_str()))
-        .map(|e| (e.key.clone(), e.value.clone(), e.computed))
+        .map(|e| (e.key.as_str(), &e.value, e.computed))
         .collect();
     for (k, v) in &req.extra {
         if !out.iter().any(|(x, _, _)| x == k) {
-            out.push((k.clone(), v.clone(), false));
+            out.push((k.as_str(), v, false));
         }
     }
     out
 }
 
+fn is_xl_key(key: &str) -> bool {
+    static KEYS: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(|| XL_KEYS.iter().copied().collect())
+        .contains(key)
+}
+
 /// The `xl` rendering: a mapping from the xm-era keys, then the template.
 pub fn render_xl(req: &Request) -> Result<String, Diagnostics> {
     let values = all_values(req);
-    let get = |k: &str| values.iter().find(|(x, _, _)| x == k).map(|(_, v, _)| v);
+    let get = |k: &str| values.iter().find(|(x, _, _)| *x == k).map(|(_, v, _)| *v);
     let hvm = ["builder", "type"]
         .iter()
         .any(|k| get(k).and_then(Value::as_str) == Some("hvm"));
@@ -216,13 +223,12 @@ pub fn render_xl(req: &Request) -> Result<String, Diagnostics> {
     let has_type = get("type").is_some();
     let has_poweroff = get("on_poweroff").is_some();
     let name_of = |k: &str| req.template.path().display().to_string() + ": " + k;
-    for (key, value, _) in &values {
-        let orig = key.clone();
-        let mut key = key.clone();
+    for &(orig, value, _) in &values {
+        let mut key = orig;
         let note = |notes: &mut Vec<String>, why: &str| {
             notes.push(format!("{orig} = {}  ({why})", value.repr()))
         };
-        match key.as_str() {
+        match key {
             "builder" if has_type => {
                 note(&mut notes, "`type` is set");
                 continue;
@@ -253,7 +259,7 @@ pub fn render_xl(req: &Request) -> Result<String, Diagnostics> {
                 note(&mut notes, "`on_poweroff` is set");
                 continue;
             }
-            "on_shutdown" => key = "on_poweroff".into(),
+            "on_shutdown" => key = "on_poweroff",
             "device_model" => {
                 note(
                     &mut notes,
@@ -267,7 +273,7 @@ pub fn render_xl(req: &Request) -> Result<String, Diagnostics> {
             }
             _ => {}
         }
-        if !XL_KEYS.contains(&key.as_str()) {
+        if !is_xl_key(key) {
             note(&mut notes, "not an xl.cfg key");
             continue;
         }
@@ -283,11 +289,14 @@ pub fn render_xl(req: &Request) -> Result<String, Diagnostics> {
             _ => {}
         }
         match xl_value(value) {
-            Ok(text) => entries.push(XlEntry { key, value: text }),
+            Ok(text) => entries.push(XlEntry {
+                key: key.to_string(),
+                value: text,
+            }),
             Err(why) => diags.push(
                 Diagnostic::error(format!(
                     "`{}` cannot be written for xl: {why}",
-                    name_of(&key)
+                    name_of(key)
                 ))
                 .with_hint("xl values are strings, numbers, 0/1 and lists of those"),
             ),
@@ -304,26 +313,45 @@ pub fn render_xl(req: &Request) -> Result<String, Diagnostics> {
     ctx.insert("kind", if hvm { "hvm" } else { "pv" });
     ctx.insert("entries", &entries);
     ctx.insert("notes", &notes);
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
     let source = req.xl_template.as_deref().unwrap_or(XL_TEMPLATE);
     let which = if req.xl_template.is_some() {
         XL_TEMPLATE_OVERRIDE
     } else {
         "built-in xl template"
     };
-    tera.add_raw_template("xl", source)
-        .and_then(|_| tera.render("xl", &ctx))
-        .map_err(|e| {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
-            Diagnostics::from(Diagnostic::error(format!("cannot render `{which}`: {msg}")))
-        })
+    render_template(source, &ctx).map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        Diagnostics::from(Diagnostic::error(format!("cannot render `{which}`: {msg}")))
+    })
+}
+
+thread_local! {
+    /// The last template compiled, with its source: compiling costs far more than rendering,
+    /// and a run renders many configs from the same template.
+    static COMPILED: std::cell::RefCell<Option<(String, tera::Tera)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn render_template(source: &str, ctx: &tera::Context) -> Result<String, tera::Error> {
+    COMPILED.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(s, _)| s != source) {
+            let mut tera = tera::Tera::default();
+            tera.autoescape_on(vec![]);
+            tera.add_raw_template("xl", source)?;
+            *slot = Some((source.to_string(), tera));
+        }
+        let Some((_, tera)) = slot.as_ref() else {
+            return Err(tera::Error::msg("the xl template is not compiled"));
+        };
+        tera.render("xl", ctx)
+    })
 }
 
 /// One value in xl syntax.
@@ -377,17 +405,17 @@ pub fn render_xm(req: &Request) -> String {
     let values = all_values(req);
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     let mut appended: Vec<String> = Vec::new();
-    for (key, value, computed) in &values {
-        if OPTION_LISTS.contains(&key.as_str()) {
+    for &(key, value, computed) in &values {
+        if OPTION_LISTS.contains(&key) {
             continue;
         }
         let binding = tpl.values.binding(key);
         let sites: Vec<_> = binding.map(|b| b.sites.clone()).unwrap_or_default();
-        if *computed && !sites.is_empty() {
+        if computed && !sites.is_empty() {
             continue;
         }
         let simple: Vec<_> = sites.iter().filter(|s| s.simple).collect();
-        let unchanged_expr = binding.is_some_and(|b| &b.value == value);
+        let unchanged_expr = binding.is_some_and(|b| b.value == *value);
         if !simple.is_empty() && simple.len() == sites.len() {
             for s in simple {
                 edits.push((s.value.start, s.value.end, value.repr()));

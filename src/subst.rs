@@ -149,12 +149,17 @@ pub fn random_mac() -> String {
 }
 
 pub fn fill_random(buf: &mut [u8]) {
-    use std::io::Read;
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .is_ok();
+    // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`.
+    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let ok = usize::try_from(got).is_ok_and(|n| n == buf.len()) || {
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(buf))
+            .is_ok()
+    };
     if !ok {
-        // No /dev/urandom (a chroot): fall back to the clock and the pid, mixed.
+        // Neither getrandom nor /dev/urandom (an old kernel in a chroot): fall back to the
+        // clock and the pid, mixed.
         let mut x = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
