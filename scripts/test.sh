@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # for the shipped scripts, e2fsprogs/qemu-utils/util-linux/curl/gcc for disks, downloads and
 # the Xen stub, tar/gzip/zstd/dpkg for archives.
 packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs qemu-utils util-linux curl gcc libc6-dev
-          tar gzip zstd dpkg python3 diffutils)
+          tar gzip zstd dpkg diffutils)
 
 missing=()
 for p in "${packages[@]}"; do
