@@ -1238,17 +1238,6 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// Flushes the file system holding `dir`, so the renames publish complete files.
-fn sync_fs(dir: &Path) {
-    use std::os::unix::io::AsRawFd;
-    if let Ok(f) = File::open(dir) {
-        // SAFETY: syncfs on a descriptor we own.
-        unsafe {
-            libc::syncfs(f.as_raw_fd());
-        }
-    }
-}
-
 /// Imports every image of an archive into the store. Nothing in the store changes unless
 /// every entry was accepted, every manifest matched and every image loads.
 pub fn import(
@@ -1343,7 +1332,6 @@ pub fn import(
     if problems.has_errors() {
         return Err(problems);
     }
-    sync_fs(&tmp);
     let names: Vec<String> = im.images.keys().cloned().collect();
     let replaced = install(store, &tmp, &names, opts.force)?;
     drop(guard.0.take());

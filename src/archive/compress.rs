@@ -32,13 +32,14 @@ impl Codec {
     fn compress(self, data: &[u8]) -> io::Result<Vec<u8>> {
         match self {
             Codec::Gzip => {
+                let level = if incompressible(data) { 0 } else { GZIP_LEVEL };
                 // mtime 0, no file name, OS "unknown": the same bytes on every machine.
                 let mut e = flate2::GzBuilder::new()
                     .mtime(0)
                     .operating_system(255)
                     .write(
                         Vec::with_capacity(data.len() / 2),
-                        flate2::Compression::new(GZIP_LEVEL),
+                        flate2::Compression::new(level),
                     );
                 e.write_all(data)?;
                 e.finish()
@@ -46,6 +47,27 @@ impl Codec {
             Codec::Zstd => zstd::bulk::compress(data, ZSTD_LEVEL),
         }
     }
+}
+
+/// Whether a chunk looks like compressed or random data, which deflate would spend its time
+/// on for nothing: three 16 KiB samples (start, middle, end) that the fastest level cannot
+/// shrink by 2 %. Such a chunk is stored (deflate level 0), as zstd does on its own. The
+/// decision depends only on the data, so the output stays reproducible.
+fn incompressible(data: &[u8]) -> bool {
+    const SAMPLE: usize = 16 * 1024;
+    if data.len() < 4 * SAMPLE {
+        return false;
+    }
+    let mid = data.len() / 2;
+    [0, mid, data.len() - SAMPLE].iter().all(|&at| {
+        let sample = &data[at..at + SAMPLE];
+        let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+        let mut out = Vec::with_capacity(SAMPLE + 64);
+        match c.compress_vec(sample, &mut out, flate2::FlushCompress::Finish) {
+            Ok(flate2::Status::StreamEnd) => out.len() * 100 >= sample.len() * 98,
+            _ => false,
+        }
+    })
 }
 
 type Job = (Vec<u8>, SyncSender<io::Result<Vec<u8>>>);
@@ -302,6 +324,30 @@ mod tests {
         let mut out = Vec::new();
         f.read_to_end(&mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn random_chunks_are_stored_and_text_is_compressed() {
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let random: Vec<u8> = (0..CHUNK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        assert!(incompressible(&random));
+        let text: Vec<u8> = b"name = 'web1'\nmemory = 256\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(CHUNK)
+            .collect();
+        assert!(!incompressible(&text));
+        let mut mixed = random.clone();
+        mixed[CHUNK / 2..].copy_from_slice(&text[CHUNK / 2..]);
+        assert!(!incompressible(&mixed));
     }
 
     #[test]
