@@ -288,10 +288,21 @@ fn a_sparse_gigabyte_packs_small_and_unpacks_sparse() {
     );
     assert!(du(&zx.join("Disk/disk.img"), false) < 16 << 20);
 
-    for format in ["tar.gz", "tar.zst"] {
+    // GNU tar's own sparse archive (old GNU format, made with -S) imports sparse too.
+    run_ok(
+        Command::new("tar")
+            .args(["-czSf", "gnu.tar.gz", "-C"])
+            .arg(w.store())
+            .arg("Disk")
+            .current_dir(w.path()),
+    );
+    for format in ["tar.gz", "tar.zst", "gnu.tar.gz"] {
         let w2 = World::new();
         std::fs::create_dir(w2.store()).unwrap();
-        let archive = w.path().join(format!("disk.{format}"));
+        let archive = match format {
+            "gnu.tar.gz" => w.path().join(format),
+            _ => w.path().join(format!("disk.{format}")),
+        };
         let o = w2.run(&["image", "import", archive.to_str().unwrap()]);
         assert!(o.status.success(), "{}", stderr(&o));
         let got = w2.store().join("Disk/disk.img");
@@ -354,6 +365,31 @@ fn a_plain_tar_czf_imports_with_a_warning_and_force_replaces() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["Rich"], "no temporary directory is left");
+
+    // Uncompressed, and pax headers (GNU tar's posix format writes long names that way).
+    for (name, args) in [
+        ("plain.tar", &["cf"][..]),
+        ("pax.tgz", &["--format=posix", "-czf"][..]),
+    ] {
+        run_ok(
+            Command::new("tar")
+                .args(args)
+                .arg(name)
+                .arg("-C")
+                .arg(w.store())
+                .arg("Rich")
+                .current_dir(w.path()),
+        );
+        let w3 = World::new();
+        std::fs::create_dir(w3.store()).unwrap();
+        let o = w3.run(&["image", "import", w.path().join(name).to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_eq!(
+            snapshot(&w.store().join("Rich")),
+            snapshot(&w3.store().join("Rich")),
+            "{name}"
+        );
+    }
 
     let o = w2.run(&[
         "--json",
