@@ -4,8 +4,9 @@
 #
 #   bash bench/archive.sh            # builds the release binary, runs, updates docs/performance.md
 #
-# The four commands take turns, RUNS rounds (default 5), warm page cache; the table shows the
-# median wall time and the largest peak RSS (`/usr/bin/time -v`, "Maximum resident set size").
+# The four commands take turns, RUNS rounds (default 5), warm page cache, `sync` before each;
+# the table shows the median wall time and the largest peak RSS (`/usr/bin/time -v`,
+# "Maximum resident set size").
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -67,15 +68,19 @@ make_image() {
     done
 }
 
-# Runs a command under /usr/bin/time -v; prints "seconds kib".
+# Runs a command under /usr/bin/time -v; prints "seconds kib user_seconds sys_seconds". Dirty pages are written out
+# first (untimed), so each command pays for its own writes only, not for the previous one's.
 measure() {
     local out
+    sync
     out="$(mktemp)"
     /usr/bin/time -v -o "$out" "$@" >/dev/null 2>&1
     awk -F': ' '
         /Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
         /Maximum resident set size/ { m = $2 }
-        END { printf "%.3f %d\n", s, m }' "$out"
+        /User time/ { u = $2 }
+        /System time/ { y = $2 }
+        END { printf "%.3f %d %.2f %.2f\n", s, m, u, y }' "$out"
     rm -f "$out"
 }
 
@@ -100,19 +105,20 @@ main() {
     # The four commands take turns, so a change in the machine's load hits them alike.
     local load r s k
     load="$(cut -d' ' -f1-3 /proc/loadavg)"
-    local cps=() cpk=() tps=() tpk=() cis=() cik=() tis=() tik=()
+    local cps=() cpk=() cpu=() cpy=() tps=() tpk=() tpu=() tpy=()
+    local cis=() cik=() ciu=() ciy=() tis=() tik=() tiu=() tiy=() u y
     for r in $(seq 1 "$RUNS"); do
         rm -f "$work/c.tar.gz" "$work/t.tar.gz"
         rm -rf "$work/s2" "$work/x"
         mkdir "$work/s2" "$work/x"
-        read -r s k < <(measure "$CONVIRT" -q --store "$store" image pack BenchImage -o "$work/c.tar.gz")
-        cps+=("$s") cpk+=("$k")
-        read -r s k < <(measure tar -czSf "$work/t.tar.gz" -C "$store" BenchImage)
-        tps+=("$s") tpk+=("$k")
-        read -r s k < <(measure "$CONVIRT" -q --store "$work/s2" image import "$work/c.tar.gz")
-        cis+=("$s") cik+=("$k")
-        read -r s k < <(measure tar -xzSf "$work/t.tar.gz" -C "$work/x")
-        tis+=("$s") tik+=("$k")
+        read -r s k u y < <(measure "$CONVIRT" -q --store "$store" image pack BenchImage -o "$work/c.tar.gz")
+        cps+=("$s") cpk+=("$k") cpu+=("$u") cpy+=("$y")
+        read -r s k u y < <(measure tar -czSf "$work/t.tar.gz" -C "$store" BenchImage)
+        tps+=("$s") tpk+=("$k") tpu+=("$u") tpy+=("$y")
+        read -r s k u y < <(measure "$CONVIRT" -q --store "$work/s2" image import "$work/c.tar.gz")
+        cis+=("$s") cik+=("$k") ciu+=("$u") ciy+=("$y")
+        read -r s k u y < <(measure tar -xzSf "$work/t.tar.gz" -C "$work/x")
+        tis+=("$s") tik+=("$k") tiu+=("$u") tiy+=("$y")
         log "run $r: pack ${cps[-1]}s / tar ${tps[-1]}s, import ${cis[-1]}s / tar ${tis[-1]}s"
     done
     load="$load, after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -121,6 +127,11 @@ main() {
     tp_s="$(median "${tps[@]}")" tp_k="$(largest "${tpk[@]}")"
     ci_s="$(median "${cis[@]}")" ci_k="$(largest "${cik[@]}")"
     ti_s="$(median "${tis[@]}")" ti_k="$(largest "${tik[@]}")"
+    local cp_cpu tp_cpu ci_cpu ti_cpu
+    cp_cpu="$(median "${cpu[@]}") / $(median "${cpy[@]}")"
+    tp_cpu="$(median "${tpu[@]}") / $(median "${tpy[@]}")"
+    ci_cpu="$(median "${ciu[@]}") / $(median "${ciy[@]}")"
+    ti_cpu="$(median "${tiu[@]}") / $(median "${tiy[@]}")"
 
     diff -r "$store/BenchImage" "$work/s2/BenchImage" >/dev/null
     local c_size t_size imported_du
@@ -143,19 +154,21 @@ main() {
 
 Measured by \`bench/archive.sh\` on $(date -u +%Y-%m-%d): $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),
 $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr), file system $(stat -f -c %T "$work"),
-$(tar --version | head -n1), gzip $(gzip --version | head -n1 | awk '{ print $2 }'). Warm page cache; the four commands take
-turns, $RUNS rounds; time is the median, peak memory the largest of the rounds. The machine is
+$(tar --version | head -n1), gzip $(gzip --version | head -n1 | awk '{ print $2 }'). Warm page cache, \`sync\` before each command
+(not timed); the four commands take turns, $RUNS rounds; time is the median, peak memory the largest of the rounds. The machine is
 shared: load average before and after the runs $load.
 
 The image: a 1 GiB sparse disk holding 64 MiB of data (half code from \`/usr\`, half random)
 plus 2,000 small files in 20 directories: ${du_data} MiB on disk, ${du_apparent} MiB apparent.
 
-| operation | command | time (s) | peak RSS (MiB) | archive (MiB) |
-| --- | --- | ---: | ---: | ---: |
-| pack | \`convirt image pack\` (tar.gz) | $cp_s | $(awk -v k="$cp_k" 'BEGIN { printf "%.1f", k / 1024 }') | $(awk -v b="$c_size" 'BEGIN { printf "%.1f", b / 1048576 }') |
-| pack | \`tar -czSf\` | $tp_s | $(awk -v k="$tp_k" 'BEGIN { printf "%.1f", k / 1024 }') | $(awk -v b="$t_size" 'BEGIN { printf "%.1f", b / 1048576 }') |
-| import | \`convirt image import\` | $ci_s | $(awk -v k="$ci_k" 'BEGIN { printf "%.1f", k / 1024 }') | |
-| import | \`tar -xzSf\` | $ti_s | $(awk -v k="$ti_k" 'BEGIN { printf "%.1f", k / 1024 }') | |
+| operation | command | time (s) | CPU user / sys (s) | peak RSS (MiB) | archive (MiB) |
+| --- | --- | ---: | ---: | ---: | ---: |
+| pack | \`convirt image pack\` (tar.gz) | $cp_s | $cp_cpu | $(awk -v k="$cp_k" 'BEGIN { printf "%.1f", k / 1024 }') | $(awk -v b="$c_size" 'BEGIN { printf "%.1f", b / 1048576 }') |
+| pack | \`tar -czSf\` | $tp_s | $tp_cpu | $(awk -v k="$tp_k" 'BEGIN { printf "%.1f", k / 1024 }') | $(awk -v b="$t_size" 'BEGIN { printf "%.1f", b / 1048576 }') |
+| import | \`convirt image import\` | $ci_s | $ci_cpu | $(awk -v k="$ci_k" 'BEGIN { printf "%.1f", k / 1024 }') | |
+| import | \`tar -xzSf\` | $ti_s | $ti_cpu | $(awk -v k="$ti_k" 'BEGIN { printf "%.1f", k / 1024 }') | |
+
+CPU times are medians too; those of \`tar -z\` include its \`gzip\` process.
 
 Goals: pack at most 0.6 of GNU tar + gzip's time: **$pack_ratio, $verdict_pack**; import at most
 1.0 of it: **$import_ratio, $verdict_import**; peak memory under 64 MiB: **$verdict_mem**.

@@ -848,6 +848,8 @@ struct Importer<'a> {
     symlink_paths: HashSet<String>,
     symlinks: Vec<(PathBuf, String)>,
     dirs: Vec<(PathBuf, u32, u64)>,
+    /// Directories known to exist in the temporary tree.
+    made: HashSet<PathBuf>,
     entries: usize,
     /// The entry being read, for messages.
     current: String,
@@ -1024,7 +1026,10 @@ impl Importer<'_> {
             return Ok(());
         }
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|err| self.fs_fail(parent, err))?;
+            if !self.made.contains(parent) {
+                fs::create_dir_all(parent).map_err(|err| self.fs_fail(parent, err))?;
+                self.made.insert(parent.to_path_buf());
+            }
         }
         let record = match e.kind {
             Kind::Dir => {
@@ -1293,6 +1298,7 @@ pub fn import(
         symlink_paths: HashSet::new(),
         symlinks: Vec::new(),
         dirs: Vec::new(),
+        made: HashSet::new(),
         entries: 0,
         current: String::new(),
         buf: vec![0u8; IO_BUF],
