@@ -1457,6 +1457,37 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_install_puts_everything_back() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("store");
+        fs::create_dir_all(root.join("A")).unwrap();
+        fs::write(root.join("A/old"), "old").unwrap();
+        let tmp = root.join(".convirt-import-test");
+        fs::create_dir_all(tmp.join("A")).unwrap();
+        fs::write(tmp.join("A/new"), "new").unwrap();
+        // `B` was never unpacked, so moving it in fails after `A` was replaced.
+        let (store, _) = Store::open(&root).unwrap();
+        let names = ["A".to_string(), "B".to_string()];
+        assert!(install(&store, &tmp, &names, true).is_err());
+        assert_eq!(fs::read_to_string(root.join("A/old")).unwrap(), "old");
+        assert!(!root.join("A/new").exists());
+        assert!(tmp.join("A/new").exists());
+        let mut left: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".convirt-import-test", "A"]);
+
+        assert!(install(&store, &tmp, &names[..1], false).is_err());
+        let aside = install(&store, &tmp, &names[..1], true).unwrap();
+        assert_eq!(fs::read_to_string(root.join("A/new")).unwrap(), "new");
+        let old = aside[0].clone().unwrap();
+        assert!(old.file_name().unwrap().to_str().unwrap().starts_with('.'));
+        assert_eq!(fs::read_to_string(old.join("old")).unwrap(), "old");
+    }
+
+    #[test]
     fn manifest_round_trip_and_checks() {
         let mut r = Record::new("disk", RecordKind::Sparse, 0o644);
         r.size = Some(10);

@@ -211,6 +211,14 @@ fn pack_refuses_overwrite_without_force_and_needs_o_for_several() {
     assert_eq!(o.status.code(), Some(2));
     let o = w.run(&["image", "pack", "A", "--format", "zip"]);
     assert_eq!(o.status.code(), Some(2));
+    let o = w.run(&["--json", "image", "pack", "B", "--format", "tar.zst"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "tar.zst");
+    assert_eq!(v["output"], "B.tar.zst");
+    assert_eq!(v["images"], serde_json::json!(["B"]));
+    let head = std::fs::read(w.path().join("B.tar.zst")).unwrap();
+    assert_eq!(&head[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
     // Nothing half-written is left beside the outputs.
     let hidden: Vec<_> = std::fs::read_dir(w.path())
         .unwrap()
