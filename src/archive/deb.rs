@@ -4,7 +4,8 @@
 //! The image is staged (holes kept) in a temporary directory beside the output, with a
 //! `DEBIAN/control` made from the image's name and description; `dpkg-deb` does the rest.
 
-use super::{Item, ItemKind, PackOptions, PackStats, Progress, data_extents, remove_tree};
+use super::pack::{Item, ItemKind, PackStats};
+use super::{PackOptions, Progress, data_extents, remove_tree};
 use crate::diagnostic::Diagnostic;
 use crate::store::Store;
 use std::fs::{self, File};
