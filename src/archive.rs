@@ -279,7 +279,11 @@ fn check_link(rel: &str, target: &str) -> Result<(), String> {
             "is a symlink to the absolute path `{target}`, outside the image"
         ));
     }
-    let mut depth = rel.split('/').filter(|c| !c.is_empty()).count() - 1;
+    let mut depth = rel
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .count()
+        .saturating_sub(1);
     let mut named = false;
     for c in target.split('/') {
         match c {

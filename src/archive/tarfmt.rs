@@ -758,6 +758,92 @@ mod tests {
         ));
     }
 
+    /// Damaged archives end in an error, never a panic or a hang.
+    #[test]
+    fn mutated_archives_never_panic() {
+        let mut w = TarWriter::new(Vec::new());
+        let long = format!("I/{}", "n".repeat(120));
+        w.dir(&Meta {
+            path: "I/",
+            mode: 0o755,
+            mtime: 1,
+        })
+        .unwrap();
+        w.file(
+            &Meta {
+                path: &long,
+                mode: 0o644,
+                mtime: 1,
+            },
+            700,
+        )
+        .unwrap();
+        w.data(&[b'x'; 700]).unwrap();
+        w.end_data(700).unwrap();
+        let extents: Vec<Extent> = (0..6).map(|i| (i * 4096, 10)).collect();
+        w.sparse(
+            &Meta {
+                path: "I/s",
+                mode: 0o600,
+                mtime: 1,
+            },
+            &extents,
+            1 << 20,
+        )
+        .unwrap();
+        w.data(&[1u8; 60]).unwrap();
+        w.end_data(60).unwrap();
+        let good = w.finish().unwrap();
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let headers: Vec<usize> = (0..good.len() / BLOCK)
+            .filter(|&i| {
+                let b: &[u8; BLOCK] = good[i * BLOCK..(i + 1) * BLOCK].try_into().unwrap();
+                b.iter().any(|&c| c != 0) && checksum_ok(b)
+            })
+            .collect();
+        assert!(headers.len() >= 4, "{headers:?}");
+        for round in 0..3000 {
+            let mut bad = good.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % 4096) as usize;
+                bad[at] = next() as u8;
+            }
+            // Half the time, make the damaged headers' checksums right again, so the damage
+            // reaches the field parsers.
+            if round % 2 == 0 {
+                for &i in &headers {
+                    let mut h = Header::new_gnu();
+                    h.as_mut_bytes()
+                        .copy_from_slice(&bad[i * BLOCK..(i + 1) * BLOCK]);
+                    h.set_cksum();
+                    bad[i * BLOCK..(i + 1) * BLOCK].copy_from_slice(h.as_bytes());
+                }
+            }
+            let mut r = TarReader::new(&bad[..]);
+            let mut buf = [0u8; 512];
+            let mut steps = 0;
+            loop {
+                steps += 1;
+                assert!(steps < 10_000, "no progress");
+                match r.next_entry() {
+                    Ok(Some(_)) => loop {
+                        match r.read_data(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    },
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+
     #[test]
     fn pax_records() {
         let d = b"20 path=a/b/c/d/e/f\n11 size=42\n";
