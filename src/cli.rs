@@ -228,6 +228,43 @@ enum ImageCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Pack images into a reproducible archive with a manifest (tar.gz, tar.zst or deb)
+    #[command(
+        after_help = "Examples:\n  convirt image pack Linux_CD_Install                  writes Linux_CD_Install.tar.gz here\n  convirt image pack A B -o images.tar.zst\n  convirt image pack Linux_CD_Install --format deb     an installable Debian package\n  tar xzf Linux_CD_Install.tar.gz -C /var/cache/convirt/image_store   works too"
+    )]
+    Pack {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+        /// The archive to write (default: IMAGE.tar.gz in the current directory)
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Archive format (default: from the output's name, else tar.gz)
+        #[arg(long, value_enum)]
+        format: Option<PackFormat>,
+        /// Replace an existing output file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Import the images of an archive into the store, safely
+    #[command(
+        after_help = "Examples:\n  convirt image import Linux_CD_Install.tar.gz\n  convirt image import --force images.tar.zst   replace images that exist"
+    )]
+    Import {
+        file: PathBuf,
+        /// Replace images that already exist in the store
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum PackFormat {
+    #[value(name = "tar.gz")]
+    TarGz,
+    #[value(name = "tar.zst")]
+    TarZst,
+    #[value(name = "deb")]
+    Deb,
 }
 
 #[derive(Subcommand, Debug)]
@@ -421,6 +458,13 @@ fn run(cli: &Cli) -> Result<()> {
             };
             image_edit(&app, image, &req)
         }
+        Command::Image(ImageCmd::Pack {
+            images,
+            output,
+            format,
+            force,
+        }) => image_pack(&app, images, output.as_deref(), *format, *force),
+        Command::Image(ImageCmd::Import { file, force }) => image_import(&app, file, *force),
         Command::Conf(ConfCmd::Eval { file, format, vm }) => {
             conf_eval(&app, file, *format, vm.as_deref())
         }
@@ -1115,6 +1159,97 @@ fn conf_eval(app: &App, file: &Path, format: Option<Format>, vm: Option<&str>) -
     }
     if entries.is_empty() {
         bail!("`{}` defines no options", file.display());
+    }
+    Ok(())
+}
+
+/// A progress bar only where someone watches: stderr is a terminal and `-q` is not given.
+fn show_progress(app: &App) -> bool {
+    !app.cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+fn image_pack(
+    app: &App,
+    images: &[String],
+    output: Option<&Path>,
+    format: Option<PackFormat>,
+    force: bool,
+) -> Result<()> {
+    use crate::archive::{self, Format as ArchiveFormat};
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<u64>().map_err(|_| {
+            Diagnostic::error(format!(
+                "`SOURCE_DATE_EPOCH` is `{v}`, not a number of seconds"
+            ))
+            .with_hint("unset it, or set it to a Unix time such as `1700000000`")
+        })?),
+        _ => None,
+    };
+    let store = app.store()?;
+    let opts = archive::PackOptions {
+        images: images.to_vec(),
+        output: output.map(Path::to_path_buf),
+        format: format.map(|f| match f {
+            PackFormat::TarGz => ArchiveFormat::TarGz,
+            PackFormat::TarZst => ArchiveFormat::TarZst,
+            PackFormat::Deb => ArchiveFormat::Deb,
+        }),
+        force,
+        source_date_epoch: epoch,
+        progress: show_progress(app),
+    };
+    let report = archive::pack(&store, &opts)?;
+    if app.cli.json {
+        return app.print_json(&serde_json::to_value(&report)?);
+    }
+    println!(
+        "packed {} into `{}` ({}, {} entries, {} bytes of data, {} bytes written)",
+        report
+            .images
+            .iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.output.display(),
+        report.format.name(),
+        report.entries,
+        report.data_bytes,
+        report.archive_bytes
+    );
+    Ok(())
+}
+
+fn image_import(app: &App, file: &Path, force: bool) -> Result<()> {
+    use crate::archive;
+    let store = app.store()?;
+    let opts = archive::ImportOptions {
+        force,
+        progress: show_progress(app),
+    };
+    let report = archive::import(&store, file, &app.host, &opts)?;
+    warn(app.cli.quiet, &report.warnings);
+    if app.cli.json {
+        return app.print_json(&serde_json::json!({
+            "archive": file.display().to_string(),
+            "store": store.root.display().to_string(),
+            "images": report.images,
+        }));
+    }
+    for i in &report.images {
+        println!(
+            "imported `{}`{}{}",
+            i.name,
+            if i.replaced {
+                " (replaced the old one)"
+            } else {
+                ""
+            },
+            if i.verified {
+                ""
+            } else {
+                " (no manifest: not verified)"
+            }
+        );
     }
     Ok(())
 }

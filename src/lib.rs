@@ -1,5 +1,6 @@
 //! convirt: an image builder and provisioner for Xen virtual machines.
 
+pub mod archive;
 pub mod atomic;
 pub mod cli;
 pub mod cli_provision;

@@ -1,6 +1,7 @@
 //! Integration tests: each test writes a store into a temp dir, runs the real `convirt`
 //! binary with a clean environment and checks whole outputs.
 
+mod archive;
 mod cli;
 mod conf;
 mod edit;

@@ -1,0 +1,686 @@
+//! `image import`: reads the archive as a stream, checks every entry before it lands in a
+//! temporary directory inside the store, verifies the manifests, loads each image, then
+//! renames the images into place (the old ones aside first, everything undone on failure).
+
+use super::compress;
+use super::tarfmt::{self, Extent, Kind, ReadError, TarReader};
+use super::{
+    IO_BUF, MANIFEST, MAX_ENTRIES, MAX_IMAGES, MAX_MANIFEST, Progress, Record, RecordKind,
+    ZERO_RUN, check_link, hex, parse_manifest, remove_tree, special_bits,
+};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::eval::Host;
+use crate::image::Image;
+use crate::store::{self, Store};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+pub struct ImportOptions {
+    pub force: bool,
+    pub progress: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ImportedImage {
+    pub name: String,
+    pub replaced: bool,
+    pub verified: bool,
+}
+
+#[derive(Debug)]
+pub struct ImportReport {
+    pub images: Vec<ImportedImage>,
+    pub warnings: Diagnostics,
+}
+
+/// What the archive holds for one image, as it was unpacked.
+#[derive(Default)]
+struct Unpacked {
+    records: BTreeMap<String, Record>,
+    manifest: Option<Vec<u8>>,
+    root: Option<(u32, u64)>,
+}
+
+/// A directory that is removed when dropped, unless kept.
+struct TempTree(Option<PathBuf>);
+
+impl Drop for TempTree {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = remove_tree(&p);
+        }
+    }
+}
+
+struct Importer<'a> {
+    store: &'a Store,
+    archive: String,
+    tmp: PathBuf,
+    force: bool,
+    images: BTreeMap<String, Unpacked>,
+    seen: HashSet<String>,
+    symlink_paths: HashSet<String>,
+    symlinks: Vec<(PathBuf, String)>,
+    dirs: Vec<(PathBuf, u32, u64)>,
+    /// Directories known to exist in the temporary tree.
+    made: HashSet<PathBuf>,
+    entries: usize,
+    /// The entry being read, for messages.
+    current: String,
+    buf: Vec<u8>,
+}
+
+const UNCHANGED: &str = "nothing was imported; the store is unchanged";
+
+impl Importer<'_> {
+    fn refuse(&self, entry: &str, why: impl std::fmt::Display) -> Diagnostic {
+        Diagnostic::error(format!(
+            "refusing `{}`: entry `{entry}` {why}",
+            self.archive
+        ))
+        .with_hint(UNCHANGED)
+    }
+
+    fn broken(&self, e: ReadError) -> Diagnostic {
+        let msg = match e {
+            ReadError::Io(e) if self.current.is_empty() => {
+                format!("the archive is corrupt or truncated: {e}")
+            }
+            ReadError::Io(e) => format!(
+                "the archive is corrupt or truncated (at entry `{}`): {e}",
+                self.current
+            ),
+            other => other.to_string(),
+        };
+        Diagnostic::error(format!("refusing `{}`: {msg}", self.archive)).with_hint(UNCHANGED)
+    }
+
+    fn fs_fail(&self, what: &Path, e: io::Error) -> Diagnostic {
+        let shown = what.strip_prefix(&self.tmp).unwrap_or(what);
+        Diagnostic::error(format!(
+            "cannot unpack `{}` from `{}`: {e}",
+            shown.display(),
+            self.archive
+        ))
+        .with_hint(UNCHANGED)
+    }
+
+    /// Checks an entry's path and splits it into the image name and the path inside it.
+    fn split_path(&self, e: &tarfmt::Entry) -> Result<Option<(String, String)>, Diagnostic> {
+        let raw = e.path_lossy();
+        let Ok(path) = std::str::from_utf8(&e.path) else {
+            return Err(self.refuse(&raw, "has a name that is not UTF-8"));
+        };
+        if path.starts_with('/') {
+            return Err(self.refuse(path, "has an absolute path"));
+        }
+        let mut parts = Vec::new();
+        for c in path.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => return Err(self.refuse(path, "has `..` in its path")),
+                c => parts.push(c),
+            }
+        }
+        let Some((image, rest)) = parts.split_first() else {
+            return if e.kind == Kind::Dir {
+                Ok(None)
+            } else {
+                Err(self.refuse(path, "has an empty path"))
+            };
+        };
+        if let Err(m) = store::check_image_name(image) {
+            return Err(self.refuse(
+                path,
+                format!("is not inside an image directory: {m}; an image archive holds one directory per image"),
+            ));
+        }
+        if self.store.conf.excludes.iter().any(|x| x == image) {
+            return Err(self.refuse(
+                path,
+                format!("belongs to `{image}`, which is not an image in this store (see `excludes` in image_store.conf)"),
+            ));
+        }
+        Ok(Some((image.to_string(), rest.join("/"))))
+    }
+
+    fn entry<R: Read>(
+        &mut self,
+        tr: &mut TarReader<R>,
+        e: tarfmt::Entry,
+    ) -> Result<(), Diagnostic> {
+        self.entries += 1;
+        if self.entries > MAX_ENTRIES {
+            return Err(Diagnostic::error(format!(
+                "refusing `{}`: it has more than {MAX_ENTRIES} entries",
+                self.archive
+            ))
+            .with_hint(UNCHANGED));
+        }
+        let Some((image, rel)) = self.split_path(&e)? else {
+            return Ok(());
+        };
+        let full = if rel.is_empty() {
+            image.clone()
+        } else {
+            format!("{image}/{rel}")
+        };
+        if !self.images.contains_key(&image) {
+            if self.images.len() >= MAX_IMAGES {
+                return Err(self.refuse(
+                    &full,
+                    format!("makes more than {MAX_IMAGES} images in one archive"),
+                ));
+            }
+            let existing = self.store.root.join(&image);
+            if !self.force && fs::symlink_metadata(&existing).is_ok() {
+                return Err(Diagnostic::error(format!(
+                    "refusing `{}`: image `{image}` already exists in `{}`",
+                    self.archive,
+                    self.store.root.display()
+                ))
+                .with_hint("pass `--force` to replace it")
+                .with_hint(UNCHANGED));
+            }
+            self.images.insert(image.clone(), Unpacked::default());
+        }
+        if !self.seen.insert(full.clone()) {
+            return Err(self.refuse(&full, "appears twice in the archive"));
+        }
+        let mut prefix = image.clone();
+        for c in rel.split('/').filter(|c| !c.is_empty()) {
+            if self.symlink_paths.contains(&prefix) {
+                return Err(self.refuse(
+                    &full,
+                    format!("would be written through the symlink `{prefix}`"),
+                ));
+            }
+            prefix.push('/');
+            prefix.push_str(c);
+        }
+        let is_link = matches!(e.kind, Kind::Symlink(_));
+        if !is_link {
+            if let Some(bit) = special_bits(e.mode) {
+                return Err(self.refuse(&full, format!("has {bit} (mode {:04o})", e.mode)));
+            }
+        }
+        let mode = e.mode & 0o777;
+        let dest = self.tmp.join(&full);
+        if rel.is_empty() {
+            if e.kind != Kind::Dir {
+                return Err(self.refuse(
+                    &full,
+                    "is not a directory; an image archive holds one directory per image",
+                ));
+            }
+            fs::create_dir_all(&dest).map_err(|err| self.fs_fail(&dest, err))?;
+            if let Some(u) = self.images.get_mut(&image) {
+                u.root = Some((mode, e.mtime));
+            }
+            return Ok(());
+        }
+        if rel == MANIFEST {
+            if e.kind != Kind::File {
+                return Err(self.refuse(&full, "is the manifest but not a regular file"));
+            }
+            if e.size > MAX_MANIFEST {
+                return Err(self.refuse(&full, "is a manifest larger than 16 MiB"));
+            }
+            let mut text = Vec::with_capacity(e.size as usize);
+            loop {
+                let n = tr.read_data(&mut self.buf).map_err(|x| self.broken(x))?;
+                if n == 0 {
+                    break;
+                }
+                text.extend_from_slice(&self.buf[..n]);
+            }
+            if let Some(u) = self.images.get_mut(&image) {
+                u.manifest = Some(text);
+            }
+            return Ok(());
+        }
+        if let Some(parent) = dest.parent() {
+            if !self.made.contains(parent) {
+                fs::create_dir_all(parent).map_err(|err| self.fs_fail(parent, err))?;
+                self.made.insert(parent.to_path_buf());
+            }
+        }
+        let record = match e.kind {
+            Kind::Dir => {
+                fs::create_dir(&dest).map_err(|err| self.fs_fail(&dest, err))?;
+                self.dirs.push((dest, mode, e.mtime));
+                Record::new(&rel, RecordKind::Dir, mode)
+            }
+            Kind::File => {
+                let sha = self.write_file(tr, &dest, &[(0, e.size)], e.size, mode, e.mtime)?;
+                let mut r = Record::new(&rel, RecordKind::File, mode);
+                r.size = Some(e.size);
+                r.sha256 = Some(sha);
+                r
+            }
+            Kind::Sparse {
+                ref extents,
+                real_size,
+            } => {
+                let sha = self.write_file(tr, &dest, extents, real_size, mode, e.mtime)?;
+                let mut r = Record::new(&rel, RecordKind::Sparse, mode);
+                r.size = Some(real_size);
+                r.sha256 = Some(sha);
+                r.data = Some(extents.iter().map(|&(o, l)| [o, l]).collect());
+                r
+            }
+            Kind::Symlink(ref target) => {
+                let Ok(target) = std::str::from_utf8(target) else {
+                    return Err(self.refuse(&full, "is a symlink whose target is not UTF-8"));
+                };
+                check_link(&rel, target).map_err(|m| self.refuse(&full, m))?;
+                self.symlink_paths.insert(full.clone());
+                self.symlinks.push((dest, target.to_string()));
+                let mut r = Record::new(&rel, RecordKind::Symlink, 0o777);
+                r.target = Some(target.to_string());
+                r
+            }
+            Kind::HardLink(ref target) => {
+                return Err(self.refuse(
+                    &full,
+                    format!(
+                        "is a hard link to `{}`; hard links are refused",
+                        String::from_utf8_lossy(target)
+                    ),
+                ));
+            }
+            Kind::CharDevice => return Err(self.refuse(&full, "is a character device")),
+            Kind::BlockDevice => return Err(self.refuse(&full, "is a block device")),
+            Kind::Fifo => return Err(self.refuse(&full, "is a FIFO")),
+            Kind::Other(t) => {
+                return Err(self.refuse(
+                    &full,
+                    format!(
+                        "has the unsupported tar type `{}`",
+                        char::from(t).escape_default()
+                    ),
+                ));
+            }
+        };
+        if let Some(u) = self.images.get_mut(&image) {
+            u.records.insert(rel, record);
+        }
+        Ok(())
+    }
+
+    /// Writes a file's data regions at their offsets (holes stay holes) and returns the
+    /// SHA-256 of the data.
+    fn write_file<R: Read>(
+        &mut self,
+        tr: &mut TarReader<R>,
+        dest: &Path,
+        extents: &[Extent],
+        size: u64,
+        mode: u32,
+        mtime: u64,
+    ) -> Result<String, Diagnostic> {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dest)
+            .map_err(|err| self.fs_fail(dest, err))?;
+        let mut hasher = Sha256::new();
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = (|| -> Result<(), Diagnostic> {
+            for &(off, len) in extents {
+                let mut done = 0u64;
+                while done < len {
+                    let want = (len - done).min(buf.len() as u64) as usize;
+                    let n = tr.read_data(&mut buf[..want]).map_err(|x| self.broken(x))?;
+                    if n == 0 {
+                        return Err(self.broken(ReadError::Truncated(format!(
+                            "the archive is truncated inside `{}`",
+                            dest.strip_prefix(&self.tmp).unwrap_or(dest).display()
+                        ))));
+                    }
+                    hasher.update(&buf[..n]);
+                    // Runs of zeros are not written: the file stays sparse there, even when
+                    // the archive stored it dense (a plain `tar czf` of a disk image).
+                    let mut at = 0;
+                    for part in buf[..n].chunks(ZERO_RUN) {
+                        if part.iter().any(|&b| b != 0) {
+                            file.write_all_at(part, off + done + at)
+                                .map_err(|err| self.fs_fail(dest, err))?;
+                        }
+                        at += part.len() as u64;
+                    }
+                    done += n as u64;
+                }
+            }
+            file.set_len(size).map_err(|err| self.fs_fail(dest, err))?;
+            file.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(|err| self.fs_fail(dest, err))?;
+            let _ = file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime));
+            Ok(())
+        })();
+        self.buf = buf;
+        result?;
+        Ok(hex(&hasher.finalize()))
+    }
+
+    /// Compares each image with its manifest. Returns the images that had one.
+    fn verify(&self, warnings: &mut Diagnostics) -> Result<BTreeSet<String>, Diagnostic> {
+        let mut verified = BTreeSet::new();
+        for (name, u) in &self.images {
+            let Some(text) = &u.manifest else {
+                warnings.push(
+                    Diagnostic::warning(format!(
+                        "`{}` has no manifest for image `{name}`; its files were not verified",
+                        self.archive
+                    ))
+                    .with_hint("archives made by `convirt image pack` carry one"),
+                );
+                continue;
+            };
+            let manifest = parse_manifest(name, text).map_err(|m| {
+                self.refuse(
+                    &format!("{name}/{MANIFEST}"),
+                    format!("is not a valid manifest: {m}"),
+                )
+            })?;
+            for (path, expected) in &manifest {
+                let full = format!("{name}/{path}");
+                let Some(actual) = u.records.get(path) else {
+                    return Err(self.refuse(&full, "is in the manifest but not in the archive"));
+                };
+                if let Some(d) = expected.difference(actual) {
+                    return Err(self.refuse(&full, format!("does not match the manifest: {d}")));
+                }
+            }
+            if let Some(extra) = u.records.keys().find(|p| !manifest.contains_key(*p)) {
+                return Err(self.refuse(&format!("{name}/{extra}"), "is not in the manifest"));
+            }
+            verified.insert(name.clone());
+        }
+        Ok(verified)
+    }
+
+    /// Symlinks last, then directory modes and times, deepest first.
+    fn finish_tree(&mut self) -> Result<(), Diagnostic> {
+        for (path, target) in std::mem::take(&mut self.symlinks) {
+            std::os::unix::fs::symlink(&target, &path).map_err(|e| self.fs_fail(&path, e))?;
+        }
+        let mut dirs = std::mem::take(&mut self.dirs);
+        for (name, u) in &self.images {
+            let (mode, mtime) = u.root.unwrap_or((0o755, 0));
+            dirs.push((self.tmp.join(name), mode, mtime));
+        }
+        dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
+        for (path, mode, mtime) in dirs {
+            if mtime > 0 {
+                if let Ok(f) = File::open(&path) {
+                    let _ = f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime));
+                }
+            }
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(|e| self.fs_fail(&path, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Renames `from` to `to`, failing if `to` exists.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let a = CString::new(from.as_os_str().as_bytes())?;
+    let b = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: two valid NUL-terminated paths; renameat2 does not keep them.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(from, to)
+        }
+        _ => Err(e),
+    }
+}
+
+/// Imports every image of an archive into the store. Nothing in the store changes unless
+/// every entry was accepted, every manifest matched and every image loads.
+pub fn import(
+    store: &Store,
+    archive: &Path,
+    host: &Host,
+    opts: &ImportOptions,
+) -> Result<ImportReport, Diagnostics> {
+    let shown = archive.display().to_string();
+    let mut file = File::open(archive)
+        .map_err(|e| Diagnostic::error(format!("cannot open `{shown}`: {e}")))?;
+    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let detected = match compress::detect(&mut file)
+        .map_err(|e| Diagnostic::error(format!("cannot read `{shown}`: {e}")))?
+    {
+        Ok(d) => d,
+        Err(kind) => {
+            return Err(Diagnostic::error(format!(
+                "`{shown}` is compressed with {kind}, which convirt does not read"
+            ))
+            .with_hint("repack it as .tar.gz or .tar.zst")
+            .into());
+        }
+    };
+    let tmp = store.root.join(format!(
+        ".convirt-import-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    ));
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(|e| {
+            Diagnostic::error(format!(
+                "cannot create a directory in `{}`: {e}",
+                store.root.display()
+            ))
+        })?;
+    let mut guard = TempTree(Some(tmp.clone()));
+    let count = Arc::new(AtomicU64::new(0));
+    let progress = Progress::new(opts.progress, total, "importing");
+    let reader = compress::spawn_decoder(file, detected, Arc::clone(&count));
+    let mut tr = TarReader::new(reader);
+    let mut im = Importer {
+        store,
+        archive: shown.clone(),
+        tmp: tmp.clone(),
+        force: opts.force,
+        images: BTreeMap::new(),
+        seen: HashSet::new(),
+        symlink_paths: HashSet::new(),
+        symlinks: Vec::new(),
+        dirs: Vec::new(),
+        made: HashSet::new(),
+        entries: 0,
+        current: String::new(),
+        buf: vec![0u8; IO_BUF],
+    };
+    loop {
+        let next = tr.next_entry().map_err(|e| im.broken(e))?;
+        progress.set(count.load(Ordering::Relaxed));
+        let Some(e) = next else { break };
+        im.current = e.path_lossy();
+        im.entry(&mut tr, e)?;
+    }
+    im.current.clear();
+    // Read to the end, so a damaged compressed trailer is noticed too.
+    let mut rest = tr.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| im.broken(ReadError::Io(e)))?;
+    progress.done();
+    if im.images.is_empty() {
+        return Err(Diagnostic::error(format!("`{shown}` holds no image"))
+            .with_hint(UNCHANGED)
+            .into());
+    }
+    let mut warnings = Diagnostics::default();
+    let verified = im.verify(&mut warnings)?;
+    im.finish_tree()?;
+    let mut problems = Diagnostics::default();
+    for name in im.images.keys() {
+        if let Err(d) = Image::load(name, &tmp.join(name), host) {
+            problems.push(
+                Diagnostic::error(format!(
+                    "refusing `{shown}`: image `{name}` in it does not load"
+                ))
+                .with_hint(UNCHANGED),
+            );
+            problems.extend(d);
+        }
+    }
+    if problems.has_errors() {
+        return Err(problems);
+    }
+    let names: Vec<String> = im.images.keys().cloned().collect();
+    let replaced = install(store, &tmp, &names, opts.force)?;
+    drop(guard.0.take());
+    let mut leftovers = Diagnostics::default();
+    for old in replaced.iter().flatten() {
+        if let Err(e) = remove_tree(old) {
+            leftovers.push(Diagnostic::warning(format!(
+                "the replaced image was kept at `{}`: {e}",
+                old.display()
+            )));
+        }
+    }
+    let _ = remove_tree(&tmp);
+    warnings.extend(leftovers);
+    Ok(ImportReport {
+        images: names
+            .iter()
+            .zip(&replaced)
+            .map(|(n, r)| ImportedImage {
+                name: n.clone(),
+                replaced: r.is_some(),
+                verified: verified.contains(n),
+            })
+            .collect(),
+        warnings,
+    })
+}
+
+/// Moves each unpacked image into the store: an existing one is renamed aside first (with
+/// `force`), the new one renamed in. On any failure every step is undone. Returns where each
+/// replaced image was put aside, to be removed by the caller.
+fn install(
+    store: &Store,
+    tmp: &Path,
+    names: &[String],
+    force: bool,
+) -> Result<Vec<Option<PathBuf>>, Diagnostic> {
+    let mut done: Vec<(PathBuf, PathBuf, Option<PathBuf>)> = Vec::new();
+    let undo = |done: &mut Vec<(PathBuf, PathBuf, Option<PathBuf>)>| {
+        for (from, dest, aside) in done.drain(..).rev() {
+            let _ = fs::rename(&dest, &from);
+            if let Some(a) = aside {
+                let _ = fs::rename(&a, &dest);
+            }
+        }
+    };
+    for name in names {
+        let dest = store.root.join(name);
+        let from = tmp.join(name);
+        let mut aside = None;
+        if fs::symlink_metadata(&dest).is_ok() {
+            if !force {
+                undo(&mut done);
+                return Err(Diagnostic::error(format!(
+                    "image `{name}` already exists in `{}`",
+                    store.root.display()
+                ))
+                .with_hint("pass `--force` to replace it")
+                .with_hint(UNCHANGED));
+            }
+            let a = tmp.with_file_name(format!(
+                "{}-old-{name}",
+                tmp.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or(".convirt-import")
+            ));
+            if let Err(e) = fs::rename(&dest, &a) {
+                undo(&mut done);
+                return Err(Diagnostic::error(format!(
+                    "cannot move the old image `{name}` aside: {e}"
+                ))
+                .with_hint(UNCHANGED));
+            }
+            aside = Some(a);
+        }
+        if let Err(e) = rename_noreplace(&from, &dest) {
+            if let Some(a) = &aside {
+                let _ = fs::rename(a, &dest);
+            }
+            undo(&mut done);
+            return Err(Diagnostic::error(format!(
+                "cannot move image `{name}` into the store: {e}"
+            ))
+            .with_hint(UNCHANGED));
+        }
+        done.push((from, dest, aside));
+    }
+    Ok(done.into_iter().map(|(_, _, a)| a).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_install_puts_everything_back() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("store");
+        fs::create_dir_all(root.join("A")).unwrap();
+        fs::write(root.join("A/old"), "old").unwrap();
+        let tmp = root.join(".convirt-import-test");
+        fs::create_dir_all(tmp.join("A")).unwrap();
+        fs::write(tmp.join("A/new"), "new").unwrap();
+        // `B` was never unpacked, so moving it in fails after `A` was replaced.
+        let (store, _) = Store::open(&root).unwrap();
+        let names = ["A".to_string(), "B".to_string()];
+        assert!(install(&store, &tmp, &names, true).is_err());
+        assert_eq!(fs::read_to_string(root.join("A/old")).unwrap(), "old");
+        assert!(!root.join("A/new").exists());
+        assert!(tmp.join("A/new").exists());
+        let mut left: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".convirt-import-test", "A"]);
+
+        assert!(install(&store, &tmp, &names[..1], false).is_err());
+        let aside = install(&store, &tmp, &names[..1], true).unwrap();
+        assert_eq!(fs::read_to_string(root.join("A/new")).unwrap(), "new");
+        let old = aside[0].clone().unwrap();
+        assert!(old.file_name().unwrap().to_str().unwrap().starts_with('.'));
+        assert_eq!(fs::read_to_string(old.join("old")).unwrap(), "old");
+    }
+}
