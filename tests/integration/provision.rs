@@ -1031,3 +1031,55 @@ fn lvm_disks_use_lvcreate_where_device_mapper_exists() {
     let _ = Command::new("losetup").args(["-d", &loopdev]).status();
     assert!(ok, "{}{}", stdout(&o), stderr(&o));
 }
+
+/// A packed image extracts with plain GNU tar into another store, where convirt provisions it.
+#[test]
+fn a_packed_image_extracted_with_gnu_tar_provisions() {
+    let src = World::new();
+    let o = src
+        .cmd()
+        .args(["store", "init"])
+        .arg(src.store())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let archive = src.path().join("lin.tar.gz");
+    let o = src.run(&[
+        "image",
+        "pack",
+        "Linux_CD_Install",
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let w = sandbox();
+    let st = Command::new("tar")
+        .arg("xzf")
+        .arg(&archive)
+        .current_dir(w.store())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = w.conv(&["image", "validate", "Linux_CD_Install"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "unpacked",
+        "--image",
+        "Linux_CD_Install",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let cfg = w.path().join("conf/unpacked.cfg");
+    assert!(cfg.is_file());
+    assert_eq!(
+        std::fs::metadata(w.path().join("disks/unpacked.disk.xm"))
+            .unwrap()
+            .len(),
+        10000 << 20
+    );
+    if let Some(r) = xl_check(&cfg) {
+        r.unwrap_or_else(|e| panic!("{e}"));
+    }
+}
