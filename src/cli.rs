@@ -900,7 +900,7 @@ fn validate_one(app: &App, store: &Store, name: &str, strict: bool) -> Diagnosti
                 extra: vec![],
                 xl_template: xl_template(store),
             };
-            if let Err(d) = render::render(Format::Xl, &req) {
+            if let Err(d) = render::check_xl(&req) {
                 diags.extend(d);
             }
         }

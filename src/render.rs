@@ -212,6 +212,20 @@ fn is_xl_key(key: &str) -> bool {
 
 /// The `xl` rendering: a mapping from the xm-era keys, then the template.
 pub fn render_xl(req: &Request) -> Result<String, Diagnostics> {
+    xl(req, true)
+}
+
+/// Everything `render_xl` checks (each key's mapping and value), without filling in the
+/// template: what `image validate` needs when the store uses the built-in template, which
+/// renders any entries that pass these checks.
+pub fn check_xl(req: &Request) -> Result<(), Diagnostics> {
+    if req.xl_template.is_some() {
+        return render_xl(req).map(|_| ());
+    }
+    xl(req, false).map(|_| ())
+}
+
+fn xl(req: &Request, fill_template: bool) -> Result<String, Diagnostics> {
     let values = all_values(req);
     let get = |k: &str| values.iter().find(|(x, _, _)| *x == k).map(|(_, v, _)| *v);
     let hvm = ["builder", "type"]
@@ -304,6 +318,9 @@ pub fn render_xl(req: &Request) -> Result<String, Diagnostics> {
     }
     if diags.has_errors() {
         return Err(diags);
+    }
+    if !fill_template {
+        return Ok(String::new());
     }
     let name = get("name").map(Value::to_text).unwrap_or_default();
     let mut ctx = tera::Context::new();
