@@ -85,6 +85,18 @@ impl World {
     }
 }
 
+/// Waits (at most 20 s) until a file holds some text.
+fn wait_for(path: &Path, text: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 const PROBE_SCRIPT: &str = r#"#!/bin/bash
 # A test image's script, written like a ConVirt one: getopts, common/functions,
 # source_python_config, then behaviour chosen by image.conf's `mode`.
@@ -296,14 +308,7 @@ fn ctrl_c_stops_the_script_group_cleans_up_and_exits_130() {
         .spawn()
         .unwrap();
     let log = w.path().join("log/Probe/Probe_i.log");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("probe: image")
-    {
-        assert!(Instant::now() < deadline, "script never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(&log, "probe: image", "the script never started");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
@@ -338,14 +343,7 @@ fn a_second_provision_of_the_same_vm_fails_at_once_naming_the_holder() {
         .spawn()
         .unwrap();
     let lock = w.path().join("work/locks/same.lock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&lock)
-        .unwrap_or_default()
-        .contains("pid")
-    {
-        assert!(Instant::now() < deadline, "no lock taken");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(&lock, "pid", "no lock taken");
     let start = Instant::now();
     let o = w.conv(&["provision", "--vm", "same", "--image", "Probe"]);
     assert!(
