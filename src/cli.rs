@@ -1089,40 +1089,10 @@ fn conf_eval(app: &App, file: &Path, format: Option<Format>, vm: Option<&str>) -
     if let Some(v) = vm {
         vars.set_text("VM_NAME", v);
     }
-    let name = file.display().to_string();
-    let mut entries: Vec<resolve::Entry> = conf
-        .options()
-        .map(|b| {
-            let line = b
-                .sites
-                .last()
-                .map(|s| conf.source.line_col(s.stmt.start).0)
-                .unwrap_or(0);
-            let is_computed = computed.contains(&b.key);
-            let mut u = Vec::new();
-            resolve::Entry {
-                key: b.key.clone(),
-                value: crate::subst::substitute(&b.value, &vars, &mut u),
-                origin: if is_computed {
-                    resolve::Origin::Computed {
-                        file: name.clone(),
-                        line,
-                    }
-                } else {
-                    resolve::Origin::Image {
-                        file: name.clone(),
-                        line,
-                    }
-                },
-                computed: is_computed,
-                customizable: !is_computed
-                    && conf
-                        .customizable
-                        .as_ref()
-                        .is_none_or(|c| c.contains(&b.key)),
-            }
-        })
-        .collect();
+    let mut entries = resolve::file_entries(&conf, &computed, false);
+    for e in &mut entries {
+        e.value = crate::subst::substitute(&e.value, &vars, &mut Vec::new());
+    }
     if let Some(v) = vm {
         if let Some(e) = entries.iter_mut().find(|e| e.key == "name") {
             e.value = Value::Str(v.to_string());
@@ -1142,7 +1112,7 @@ fn conf_eval(app: &App, file: &Path, format: Option<Format>, vm: Option<&str>) -
     }
     if app.cli.json {
         return app.print_json(&serde_json::json!({
-            "file": name,
+            "file": file.display().to_string(),
             "host": app.host,
             "options": entries.iter().map(entry_json).collect::<Vec<_>>(),
         }));

@@ -176,7 +176,8 @@ fn allowed_keys(file: &ConfFile, vm: bool) -> Option<Vec<String>> {
     Some(keys)
 }
 
-fn file_entries(file: &ConfFile, computed: &[String], vm: bool) -> Vec<Entry> {
+/// A file's options as entries with their origins, before any override or substitution.
+pub fn file_entries(file: &ConfFile, computed: &[String], vm: bool) -> Vec<Entry> {
     let allowed = allowed_keys(file, vm);
     let name = file.path().display().to_string();
     file.options()
@@ -323,16 +324,6 @@ pub fn resolve(
         }
     }
 
-    let mut predefined = Vars::default();
-    predefined.set_text("IMAGE_STORE", ctx.store_path.display().to_string());
-    predefined.set_text("IMAGE_NAME", &image.name);
-    predefined.set_text("IMAGE_LOCATION", &image.name);
-    predefined.set_text("SERVER_NAME", &ctx.host.nodename);
-    predefined.set("AUTOGEN_MAC", Var::FreshMac);
-    if let Some(vmn) = &ctx.vm_name {
-        predefined.set_text("VM_NAME", vmn);
-    }
-
     // image.conf sees the predefined variables and the fallbacks.
     let mut image_vars = Vars::default();
     for k in FALLBACKS {
@@ -343,14 +334,7 @@ pub fn resolve(
             .unwrap_or_else(|| fallback(k));
         image_vars.set_text(k, v);
     }
-    copy_vars(
-        &predefined,
-        &mut image_vars,
-        &ctx.vm_name,
-        &image.name,
-        &ctx.host,
-        &ctx.store_path,
-    );
+    set_predefined(&mut image_vars, ctx, &image.name);
     let mut unresolved: Vec<(bool, String, Unresolved)> = Vec::new();
     for e in img.iter_mut() {
         let mut u = Vec::new();
@@ -363,14 +347,7 @@ pub fn resolve(
     for e in &img {
         vm_vars.set_text(&e.key, e.value.to_text());
     }
-    copy_vars(
-        &predefined,
-        &mut vm_vars,
-        &ctx.vm_name,
-        &image.name,
-        &ctx.host,
-        &ctx.store_path,
-    );
+    set_predefined(&mut vm_vars, ctx, &image.name);
     if let Some(vmn) = &ctx.vm_name {
         upsert(
             &mut vm,
@@ -434,20 +411,14 @@ pub fn resolve(
     })
 }
 
-fn copy_vars(
-    _src: &Vars,
-    dst: &mut Vars,
-    vm: &Option<String>,
-    image: &str,
-    host: &Host,
-    store: &std::path::Path,
-) {
-    dst.set_text("IMAGE_STORE", store.display().to_string());
+/// The predefined variables of spec §3.2; they win over image keys of the same name.
+fn set_predefined(dst: &mut Vars, ctx: &Context, image: &str) {
+    dst.set_text("IMAGE_STORE", ctx.store_path.display().to_string());
     dst.set_text("IMAGE_NAME", image);
     dst.set_text("IMAGE_LOCATION", image);
-    dst.set_text("SERVER_NAME", &host.nodename);
+    dst.set_text("SERVER_NAME", &ctx.host.nodename);
     dst.set("AUTOGEN_MAC", Var::FreshMac);
-    if let Some(v) = vm {
+    if let Some(v) = &ctx.vm_name {
         dst.set_text("VM_NAME", v);
     }
 }
