@@ -3,7 +3,6 @@
 pub mod archive;
 pub mod atomic;
 pub mod cli;
-pub mod cli_provision;
 pub mod create_like;
 pub mod diagnostic;
 pub mod edit;
@@ -16,4 +15,5 @@ pub mod settings;
 pub mod store;
 pub mod subst;
 pub mod syntax;
+pub mod validate;
 pub mod value;

@@ -14,6 +14,11 @@ pub const XL_TEMPLATE: &str = include_str!("xl.cfg.tera");
 /// Where a store keeps its own `xl` template, relative to the store.
 pub const XL_TEMPLATE_OVERRIDE: &str = "common/templates/xl.cfg.tera";
 
+/// The store's own `xl` template, when it has one.
+pub fn store_xl_template(store_root: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(store_root.join(XL_TEMPLATE_OVERRIDE)).ok()
+}
+
 /// Keys `xl.cfg(5)` of Xen 4.17 knows. Everything else is bookkeeping and written as a
 /// comment, so `xl` sees a clean file.
 const XL_KEYS: &[&str] = &[

@@ -123,7 +123,8 @@ impl Store {
             match read_store_conf(&conf_path) {
                 Ok(c) => c,
                 Err(d) => {
-                    diags.extend(d);
+                    // The defaults apply, so a broken store file is a warning.
+                    diags.extend(d.into_warnings());
                     StoreConf::default()
                 }
             }
@@ -356,7 +357,10 @@ mod tests {
         std::fs::create_dir(d.path().join("common")).unwrap();
         std::fs::write(d.path().join(STORE_CONF), "excludes = [\n").unwrap();
         let (s, diags) = Store::open(d.path()).unwrap();
-        assert!(diags.has_errors());
+        // Reported as a warning: the defaults apply, so nothing fails because of it.
+        assert!(!diags.is_empty());
+        assert!(!diags.has_errors());
+        assert!(diags.render().starts_with("warning:"));
         assert!(s.entries().unwrap().is_empty());
     }
 }

@@ -244,7 +244,7 @@ pub fn plan(vm: &str, store: &Store, ctx_base: &Context, opts: &Options) -> anyh
         template: &image.vm_template,
         image: &image_name,
         extra,
-        xl_template: std::fs::read_to_string(store.root.join(render::XL_TEMPLATE_OVERRIDE)).ok(),
+        xl_template: render::store_xl_template(&store.root),
     };
     let config_text = render::render(format, &req)?;
     let timeout = match opts.timeout {

@@ -1,10 +1,12 @@
-//! How `convirt provision` talks to a person or a script: the plan on `--dry-run`, a live
-//! status line per VM on a terminal (plain lines otherwise), several VMs `--jobs N` at a
-//! time, and a summary of every VM's result.
+//! `convirt provision`: the plan on `--dry-run`, a live status line per VM on a terminal
+//! (plain lines otherwise), several VMs `--jobs N` at a time, and a summary of every VM's
+//! result; the per-VM errors go back to `report`.
 
+use super::{App, args, report};
 use crate::eval::Host;
 use crate::provision::{self, Options, Plan, run::Watcher};
 use crate::resolve::Context;
+use crate::settings::Format;
 use crate::settings::Settings;
 use crate::store::Store;
 use anyhow::Result;
@@ -13,21 +15,21 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub struct Request {
-    pub vms: Vec<String>,
-    pub dry_run: bool,
-    pub jobs: usize,
-    pub options: Options,
+struct Request {
+    vms: Vec<String>,
+    dry_run: bool,
+    jobs: usize,
+    options: Options,
 }
 
 /// What the command line resolved, without clap types.
-pub struct Env<'a> {
-    pub settings: &'a Settings,
-    pub host: &'a Host,
-    pub json: bool,
-    pub quiet: bool,
-    pub verbose: u8,
-    pub store: Store,
+struct Env<'a> {
+    settings: &'a Settings,
+    host: &'a Host,
+    json: bool,
+    quiet: bool,
+    verbose: u8,
+    store: Store,
 }
 
 struct Bar(ProgressBar);
@@ -59,7 +61,76 @@ fn work_store_for_display(settings: &Settings, vm: &str) -> std::path::PathBuf {
         .join("image_store")
 }
 
-pub fn provision(env: &Env, req: Request) -> Result<()> {
+#[derive(clap::Args, Debug)]
+pub(crate) struct ProvisionArgs {
+    /// The VM name (repeat, or give several, to provision several VMs)
+    #[arg(long = "vm", value_name = "NAME", required = true, num_args = 1..)]
+    vms: Vec<String>,
+    /// The image (default: `default` of the store's image_store.conf)
+    #[arg(long)]
+    image: Option<String>,
+    /// Change an image.conf value (a Python literal, or plain text)
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = args::key_value)]
+    set: Vec<(String, String)>,
+    /// Change a vm_conf.template value
+    #[arg(long = "vm-set", value_name = "KEY=VALUE", value_parser = args::key_value)]
+    vm_set: Vec<(String, String)>,
+    /// The config format to write (default: the settings' default_format, else xl)
+    #[arg(long)]
+    format: Option<Format>,
+    /// Print the plan and write nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// On failure keep what the run created, and the work directory, for debugging
+    #[arg(long)]
+    keep: bool,
+    /// Replace an existing VM config and the disks the image names
+    #[arg(long)]
+    force: bool,
+    /// Stop the script after this many seconds (overrides provision_timeout)
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Provision this many VMs at a time
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// Unresolved variables are errors
+    #[arg(long)]
+    strict: bool,
+}
+
+pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
+    let req = Request {
+        vms: a.vms.clone(),
+        dry_run: a.dry_run,
+        jobs: a.jobs as usize,
+        options: Options {
+            image: a.image.clone(),
+            overrides: args::overrides(&a.set, &a.vm_set),
+            format: a.format,
+            force: a.force,
+            keep: a.keep,
+            timeout: a.timeout,
+            strict: a.strict,
+        },
+    };
+    // A dry run writes nothing, not even a missing default store.
+    let store = if a.dry_run {
+        Store::open(&app.settings.image_store)?.0
+    } else {
+        app.store()?
+    };
+    let env = Env {
+        settings: &app.settings,
+        host: &app.host,
+        json: app.cli.json,
+        quiet: app.cli.quiet,
+        verbose: app.cli.verbose,
+        store,
+    };
+    provision(&env, req)
+}
+
+fn provision(env: &Env, req: Request) -> Result<()> {
     provision::run::install_interrupt_handler();
     let store = &env.store;
     let ctx = Context {
@@ -165,7 +236,7 @@ pub fn provision(env: &Env, req: Request) -> Result<()> {
         }
     });
     let results = results.into_inner().unwrap_or_default();
-    let mut failed = 0;
+    let mut errors = Vec::new();
     let mut interrupted = false;
     let mut json_rows = Vec::new();
     for (plan, r) in plans.iter().zip(results) {
@@ -189,28 +260,22 @@ pub fn provision(env: &Env, req: Request) -> Result<()> {
                 }
             }
             Some(Err(e)) => {
-                failed += 1;
                 let f = e.downcast_ref::<provision::Failure>();
                 interrupted |= f.is_some_and(|f| f.interrupted);
                 if env.json {
                     json_rows.push(serde_json::json!({"vm": plan.vm, "ok": false, "error": e.to_string(), "log": f.and_then(|f| f.log.clone())}));
                 }
-                if let Some(d) = e.downcast_ref::<crate::diagnostic::Diagnostic>() {
-                    eprint!("{}", d.render());
-                } else if let Some(d) = e.downcast_ref::<crate::diagnostic::Diagnostics>() {
-                    eprint!("{}", d.render());
-                } else {
-                    eprintln!("error: {e}");
-                }
+                errors.push(e);
             }
             None => {
-                failed += 1;
                 interrupted = true;
                 if env.json {
                     json_rows.push(serde_json::json!({"vm": plan.vm, "ok": false, "error": "not started: interrupted"}));
-                } else {
-                    eprintln!("error: `{}` was not started: interrupted", plan.vm);
                 }
+                errors.push(anyhow::anyhow!(
+                    "`{}` was not started: interrupted",
+                    plan.vm
+                ));
             }
         }
     }
@@ -221,17 +286,24 @@ pub fn provision(env: &Env, req: Request) -> Result<()> {
             serde_json::Value::Array(json_rows)
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
-    } else if plans.len() > 1 {
-        eprintln!(
-            "summary: {} provisioned, {failed} failed",
-            plans.len() - failed
-        );
     }
-    if interrupted {
-        return Err(crate::cli::Interrupted("interrupted".into()).into());
+    let summary = (plans.len() > 1 && !env.json).then(|| {
+        format!(
+            "summary: {} provisioned, {} failed",
+            plans.len() - errors.len(),
+            errors.len()
+        )
+    });
+    if errors.is_empty() {
+        if let Some(s) = summary {
+            eprintln!("{s}");
+        }
+        return Ok(());
     }
-    if failed > 0 {
-        return Err(crate::cli::Reported.into());
+    Err(report::Failures {
+        errors,
+        interrupted,
+        summary,
     }
-    Ok(())
+    .into())
 }
