@@ -321,24 +321,13 @@ fn special_bits(mode: u32) -> Option<&'static str> {
 /// The data regions of a file, found with `lseek(SEEK_DATA/SEEK_HOLE)`; `None` when the file
 /// has no holes or the file system cannot say.
 fn data_extents(file: &File, size: u64) -> io::Result<Option<Vec<Extent>>> {
-    use std::os::unix::io::AsRawFd;
-    let fd = file.as_raw_fd();
-    let seek = |off: u64, whence: i32| -> io::Result<Option<u64>> {
-        // SAFETY: lseek on a file descriptor we own; it only moves the file offset.
-        let r = unsafe { libc::lseek(fd, off as libc::off_t, whence) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENXIO) => Ok(None),
-                _ => Err(e),
-            };
-        }
-        Ok(Some(r as u64))
-    };
+    const SEEK_HOLE: bool = true;
+    const SEEK_DATA: bool = false;
+    let seek = |off: u64, hole: bool| crate::sys::seek_data_or_hole(file, off, hole);
     if size == 0 {
         return Ok(None);
     }
-    match seek(0, libc::SEEK_HOLE) {
+    match seek(0, SEEK_HOLE) {
         Ok(Some(h)) if h >= size => return Ok(None),
         Ok(Some(_)) => {}
         Ok(None) => return Ok(None),
@@ -348,13 +337,13 @@ fn data_extents(file: &File, size: u64) -> io::Result<Option<Vec<Extent>>> {
     let mut extents = Vec::new();
     let mut off = 0u64;
     while off < size {
-        let Some(data) = seek(off, libc::SEEK_DATA)? else {
+        let Some(data) = seek(off, SEEK_DATA)? else {
             break;
         };
         if data >= size {
             break;
         }
-        let hole = seek(data, libc::SEEK_HOLE)?.unwrap_or(size).min(size);
+        let hole = seek(data, SEEK_HOLE)?.unwrap_or(size).min(size);
         if hole <= data {
             return Err(io::Error::other("the file changed while it was read"));
         }

@@ -375,36 +375,5 @@ fn write_title(dir: &Path, title: &str) -> Result<(), Diagnostic> {
 
 /// `rename` that fails with `AlreadyExists` instead of replacing an (empty) directory.
 fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-    };
-    let (f, t) = (c(from)?, c(to)?);
-    // SAFETY: both are valid NUL-terminated paths that outlive the call.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        // A file system without RENAME_NOREPLACE: check, then rename.
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            if to.symlink_metadata().is_ok() {
-                Err(std::io::ErrorKind::AlreadyExists.into())
-            } else {
-                std::fs::rename(from, to)
-            }
-        }
-        Some(libc::EEXIST) | Some(libc::ENOTEMPTY) => Err(std::io::ErrorKind::AlreadyExists.into()),
-        _ => Err(e),
-    }
+    crate::sys::rename_noreplace(from, to)
 }

@@ -22,33 +22,13 @@ pub struct Host {
 impl Host {
     /// The local machine, with `arch` replacing the machine field when given.
     pub fn local(arch: Option<&str>) -> Host {
-        // SAFETY: uname fills the struct it is given; a zeroed utsname is a valid argument.
-        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-        let ok = unsafe { libc::uname(&mut u) } == 0;
-        let field = |f: &[libc::c_char]| -> String {
-            let bytes: Vec<u8> = f
-                .iter()
-                .take_while(|&&c| c != 0)
-                .map(|&c| c as u8)
-                .collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        };
-        let mut host = if ok {
-            Host {
-                sysname: field(&u.sysname),
-                nodename: field(&u.nodename),
-                release: field(&u.release),
-                version: field(&u.version),
-                machine: field(&u.machine),
-            }
-        } else {
-            Host {
-                sysname: "Linux".into(),
-                nodename: "localhost".into(),
-                release: String::new(),
-                version: String::new(),
-                machine: std::env::consts::ARCH.into(),
-            }
+        let [sysname, nodename, release, version, machine] = crate::sys::uname();
+        let mut host = Host {
+            sysname,
+            nodename,
+            release,
+            version,
+            machine,
         };
         if let Some(a) = arch {
             host.machine = a.to_string();

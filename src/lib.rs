@@ -15,5 +15,6 @@ pub mod settings;
 pub mod store;
 pub mod subst;
 pub mod syntax;
+pub mod sys;
 pub mod validate;
 pub mod value;

@@ -304,14 +304,7 @@ pub fn resolve(
     }
 
     // Built-in fallbacks, unless the image or the site sets them.
-    let fallback = |k: &str| -> String {
-        match k {
-            "VM_DISKS_DIR" => settings.vm_disks_dir.display().to_string(),
-            "VM_CONF_DIR" => settings.vm_conf_dir.display().to_string(),
-            "VM_CACHE_DIR" => settings.cache_dir.display().to_string(),
-            _ => "xenbr0".to_string(),
-        }
-    };
+    let fallback = |k: &str| builtin_fallback(settings, k);
     for k in FALLBACKS {
         if !img.iter().any(|e| e.key == *k) {
             img.push(Entry {
@@ -360,6 +353,11 @@ pub fn resolve(
         let mut u = Vec::new();
         e.value = subst::substitute(&e.value, &vm_vars, &mut u);
         unresolved.extend(u.into_iter().map(|u| (true, e.key.clone(), u)));
+    }
+
+    if let Some(f) = image_vars.failure().or_else(|| vm_vars.failure()) {
+        diags.push(Diagnostic::error(f));
+        return Err(diags);
     }
 
     // Unresolved references that look like variables (spec §3.5).
@@ -411,6 +409,74 @@ pub fn resolve(
     })
 }
 
+/// The built-in fallback of a key of `FALLBACKS` (spec §3.4), used when neither the image
+/// nor the site sets it.
+pub fn builtin_fallback(settings: &Settings, key: &str) -> String {
+    match key {
+        "VM_DISKS_DIR" => settings.vm_disks_dir.display().to_string(),
+        "VM_CONF_DIR" => settings.vm_conf_dir.display().to_string(),
+        "VM_CACHE_DIR" => settings.cache_dir.display().to_string(),
+        _ => "xenbr0".to_string(),
+    }
+}
+
+/// One config file alone (`conf eval`), resolved the way provisioning resolves an image's
+/// `image.conf`: the file's options (site variables replace the ones it defines), then
+/// substitution with the predefined variables and the built-in fallbacks, the file's own
+/// value of a fallback key winning (spec §3.4). `$IMAGE_NAME` is the file's directory name;
+/// with a VM name, `$VM_NAME` is set and the file's `name` option becomes it.
+pub fn resolve_file(file: &ConfFile, ctx: &Context) -> Result<Vec<Entry>, Diagnostics> {
+    let settings = &ctx.settings;
+    let computed = computed_keys(file, settings);
+    let mut entries = file_entries(file, &computed, false);
+    let site_origin = Origin::Site {
+        file: settings
+            .config_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+    };
+    for (k, v) in &settings.variables {
+        if entries.iter().any(|e| &e.key == k) {
+            upsert(&mut entries, k, v.clone(), site_origin.clone());
+        }
+    }
+    let mut vars = Vars::default();
+    for k in FALLBACKS {
+        let own = entries
+            .iter()
+            .find(|e| e.key == *k)
+            .map(|e| e.value.to_text());
+        vars.set_text(k, own.unwrap_or_else(|| builtin_fallback(settings, k)));
+    }
+    set_predefined(&mut vars, ctx, &file_image_name(file.path()));
+    for e in entries.iter_mut() {
+        e.value = subst::substitute(&e.value, &vars, &mut Vec::new());
+    }
+    if let Some(f) = vars.failure() {
+        return Err(Diagnostic::error(f).into());
+    }
+    if let Some(vmn) = &ctx.vm_name {
+        if let Some(e) = entries.iter_mut().find(|e| e.key == "name") {
+            e.value = Value::Str(vmn.clone());
+            e.origin = Origin::CommandLine;
+        }
+    }
+    Ok(entries)
+}
+
+/// The image a lone file belongs to: the name of the directory holding it (empty when
+/// there is none).
+pub fn file_image_name(path: &std::path::Path) -> String {
+    path.canonicalize()
+        .ok()
+        .and_then(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default()
+}
+
 /// The predefined variables of spec §3.2; they win over image keys of the same name.
 fn set_predefined(dst: &mut Vars, ctx: &Context, image: &str) {
     dst.set_text("IMAGE_STORE", ctx.store_path.display().to_string());
@@ -450,6 +516,55 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(parse_cli_value(raw), want, "{raw}");
         }
+    }
+
+    /// One file alone: its own fallback value wins, a site variable replaces a key the file
+    /// defines, the predefined variables come from the context, `name` becomes the VM.
+    #[test]
+    fn a_lone_file_resolves_like_an_image_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("Web");
+        std::fs::create_dir_all(&img).unwrap();
+        let path = img.join("vm_conf.template");
+        std::fs::write(
+            &path,
+            "VM_DISKS_DIR = '/d'\nname = ''\nmemory = 256\ndisk = ['file:$VM_DISKS_DIR/$VM_NAME.img']\nvif = ['bridge=$DEFAULT_BRIDGE']\nwhere = '$IMAGE_STORE/$IMAGE_NAME on $SERVER_NAME'\n",
+        )
+        .unwrap();
+        let env = crate::settings::Env {
+            vars: [("HOME".to_string(), dir.path().display().to_string())].into(),
+            is_root: false,
+        };
+        let mut settings = Settings::load(&crate::settings::Overrides::default(), &env).unwrap();
+        settings.variables = vec![("memory".into(), Value::Int(512))];
+        let host = Host::local(None);
+        let file = ConfFile::load(&path, &host).unwrap();
+        let ctx = Context {
+            vm_name: Some("web1".into()),
+            host: host.clone(),
+            store_path: PathBuf::from("/srv/store"),
+            settings,
+        };
+        let entries = resolve_file(&file, &ctx).unwrap();
+        let get = |k: &str| entries.iter().find(|e| e.key == k).unwrap();
+        assert_eq!(
+            get("disk").value,
+            Value::List(vec![Value::Str("file:/d/web1.img".into())])
+        );
+        assert_eq!(
+            get("vif").value,
+            Value::List(vec![Value::Str("bridge=xenbr0".into())])
+        );
+        assert_eq!(
+            get("where").value,
+            Value::Str(format!("/srv/store/Web on {}", host.nodename))
+        );
+        assert_eq!(get("memory").value, Value::Int(512));
+        assert!(matches!(get("memory").origin, Origin::Site { .. }));
+        assert_eq!(get("name").value, Value::Str("web1".into()));
+        assert_eq!(get("name").origin, Origin::CommandLine);
+        // Nothing is added that the file does not define.
+        assert_eq!(entries.len(), 6);
     }
 
     #[test]

@@ -82,8 +82,7 @@ impl Env {
     pub fn current() -> Env {
         Env {
             vars: std::env::vars().collect(),
-            // SAFETY: geteuid has no preconditions.
-            is_root: unsafe { libc::geteuid() } == 0,
+            is_root: crate::sys::is_root(),
         }
     }
     fn get(&self, k: &str) -> Option<&str> {

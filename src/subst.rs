@@ -15,6 +15,9 @@ pub enum Var {
 #[derive(Default)]
 pub struct Vars {
     map: HashMap<String, Var>,
+    /// Why a fresh MAC could not be made (no random bytes from the kernel): the reference
+    /// stays as written and the caller turns this into an error (`Vars::failure`).
+    failure: std::cell::RefCell<Option<String>>,
 }
 
 impl Vars {
@@ -30,10 +33,20 @@ impl Vars {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.map.keys().map(String::as_str)
     }
+    /// Why a substitution could not be completed, if it could not (see `failure`).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
+    }
     fn lookup(&self, name: &str) -> Option<String> {
         match self.map.get(name)? {
             Var::Text(t) => Some(t.clone()),
-            Var::FreshMac => Some(random_mac()),
+            Var::FreshMac => match random_mac() {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    *self.failure.borrow_mut() = Some(format!("cannot make `${name}`: {e}"));
+                    None
+                }
+            },
         }
     }
 }
@@ -141,37 +154,17 @@ pub fn is_name(s: &str) -> bool {
     !s.is_empty() && name_len(s.as_bytes()) == s.len()
 }
 
-/// A MAC in Xen's range: `00:16:3e:` and three random bytes, the first below 0x80.
-pub fn random_mac() -> String {
+/// A MAC in Xen's range: `00:16:3e:` and three random bytes from the kernel, the first
+/// below 0x80; an error when the kernel gives none (never a guessable fallback).
+pub fn random_mac() -> std::io::Result<String> {
     let mut b = [0u8; 3];
-    fill_random(&mut b);
-    format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[0] & 0x7f, b[1], b[2])
-}
-
-pub fn fill_random(buf: &mut [u8]) {
-    // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`.
-    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    let ok = usize::try_from(got).is_ok_and(|n| n == buf.len()) || {
-        use std::io::Read;
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(buf))
-            .is_ok()
-    };
-    if !ok {
-        // Neither getrandom nor /dev/urandom (an old kernel in a chroot): fall back to the
-        // clock and the pid, mixed.
-        let mut x = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-            ^ ((std::process::id() as u64) << 32);
-        for byte in buf.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *byte = x as u8;
-        }
-    }
+    crate::sys::fill_random(&mut b)?;
+    Ok(format!(
+        "00:16:3e:{:02x}:{:02x}:{:02x}",
+        b[0] & 0x7f,
+        b[1],
+        b[2]
+    ))
 }
 
 /// Does an unresolved name look like a variable someone meant to set? All capitals (`$FOO`,

@@ -435,33 +435,7 @@ impl Importer<'_> {
 
 /// Renames `from` to `to`, failing if `to` exists.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let a = CString::new(from.as_os_str().as_bytes())?;
-    let b = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: two valid NUL-terminated paths; renameat2 does not keep them.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            if fs::symlink_metadata(to).is_ok() {
-                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
-            }
-            fs::rename(from, to)
-        }
-        _ => Err(e),
-    }
+    crate::sys::rename_noreplace(from, to)
 }
 
 /// Imports every image of an archive into the store. Nothing in the store changes unless

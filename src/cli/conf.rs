@@ -63,57 +63,15 @@ fn conf_eval(app: &App, file: &Path, format: Option<Format>, vm: Option<&str>) -
         store::check_vm_name(v).map_err(|e| anyhow::anyhow!(e))?;
     }
     let conf = ConfFile::load(file, &app.host)?;
-    let computed = resolve::computed_keys(&conf, &app.settings);
-    let image_name = file
-        .canonicalize()
-        .ok()
-        .and_then(|p| {
-            p.parent()
-                .and_then(|d| d.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-        .unwrap_or_default();
-    // Substitute with the predefined variables and built-in fallbacks only: one file alone
-    // has no image.conf to draw on.
-    let mut vars = crate::subst::Vars::default();
-    vars.set_text(
-        "IMAGE_STORE",
-        app.settings.image_store.display().to_string(),
-    );
-    vars.set_text("IMAGE_NAME", &image_name);
-    vars.set_text("IMAGE_LOCATION", &image_name);
-    vars.set_text("SERVER_NAME", &app.host.nodename);
-    // The built-in fallbacks, unless the file sets them itself (as an image.conf does for
-    // its own values during provisioning, spec §3.4).
-    for (key, fallback) in [
-        (
-            "VM_DISKS_DIR",
-            app.settings.vm_disks_dir.display().to_string(),
-        ),
-        (
-            "VM_CONF_DIR",
-            app.settings.vm_conf_dir.display().to_string(),
-        ),
-        ("VM_CACHE_DIR", app.settings.cache_dir.display().to_string()),
-        ("DEFAULT_BRIDGE", "xenbr0".to_string()),
-    ] {
-        let own = conf.values.get(key).map(Value::to_text);
-        vars.set_text(key, own.unwrap_or(fallback));
-    }
-    vars.set("AUTOGEN_MAC", crate::subst::Var::FreshMac);
-    if let Some(v) = vm {
-        vars.set_text("VM_NAME", v);
-    }
-    let mut entries = resolve::file_entries(&conf, &computed, false);
-    for e in &mut entries {
-        e.value = crate::subst::substitute(&e.value, &vars, &mut Vec::new());
-    }
-    if let Some(v) = vm {
-        if let Some(e) = entries.iter_mut().find(|e| e.key == "name") {
-            e.value = Value::Str(v.to_string());
-            e.origin = resolve::Origin::CommandLine;
-        }
-    }
+    // A lone file has no store of its own: `$IMAGE_STORE` is the configured one.
+    let ctx = resolve::Context {
+        vm_name: vm.map(String::from),
+        host: app.host.clone(),
+        store_path: app.settings.image_store.clone(),
+        settings: app.settings.clone(),
+    };
+    let entries = resolve::resolve_file(&conf, &ctx)?;
+    let image_name = resolve::file_image_name(file);
     if let Some(format) = format {
         let req = render::Request {
             entries: &entries,

@@ -114,21 +114,21 @@ fn err(msg: impl Into<String>) -> anyhow::Error {
     Diagnostic::error(msg.into()).into()
 }
 
-/// Names a fresh UUID (version 4).
-pub fn new_uuid() -> String {
+/// Names a fresh UUID (version 4) from the kernel's random bytes, or fails.
+pub fn new_uuid() -> std::io::Result<String> {
     let mut b = [0u8; 16];
-    crate::subst::fill_random(&mut b);
+    crate::sys::fill_random(&mut b)?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
+    Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
         &h[8..12],
         &h[12..16],
         &h[16..20],
         &h[20..32]
-    )
+    ))
 }
 
 /// The custom script directories of `custom_list`, image's own first (spec §5.1).
@@ -230,7 +230,7 @@ pub fn plan(vm: &str, store: &Store, ctx_base: &Context, opts: &Options) -> anyh
     let image_conf_path = log_dir.join(format!("{image_name}_{vm}_image.conf"));
     let vm_conf_path = log_dir.join(format!("{image_name}_{vm}_vm.conf"));
     let args_path = log_dir.join(format!("{image_name}_{vm}.args"));
-    let uuid = new_uuid();
+    let uuid = new_uuid().map_err(|e| err(format!("cannot make the VM's uuid: {e}")))?;
     let extra = vec![
         ("uuid".to_string(), Value::Str(uuid.clone())),
         ("image_name".to_string(), Value::Str(image_name.clone())),
@@ -492,7 +492,6 @@ impl Drop for Lock {
 
 /// Takes the per-VM lock, or fails at once naming the holder.
 pub fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
-    use std::os::unix::io::AsRawFd;
     let dir = work_dir.join("locks");
     std::fs::create_dir_all(&dir)
         .map_err(|e| err(format!("cannot create `{}`: {e}", dir.display())))?;
@@ -505,9 +504,9 @@ pub fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
             .truncate(false)
             .open(&path)
             .map_err(|e| err(format!("cannot open lock `{}`: {e}", path.display())))?;
-        // SAFETY: flock on a descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        let locked = crate::sys::try_lock_exclusive(&file)
+            .map_err(|e| err(format!("cannot lock `{}`: {e}", path.display())))?;
+        if !locked {
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
             let holder = holder.trim();
             return Err(Diagnostic::error(format!(
@@ -537,7 +536,7 @@ pub fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
         }
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| format!("uid {}", unsafe { libc::geteuid() }));
+            .unwrap_or_else(|_| format!("uid {}", crate::sys::euid()));
         let info = format!(
             "pid {}, user {user}, image {image}, since {}",
             std::process::id(),

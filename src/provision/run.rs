@@ -19,11 +19,8 @@ extern "C" fn on_sigint(_: libc::c_int) {
 /// Routes SIGINT and SIGTERM to a flag that running scripts poll, so convirt can stop a
 /// script's whole process group and clean up before exiting with 130.
 pub fn install_interrupt_handler() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_sigint as *const () as libc::sighandler_t);
-    }
+    // The handler only stores to an atomic, which is async-signal-safe.
+    crate::sys::on_interrupt(on_sigint);
 }
 
 pub fn interrupted() -> bool {
@@ -97,10 +94,7 @@ pub struct Finished {
 
 /// Sends a signal to a process group.
 fn kill_group(pgid: i32, sig: i32) {
-    // SAFETY: kill with a negative pid signals the group; no memory is involved.
-    unsafe {
-        libc::kill(-pgid, sig);
-    }
+    crate::sys::kill_group(pgid, sig);
 }
 
 /// Stops a process group: SIGTERM, a grace period, then SIGKILL.

@@ -1,0 +1,179 @@
+//! System calls in one place: the few operating-system services convirt needs that `std`
+//! does not offer, on `rustix` (safe wrappers over the raw syscalls). The one `unsafe` left
+//! is installing a signal handler, which rustix does not offer outside its runtime API.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Whether convirt runs as root (effective uid 0): root and non-root defaults differ.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The effective user id, for messages.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The fields of `uname(2)`: sysname, nodename, release, version, machine.
+pub fn uname() -> [String; 5] {
+    let u = rustix::system::uname();
+    let s = |c: &std::ffi::CStr| c.to_string_lossy().into_owned();
+    [
+        s(u.sysname()),
+        s(u.nodename()),
+        s(u.release()),
+        s(u.version()),
+        s(u.machine()),
+    ]
+}
+
+/// Fills `buf` with random bytes from the kernel (`getrandom(2)`), or fails: a MAC or a
+/// UUID must never come from a guessable source such as the clock.
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::rand::getrandom(&mut buf[done..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("cannot read random bytes from the kernel (getrandom): {e}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing what is at `to`
+/// (`renameat2(RENAME_NOREPLACE)`); on a file system without that flag, a check then a
+/// plain rename.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if to.symlink_metadata().is_ok() {
+                Err(io::ErrorKind::AlreadyExists.into())
+            } else {
+                std::fs::rename(from, to)
+            }
+        }
+        Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => {
+            Err(io::ErrorKind::AlreadyExists.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where the next data (`hole == false`) or hole (`hole == true`) of a file starts at or
+/// after `off` (`lseek(SEEK_DATA/SEEK_HOLE)`); `None` when there is none (ENXIO).
+pub fn seek_data_or_hole(file: &File, off: u64, hole: bool) -> io::Result<Option<u64>> {
+    use rustix::fs::SeekFrom;
+    let pos = if hole {
+        SeekFrom::Hole(off)
+    } else {
+        SeekFrom::Data(off)
+    };
+    match rustix::fs::seek(file, pos) {
+        Ok(p) => Ok(Some(p)),
+        Err(rustix::io::Errno::NXIO) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Takes an exclusive `flock(2)` on a file without waiting; `false` when someone else
+/// holds it.
+pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends signal `sig` to process group `pgid`; a group already gone is not an error.
+pub fn kill_group(pgid: i32, sig: i32) {
+    let (Some(pid), Some(sig)) = (
+        rustix::process::Pid::from_raw(pgid),
+        rustix::process::Signal::from_named_raw(sig),
+    ) else {
+        return;
+    };
+    let _ = rustix::process::kill_process_group(pid, sig);
+}
+
+/// Routes SIGINT and SIGTERM to `handler`, which must be async-signal-safe (store to an
+/// atomic and nothing else).
+pub fn on_interrupt(handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: `signal` only records the handler's address; the caller's handler is
+    // async-signal-safe (documented contract above).
+    unsafe {
+        libc::signal(libc::SIGINT, handler as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as *const () as libc::sighandler_t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+
+    #[test]
+    fn random_bytes_differ_between_calls() {
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        fill_random(&mut a).unwrap();
+        fill_random(&mut b).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn rename_noreplace_refuses_an_existing_target() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        std::fs::write(&a, "a").unwrap();
+        std::fs::write(&b, "b").unwrap();
+        let e = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "b");
+        std::fs::remove_file(&b).unwrap();
+        rename_noreplace(&a, &b).unwrap();
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "a");
+        assert!(!a.exists());
+    }
+
+    #[test]
+    fn holes_and_data_of_a_sparse_file() {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = File::create(d.path().join("sparse")).unwrap();
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(b"data").unwrap();
+        let data = seek_data_or_hole(&f, 0, false).unwrap().unwrap();
+        // Where the data starts depends on the file system's block size, never past it.
+        assert!(data <= 1 << 20, "{data}");
+        assert_eq!(seek_data_or_hole(&f, (1 << 20) + 4, false).unwrap(), None);
+    }
+
+    #[test]
+    fn a_second_lock_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lock");
+        let a = File::create(&p).unwrap();
+        let b = File::open(&p).unwrap();
+        assert!(try_lock_exclusive(&a).unwrap());
+        assert!(!try_lock_exclusive(&b).unwrap());
+        drop(a);
+        assert!(try_lock_exclusive(&b).unwrap());
+    }
+
+    #[test]
+    fn uname_names_this_machine() {
+        let [sys, _, _, _, machine] = uname();
+        assert_eq!(sys, "Linux");
+        assert_eq!(machine, std::env::consts::ARCH);
+    }
+}
