@@ -103,6 +103,11 @@ pub struct Entry {
     pub template: bool,
 }
 
+/// An image whose name starts with `_` is a template to copy, not to provision (spec §1.3).
+pub fn is_template_name(name: &str) -> bool {
+    name.starts_with('_')
+}
+
 impl Store {
     /// Opens a store. A missing or broken `image_store.conf` is reported, and the defaults
     /// apply, so one bad file never hides the images.
@@ -153,7 +158,7 @@ impl Store {
                 continue;
             }
             out.push(Entry {
-                template: name.starts_with('_'),
+                template: is_template_name(&name),
                 dir: e.path(),
                 name,
             });

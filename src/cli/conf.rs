@@ -1,5 +1,6 @@
 //! `convirt conf`: one config file alone, and the hidden `render` of an image's VM config.
 
+use super::out;
 use super::{App, report};
 use crate::image::ConfFile;
 use crate::render;
@@ -80,7 +81,7 @@ fn conf_eval(app: &App, file: &Path, format: Option<Format>, vm: Option<&str>) -
             extra: vec![],
             xl_template: None,
         };
-        print!("{}", render::render(format, &req)?);
+        out::print(&render::render(format, &req)?)?;
         return Ok(());
     }
     if app.cli.json {
@@ -91,7 +92,7 @@ fn conf_eval(app: &App, file: &Path, format: Option<Format>, vm: Option<&str>) -
         }));
     }
     let w = entries.iter().map(|e| e.key.len()).max().unwrap_or(0);
-    let mut out = std::io::stdout().lock();
+    let mut out = out::stdout();
     for e in &entries {
         let origin = match &e.origin {
             resolve::Origin::Image { line, .. } => format!("line {line}"),

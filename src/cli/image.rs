@@ -1,5 +1,6 @@
 //! `convirt image`: list, show, validate, create-like, edit, pack and import.
 
+use super::out::{self, err, errln, outln};
 use super::{App, args, report};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::edit;
@@ -177,7 +178,7 @@ fn edits_json(edits: &[edit::FileEdit]) -> serde_json::Value {
 }
 
 fn print_edits(edits: &[edit::FileEdit]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = out::stdout();
     for e in edits {
         for c in &e.changes {
             writeln!(out, "{}:{}: {}", e.file, c.line, c.summary())?;
@@ -200,7 +201,7 @@ fn image_edit(app: &App, name: &str, req: &edit::Request) -> Result<()> {
     }
     print_edits(&edits)?;
     if !edits.iter().any(edit::FileEdit::changed) && !app.cli.quiet {
-        eprintln!("note: image `{name}` already had these values; nothing was written");
+        errln!("note: image `{name}` already had these values; nothing was written");
     }
     Ok(())
 }
@@ -230,14 +231,14 @@ fn image_create_like(
             "title": made.title,
         }));
     }
-    println!(
+    outln!(
         "created image `{}` from `{src}` in `{}`",
         made.name,
         made.dir.display()
-    );
+    )?;
     print_edits(&made.files)?;
     if let Some(t) = &made.title {
-        println!("{}: title: {t}", image::DESCRIPTION);
+        outln!("{}: title: {t}", image::DESCRIPTION)?;
     }
     Ok(())
 }
@@ -289,11 +290,11 @@ fn image_list(app: &App) -> Result<()> {
         return app.print_json(&serde_json::to_value(&rows)?);
     }
     if rows.is_empty() {
-        eprintln!("no images in `{}`", store.root.display());
+        errln!("no images in `{}`", store.root.display());
         return Ok(());
     }
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    let mut out = std::io::stdout().lock();
+    let mut out = out::stdout();
     writeln!(out, "{:<w$}  {:<4}  {:<8}  TITLE", "NAME", "KIND", "FLAGS")?;
     for r in &rows {
         let kind = r.kind.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
@@ -339,7 +340,7 @@ fn image_show(app: &App, name: &str) -> Result<()> {
         return app.print_json(&serde_json::json!({
             "name": img.name,
             "kind": img.kind(),
-            "template": img.name.starts_with('_'),
+            "template": crate::store::is_template_name(&img.name),
             "dir": img.dir.display().to_string(),
             "title": html.as_deref().map(image::description_title),
             "description": html.as_deref().map(|h| image::description_text(h, 80)),
@@ -349,13 +350,13 @@ fn image_show(app: &App, name: &str) -> Result<()> {
         }));
     }
     report::warn(app.cli.quiet, &resolved.warnings);
-    let mut out = std::io::stdout().lock();
+    let mut out = out::stdout();
     writeln!(
         out,
         "{} ({}){}",
         img.name,
         img.kind(),
-        if img.name.starts_with('_') {
+        if crate::store::is_template_name(&img.name) {
             ", template"
         } else {
             ""
@@ -435,7 +436,7 @@ fn image_validate(app: &App, images: &[String], strict: bool) -> Result<()> {
             let errors = d.errors().count();
             let warnings = d.warnings().count();
             if errors == 0 {
-                println!(
+                outln!(
                     "ok      {n}{}",
                     if warnings > 0 {
                         format!(
@@ -445,17 +446,17 @@ fn image_validate(app: &App, images: &[String], strict: bool) -> Result<()> {
                     } else {
                         String::new()
                     }
-                );
+                )?;
             } else {
-                println!(
+                outln!(
                     "FAILED  {n} ({errors} error{})",
                     if errors == 1 { "" } else { "s" }
-                );
+                )?;
             }
             if !app.cli.quiet || errors > 0 {
                 for x in &d.0 {
                     if x.is_error() || !app.cli.quiet {
-                        eprint!("{}", x.render());
+                        err!("{}", x.render());
                     }
                 }
             }
@@ -463,7 +464,7 @@ fn image_validate(app: &App, images: &[String], strict: bool) -> Result<()> {
     }
     if failed > 0 {
         if !app.cli.json {
-            eprintln!(
+            errln!(
                 "error: {failed} of {} images failed validation",
                 names.len()
             );
@@ -507,7 +508,7 @@ fn image_pack(
     if app.cli.json {
         return app.print_json(&serde_json::to_value(&report)?);
     }
-    println!(
+    outln!(
         "packed {} into `{}` ({}, {} entries, {} bytes of data, {} bytes written)",
         report
             .images
@@ -520,7 +521,7 @@ fn image_pack(
         report.entries,
         report.data_bytes,
         report.archive_bytes
-    );
+    )?;
     Ok(())
 }
 
@@ -541,7 +542,7 @@ fn image_import(app: &App, file: &Path, force: bool) -> Result<()> {
         }));
     }
     for i in &report.images {
-        println!(
+        outln!(
             "imported `{}`{}{}",
             i.name,
             if i.replaced {
@@ -554,7 +555,7 @@ fn image_import(app: &App, file: &Path, force: bool) -> Result<()> {
             } else {
                 " (no manifest: not verified)"
             }
-        );
+        )?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 mod args;
 mod conf;
 mod image;
+pub(crate) mod out;
 mod provision;
 pub mod report;
 mod store;
@@ -15,7 +16,7 @@ use crate::settings::{self, Env, Format, Settings};
 use crate::store::Store;
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
-use std::io::Write;
+use out::{err, errln};
 use std::path::PathBuf;
 
 pub use report::{Interrupted, Reported};
@@ -104,6 +105,7 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
+            // `--help | head -1`: a help text nobody reads is not an error.
             let _ = e.print();
             return code;
         }
@@ -111,6 +113,7 @@ pub fn main() -> i32 {
     init_tracing(cli.verbose, cli.quiet);
     match run(&cli) {
         Ok(()) => 0,
+        Err(e) if out::is_stdout_closed(&e) => 0,
         Err(e) => report::report(&e),
     }
 }
@@ -129,6 +132,9 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
+        // A log line that cannot be written is dropped: the default complains with
+        // `eprintln!`, which panics when stderr is a closed pipe.
+        .log_internal_errors(false)
         .with_ansi(
             std::env::var_os("NO_COLOR").is_none()
                 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -150,7 +156,7 @@ impl App<'_> {
         if self.settings.image_store_from == settings::From::Default && !root.exists() {
             let report = crate::store::init(root, false)?;
             if !self.cli.quiet {
-                eprintln!(
+                errln!(
                     "note: no image store at `{}`; wrote the shipped store there ({} files)",
                     root.display(),
                     report.written.len()
@@ -160,7 +166,7 @@ impl App<'_> {
         let (s, diags) = Store::open(root)?;
         if !self.cli.quiet {
             for d in &diags.0 {
-                eprint!("{}", d.render());
+                err!("{}", d.render());
             }
         }
         Ok(s)
@@ -176,10 +182,11 @@ impl App<'_> {
     }
 
     pub(crate) fn print_json(&self, v: &serde_json::Value) -> Result<()> {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, v)?;
-        writeln!(out)?;
-        Ok(())
+        // Text first, so a reader that went away shows as `StdoutClosed` (serde_json's
+        // writer error would hide it).
+        let mut text = serde_json::to_string_pretty(v)?;
+        text.push('\n');
+        out::print(&text)
     }
 
     /// A progress bar only where someone watches: stderr is a terminal and `-q` is not given.
@@ -191,14 +198,17 @@ impl App<'_> {
 fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Completions { shell } => {
+            // Into memory first: the generators panic when their writer fails.
             let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "convirt", &mut std::io::stdout());
-            return Ok(());
+            let mut text = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "convirt", &mut text);
+            return out::print(&String::from_utf8_lossy(&text));
         }
         Command::Manpage => {
             let man = clap_mangen::Man::new(Cli::command());
-            man.render(&mut std::io::stdout())?;
-            return Ok(());
+            let mut text = Vec::new();
+            man.render(&mut text)?;
+            return out::print(&String::from_utf8_lossy(&text));
         }
         _ => {}
     }
@@ -233,7 +243,7 @@ fn run(cli: &Cli) -> Result<()> {
                 format.unwrap_or(app.settings.default_format),
                 &args::overrides(set, vm_set),
             )?;
-            print!("{text}");
+            out::print(&text)?;
             Ok(())
         }
         Command::Completions { .. } | Command::Manpage => Ok(()),

@@ -2,6 +2,7 @@
 //! (plain lines otherwise), several VMs `--jobs N` at a time, and a summary of every VM's
 //! result; the per-VM errors go back to `report`.
 
+use super::out::{self, err, errln};
 use super::{App, args, report};
 use crate::eval::Host;
 use crate::provision::{self, Options, Plan, run::Watcher};
@@ -11,6 +12,7 @@ use crate::settings::Settings;
 use crate::store::Store;
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -49,7 +51,7 @@ struct Plain {
 impl Watcher for Plain {
     fn line(&mut self, line: &str) {
         if self.echo {
-            eprintln!("{} | {line}", self.vm);
+            errln!("{} | {line}", self.vm);
         }
     }
 }
@@ -153,7 +155,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
     if !env.quiet {
         for p in &plans {
             for w in p.resolved.warnings.warnings() {
-                eprint!("{}", w.render());
+                err!("{}", w.render());
             }
         }
     }
@@ -168,13 +170,13 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             } else {
                 serde_json::Value::Array(v)
             };
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            out::print(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
         } else {
             let texts: Vec<String> = plans
                 .iter()
                 .map(|p| p.describe(&work_store_for_display(env.settings, &p.vm)))
                 .collect();
-            print!("{}", texts.join("\n"));
+            out::print(&texts.join("\n"))?;
         }
         return Ok(());
     }
@@ -215,7 +217,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                         r
                     } else {
                         if !env.quiet && !env.json {
-                            eprintln!(
+                            errln!(
                                 "provisioning `{}` from image `{}` (log: {})",
                                 plan.vm,
                                 plan.image,
@@ -239,23 +241,27 @@ fn provision(env: &Env, req: Request) -> Result<()> {
     let mut errors = Vec::new();
     let mut interrupted = false;
     let mut json_rows = Vec::new();
+    // The summary is printed once every VM is done; stdout's reader going away then loses
+    // only the summary, never a run or its cleanup, nor the exit status of a failure.
+    let mut text = String::new();
     for (plan, r) in plans.iter().zip(results) {
         match r {
             Some(Ok(p)) => {
                 if env.json {
                     json_rows.push(serde_json::json!({"vm": p.vm, "ok": true, "result": p}));
                 } else {
-                    println!(
+                    let _ = writeln!(
+                        text,
                         "provisioned `{}` from `{}` in {:.1} s",
                         p.vm, p.image, p.seconds
                     );
-                    println!("  config: {}", p.config.display());
+                    let _ = writeln!(text, "  config: {}", p.config.display());
                     for d in &p.disks {
-                        println!("  disk:   {d}");
+                        let _ = writeln!(text, "  disk:   {d}");
                     }
-                    println!("  log:    {}", p.log.display());
+                    let _ = writeln!(text, "  log:    {}", p.log.display());
                     for r in &p.replaced {
-                        println!("  replaced (--force): {r}");
+                        let _ = writeln!(text, "  replaced (--force): {r}");
                     }
                 }
             }
@@ -285,8 +291,9 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         } else {
             serde_json::Value::Array(json_rows)
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        text = format!("{}\n", serde_json::to_string_pretty(&out)?);
     }
+    let printed = out::print(&text);
     let summary = (plans.len() > 1 && !env.json).then(|| {
         format!(
             "summary: {} provisioned, {} failed",
@@ -296,9 +303,9 @@ fn provision(env: &Env, req: Request) -> Result<()> {
     });
     if errors.is_empty() {
         if let Some(s) = summary {
-            eprintln!("{s}");
+            errln!("{s}");
         }
-        return Ok(());
+        return printed;
     }
     Err(report::Failures {
         errors,

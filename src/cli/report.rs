@@ -1,6 +1,7 @@
 //! The one place that prints errors and picks the exit code: 0 ok, 1 the operation failed,
 //! 2 usage error, 130 interrupted. Per-VM failures of `provision` come back here too.
 
+use super::out::{err, errln};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 
 /// The operation was interrupted (Ctrl-C): exit 130.
@@ -50,7 +51,7 @@ pub(crate) fn report(e: &anyhow::Error) -> i32 {
             print_error(e);
         }
         if let Some(s) = &f.summary {
-            eprintln!("{s}");
+            errln!("{s}");
         }
         return if f.interrupted { 130 } else { 1 };
     }
@@ -66,18 +67,18 @@ pub(crate) fn report(e: &anyhow::Error) -> i32 {
 /// An error on stderr: diagnostics with their snippets, anything else with its causes.
 fn print_error(e: &anyhow::Error) {
     if let Some(d) = e.downcast_ref::<Diagnostics>() {
-        eprint!("{}", d.render());
+        err!("{}", d.render());
         return;
     }
     if let Some(d) = e.downcast_ref::<Diagnostic>() {
-        eprint!("{}", d.render());
+        err!("{}", d.render());
         return;
     }
     let mut msg = format!("error: {e}");
     for cause in e.chain().skip(1) {
         msg.push_str(&format!("\n  caused by: {cause}"));
     }
-    eprintln!("{msg}");
+    errln!("{msg}");
 }
 
 /// Prints warnings (unless `-q`).
@@ -86,6 +87,6 @@ pub(crate) fn warn(quiet: bool, d: &Diagnostics) {
         return;
     }
     for w in d.warnings() {
-        eprint!("{}", w.render());
+        err!("{}", w.render());
     }
 }

@@ -1,6 +1,7 @@
 //! `convirt store`: the image store itself.
 
 use super::App;
+use super::out::outln;
 use anyhow::Result;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -37,11 +38,11 @@ fn store_init(app: &App, dir: Option<&Path>, force: bool) -> Result<()> {
             "unchanged": report.kept.len(),
         }));
     }
-    println!(
+    outln!(
         "initialised image store `{}` ({} files written, {} unchanged)",
         dir.display(),
         report.written.len(),
         report.kept.len()
-    );
+    )?;
     Ok(())
 }

@@ -1,34 +1,11 @@
 //! `image pack` and `image import` (spec §9.5, §9.6), against the real GNU tar and gzip.
 
-use crate::{World, stderr, stdout};
-use sha2::{Digest, Sha256};
+use crate::{World, stderr, stdout, tree};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Every entry below `dir` (hidden ones too): path, type, mode and content hash or target.
-fn snapshot(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let e = e.unwrap();
-        let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
-        let meta = e.path().symlink_metadata().unwrap();
-        let mode = meta.mode() & 0o7777;
-        let what = if meta.file_type().is_symlink() {
-            format!("link {}", std::fs::read_link(e.path()).unwrap().display())
-        } else if meta.is_dir() {
-            format!("dir {mode:o}")
-        } else {
-            let mut h = Sha256::new();
-            let mut f = std::fs::File::open(e.path()).unwrap();
-            std::io::copy(&mut f, &mut h).unwrap();
-            format!("file {mode:o} {} {:x}", meta.len(), h.finalize())
-        };
-        out.push(format!("{rel}: {what}"));
-    }
-    out
-}
 
 /// A unique path under /tmp that a hostile archive might try to create.
 fn outside(tag: &str) -> PathBuf {
@@ -73,8 +50,8 @@ fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn without_manifest(mut snap: Vec<String>) -> Vec<String> {
-    snap.retain(|l| !l.contains(".convirt-manifest"));
+fn without_manifest(mut snap: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    snap.retain(|path, _| !path.contains(".convirt-manifest"));
     snap
 }
 
@@ -98,8 +75,8 @@ fn pack_extracts_with_gnu_tar_identically_and_imports() {
             .arg(x.join("Rich")),
     );
     assert_eq!(
-        snapshot(&w.store().join("Rich")),
-        without_manifest(snapshot(&x.join("Rich")))
+        tree(&w.store().join("Rich")),
+        without_manifest(tree(&x.join("Rich")))
     );
     let listing = run_ok(Command::new("tar").arg("tvzf").arg(&archive));
     assert!(
@@ -115,8 +92,8 @@ fn pack_extracts_with_gnu_tar_identically_and_imports() {
     assert_eq!(stdout(&o), "imported `Rich`\n");
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     assert_eq!(
-        snapshot(&w.store().join("Rich")),
-        snapshot(&w2.store().join("Rich"))
+        tree(&w.store().join("Rich")),
+        tree(&w2.store().join("Rich"))
     );
     let o = w2.run(&["image", "validate", "Rich"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -346,7 +323,7 @@ fn a_plain_tar_czf_imports_with_a_warning_and_force_replaces() {
     w2.image("Rich", "old = 1\n", "name = ''\n");
     w2.write("store/Rich/only-in-old", "x");
     let plain = w.path().join("plain.tgz");
-    let before = snapshot(&w2.store());
+    let before = tree(&w2.store());
     let o = w2.run(&["image", "import", plain.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -354,7 +331,7 @@ fn a_plain_tar_czf_imports_with_a_warning_and_force_replaces() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(snapshot(&w2.store()), before);
+    assert_eq!(tree(&w2.store()), before);
 
     let o = w2.run(&["image", "import", "--force", plain.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -365,8 +342,8 @@ fn a_plain_tar_czf_imports_with_a_warning_and_force_replaces() {
     );
     assert!(stdout(&o).contains("replaced"), "{}", stdout(&o));
     assert_eq!(
-        snapshot(&w.store().join("Rich")),
-        snapshot(&w2.store().join("Rich"))
+        tree(&w.store().join("Rich")),
+        tree(&w2.store().join("Rich"))
     );
     let names: Vec<String> = std::fs::read_dir(w2.store())
         .unwrap()
@@ -393,8 +370,8 @@ fn a_plain_tar_czf_imports_with_a_warning_and_force_replaces() {
         let o = w3.run(&["image", "import", w.path().join(name).to_str().unwrap()]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         assert_eq!(
-            snapshot(&w.store().join("Rich")),
-            snapshot(&w3.store().join("Rich")),
+            tree(&w.store().join("Rich")),
+            tree(&w3.store().join("Rich")),
             "{name}"
         );
     }
@@ -466,7 +443,7 @@ fn hostile(w: &World, name: &str, extra: &[(tar::Header, Vec<u8>)]) -> PathBuf {
     path
 }
 
-fn assert_refused(w: &World, archive: &Path, expect: &str, before: &[String]) {
+fn assert_refused(w: &World, archive: &Path, expect: &str, before: &BTreeMap<String, String>) {
     let o = w.run(&["image", "import", archive.to_str().unwrap()]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{}: {err}", archive.display());
@@ -476,7 +453,7 @@ fn assert_refused(w: &World, archive: &Path, expect: &str, before: &[String]) {
         archive.display()
     );
     assert!(err.contains("the store is unchanged"), "{err}");
-    assert_eq!(snapshot(&w.store()), before, "{}", archive.display());
+    assert_eq!(&tree(&w.store()), before, "{}", archive.display());
 }
 
 #[test]
@@ -484,7 +461,7 @@ fn hostile_archives_are_refused_and_leave_the_store_as_it_was() {
     use tar::EntryType as T;
     let w = World::new();
     w.image("Existing", "keep = 1\n", "name = ''\n");
-    let before = snapshot(&w.store());
+    let before = tree(&w.store());
     let file = |p: &str, mode: u32| (header(p, T::Regular, mode, 5, None), b"evil\n".to_vec());
 
     let a = hostile(&w, "dotdot.tgz", &[file("../evil-dotdot", 0o644)]);
@@ -659,7 +636,7 @@ fn truncated_corrupt_and_tampered_archives_are_refused() {
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::remove_dir_all(w.store().join("Rich")).unwrap();
     w.image("Existing", "", "name = ''\n");
-    let before = snapshot(&w.store());
+    let before = tree(&w.store());
     let good = std::fs::read(w.path().join("rich.tar.gz")).unwrap();
 
     let cut = w.write("cut.tar.gz", "");
@@ -740,10 +717,7 @@ fn deb_package_installs_the_image_with_dpkg() {
             ),
     );
     let installed = root.join("var/cache/convirt/image_store/Rich_Image");
-    assert_eq!(
-        snapshot(&w.store().join("Rich_Image")),
-        snapshot(&installed)
-    );
+    assert_eq!(tree(&w.store().join("Rich_Image")), tree(&installed));
     let status = std::fs::read_to_string(admin.join("status")).unwrap();
     assert!(status.contains("Status: install ok installed"), "{status}");
 }

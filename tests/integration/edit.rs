@@ -1,8 +1,7 @@
 //! `image edit` and `image create-like`: round trips checked with the real `diff -u`, and
 //! failures that leave every byte of the store as it was.
 
-use crate::{World, stderr, stdout};
-use std::collections::BTreeMap;
+use crate::{World, stderr, stdout, tree};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,40 +65,6 @@ fn diff_u(before: &[u8], after: &Path, w: &World) -> String {
         .expect("run diff");
     assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
     stdout(&o)
-}
-
-/// Every entry below `dir`: kind, mode, and bytes or link target.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let p = e.path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            let mode = m.permissions().mode() & 0o7777;
-            if m.file_type().is_symlink() {
-                out.insert(
-                    rel,
-                    format!("link -> {}", std::fs::read_link(&p).unwrap().display()),
-                );
-            } else if m.is_dir() {
-                out.insert(rel, format!("dir {mode:o}"));
-                walk(root, &p, out);
-            } else if !m.is_file() {
-                out.insert(rel, format!("special {mode:o}"));
-            } else {
-                let bytes = std::fs::read(&p).unwrap();
-                out.insert(
-                    rel,
-                    format!("file {mode:o} {}", String::from_utf8_lossy(&bytes)),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 fn read(p: PathBuf) -> Vec<u8> {
@@ -243,7 +208,7 @@ fn edit_keeps_crlf_and_bom() {
 fn edit_refusals_write_nothing() {
     let w = world();
     w.write("store/Linux_CD/custom_scripts/net/S10net", "#!/bin/sh\n");
-    let before = snapshot(&w.store());
+    let before = tree(&w.store());
     let cases: &[(&[&str], &str)] = &[
         (
             &["--vm-set", "arch_libdir=lib"],
@@ -286,7 +251,7 @@ fn edit_refusals_write_nothing() {
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
         let err = w.filter(&stderr(&o));
         assert!(err.contains(want), "{args:?}:\n{err}");
-        assert_eq!(snapshot(&w.store()), before, "{args:?} changed the store");
+        assert_eq!(tree(&w.store()), before, "{args:?} changed the store");
     }
     // Images that are not there, or names that are not names.
     for (image, want) in [
@@ -307,7 +272,7 @@ fn edit_refusals_write_nothing() {
         let o = w.run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
     }
-    assert_eq!(snapshot(&w.store()), before);
+    assert_eq!(tree(&w.store()), before);
 }
 
 #[test]
@@ -339,12 +304,12 @@ fn edit_with_force_writes_a_computed_key_and_unchanged_values_write_nothing() {
  builder = 'hvm'
 "
     );
-    let before = snapshot(&w.store());
+    let before = tree(&w.store());
     let o = w.run(&["image", "edit", "Linux_CD", "--vm-set", "memory=256"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "vm_conf.template:14: memory: unchanged (256)\n");
     assert!(stderr(&o).contains("nothing was written"), "{}", stderr(&o));
-    assert_eq!(snapshot(&w.store()), before);
+    assert_eq!(tree(&w.store()), before);
 }
 
 #[test]
@@ -396,7 +361,7 @@ fn edit_writes_through_a_link_inside_the_image_and_refuses_one_outside() {
     let shared = w.write("shared/vm_conf.template", VM_TEMPLATE);
     std::fs::remove_file(img.join("vm_conf.template")).unwrap();
     std::os::unix::fs::symlink(&shared, img.join("vm_conf.template")).unwrap();
-    let before = snapshot(w.path());
+    let before = tree(w.path());
     let o = w.run(&[
         "image",
         "edit",
@@ -414,7 +379,7 @@ fn edit_writes_through_a_link_inside_the_image_and_refuses_one_outside() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(snapshot(w.path()), before);
+    assert_eq!(tree(w.path()), before);
 }
 
 fn dir_listing(dir: &Path) -> Vec<String> {
@@ -470,14 +435,14 @@ fn rich_world() -> World {
 #[test]
 fn create_like_copies_everything_and_changes_only_image_name() {
     let w = rich_world();
-    let src_before = snapshot(&w.store().join("Linux_CD"));
+    let src_before = tree(&w.store().join("Linux_CD"));
     let o = w.run(&["image", "create-like", "Linux_CD", "Linux_Web"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         w.filter(&stdout(&o)),
         "created image `Linux_Web` from `Linux_CD` in `[TMP]/store/Linux_Web`\nvm_conf.template:12: image_name: 'Linux_CD' -> 'Linux_Web'\n"
     );
-    assert_eq!(snapshot(&w.store().join("Linux_CD")), src_before);
+    assert_eq!(tree(&w.store().join("Linux_CD")), src_before);
     assert_eq!(
         diff_images(&w, "Linux_CD", "Linux_Web"),
         "\
@@ -496,17 +461,13 @@ diff -ru --no-dereference Linux_CD/vm_conf.template Linux_Web/vm_conf.template
 "
     );
     // Same modes, same links: the snapshots differ only in the template.
-    let mut new = snapshot(&w.store().join("Linux_Web"));
+    let mut new = tree(&w.store().join("Linux_Web"));
     let mut old = src_before.clone();
-    new.remove(Path::new("vm_conf.template"));
-    old.remove(Path::new("vm_conf.template"));
+    new.remove("vm_conf.template");
+    old.remove("vm_conf.template");
     assert_eq!(new, old);
-    assert_eq!(
-        new[Path::new("private")],
-        "dir 750",
-        "directory modes are kept"
-    );
-    assert_eq!(new[Path::new("net")], "link -> custom_scripts/net");
+    assert_eq!(new["private"], "dir 750", "directory modes are kept");
+    assert_eq!(new["net"], "link -> custom_scripts/net");
     assert_eq!(
         dir_listing(&w.store()),
         ["Linux_CD", "Linux_Web"],
@@ -614,7 +575,7 @@ fn create_like_refusals_leave_the_store_as_it_was() {
     let w = rich_world();
     w.image("Other", "a = 1\n", "name = ''\n");
     w.image("Broken", "a = (\n", "name = ''\n");
-    let before = snapshot(&w.store());
+    let before = tree(&w.store());
     let cases: &[(&[&str], &str)] = &[
         (
             &["Linux_CD", "Other"],
@@ -663,7 +624,7 @@ fn create_like_refusals_leave_the_store_as_it_was() {
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
         let err = w.filter(&stderr(&o));
         assert!(err.contains(want), "{args:?}:\n{err}");
-        assert_eq!(snapshot(&w.store()), before, "{args:?} changed the store");
+        assert_eq!(tree(&w.store()), before, "{args:?} changed the store");
     }
 }
 
@@ -675,7 +636,7 @@ fn create_like_refuses_links_out_of_the_image_and_special_files() {
     let fifo = w.store().join("Linux_CD/pipe");
     let ok = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(ok.success());
-    let before = snapshot(&w.store());
+    let before = tree(&w.store());
     let o = w.run(&["image", "create-like", "Linux_CD", "New"]);
     assert_eq!(o.status.code(), Some(1));
     let err = w.filter(&stderr(&o));
@@ -686,7 +647,7 @@ fn create_like_refuses_links_out_of_the_image_and_special_files() {
     ] {
         assert!(err.contains(want), "{want}:\n{err}");
     }
-    assert_eq!(snapshot(&w.store()), before);
+    assert_eq!(tree(&w.store()), before);
 }
 
 #[test]

@@ -6,9 +6,12 @@ mod cli;
 mod conf;
 mod edit;
 mod fixtures;
+mod outputs;
+mod pipes;
 mod provision;
 mod shell;
 mod store;
+mod test;
 mod xen;
 
 use std::path::{Path, PathBuf};
@@ -144,4 +147,37 @@ pub fn stderr(o: &Output) -> String {
 /// The repository's own directory.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every entry below `dir` (hidden ones too, `dir` itself not), by relative path: `dir MODE`,
+/// `link -> TARGET`, `file MODE SIZE SHA256` or `special MODE`. Two trees compare equal when
+/// nothing in them changed; the one helper for before/after checks.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    for e in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+        let meta = e.path().symlink_metadata().unwrap();
+        let mode = meta.mode() & 0o7777;
+        let what = if meta.file_type().is_symlink() {
+            format!(
+                "link -> {}",
+                std::fs::read_link(e.path()).unwrap().display()
+            )
+        } else if meta.is_dir() {
+            format!("dir {mode:o}")
+        } else if meta.is_file() {
+            let mut h = Sha256::new();
+            let mut f = std::fs::File::open(e.path()).unwrap();
+            std::io::copy(&mut f, &mut h).unwrap();
+            let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            format!("file {mode:o} {} {hex}", meta.len())
+        } else {
+            format!("special {mode:o}")
+        };
+        out.insert(rel, what);
+    }
+    out
 }

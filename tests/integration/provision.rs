@@ -60,28 +60,9 @@ impl World {
         c
     }
 
-    /// Every file under a directory with its size, for before/after comparisons.
-    pub fn snapshot(&self, rel: &str) -> Vec<(String, u64, Vec<u8>)> {
-        let mut out = Vec::new();
-        let root = self.path().join(rel);
-        for e in walkdir::WalkDir::new(&root)
-            .sort_by_file_name()
-            .into_iter()
-            .flatten()
-        {
-            let p = e.path();
-            let data = if e.file_type().is_file() {
-                std::fs::read(p).unwrap()
-            } else {
-                vec![]
-            };
-            out.push((
-                p.strip_prefix(&root).unwrap().display().to_string(),
-                e.metadata().map(|m| m.len()).unwrap_or(0),
-                data,
-            ));
-        }
-        out
+    /// Every entry under a directory of the world, for before/after comparisons.
+    pub fn snapshot(&self, rel: &str) -> std::collections::BTreeMap<String, String> {
+        crate::tree(&self.path().join(rel))
     }
 }
 
@@ -131,7 +112,7 @@ esac
 log_msg "probe done"
 "#;
 
-fn probe(w: &World, extra_conf: &str) {
+pub fn probe(w: &World, extra_conf: &str) {
     let p = w.path().display().to_string();
     w.write(
         "store/Probe/image.conf",
