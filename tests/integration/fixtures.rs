@@ -31,14 +31,8 @@ struct Run {
 }
 
 fn conf_eval(w: &World, file: &Path, extra: &[String]) -> Run {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_convirt"));
-    c.env_clear()
-        .env("HOME", w.home())
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("XDG_CONFIG_HOME", w.path().join("xdg"))
-        .env("NO_COLOR", "1")
-        .current_dir(w.path())
-        .args(["--arch", "x86_64", "--store", STORE, "conf", "eval"])
+    let mut c = w.command();
+    c.args(["--arch", "x86_64", "--store", STORE, "conf", "eval"])
         .arg(file)
         .args(extra);
     // SAFETY: setrlimit is async-signal-safe and only touches the child being started.

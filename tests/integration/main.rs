@@ -77,10 +77,11 @@ impl World {
         self
     }
 
-    /// A command for the real binary with a clean environment: HOME in the world, no
-    /// settings but those the test writes.
-    pub fn cmd(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::cargo_bin("convirt").expect("binary");
+    /// The real binary with a clean environment: HOME in the world, no settings but those
+    /// the test writes, no colour. Every way of running convirt in these tests starts here
+    /// (`test()`, `cmd()`, `run()`, `conv()`).
+    pub fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_convirt"));
         c.env_clear()
             .env("HOME", self.home())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -88,6 +89,11 @@ impl World {
             .env("NO_COLOR", "1")
             .current_dir(self.path());
         c
+    }
+
+    /// `command()` as an `assert_cmd` command.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.command())
     }
 
     /// A command for the binary as a normal user with nothing configured: as root it drops

@@ -48,15 +48,10 @@ impl World {
     }
 
     pub fn conv_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(assert_cmd::cargo::cargo_bin("convirt"));
-        c.env_clear()
-            .env("HOME", self.home())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1")
-            .arg("--config")
+        let mut c = self.command();
+        c.arg("--config")
             .arg(self.path().join("convirt.toml"))
-            .args(args)
-            .current_dir(self.path());
+            .args(args);
         c
     }
 

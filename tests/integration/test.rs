@@ -6,7 +6,7 @@
 use crate::World;
 use std::ffi::OsString;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// A run of the real binary being set up. `World::test` makes one.
 #[must_use = "a test does nothing until `.run()`"]
@@ -148,14 +148,8 @@ impl<'w> Test<'w> {
     /// filtered outputs for further checks.
     #[track_caller]
     pub fn run(self) -> Ran {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_convirt"));
-        c.env_clear()
-            .env("HOME", self.world.home())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("XDG_CONFIG_HOME", self.world.path().join("xdg"))
-            .env("NO_COLOR", "1")
-            .current_dir(self.world.path())
-            .args(&self.args)
+        let mut c = self.world.command();
+        c.args(&self.args)
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()
             } else {
