@@ -369,6 +369,22 @@ fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The value of `SOURCE_DATE_EPOCH` (reproducible builds): unset or empty is none, anything
+/// but a number of seconds is an error.
+pub fn source_date_epoch(
+    value: Option<&str>,
+) -> Result<Option<u64>, crate::diagnostic::Diagnostic> {
+    match value.map(str::trim) {
+        Some(v) if !v.is_empty() => v.parse::<u64>().map(Some).map_err(|_| {
+            crate::diagnostic::Diagnostic::error(format!(
+                "`SOURCE_DATE_EPOCH` is `{v}`, not a number of seconds"
+            ))
+            .with_hint("unset it, or set it to a Unix time such as `1700000000`")
+        }),
+        _ => Ok(None),
+    }
+}
+
 fn clamp_mtime(mtime: i64, epoch: Option<u64>) -> u64 {
     let m = mtime.max(0) as u64;
     epoch.map_or(m, |e| m.min(e))
@@ -378,6 +394,22 @@ fn clamp_mtime(mtime: i64, epoch: Option<u64>) -> u64 {
 mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn source_date_epoch_is_seconds_or_an_error() {
+        assert_eq!(source_date_epoch(None).unwrap(), None);
+        assert_eq!(source_date_epoch(Some(" ")).unwrap(), None);
+        assert_eq!(
+            source_date_epoch(Some("1700000000\n")).unwrap(),
+            Some(1_700_000_000)
+        );
+        let e = source_date_epoch(Some("yesterday")).unwrap_err();
+        assert!(
+            e.render().contains("`SOURCE_DATE_EPOCH` is `yesterday`"),
+            "{}",
+            e.render()
+        );
+    }
 
     #[test]
     fn links_must_stay_inside_the_image() {

@@ -482,15 +482,7 @@ fn image_pack(
     force: bool,
 ) -> Result<()> {
     use crate::archive::{self, Format as ArchiveFormat};
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<u64>().map_err(|_| {
-            Diagnostic::error(format!(
-                "`SOURCE_DATE_EPOCH` is `{v}`, not a number of seconds"
-            ))
-            .with_hint("unset it, or set it to a Unix time such as `1700000000`")
-        })?),
-        _ => None,
-    };
+    let epoch = archive::source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())?;
     let store = app.store()?;
     let opts = archive::PackOptions {
         images: images.to_vec(),

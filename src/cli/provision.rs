@@ -57,10 +57,7 @@ impl Watcher for Plain {
 }
 
 fn work_store_for_display(settings: &Settings, vm: &str) -> std::path::PathBuf {
-    settings
-        .work_dir
-        .join(format!("{vm}.XXXXXX"))
-        .join("image_store")
+    provision::work_store_shown(&settings.work_dir, vm)
 }
 
 #[derive(clap::Args, Debug)]

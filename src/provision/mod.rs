@@ -853,3 +853,9 @@ pub fn execute(
     };
     Err(f.into())
 }
+
+/// The work directory's store as a plan shows it before the run: the directory is made by
+/// `execute` with the prefix `<vm>.` and a random suffix, shown as `XXXXXX`.
+pub fn work_store_shown(work_root: &Path, vm: &str) -> PathBuf {
+    work_root.join(format!("{vm}.XXXXXX")).join("image_store")
+}
