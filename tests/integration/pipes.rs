@@ -36,6 +36,54 @@ fn listing_commands_exit_0_quietly_when_stdout_is_gone() {
 }
 
 #[test]
+fn changing_commands_finish_their_work_when_stdout_is_gone() {
+    let w = store();
+    let fresh = w.path().join("fresh");
+    w.test()
+        .args(["store", "init"])
+        .arg(&fresh)
+        .stdout_closed()
+        .stderr("")
+        .run();
+    assert!(fresh.join("common/functions").exists(), "store written");
+    w.test()
+        .args([
+            "image",
+            "create-like",
+            "Web",
+            "Web2",
+            "--set",
+            "hda_disk_size=10",
+        ])
+        .stdout_closed()
+        .stderr("")
+        .run();
+    w.test()
+        .args(["image", "edit", "Web2", "--set", "hda_disk_size=20"])
+        .stdout_closed()
+        .stderr("")
+        .run();
+    let conf = std::fs::read_to_string(w.store().join("Web2/image.conf")).unwrap();
+    assert_eq!(conf, "hda_disk_size = 20\n");
+    let archive = w.path().join("web2.tar.gz");
+    w.test()
+        .args(["image", "pack", "Web2", "-o"])
+        .arg(&archive)
+        .stdout_closed()
+        .stderr("")
+        .run();
+    assert!(archive.exists(), "archive written");
+    std::fs::remove_dir_all(w.store().join("Web2")).unwrap();
+    w.test()
+        .args(["image", "import"])
+        .arg(&archive)
+        .stdout_closed()
+        .stderr("")
+        .run();
+    assert!(w.store().join("Web2/image.conf").exists(), "image imported");
+}
+
+#[test]
 fn a_failure_still_exits_1_when_stdout_is_gone() {
     let w = store();
     w.test()
