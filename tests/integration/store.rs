@@ -6,20 +6,28 @@ use crate::{World, stderr, stdout};
 fn init_then_list_shows_exactly_the_shipped_images() {
     let w = World::new();
     let s = w.path().join("s");
-    let o = w.cmd().args(["store", "init"]).arg(&s).output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = w
-        .cmd()
+    w.test()
+        .bare()
+        .args(["store", "init"])
+        .arg(&s)
+        // How many files the shipped store has changes with it.
+        .filter(r"\(\d+ files written", "([N] files written")
+        .stdout("initialised image store `[TMP]/s` ([N] files written, 0 unchanged)\n")
+        .stderr("")
+        .run();
+    let ran = w
+        .test()
+        .bare()
         .arg("--store")
         .arg(&s)
         .args(["image", "list"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let names: Vec<String> = stdout(&o)
+        .stderr("")
+        .run();
+    let names: Vec<&str> = ran
+        .stdout
         .lines()
         .skip(1)
-        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
         .collect();
     assert_eq!(
         names,
@@ -29,16 +37,16 @@ fn init_then_list_shows_exactly_the_shipped_images() {
             "Windows_CD_Install"
         ]
     );
-    assert!(!stdout(&o).contains("broken"), "{}", stdout(&o));
+    assert!(!ran.stdout.contains("broken"), "{}", ran.stdout);
 
-    let o = w
-        .cmd()
+    let v = w
+        .test()
+        .bare()
         .arg("--store")
         .arg(&s)
         .args(["--json", "image", "list"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+        .run()
+        .json();
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[1]["name"], "Linux_CD_Install");
@@ -54,30 +62,30 @@ fn init_then_list_shows_exactly_the_shipped_images() {
 fn init_refuses_a_non_empty_dir_and_force_keeps_user_images() {
     let w = World::new();
     w.image("Mine", "a = 1\n", "name = ''\nmemory = 128\n");
-    let o = w
-        .cmd()
+    let ran = w
+        .test()
+        .bare()
         .args(["store", "init"])
         .arg(w.store())
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+        .stdout("")
+        .status(1)
+        .run();
     assert!(
-        stderr(&o).contains("exists and is not empty"),
+        ran.stderr.contains("exists and is not empty"),
         "{}",
-        stderr(&o)
+        ran.stderr
     );
     assert!(
         !w.store().join("common").exists(),
         "nothing written on refusal"
     );
 
-    let o = w
-        .cmd()
+    w.test()
+        .bare()
         .args(["store", "init", "--force"])
         .arg(w.store())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+        .stderr("")
+        .run();
     assert_eq!(
         std::fs::read_to_string(w.store().join("Mine/image.conf")).unwrap(),
         "a = 1\n"
@@ -162,28 +170,23 @@ fn convirt21() -> std::path::PathBuf {
 #[test]
 fn convirt21_store_validates_strictly_and_lists_its_images() {
     let w = World::new();
-    let o = w
-        .cmd()
+    w.test()
+        .bare()
         .arg("--store")
         .arg(convirt21())
         .args(["image", "validate", "--strict"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        stdout(&o),
-        "ok      CentOS_PV_Install\nok      Fedora_PV_Install\nok      Linux_CD_Install\nok      Windows_CD_Install\n"
-    );
-    assert_eq!(stderr(&o), "", "no warning either");
+        .stdout("ok      CentOS_PV_Install\nok      Fedora_PV_Install\nok      Linux_CD_Install\nok      Windows_CD_Install\n")
+        .stderr("")
+        .run();
 
-    let o = w
-        .cmd()
+    let v = w
+        .test()
+        .bare()
         .arg("--store")
         .arg(convirt21())
         .args(["--json", "image", "list"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        .run()
+        .json();
     let rows: Vec<(&str, &str)> = v
         .as_array()
         .unwrap()
