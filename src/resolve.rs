@@ -421,9 +421,9 @@ pub fn builtin_fallback(settings: &Settings, key: &str) -> String {
 }
 
 /// One config file alone (`conf eval`), resolved the way provisioning resolves an image's
-/// `image.conf`: the file's options (site variables replace the ones it defines), then
-/// substitution with the predefined variables and the built-in fallbacks, the file's own
-/// value of a fallback key winning (spec §3.4). `$IMAGE_NAME` is the file's directory name;
+/// files: the file's options (site variables replace the ones it defines), then
+/// substitution with the site variables, the fallbacks (the file's value of a fallback key,
+/// else the site's, else the built-in one, spec §3.4) and the predefined variables. `$IMAGE_NAME` is the file's directory name;
 /// with a VM name, `$VM_NAME` is set and the file's `name` option becomes it.
 pub fn resolve_file(file: &ConfFile, ctx: &Context) -> Result<Vec<Entry>, Diagnostics> {
     let settings = &ctx.settings;
@@ -440,13 +440,23 @@ pub fn resolve_file(file: &ConfFile, ctx: &Context) -> Result<Vec<Entry>, Diagno
             upsert(&mut entries, k, v.clone(), site_origin.clone());
         }
     }
+    // Site variables are visible as they are to a VM template during provisioning; a
+    // fallback comes from the file (already replaced by the site's value, as provisioning
+    // does), else the site, else the built-in value.
     let mut vars = Vars::default();
+    for (k, v) in &settings.variables {
+        vars.set_text(k, v.to_text());
+    }
     for k in FALLBACKS {
         let own = entries
             .iter()
             .find(|e| e.key == *k)
             .map(|e| e.value.to_text());
-        vars.set_text(k, own.unwrap_or_else(|| builtin_fallback(settings, k)));
+        if let Some(v) = own {
+            vars.set_text(k, v);
+        } else if !vars.contains(k) {
+            vars.set_text(k, builtin_fallback(settings, k));
+        }
     }
     set_predefined(&mut vars, ctx, &file_image_name(file.path()));
     for e in entries.iter_mut() {
@@ -518,8 +528,9 @@ mod tests {
         }
     }
 
-    /// One file alone: its own fallback value wins, a site variable replaces a key the file
-    /// defines, the predefined variables come from the context, `name` becomes the VM.
+    /// One file alone: its own fallback value wins over the built-in one, a site variable
+    /// replaces a key the file defines and is seen by substitution, the predefined variables
+    /// come from the context, `name` becomes the VM.
     #[test]
     fn a_lone_file_resolves_like_an_image_conf() {
         let dir = tempfile::tempdir().unwrap();
@@ -536,7 +547,10 @@ mod tests {
             is_root: false,
         };
         let mut settings = Settings::load(&crate::settings::Overrides::default(), &env).unwrap();
-        settings.variables = vec![("memory".into(), Value::Int(512))];
+        settings.variables = vec![
+            ("memory".into(), Value::Int(512)),
+            ("DEFAULT_BRIDGE".into(), Value::Str("br-lan".into())),
+        ];
         let host = Host::local(None);
         let file = ConfFile::load(&path, &host).unwrap();
         let ctx = Context {
@@ -553,7 +567,7 @@ mod tests {
         );
         assert_eq!(
             get("vif").value,
-            Value::List(vec![Value::Str("bridge=xenbr0".into())])
+            Value::List(vec![Value::Str("bridge=br-lan".into())])
         );
         assert_eq!(
             get("where").value,

@@ -210,3 +210,30 @@ fn conf_eval_substitutes_the_files_own_fallback_variables() {
     );
     assert!(out.contains("bridge        = 'xenbr0'"), "{out}");
 }
+
+#[test]
+fn conf_eval_resolves_like_provisioning_with_site_variables() {
+    let w = World::new();
+    let cfg = w.write(
+        "c.toml",
+        "[variables]\nmemory = 1024\nDEFAULT_BRIDGE = 'br-lan'\nISO_DIR = '/srv/iso'\n",
+    );
+    let f = w.write(
+        "Web/vm_conf.template",
+        "name = ''\nmemory = 256\nvif = ['bridge=$DEFAULT_BRIDGE']\ncdrom = '$ISO_DIR/$IMAGE_NAME.iso'\n",
+    );
+    w.test()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["conf", "eval", "--vm", "web1"])
+        .arg(&f)
+        .stdout(
+            "name   = 'web1'    # command line
+memory = 1024    # site ([TMP]/c.toml)
+vif    = ['bridge=br-lan']    # line 3
+cdrom  = '/srv/iso/Web.iso'    # line 4
+",
+        )
+        .stderr("")
+        .run();
+}
