@@ -19,30 +19,36 @@ fn conf_eval_prints_arch_libdir_for_this_machine() {
         "t/vm_conf.template",
         &format!("{ARCH_BLOCK}name = ''\nmemory = 256\n"),
     );
-    let o = w.cmd().args(["conf", "eval"]).arg(&f).output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
+    let ran = w
+        .test()
+        .bare()
+        .args(["conf", "eval"])
+        .arg(&f)
+        .stderr("")
+        .run();
     assert!(
-        out.contains(&format!("arch_libdir  = '{}'", local_libdir())),
-        "{out}"
+        ran.stdout.contains(&format!(
+            "arch_libdir  = '{}'    # computed, line ",
+            local_libdir()
+        )),
+        "{}",
+        ran.stdout
     );
-    assert!(out.contains("computed"), "{out}");
-    let o = w
-        .cmd()
+    w.test()
+        .bare()
         .args(["--arch", "i686", "conf", "eval"])
         .arg(&f)
-        .output()
-        .unwrap();
-    assert!(
-        stdout(&o).contains("arch_libdir  = 'lib'"),
-        "{}",
-        stdout(&o)
-    );
-    assert!(
-        stdout(&o).contains("device_model = '/usr/lib/xen/bin/qemu-dm'"),
-        "{}",
-        stdout(&o)
-    );
+        .stdout(
+            "\
+arch         = 'i686'    # computed, line 2
+arch_libdir  = 'lib'    # computed, line 6
+device_model = '/usr/lib/xen/bin/qemu-dm'    # computed, line 7
+name         = ''    # line 8
+memory       = 256    # line 9
+",
+        )
+        .stderr("")
+        .run();
 }
 
 #[test]
@@ -201,14 +207,19 @@ fn conf_eval_substitutes_the_files_own_fallback_variables() {
         "Img/image.conf",
         "VM_DISKS_DIR = '/srv/xen/disks'\nhda_image_src = '$VM_DISKS_DIR/base.img'\nbridge = '$DEFAULT_BRIDGE'\n",
     );
-    let o = w.cmd().args(["conf", "eval"]).arg(&f).output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    assert!(
-        out.contains("hda_image_src = '/srv/xen/disks/base.img'"),
-        "{out}"
-    );
-    assert!(out.contains("bridge        = 'xenbr0'"), "{out}");
+    w.test()
+        .bare()
+        .args(["conf", "eval"])
+        .arg(&f)
+        .stdout(
+            "\
+VM_DISKS_DIR  = '/srv/xen/disks'    # line 1
+hda_image_src = '/srv/xen/disks/base.img'    # line 2
+bridge        = 'xenbr0'    # line 3
+",
+        )
+        .stderr("")
+        .run();
 }
 
 #[test]
