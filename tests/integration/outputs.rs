@@ -43,9 +43,9 @@ fn stable(t: crate::test::Test<'_>) -> crate::test::Test<'_> {
 fn image_list_text_and_json() {
     let w = store();
     let ran = w.test().args(["image", "list"]).stderr("").run();
-    insta::assert_snapshot!(ran.stdout);
+    insta::assert_snapshot!("image_list", ran.stdout);
     let ran = w.test().args(["--json", "image", "list"]).stderr("").run();
-    insta::assert_snapshot!(ran.stdout);
+    insta::assert_snapshot!("image_list_json", ran.stdout);
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn image_show_text_and_json() {
     let ran = stable(w.test().args(["image", "show", "Web_Server"]))
         .stderr("")
         .run();
-    insta::assert_snapshot!(ran.stdout);
+    insta::assert_snapshot!("image_show", ran.stdout);
     let ran = stable(w.test().args([
         "--json",
         "--arch",
@@ -64,24 +64,24 @@ fn image_show_text_and_json() {
         "_HVM_Template",
     ]))
     .run();
-    insta::assert_snapshot!(ran.stdout);
+    insta::assert_snapshot!("image_show_json", ran.stdout);
 }
 
 #[test]
 fn image_validate_text_and_json() {
     let w = store();
     let ran = w.test().args(["image", "validate"]).status(1).run();
-    insta::assert_snapshot!(format!(
-        "--- stdout\n{}--- stderr\n{}",
-        ran.stdout, ran.stderr
-    ));
+    insta::assert_snapshot!(
+        "image_validate",
+        format!("--- stdout\n{}--- stderr\n{}", ran.stdout, ran.stderr)
+    );
     let ran = w
         .test()
         .args(["--json", "image", "validate", "--strict", "_HVM_Template"])
         .status(1)
         .stderr("")
         .run();
-    insta::assert_snapshot!(ran.stdout);
+    insta::assert_snapshot!("image_validate_strict_json", ran.stdout);
 }
 
 #[test]
@@ -98,8 +98,8 @@ fn provision_dry_run_plan_text_and_json() {
             .stderr("")
             .run()
     };
-    insta::assert_snapshot!(t(false).stdout);
-    insta::assert_snapshot!(t(true).stdout);
+    insta::assert_snapshot!("provision_dry_run", t(false).stdout);
+    insta::assert_snapshot!("provision_dry_run_json", t(true).stdout);
     assert!(!w.path().join("conf").exists(), "a dry run writes nothing");
 }
 
@@ -119,9 +119,9 @@ fn provision_summary_text_and_json() {
         stable(t).run()
     };
     let text = run(false, &["web1", "web2"]);
-    insta::assert_snapshot!(format!(
-        "--- stdout\n{}--- stderr\n{}",
-        text.stdout, text.stderr
-    ));
-    insta::assert_snapshot!(run(true, &["web3"]).stdout);
+    insta::assert_snapshot!(
+        "provision_summary",
+        format!("--- stdout\n{}--- stderr\n{}", text.stdout, text.stderr)
+    );
+    insta::assert_snapshot!("provision_summary_json", run(true, &["web3"]).stdout);
 }
