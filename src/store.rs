@@ -272,6 +272,22 @@ pub fn init(dir: &Path, force: bool) -> Result<InitReport, Diagnostic> {
     Ok(report)
 }
 
+/// Opens the configured store. When nothing configured one and the default place does not
+/// exist yet, the shipped store is written there first (spec §1.5); what was written comes
+/// back so the caller can say so.
+pub fn open_configured(
+    settings: &crate::settings::Settings,
+) -> Result<(Store, Diagnostics, Option<InitReport>), Diagnostic> {
+    let root = &settings.image_store;
+    let wrote = if settings.image_store_from == crate::settings::From::Default && !root.exists() {
+        Some(init(root, false)?)
+    } else {
+        None
+    };
+    let (store, diags) = Store::open(root)?;
+    Ok((store, diags, wrote))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

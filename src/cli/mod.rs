@@ -152,18 +152,14 @@ impl App<'_> {
     /// Opens the store, initialising it first when nothing is configured and the default
     /// place is empty (spec §1.5).
     pub(crate) fn store(&self) -> Result<Store> {
-        let root = &self.settings.image_store;
-        if self.settings.image_store_from == settings::From::Default && !root.exists() {
-            let report = crate::store::init(root, false)?;
-            if !self.cli.quiet {
-                errln!(
-                    "note: no image store at `{}`; wrote the shipped store there ({} files)",
-                    root.display(),
-                    report.written.len()
-                );
-            }
+        let (s, diags, wrote) = crate::store::open_configured(&self.settings)?;
+        if let Some(report) = wrote.filter(|_| !self.cli.quiet) {
+            errln!(
+                "note: no image store at `{}`; wrote the shipped store there ({} files)",
+                s.root.display(),
+                report.written.len()
+            );
         }
-        let (s, diags) = Store::open(root)?;
         if !self.cli.quiet {
             for d in &diags.0 {
                 err!("{}", d.render());
