@@ -37,10 +37,22 @@ pub const FALLBACKS: &[&str] = &[
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Origin {
     Builtin,
-    Image { file: String, line: usize },
-    Computed { file: String, line: usize },
-    Site { file: Option<String> },
+    Image {
+        file: String,
+        line: usize,
+    },
+    Computed {
+        file: String,
+        line: usize,
+    },
+    Site {
+        file: Option<String>,
+    },
     CommandLine,
+    /// Found on the host (the default bridge, `crate::bridge`).
+    Detected {
+        what: String,
+    },
 }
 
 impl std::fmt::Display for Origin {
@@ -52,6 +64,7 @@ impl std::fmt::Display for Origin {
             Origin::Site { file: Some(p) } => write!(f, "site ({p})"),
             Origin::Site { file: None } => f.write_str("site"),
             Origin::CommandLine => f.write_str("command line"),
+            Origin::Detected { what } => f.write_str(what),
         }
     }
 }
@@ -309,7 +322,7 @@ pub fn resolve(
             "VM_DISKS_DIR" => settings.vm_disks_dir.display().to_string(),
             "VM_CONF_DIR" => settings.vm_conf_dir.display().to_string(),
             "VM_CACHE_DIR" => settings.cache_dir.display().to_string(),
-            _ => "xenbr0".to_string(),
+            _ => crate::bridge::local().name.clone(),
         }
     };
     for k in FALLBACKS {
@@ -317,7 +330,12 @@ pub fn resolve(
             img.push(Entry {
                 key: k.to_string(),
                 value: Value::Str(fallback(k)),
-                origin: Origin::Builtin,
+                origin: match *k {
+                    "DEFAULT_BRIDGE" => Origin::Detected {
+                        what: crate::bridge::local().origin.clone(),
+                    },
+                    _ => Origin::Builtin,
+                },
                 computed: false,
                 customizable: true,
             });

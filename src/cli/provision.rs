@@ -96,6 +96,12 @@ pub(crate) struct ProvisionArgs {
     /// Unresolved variables are errors
     #[arg(long)]
     strict: bool,
+    /// Start the VM with `xl create` once it is provisioned
+    #[arg(long)]
+    start: bool,
+    /// Link the VM config into Xen's auto-start directory (`xen_auto_dir`, default /etc/xen/auto)
+    #[arg(long)]
+    autostart: bool,
 }
 
 pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
@@ -111,6 +117,8 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
             keep: a.keep,
             timeout: a.timeout,
             strict: a.strict,
+            start: a.start,
+            autostart: a.autostart,
         },
     };
     // A dry run writes nothing, not even a missing default store.
@@ -239,9 +247,16 @@ fn provision(env: &Env, req: Request) -> Result<()> {
     let mut errors = Vec::new();
     let mut interrupted = false;
     let mut json_rows = Vec::new();
+    // One line per VM for the summary of a several-VM run.
+    let mut outcomes: Vec<String> = Vec::new();
     for (plan, r) in plans.iter().zip(results) {
         match r {
             Some(Ok(p)) => {
+                outcomes.push(format!(
+                    "  {}: provisioned{}",
+                    p.vm,
+                    if p.after.started { ", started" } else { "" }
+                ));
                 if env.json {
                     json_rows.push(serde_json::json!({"vm": p.vm, "ok": true, "result": p}));
                 } else {
@@ -257,10 +272,34 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                     for r in &p.replaced {
                         println!("  replaced (--force): {r}");
                     }
+                    if let Some(l) = &p.after.autostart {
+                        println!("  autostart: {}", l.display());
+                    }
+                    if p.after.started {
+                        println!("  started: xl create {}", p.config.display());
+                    }
+                }
+                for problem in &p.after.problems {
+                    errors.push(anyhow::Error::from(
+                        crate::diagnostic::Diagnostic::error(format!(
+                            "`{}` is provisioned, but {problem}",
+                            p.vm
+                        ))
+                        .with_hint(format!(
+                            "the VM stays provisioned; start it later with `xl create {}`",
+                            p.config.display()
+                        )),
+                    ));
                 }
             }
             Some(Err(e)) => {
                 let f = e.downcast_ref::<provision::Failure>();
+                let first = e.to_string();
+                outcomes.push(format!(
+                    "  {}: failed: {}",
+                    plan.vm,
+                    first.lines().next().unwrap_or_default()
+                ));
                 interrupted |= f.is_some_and(|f| f.interrupted);
                 if env.json {
                     json_rows.push(serde_json::json!({"vm": plan.vm, "ok": false, "error": e.to_string(), "log": f.and_then(|f| f.log.clone())}));
@@ -269,6 +308,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             }
             None => {
                 interrupted = true;
+                outcomes.push(format!("  {}: not started (interrupted)", plan.vm));
                 if env.json {
                     json_rows.push(serde_json::json!({"vm": plan.vm, "ok": false, "error": "not started: interrupted"}));
                 }
@@ -287,11 +327,17 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
+    let failed = plans.len()
+        - outcomes
+            .iter()
+            .filter(|o| o.contains(": provisioned"))
+            .count();
     let summary = (plans.len() > 1 && !env.json).then(|| {
         format!(
-            "summary: {} provisioned, {} failed",
-            plans.len() - errors.len(),
-            errors.len()
+            "summary: {} provisioned, {} failed\n{}",
+            plans.len() - failed,
+            failed,
+            outcomes.join("\n")
         )
     });
     if errors.is_empty() {
