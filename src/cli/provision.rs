@@ -298,7 +298,11 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                 outcomes.push(format!(
                     "  {}: failed: {}",
                     plan.vm,
-                    first.lines().next().unwrap_or_default()
+                    first
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ")
                 ));
                 interrupted |= f.is_some_and(|f| f.interrupted);
                 if env.json {

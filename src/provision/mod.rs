@@ -700,8 +700,11 @@ pub fn execute(
     }
     if opts.force {
         for d in &existing_disks {
-            std::fs::remove_file(&d.path)
-                .map_err(|e| err(format!("cannot replace disk `{}`: {e}", d.path)))?;
+            match std::fs::remove_file(&d.path) {
+                // Already removed with an interrupted run's leftovers (records, above).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                r => r.map_err(|e| err(format!("cannot replace disk `{}`: {e}", d.path)))?,
+            }
             log::note(
                 &mut logf,
                 &format!("--force: removed existing disk {}", d.path),

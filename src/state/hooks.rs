@@ -241,6 +241,9 @@ pub fn work_dir(j: &mut Journal, dir: &Path) -> anyhow::Result<()> {
 
 /// Notes the config before it is installed.
 pub fn before_install(j: &mut Journal, plan: &Plan) -> std::io::Result<()> {
+    for d in super::missing_parents(&plan.config_path) {
+        j.created(Item::new(d.display().to_string(), Kind::Dir))?;
+    }
     j.created(Item::new(
         plan.config_path.display().to_string(),
         Kind::Config,
@@ -268,8 +271,10 @@ pub fn finish(
     let mut after = After::default();
     if opts.autostart {
         let link = xen::autostart_link(&plan.xen_auto_dir, &plan.config_path);
-        let made = j
-            .created(Item::new(link.display().to_string(), Kind::Autostart))
+        let made = super::missing_parents(&link)
+            .iter()
+            .try_for_each(|d| j.created(Item::new(d.display().to_string(), Kind::Dir)))
+            .and_then(|()| j.created(Item::new(link.display().to_string(), Kind::Autostart)))
             .and_then(|()| xen::link_autostart(&link, &plan.config_path, opts.force));
         match made {
             Ok(()) => {

@@ -67,6 +67,10 @@ pub struct Item {
     pub dev: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ino: Option<u64>,
+    /// Birth time (ns since the epoch) where the file system keeps one: inode numbers are
+    /// reused at once, birth times are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<u128>,
 }
 
 impl Item {
@@ -77,6 +81,7 @@ impl Item {
             size: None,
             dev: None,
             ino: None,
+            born: None,
         }
     }
 
@@ -96,6 +101,7 @@ impl Item {
             }
             self.dev = Some(m.dev());
             self.ino = Some(m.ino());
+            self.born = born(&m);
         }
         self
     }
@@ -259,6 +265,26 @@ impl Vm {
         }
         out
     }
+}
+
+/// A file's birth time, when the file system records one.
+pub fn born(m: &std::fs::Metadata) -> Option<u128> {
+    m.created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+}
+
+/// The missing directories above `path`, outermost first: what creating it will create.
+pub fn missing_parents(path: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = path
+        .ancestors()
+        .skip(1)
+        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    out.reverse();
+    out
 }
 
 fn dir_names(dir: &Path) -> Vec<String> {

@@ -36,7 +36,8 @@ fn changed_since(item: &Item) -> Option<String> {
         return None;
     }
     let m = std::fs::symlink_metadata(&item.path).ok()?;
-    (m.dev() != dev || m.ino() != ino)
+    let reborn = item.born.is_some() && super::born(&m).is_some() && super::born(&m) != item.born;
+    (m.dev() != dev || m.ino() != ino || reborn)
         .then(|| "replaced since provisioning (another file now has this path)".to_string())
 }
 

@@ -9,6 +9,7 @@ mod fixtures;
 mod provision;
 mod shell;
 mod store;
+mod vm;
 mod xen;
 
 use std::path::{Path, PathBuf};
