@@ -253,9 +253,12 @@ pub fn before_install(j: &mut Journal, plan: &Plan) -> std::io::Result<()> {
 /// What happened after the config was installed.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct After {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub autostart: Option<PathBuf>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub started: bool,
     /// What went wrong after the VM was provisioned (it stays provisioned).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
 
