@@ -413,6 +413,72 @@ mod tests {
     }
 
     #[test]
+    fn state_dir_defaults_root_xdg_and_the_settings_file() {
+        use crate::settings::{Env, Overrides, Settings};
+        let env = |root: bool, vars: &[(&str, &str)]| Env {
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            is_root: root,
+        };
+        let user = Settings::load(
+            &Overrides::default(),
+            &env(
+                false,
+                &[("HOME", "/home/u"), ("XDG_CONFIG_HOME", "/nonexistent")],
+            ),
+        )
+        .unwrap();
+        assert_eq!(user.state_dir, Path::new("/home/u/.local/share/convirt"));
+        assert_eq!(
+            user.xen_auto_dir,
+            Path::new("/home/u/.convirt/vm_configs/auto")
+        );
+        let xdg = Settings::load(
+            &Overrides::default(),
+            &env(
+                false,
+                &[
+                    ("HOME", "/home/u"),
+                    ("XDG_CONFIG_HOME", "/nonexistent"),
+                    ("XDG_DATA_HOME", "/data"),
+                ],
+            ),
+        )
+        .unwrap();
+        assert_eq!(xdg.state_dir, Path::new("/data/convirt"));
+        if !Path::new("/etc/convirt/convirt.toml").exists() {
+            let root =
+                Settings::load(&Overrides::default(), &env(true, &[("HOME", "/root")])).unwrap();
+            assert_eq!(root.state_dir, Path::new("/var/lib/convirt"));
+            assert_eq!(root.xen_auto_dir, Path::new("/etc/xen/auto"));
+        }
+        let t = tempfile::tempdir().unwrap();
+        let cfg = t.path().join("convirt.toml");
+        std::fs::write(&cfg, "state_dir = 'st'\nxen_auto_dir = '/srv/auto'\n").unwrap();
+        let over = Overrides {
+            config: Some(cfg),
+            ..Default::default()
+        };
+        let s = Settings::load(&over, &env(false, &[("HOME", "/home/u")])).unwrap();
+        assert_eq!(s.state_dir, t.path().join("st"));
+        assert_eq!(s.xen_auto_dir, Path::new("/srv/auto"));
+    }
+
+    #[test]
+    fn missing_parents_outermost_first() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("a/b/c.cfg");
+        assert_eq!(
+            missing_parents(&p),
+            [t.path().join("a"), t.path().join("a/b")]
+        );
+        std::fs::create_dir_all(t.path().join("a/b")).unwrap();
+        assert!(missing_parents(&p).is_empty());
+    }
+
+    #[test]
     fn digest_changes_with_content_and_names() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("a"), "1").unwrap();
