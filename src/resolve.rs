@@ -35,24 +35,14 @@ pub const FALLBACKS: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
+// `Detected`: found on the host (the default bridge, `crate::bridge`).
 pub enum Origin {
     Builtin,
-    Image {
-        file: String,
-        line: usize,
-    },
-    Computed {
-        file: String,
-        line: usize,
-    },
-    Site {
-        file: Option<String>,
-    },
+    Image { file: String, line: usize },
+    Computed { file: String, line: usize },
+    Site { file: Option<String> },
     CommandLine,
-    /// Found on the host (the default bridge, `crate::bridge`).
-    Detected {
-        what: String,
-    },
+    Detected { what: String },
 }
 
 impl std::fmt::Display for Origin {
