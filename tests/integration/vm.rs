@@ -73,11 +73,18 @@ fn stable(w: &World, text: &str) -> String {
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]"),
         (r"sha256:[0-9a-f]{64}", "[DIGEST]"),
         (r"pid \d+", "pid [PID]"),
-        (r"(?m)^(  (log|file) +\S+) \(\d+ bytes\)", "$1 ([SIZE])"),
+        // Only disk sizes are the image's; others vary with the temp path's length.
+        (
+            r"(?m)^(  (log|file|config) +\S+) \(\d+ bytes\)",
+            "$1 ([SIZE])",
+        ),
         (r"in \d+\.\d s", "in [SECS] s"),
         (r"work/[A-Za-z0-9_-]+\.[A-Za-z0-9]{6}", "work/[RUN]"),
     ];
-    let mut t = t;
+    let mut t = t.replace(
+        &format!("convirt:  {}", env!("CARGO_PKG_VERSION")),
+        "convirt:  [VERSION]",
+    );
     for (re, with) in subs {
         t = regex::Regex::new(re)
             .unwrap()
