@@ -841,3 +841,24 @@ fn on_a_terminal_vm_remove_asks_and_no_keeps_everything() {
     assert!(stdout(&o).contains("removed VM `t`"), "{}", stdout(&o));
     assert!(!w.path().join("conf/t.cfg").exists());
 }
+
+#[test]
+fn start_without_xl_on_path_says_xl_is_not_installed() {
+    let w = world();
+    // /usr/bin and /bin only: Debian installs `xl` in /usr/sbin.
+    assert!(!Path::new("/usr/bin/xl").exists() && !Path::new("/bin/xl").exists());
+    let o = w
+        .conv_cmd(&["provision", "--vm", "nx", "--image", "Rec", "--start"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        w.filter(&stderr(&o)).contains(
+            "error: `nx` is provisioned, but it was not started: `xl create [TMP]/conf/nx.cfg`: `xl` is not installed (no Xen tools on this host's PATH)"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert!(w.path().join("conf/nx.cfg").exists());
+}
