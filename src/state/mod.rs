@@ -301,16 +301,50 @@ fn dir_names(dir: &Path) -> Vec<String> {
 }
 
 /// Whether a provisioning run holds the VM's lock right now (`provision::lock` uses flock,
-/// which the kernel releases when its holder dies, even by SIGKILL).
+/// which the kernel releases when its holder dies, even by SIGKILL). Read from
+/// `/proc/locks`, so that looking never takes the lock from a run that is starting.
 pub fn lock_held(work_dir: &Path, vm: &str) -> bool {
-    use std::os::unix::io::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
     let path = work_dir.join("locks").join(format!("{vm}.lock"));
-    let Ok(f) = std::fs::File::open(&path) else {
+    let Ok(m) = std::fs::metadata(&path) else {
         return false;
     };
-    // SAFETY: flock on a descriptor we own; a shared non-blocking probe released on close.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    rc != 0
+    match std::fs::read_to_string("/proc/locks") {
+        Ok(locks) => flock_listed(&locks, m.dev(), m.ino()),
+        Err(_) => probe_lock(&path),
+    }
+}
+
+/// Whether `/proc/locks` text lists a granted flock on this device and inode.
+fn flock_listed(locks: &str, dev: u64, ino: u64) -> bool {
+    // Linux's dev_t encoding (glibc's gnu_dev_major / gnu_dev_minor).
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    locks.lines().any(|l| {
+        let t: Vec<&str> = l.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 4711 08:01:1234 0 EOF"; waiters have "->" before FLOCK.
+        if t.get(1) != Some(&"FLOCK") {
+            return false;
+        }
+        let Some(id) = t.get(5) else { return false };
+        let mut parts = id.split(':');
+        let (Some(ma), Some(mi), Some(i)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        u64::from_str_radix(ma, 16) == Ok(major)
+            && u64::from_str_radix(mi, 16) == Ok(minor)
+            && i.parse::<u64>() == Ok(ino)
+    })
+}
+
+/// Without `/proc/locks`: a shared, non-blocking flock probe, released at once.
+fn probe_lock(path: &Path) -> bool {
+    use std::os::unix::io::AsRawFd;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; released when `f` is closed.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
 }
 
 /// Processes whose working directory is inside `dir`: a script of a killed run that is
@@ -464,6 +498,32 @@ mod tests {
         let s = Settings::load(&over, &env(false, &[("HOME", "/home/u")])).unwrap();
         assert_eq!(s.state_dir, t.path().join("st"));
         assert_eq!(s.xen_auto_dir, Path::new("/srv/auto"));
+    }
+
+    #[test]
+    fn a_held_flock_is_found_in_proc_locks_and_gone_when_released() {
+        use std::os::unix::io::AsRawFd;
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("locks")).unwrap();
+        assert!(!lock_held(t.path(), "v"), "no lock file");
+        let f = std::fs::File::create(t.path().join("locks/v.lock")).unwrap();
+        assert!(!lock_held(t.path(), "v"));
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        assert!(lock_held(t.path(), "v"));
+        assert!(!lock_held(t.path(), "w"));
+        drop(f);
+        assert!(!lock_held(t.path(), "v"));
+        assert!(flock_listed(
+            "1: FLOCK  ADVISORY  WRITE 4711 08:01:1234 0 EOF\n",
+            (8 << 8) | 1,
+            1234
+        ));
+        assert!(!flock_listed(
+            "1: POSIX  ADVISORY  WRITE 4711 08:01:1234 0 EOF\n1: -> FLOCK  ADVISORY  WRITE 9 08:01:1234 0 EOF\n",
+            (8 << 8) | 1,
+            1234
+        ));
     }
 
     #[test]
