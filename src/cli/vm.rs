@@ -312,11 +312,18 @@ fn remove(app: &App, names: &[String], yes: bool, keep_disks: bool, dry_run: boo
             None => ready.push(vm),
         }
     }
+    // `--json`: one object per VM, `{vm, dry_run, steps: [{item, action, why}]}`.
+    let mut json_rows = Vec::new();
     if dry_run {
         for vm in &ready {
+            let steps = state::remove::remove(vm, keep_disks, true);
+            if app.cli.json {
+                json_rows.push(serde_json::json!({"vm": vm.name, "dry_run": true, "steps": steps}));
+                continue;
+            }
             println!("would remove VM `{}` (dry run: nothing removed)", vm.name);
-            for step in state::remove::remove(vm, keep_disks, true) {
-                println!("{}", describe(&step));
+            for step in &steps {
+                println!("{}", describe(step));
             }
             println!("  forget   record    {}", vm.dir.display());
         }
@@ -344,9 +351,14 @@ fn remove(app: &App, names: &[String], yes: bool, keep_disks: bool, dry_run: boo
             // The VM's lock: no provisioning of this name may run while its files go.
             let _lock = crate::provision::lock(&app.settings.work_dir, &vm.name, "(vm remove)")?;
             let steps = state::remove::remove(vm, keep_disks, false);
-            println!("removed VM `{}`", vm.name);
-            for step in &steps {
-                println!("{}", describe(step));
+            if app.cli.json {
+                json_rows
+                    .push(serde_json::json!({"vm": vm.name, "dry_run": false, "steps": steps}));
+            } else {
+                println!("removed VM `{}`", vm.name);
+                for step in &steps {
+                    println!("{}", describe(step));
+                }
             }
             let failed: Vec<&Step> = steps.iter().filter(|s| s.action == "failed").collect();
             if failed.is_empty() {
@@ -368,6 +380,9 @@ fn remove(app: &App, names: &[String], yes: bool, keep_disks: bool, dry_run: boo
                 ));
             }
         }
+    }
+    if app.cli.json {
+        app.print_json(&serde_json::Value::Array(json_rows))?;
     }
     if errors.is_empty() {
         Ok(())

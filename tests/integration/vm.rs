@@ -275,11 +275,23 @@ fn a_disk_replaced_since_provisioning_or_not_in_the_record_is_never_removed() {
 fn keep_disks_keeps_the_disks_and_removes_the_rest() {
     let w = world();
     ok(&w.conv(&["provision", "--vm", "k", "--image", "Rec"]));
-    let o = w.conv(&["vm", "remove", "k", "--yes", "--keep-disks"]);
+    let o = w.conv(&["vm", "remove", "k", "--yes", "--keep-disks", "--json"]);
     ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let steps = v[0]["steps"].as_array().unwrap();
+    let disk = steps.iter().find(|s| s["item"]["kind"] == "disk").unwrap();
+    assert_eq!(disk["action"], "kept");
+    assert_eq!(disk["why"], "--keep-disks");
+    let config = steps
+        .iter()
+        .find(|s| s["item"]["kind"] == "config")
+        .unwrap();
+    assert_eq!(config["action"], "removed");
     assert!(w.path().join("disks/k.disk").exists());
     assert!(!w.path().join("conf/k.cfg").exists());
     assert!(!w.path().join("log/Rec/Rec_k.log").exists());
+    let o = w.conv(&["vm", "list", "--json"]);
+    assert_eq!(stdout(&o).trim(), "[]");
 }
 
 #[test]
