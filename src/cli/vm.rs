@@ -52,10 +52,6 @@ pub(crate) fn run(app: &App, cmd: &VmCmd) -> Result<()> {
     }
 }
 
-fn present(i: &Item) -> bool {
-    i.exists()
-}
-
 fn disks(vm: &Vm) -> Vec<Item> {
     vm.items()
         .into_iter()
@@ -69,7 +65,7 @@ fn config(vm: &Vm) -> Option<String> {
 
 fn item_json(i: &Item) -> serde_json::Value {
     let mut v = serde_json::to_value(i).unwrap_or_default();
-    v["present"] = present(i).into();
+    v["present"] = i.exists().into();
     v
 }
 
@@ -143,7 +139,7 @@ fn list(app: &App) -> Result<()> {
             cfg.into(),
             format!(
                 "{}/{} present",
-                d.iter().filter(|i| present(i)).count(),
+                d.iter().filter(|i| i.exists()).count(),
                 d.len()
             ),
         ]);
@@ -219,7 +215,7 @@ fn show(app: &App, name: &str) -> Result<()> {
             i.kind.to_string(),
             i.path,
             i.size.map(|b| format!(" ({b} bytes)")).unwrap_or_default(),
-            if present(i) { "" } else { " [missing]" }
+            if i.exists() { "" } else { " [missing]" }
         ));
     }
     if let Some(r) = &vm.record {
