@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod bridge;
 pub mod cli;
 pub mod create_like;
 pub mod diagnostic;
@@ -12,6 +13,7 @@ pub mod provision;
 pub mod render;
 pub mod resolve;
 pub mod settings;
+pub mod state;
 pub mod store;
 pub mod subst;
 pub mod syntax;

@@ -35,12 +35,14 @@ pub const FALLBACKS: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
+// `Detected`: found on the host (the default bridge, `crate::bridge`).
 pub enum Origin {
     Builtin,
     Image { file: String, line: usize },
     Computed { file: String, line: usize },
     Site { file: Option<String> },
     CommandLine,
+    Detected { what: String },
 }
 
 impl std::fmt::Display for Origin {
@@ -52,6 +54,7 @@ impl std::fmt::Display for Origin {
             Origin::Site { file: Some(p) } => write!(f, "site ({p})"),
             Origin::Site { file: None } => f.write_str("site"),
             Origin::CommandLine => f.write_str("command line"),
+            Origin::Detected { what } => f.write_str(what),
         }
     }
 }
@@ -310,7 +313,12 @@ pub fn resolve(
             img.push(Entry {
                 key: k.to_string(),
                 value: Value::Str(fallback(k)),
-                origin: Origin::Builtin,
+                origin: match *k {
+                    "DEFAULT_BRIDGE" => Origin::Detected {
+                        what: crate::bridge::local().origin.clone(),
+                    },
+                    _ => Origin::Builtin,
+                },
                 computed: false,
                 customizable: true,
             });
@@ -416,7 +424,8 @@ pub fn builtin_fallback(settings: &Settings, key: &str) -> String {
         "VM_DISKS_DIR" => settings.vm_disks_dir.display().to_string(),
         "VM_CONF_DIR" => settings.vm_conf_dir.display().to_string(),
         "VM_CACHE_DIR" => settings.cache_dir.display().to_string(),
-        _ => "xenbr0".to_string(),
+        // DEFAULT_BRIDGE: the host's first Linux bridge, else xenbr0 (crate::bridge).
+        _ => crate::bridge::local().name.clone(),
     }
 }
 

@@ -41,6 +41,8 @@ struct FileSettings {
     variables: BTreeMap<String, toml::Value>,
     #[serde(default)]
     hosts: BTreeMap<String, HostSettings>,
+    state_dir: Option<PathBuf>,
+    xen_auto_dir: Option<PathBuf>,
 }
 
 /// A managed server named in the settings file (`[hosts.NAME]`, spec §7).
@@ -115,6 +117,11 @@ pub struct Settings {
     pub variables: Vec<(String, Value)>,
     pub hosts: BTreeMap<String, HostSettings>,
     pub is_root: bool,
+    /// VM records and journals (docs/records.md): `/var/lib/convirt` as root, the XDG data
+    /// directory otherwise.
+    pub state_dir: PathBuf,
+    /// Xen's auto-start directory, where `provision --autostart` links a config.
+    pub xen_auto_dir: PathBuf,
 }
 
 impl Settings {
@@ -185,7 +192,21 @@ impl Settings {
             absolute(&log_dir),
             absolute(&work_dir),
         );
+        let state_dir = absolute(&from_file(&file.state_dir).unwrap_or_else(|| {
+            if env.is_root {
+                PathBuf::from("/var/lib/convirt")
+            } else {
+                env.get("XDG_DATA_HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| home.join(".local/share"))
+                    .join("convirt")
+            }
+        }));
+        let xen_auto_dir =
+            absolute(&from_file(&file.xen_auto_dir).unwrap_or_else(|| vm_conf_dir.join("auto")));
         Ok(Settings {
+            state_dir,
+            xen_auto_dir,
             config_file,
             image_store,
             image_store_from,
@@ -237,7 +258,7 @@ fn read_file(path: &Path) -> Result<FileSettings, Diagnostic> {
             None => d.in_file(path),
         };
         if msg.starts_with("unknown field") {
-            d.with_hint("known keys: image_store, log_dir, work_dir, default_computed_options, default_format, [variables], [hosts.NAME]")
+            d.with_hint("known keys: image_store, log_dir, work_dir, default_computed_options, default_format, state_dir, xen_auto_dir, [variables], [hosts.NAME]")
         } else {
             d
         }

@@ -9,6 +9,7 @@ pub(crate) mod out;
 mod provision;
 pub mod report;
 mod store;
+mod vm;
 
 use crate::eval::Host;
 use crate::resolve::Context;
@@ -75,6 +76,9 @@ enum Command {
   convirt provision --vm db1 --image Linux_CD_Install --set hda_disk_size=20000 --vm-set memory=2048
   convirt provision --vm test --image Linux_CD_Install --dry-run")]
     Provision(provision::ProvisionArgs),
+    /// The VMs convirt provisioned: list, show, remove (with their disks)
+    #[command(subcommand)]
+    Vm(vm::VmCmd),
     /// Print a shell completion script
     #[command(after_help = "Example:\n  convirt completions bash > /etc/bash_completion.d/convirt")]
     Completions {
@@ -223,6 +227,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Image(cmd) => image::run(&app, cmd),
         Command::Conf(cmd) => conf::run(&app, cmd),
         Command::Provision(args) => provision::run(&app, args),
+        Command::Vm(cmd) => vm::run(&app, cmd),
         Command::Render {
             image,
             vm,

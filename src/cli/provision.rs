@@ -95,6 +95,12 @@ pub(crate) struct ProvisionArgs {
     /// Unresolved variables are errors
     #[arg(long)]
     strict: bool,
+    /// Start the VM with `xl create` once it is provisioned
+    #[arg(long)]
+    start: bool,
+    /// Link the VM config into Xen's auto-start directory (`xen_auto_dir`, default /etc/xen/auto)
+    #[arg(long)]
+    autostart: bool,
 }
 
 pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
@@ -110,6 +116,8 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
             keep: a.keep,
             timeout: a.timeout,
             strict: a.strict,
+            start: a.start,
+            autostart: a.autostart,
         },
     };
     // A dry run writes nothing, not even a missing default store.
@@ -241,9 +249,16 @@ fn provision(env: &Env, req: Request) -> Result<()> {
     // The summary is printed once every VM is done; stdout's reader going away then loses
     // only the summary, never a run or its cleanup, nor the exit status of a failure.
     let mut text = String::new();
+    // One line per VM for the summary of a several-VM run.
+    let mut outcomes: Vec<String> = Vec::new();
     for (plan, r) in plans.iter().zip(results) {
         match r {
             Some(Ok(p)) => {
+                outcomes.push(format!(
+                    "  {}: provisioned{}",
+                    p.vm,
+                    if p.after.started { ", started" } else { "" }
+                ));
                 if env.json {
                     json_rows.push(serde_json::json!({"vm": p.vm, "ok": true, "result": p}));
                 } else {
@@ -260,10 +275,38 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                     for r in &p.replaced {
                         let _ = writeln!(text, "  replaced (--force): {r}");
                     }
+                    if let Some(l) = &p.after.autostart {
+                        let _ = writeln!(text, "  autostart: {}", l.display());
+                    }
+                    if p.after.started {
+                        let _ = writeln!(text, "  started: xl create {}", p.config.display());
+                    }
+                }
+                for problem in &p.after.problems {
+                    errors.push(anyhow::Error::from(
+                        crate::diagnostic::Diagnostic::error(format!(
+                            "`{}` is provisioned, but {problem}",
+                            p.vm
+                        ))
+                        .with_hint(format!(
+                            "the VM stays provisioned; start it later with `xl create {}`",
+                            p.config.display()
+                        )),
+                    ));
                 }
             }
             Some(Err(e)) => {
                 let f = e.downcast_ref::<provision::Failure>();
+                let first = e.to_string();
+                outcomes.push(format!(
+                    "  {}: failed: {}",
+                    plan.vm,
+                    first
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ")
+                ));
                 interrupted |= f.is_some_and(|f| f.interrupted);
                 if env.json {
                     json_rows.push(serde_json::json!({"vm": plan.vm, "ok": false, "error": e.to_string(), "log": f.and_then(|f| f.log.clone())}));
@@ -272,6 +315,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             }
             None => {
                 interrupted = true;
+                outcomes.push(format!("  {}: not started (interrupted)", plan.vm));
                 if env.json {
                     json_rows.push(serde_json::json!({"vm": plan.vm, "ok": false, "error": "not started: interrupted"}));
                 }
@@ -291,11 +335,17 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         text = format!("{}\n", serde_json::to_string_pretty(&out)?);
     }
     let printed = out::print(&text);
+    let failed = plans.len()
+        - outcomes
+            .iter()
+            .filter(|o| o.contains(": provisioned"))
+            .count();
     let summary = (plans.len() > 1 && !env.json).then(|| {
         format!(
-            "summary: {} provisioned, {} failed",
-            plans.len() - errors.len(),
-            errors.len()
+            "summary: {} provisioned, {} failed\n{}",
+            plans.len() - failed,
+            failed,
+            outcomes.join("\n")
         )
     });
     if errors.is_empty() {

@@ -41,6 +41,10 @@ pub struct Plan {
     pub timeout: Option<Duration>,
     pub store_root: PathBuf,
     pub script: PathBuf,
+    /// Where the VM's record and journal go (docs/records.md).
+    pub state_dir: PathBuf,
+    /// Xen's auto-start directory, for `--autostart`.
+    pub xen_auto_dir: PathBuf,
 }
 
 /// What the user asked for.
@@ -53,6 +57,10 @@ pub struct Options {
     pub keep: bool,
     pub timeout: Option<u64>,
     pub strict: bool,
+    /// `xl create` the installed config.
+    pub start: bool,
+    /// Link the installed config into Xen's auto-start directory.
+    pub autostart: bool,
 }
 
 /// A failed provisioning, modelled on cargo's `ProcessError`: what happened, the last output,
@@ -108,6 +116,9 @@ pub struct Provisioned {
     pub image_conf: PathBuf,
     pub replaced: Vec<String>,
     pub seconds: f64,
+    /// `--start` / `--autostart`, and what went wrong after the install (the VM stays).
+    #[serde(flatten)]
+    pub after: crate::state::hooks::After,
 }
 
 fn err(msg: impl Into<String>) -> anyhow::Error {
@@ -285,6 +296,8 @@ pub fn plan(vm: &str, store: &Store, ctx_base: &Context, opts: &Options) -> anyh
         args_path,
         timeout,
         store_root: store.root.clone(),
+        state_dir: ctx.settings.state_dir.clone(),
+        xen_auto_dir: ctx.settings.xen_auto_dir.clone(),
     })
 }
 
@@ -630,6 +643,8 @@ pub fn execute(
 ) -> anyhow::Result<Provisioned> {
     let started = std::time::Instant::now();
     let _lock = lock(work_root, &plan.vm, &plan.image)?;
+    // Records (#10): name collisions refused before anything is made.
+    let prior = crate::state::hooks::preflight(plan, opts)?;
 
     // Refuse to replace anything that exists, unless forced (spec §6.1 step 2).
     let existing_disks: Vec<&Disk> = plan
@@ -639,16 +654,23 @@ pub fn execute(
         .collect();
     if !opts.force {
         if plan.config_path.exists() {
-            return Err(Diagnostic::error(format!("VM config `{}` already exists", plan.config_path.display()))
+            return Err(Diagnostic::error(format!("cannot provision `{}`: VM config `{}` already exists", plan.vm, plan.config_path.display()))
                 .with_hint("choose another VM name, or pass `--force` to replace the config and the disks the image names")
                 .into());
         }
         if let Some(d) = existing_disks.first() {
-            return Err(Diagnostic::error(format!("disk `{}` already exists", d.path))
-                .with_hint("pass `--force` to replace it (its data will be lost), or choose another VM name")
-                .into());
+            return Err(Diagnostic::error(format!(
+                "cannot provision `{}`: disk `{}` already exists",
+                plan.vm, d.path
+            ))
+            .with_hint(
+                "pass `--force` to replace it (its data will be lost), or choose another VM name",
+            )
+            .into());
         }
     }
+    // Records (#10): the journal knows every file from here on, even if convirt is killed.
+    let (mut journal, mut replaced) = crate::state::hooks::begin(plan, &prior)?;
     std::fs::create_dir_all(&plan.log_dir).map_err(|e| {
         err(format!(
             "cannot create log directory `{}`: {e}",
@@ -672,11 +694,16 @@ pub fn execute(
         ),
     );
 
-    let mut replaced = Vec::new();
+    for r in &replaced {
+        log::note(&mut logf, &format!("--force: removed {r}"));
+    }
     if opts.force {
         for d in &existing_disks {
-            std::fs::remove_file(&d.path)
-                .map_err(|e| err(format!("cannot replace disk `{}`: {e}", d.path)))?;
+            match std::fs::remove_file(&d.path) {
+                // Already removed with an interrupted run's leftovers (records, above).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                r => r.map_err(|e| err(format!("cannot replace disk `{}`: {e}", d.path)))?,
+            }
             log::note(
                 &mut logf,
                 &format!("--force: removed existing disk {}", d.path),
@@ -700,6 +727,7 @@ pub fn execute(
                 work_root.display()
             ))
         })?;
+    crate::state::hooks::work_dir(&mut journal, work.path())?;
     let work_store = work.path().join("image_store");
     let copy = |from: &Path, to: &Path| {
         copy_tree(from, to).map_err(|e| {
@@ -719,9 +747,7 @@ pub fn execute(
             copy(dir, &work_store.join("custom_scripts").join(name))?;
         }
     }
-    let created_list = work.path().join("created");
-    std::fs::write(&created_list, b"")
-        .map_err(|e| err(format!("cannot write `{}`: {e}", created_list.display())))?;
+    let created_list = journal.created_list();
 
     for (path, text) in [
         (&plan.image_conf_path, plan.image_conf_text()),
@@ -767,7 +793,8 @@ pub fn execute(
     );
 
     if finished.outcome == run::Outcome::Success {
-        let install = || -> std::io::Result<()> {
+        let mut install = || -> std::io::Result<()> {
+            crate::state::hooks::before_install(&mut journal, plan)?;
             if let Some(parent) = plan.config_path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -786,6 +813,9 @@ pub fn execute(
                 remove_created(&created, &[], &mut logf)
             };
             log::note(&mut logf, &format!("cannot install the VM config: {e}"));
+            if opts.keep {
+                let _ = journal.failed_kept();
+            }
             return Err(Failure {
                 vm: plan.vm.clone(),
                 status: format!(
@@ -811,6 +841,7 @@ pub fn execute(
                 &format!("work directory kept at {}", kept.display()),
             );
         }
+        let after = crate::state::hooks::finish(plan, opts, journal, &prior, &mut logf);
         return Ok(Provisioned {
             vm: plan.vm.clone(),
             image: plan.image.clone(),
@@ -825,6 +856,7 @@ pub fn execute(
             image_conf: plan.image_conf_path.clone(),
             replaced,
             seconds: started.elapsed().as_secs_f64(),
+            after,
         });
     }
 
@@ -834,6 +866,7 @@ pub fn execute(
         let mut kept = created.clone();
         kept.push(w.display().to_string());
         log::note(&mut logf, "--keep: nothing removed");
+        let _ = journal.failed_kept();
         (vec![], kept)
     } else {
         (

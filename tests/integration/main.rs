@@ -12,6 +12,7 @@ mod provision;
 mod shell;
 mod store;
 mod test;
+mod vm;
 mod xen;
 
 use std::path::{Path, PathBuf};

@@ -24,7 +24,7 @@ pub fn sandbox() -> World {
     w.write(
         "convirt.toml",
         &format!(
-            "image_store = '{p}/store'\nlog_dir = '{p}/log'\nwork_dir = '{p}/work'\n\n[variables]\nVM_DISKS_DIR = '{p}/disks'\nVM_CONF_DIR = '{p}/conf'\nVM_CACHE_DIR = '{p}/cache'\n"
+            "image_store = '{p}/store'\nlog_dir = '{p}/log'\nwork_dir = '{p}/work'\nstate_dir = '{p}/state'\n\n[variables]\nVM_DISKS_DIR = '{p}/disks'\nVM_CONF_DIR = '{p}/conf'\nVM_CACHE_DIR = '{p}/cache'\n"
         ),
     );
     w

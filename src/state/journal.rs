@@ -1,0 +1,246 @@
+//! The journal of a provisioning run: JSON lines appended and fsync'd before each act they
+//! announce, plus the `created` list the scripts append to; replaced by `record.json` when
+//! the run finishes, so a journal that is still there means the run never finished.
+
+use super::{CREATED, Header, Item, JOURNAL, Kind, RECORD, Record, Run};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+enum Event {
+    Start(Header),
+    Created(Item),
+    Failed { kept: bool },
+}
+
+/// An open journal; every append reaches the disk before the call returns.
+pub struct Journal {
+    dir: PathBuf,
+    file: File,
+    header: Header,
+    own: Vec<Item>,
+    /// Finished or kept: dropping it leaves the files alone. A journal dropped unsettled
+    /// (an error before the script ran) is removed; only a killed convirt leaves one.
+    settled: bool,
+}
+
+fn fsync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl Journal {
+    /// Starts a journal in `dir` (created if missing), replacing an earlier one.
+    pub fn begin(dir: &Path, header: Header) -> std::io::Result<Journal> {
+        std::fs::create_dir_all(dir)?;
+        let created = dir.join(CREATED);
+        File::create(&created)?.sync_all()?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(dir.join(JOURNAL))?;
+        let mut j = Journal {
+            dir: dir.to_path_buf(),
+            file,
+            header: header.clone(),
+            own: Vec::new(),
+            settled: false,
+        };
+        j.append(&Event::Start(header))?;
+        fsync_dir(dir);
+        Ok(j)
+    }
+
+    fn append(&mut self, e: &Event) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(e).map_err(std::io::Error::other)?;
+        line.push('\n');
+        // One write per event: an event is either whole or, after a crash, a torn last line
+        // that `read` skips.
+        self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()
+    }
+
+    /// The file the image's scripts append their created paths to (`CONVIRT_CREATED`).
+    pub fn created_list(&self) -> PathBuf {
+        self.dir.join(CREATED)
+    }
+
+    /// Notes something convirt itself is about to create.
+    pub fn created(&mut self, item: Item) -> std::io::Result<()> {
+        self.append(&Event::Created(item.clone()))?;
+        self.own.push(item);
+        Ok(())
+    }
+
+    /// A failed run whose leftovers `--keep` kept: the journal stays for `vm remove`.
+    pub fn failed_kept(mut self) -> std::io::Result<()> {
+        self.settled = true;
+        self.append(&Event::Failed { kept: true })
+    }
+
+    /// A failed run that cleaned up after itself: nothing to remember.
+    pub fn abandon(self) {
+        drop(self)
+    }
+
+    /// Everything created so far: convirt's own items and the scripts', oldest first.
+    pub fn items(&self) -> Vec<Item> {
+        let mut items = self.own.clone();
+        items.extend(script_items(&self.created_list(), &self.header));
+        items
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Writes the record atomically, then drops the journal.
+    pub fn finish(mut self, record: &Record) -> std::io::Result<()> {
+        self.settled = true;
+        let mut text = serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
+        text.push('\n');
+        crate::atomic::write(&self.dir.join(RECORD), text.as_bytes(), 0o600, true)?;
+        std::fs::remove_file(self.dir.join(JOURNAL))?;
+        let _ = std::fs::remove_file(self.dir.join(CREATED));
+        fsync_dir(&self.dir);
+        Ok(())
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let _ = std::fs::remove_file(self.dir.join(JOURNAL));
+        let _ = std::fs::remove_file(self.dir.join(CREATED));
+        if !self.dir.join(RECORD).exists() {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+/// The scripts' NUL-separated entries as items: `lvm:VG/LV`, a planned disk, a directory, or
+/// a file.
+fn script_items(list: &Path, header: &Header) -> Vec<Item> {
+    let bytes = std::fs::read(list).unwrap_or_default();
+    bytes
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let e = String::from_utf8_lossy(s).into_owned();
+            if let Some(lv) = e.strip_prefix("lvm:") {
+                Item::new(lv, Kind::Lvm)
+            } else if header.disks.iter().any(|d| d == &e) {
+                Item::new(e, Kind::Disk)
+            } else if Path::new(&e).is_dir() {
+                Item::new(e, Kind::Dir)
+            } else {
+                Item::new(e, Kind::File)
+            }
+        })
+        .collect()
+}
+
+/// Reads an unfinished run's journal, if there is one. A torn last line (the machine
+/// stopped mid-write) is skipped; anything else unreadable is an error naming the file.
+pub fn read(dir: &Path) -> anyhow::Result<Option<Run>> {
+    let path = dir.join(JOURNAL);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("cannot read the journal `{}`: {e}", path.display()),
+    };
+    let mut run = Run {
+        header: None,
+        items: Vec::new(),
+        failed_kept: false,
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    for (n, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<Event>(line) {
+            Ok(Event::Start(h)) => run.header = Some(h),
+            Ok(Event::Created(i)) => run.items.push(i),
+            Ok(Event::Failed { kept }) => run.failed_kept = kept,
+            Err(_) if n + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => anyhow::bail!("broken journal line `{}:{}`: {e}", path.display(), n + 1),
+        }
+    }
+    if let Some(h) = &run.header {
+        let script = script_items(&dir.join(CREATED), h);
+        for i in script {
+            if !run.items.iter().any(|o| o.path == i.path) {
+                run.items.push(i);
+            }
+        }
+    }
+    Ok(Some(run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Format;
+
+    fn header() -> Header {
+        Header {
+            vm: "a".into(),
+            host: "localhost".into(),
+            image: "I".into(),
+            image_digest: "sha256:0".into(),
+            format: Format::Xl,
+            config: "/c/a.cfg".into(),
+            log: "/l/a.log".into(),
+            disks: vec!["/d/a.disk".into()],
+            pid: 1,
+            started: "t".into(),
+            convirt_version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn an_unfinished_journal_reads_back_with_the_scripts_entries() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("vms/a");
+        let mut j = Journal::begin(&dir, header()).unwrap();
+        j.created(Item::new("/l/a.log", Kind::Log)).unwrap();
+        std::fs::write(j.created_list(), b"/d\0/d/a.disk\0lvm:vg/a\0").unwrap();
+        std::mem::forget(j); // as if convirt were killed
+        let run = read(&dir).unwrap().unwrap();
+        assert_eq!(run.header, Some(header()));
+        let kinds: Vec<(String, Kind)> =
+            run.items.iter().map(|i| (i.path.clone(), i.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("/l/a.log".to_string(), Kind::Log),
+                ("/d".to_string(), Kind::File),
+                ("/d/a.disk".to_string(), Kind::Disk),
+                ("vg/a".to_string(), Kind::Lvm),
+            ]
+        );
+        assert!(!run.failed_kept);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_but_a_broken_middle_line_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("vms/a");
+        let j = Journal::begin(&dir, header()).unwrap();
+        std::mem::forget(j); // as if convirt were killed
+        let path = dir.join(JOURNAL);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"event\":\"crea");
+        std::fs::write(&path, &text).unwrap();
+        assert!(read(&dir).unwrap().is_some());
+        text.push_str("\n{}\n");
+        std::fs::write(&path, &text).unwrap();
+        let e = read(&dir).unwrap_err().to_string();
+        assert!(e.contains("journal:2"), "{e}");
+    }
+}

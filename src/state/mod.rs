@@ -1,0 +1,554 @@
+//! VM records and run journals (issue #10, docs/records.md): what each provisioning run
+//! created, written as it happens, so that `vm list/show/remove` know exactly which files
+//! belong to which VM even after convirt itself was killed.
+//!
+//! Layout under the state directory: `vms/<vm>/` for VMs of this host (`hosts/<host>/<vm>/`
+//! for others), holding `record.json` (a finished run, written atomically), `journal` (a run
+//! in progress or interrupted: JSON lines, each appended and fsync'd before the act it
+//! announces) and `created` (the NUL-separated list the image's scripts append to).
+
+pub mod hooks;
+pub mod journal;
+pub mod remove;
+pub mod xen;
+
+use crate::settings::Format;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The host name records use for VMs made on this machine.
+pub const LOCALHOST: &str = "localhost";
+
+/// What kind of thing a run created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The installed VM config.
+    Config,
+    /// The link in Xen's auto-start directory.
+    Autostart,
+    /// A disk the image names, created by the run.
+    Disk,
+    /// An LVM logical volume (`VG/LV`), removed with `lvremove`.
+    Lvm,
+    File,
+    Dir,
+    /// The log and the instantiated inputs kept beside it.
+    Log,
+    /// convirt's private work directory (only while a run is unfinished, or kept).
+    Workdir,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Config => "config",
+            Kind::Autostart => "autostart",
+            Kind::Disk => "disk",
+            Kind::Lvm => "lvm",
+            Kind::File => "file",
+            Kind::Dir => "dir",
+            Kind::Log => "log",
+            Kind::Workdir => "workdir",
+        })
+    }
+}
+
+/// One thing a run created. Paths are strings, not `PathBuf`, because a record may describe
+/// another host's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub path: String,
+    pub kind: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Device and inode when the run finished: a file replaced since is never removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ino: Option<u64>,
+    /// Birth time (ns since the epoch) where the file system keeps one: inode numbers are
+    /// reused at once, birth times are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<u128>,
+}
+
+impl Item {
+    pub fn new(path: impl Into<String>, kind: Kind) -> Item {
+        Item {
+            path: path.into(),
+            kind,
+            size: None,
+            dev: None,
+            ino: None,
+            born: None,
+        }
+    }
+
+    /// Whether the item is still there (for LVM: unknown here, so assumed).
+    pub fn exists(&self) -> bool {
+        self.kind == Kind::Lvm || std::fs::symlink_metadata(&self.path).is_ok()
+    }
+
+    /// Fills size and identity from the file as it is now.
+    pub fn stat(mut self) -> Item {
+        use std::os::unix::fs::MetadataExt;
+        if self.kind != Kind::Lvm
+            && let Ok(m) = std::fs::symlink_metadata(&self.path)
+        {
+            if !m.is_dir() {
+                self.size = Some(m.len());
+            }
+            self.dev = Some(m.dev());
+            self.ino = Some(m.ino());
+            self.born = born(&m);
+        }
+        self
+    }
+}
+
+/// What a run states when it begins: the first line of its journal, and the head of its record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub vm: String,
+    pub host: String,
+    pub image: String,
+    pub image_digest: String,
+    pub format: Format,
+    pub config: String,
+    pub log: String,
+    /// The disks the plan creates, so the script's entries can be told apart from other files.
+    #[serde(default)]
+    pub disks: Vec<String>,
+    pub pid: u32,
+    pub started: String,
+    pub convirt_version: String,
+}
+
+/// A finished run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub format_version: u32,
+    #[serde(flatten)]
+    pub header: Header,
+    pub finished: String,
+    pub created: Vec<Item>,
+    /// The final values, secrets masked: `{"image": {...}, "vm": {...}}`.
+    pub values: serde_json::Value,
+}
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// An unfinished run, read back from its journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub header: Option<Header>,
+    pub items: Vec<Item>,
+    /// The run failed and `--keep` kept what it made.
+    pub failed_kept: bool,
+}
+
+/// Everything the state directory knows about one VM name.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    pub name: String,
+    pub host: String,
+    pub dir: PathBuf,
+    pub record: Option<Record>,
+    pub run: Option<Run>,
+}
+
+/// A VM's state, for `vm list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Provisioned,
+    /// A journal without a record: convirt was killed (or the machine stopped) mid-run.
+    Interrupted,
+    /// A journal whose run still holds the VM's lock.
+    Running,
+    /// The run failed and `--keep` kept what it created.
+    FailedKept,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Provisioned => "provisioned",
+            Status::Interrupted => "interrupted",
+            Status::Running => "running",
+            Status::FailedKept => "failed (kept)",
+        })
+    }
+}
+
+/// The state directory of one VM.
+pub fn vm_dir(state_dir: &Path, host: &str, vm: &str) -> PathBuf {
+    if host == LOCALHOST {
+        state_dir.join("vms").join(vm)
+    } else {
+        state_dir.join("hosts").join(host).join(vm)
+    }
+}
+
+pub const RECORD: &str = "record.json";
+pub const JOURNAL: &str = "journal";
+pub const CREATED: &str = "created";
+
+impl Vm {
+    /// Reads one VM's state; `None` when the directory holds neither record nor journal.
+    pub fn load(state_dir: &Path, host: &str, vm: &str) -> anyhow::Result<Option<Vm>> {
+        let dir = vm_dir(state_dir, host, vm);
+        let record = match std::fs::read(dir.join(RECORD)) {
+            Ok(b) => Some(serde_json::from_slice::<Record>(&b).map_err(|e| {
+                anyhow::anyhow!(
+                    "the record `{}` is not valid: {e}",
+                    dir.join(RECORD).display()
+                )
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => anyhow::bail!("cannot read `{}`: {e}", dir.join(RECORD).display()),
+        };
+        let run = journal::read(&dir)?;
+        if record.is_none() && run.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Vm {
+            name: vm.to_string(),
+            host: host.to_string(),
+            dir,
+            record,
+            run,
+        }))
+    }
+
+    /// Every VM in the state directory, this host's first, each sorted by name.
+    pub fn list(state_dir: &Path) -> anyhow::Result<Vec<Vm>> {
+        let mut out = Vec::new();
+        for name in dir_names(&state_dir.join("vms")) {
+            out.extend(Vm::load(state_dir, LOCALHOST, &name)?);
+        }
+        for host in dir_names(&state_dir.join("hosts")) {
+            for name in dir_names(&state_dir.join("hosts").join(&host)) {
+                out.extend(Vm::load(state_dir, &host, &name)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn status(&self, work_dir: &Path) -> Status {
+        match &self.run {
+            None => Status::Provisioned,
+            Some(r) if r.failed_kept => Status::FailedKept,
+            Some(_) if lock_held(work_dir, &self.name) => Status::Running,
+            Some(_) => Status::Interrupted,
+        }
+    }
+
+    pub fn header(&self) -> Option<&Header> {
+        self.run
+            .as_ref()
+            .and_then(|r| r.header.as_ref())
+            .or(self.record.as_ref().map(|r| &r.header))
+    }
+
+    /// Everything this VM's runs created, oldest first, each path once: the record's, then
+    /// an unfinished run's.
+    pub fn items(&self) -> Vec<Item> {
+        let mut out: Vec<Item> = Vec::new();
+        let from_record = self.record.iter().flat_map(|r| r.created.iter());
+        let from_run = self.run.iter().flat_map(|r| r.items.iter());
+        for i in from_record.chain(from_run) {
+            if !out.iter().any(|o| o.path == i.path) {
+                out.push(i.clone());
+            }
+        }
+        out
+    }
+}
+
+/// A file's birth time, when the file system records one.
+pub fn born(m: &std::fs::Metadata) -> Option<u128> {
+    m.created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+}
+
+/// The missing directories above `path`, outermost first: what creating it will create.
+pub fn missing_parents(path: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = path
+        .ancestors()
+        .skip(1)
+        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    out.reverse();
+    out
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Whether a provisioning run holds the VM's lock right now (`provision::lock` uses flock,
+/// which the kernel releases when its holder dies, even by SIGKILL). Read from
+/// `/proc/locks`, so that looking never takes the lock from a run that is starting.
+pub fn lock_held(work_dir: &Path, vm: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let path = work_dir.join("locks").join(format!("{vm}.lock"));
+    let Ok(m) = std::fs::metadata(&path) else {
+        return false;
+    };
+    match std::fs::read_to_string("/proc/locks") {
+        Ok(locks) => flock_listed(&locks, m.dev(), m.ino()),
+        Err(_) => probe_lock(&path),
+    }
+}
+
+/// Whether `/proc/locks` text lists a granted flock on this device and inode.
+fn flock_listed(locks: &str, dev: u64, ino: u64) -> bool {
+    // Linux's dev_t encoding (glibc's gnu_dev_major / gnu_dev_minor).
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    locks.lines().any(|l| {
+        let t: Vec<&str> = l.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 4711 08:01:1234 0 EOF"; waiters have "->" before FLOCK.
+        if t.get(1) != Some(&"FLOCK") {
+            return false;
+        }
+        let Some(id) = t.get(5) else { return false };
+        let mut parts = id.split(':');
+        let (Some(ma), Some(mi), Some(i)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        u64::from_str_radix(ma, 16) == Ok(major)
+            && u64::from_str_radix(mi, 16) == Ok(minor)
+            && i.parse::<u64>() == Ok(ino)
+    })
+}
+
+/// Without `/proc/locks`: a shared, non-blocking flock probe, released at once.
+fn probe_lock(path: &Path) -> bool {
+    use std::os::unix::io::AsRawFd;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; released when `f` is closed.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
+
+/// Processes whose working directory is inside `dir`: a script of a killed run that is
+/// still going (convirt runs every script in its work directory).
+pub fn processes_in(dir: &Path) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let mut pids: Vec<u32> = rd
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+            cwd.starts_with(dir).then_some(pid)
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// A digest of an image directory: every file's relative path, then its bytes (symlinks:
+/// their target), in byte order of path, so the record says exactly which image was used.
+pub fn image_digest(dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for e in walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
+        let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+        h.update(rel.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        if e.file_type().is_symlink() {
+            if let Ok(t) = std::fs::read_link(e.path()) {
+                h.update(t.as_os_str().as_encoded_bytes());
+            }
+        } else if e.file_type().is_file()
+            && let Ok(b) = std::fs::read(e.path())
+        {
+            h.update(&b);
+        }
+        h.update([0]);
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Whether a value must not be written into a record in clear: a key that names a secret,
+/// or a value that looks like a crypt(3) hash.
+pub fn is_secret(key: &str, value: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    let by_key = ["pass", "secret", "token", "private", "hash", "credential"]
+        .iter()
+        .any(|w| k.contains(w));
+    let crypt = [
+        "$1$", "$2a$", "$2b$", "$2y$", "$5$", "$6$", "$y$", "$gy$", "$7$",
+    ]
+    .iter()
+    .any(|p| value.starts_with(p));
+    by_key || crypt
+}
+
+pub const MASK: &str = "********";
+
+/// The final values of a plan as JSON, secrets masked.
+pub fn masked_values(resolved: &crate::resolve::Resolved) -> serde_json::Value {
+    let side = |entries: &[crate::resolve::Entry]| {
+        let mut m = serde_json::Map::new();
+        for e in entries {
+            let v = if is_secret(&e.key, &e.value.to_text()) {
+                serde_json::Value::String(MASK.into())
+            } else {
+                e.value.to_json()
+            };
+            m.insert(e.key.clone(), v);
+        }
+        serde_json::Value::Object(m)
+    };
+    serde_json::json!({"image": side(&resolved.image), "vm": side(&resolved.vm)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_told_by_key_or_by_crypt_value() {
+        for (k, v, secret) in [
+            ("root_password", "x", true),
+            ("ADMIN_PASS_HASH", "x", true),
+            ("api_token", "x", true),
+            ("admin_user", "bob", false),
+            ("note", "$6$salt$abc", true),
+            ("memory", "256", false),
+            ("motd", "costs $5", false),
+        ] {
+            assert_eq!(is_secret(k, v), secret, "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn state_dir_defaults_root_xdg_and_the_settings_file() {
+        use crate::settings::{Env, Overrides, Settings};
+        let env = |root: bool, vars: &[(&str, &str)]| Env {
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            is_root: root,
+        };
+        let user = Settings::load(
+            &Overrides::default(),
+            &env(
+                false,
+                &[("HOME", "/home/u"), ("XDG_CONFIG_HOME", "/nonexistent")],
+            ),
+        )
+        .unwrap();
+        assert_eq!(user.state_dir, Path::new("/home/u/.local/share/convirt"));
+        assert_eq!(
+            user.xen_auto_dir,
+            Path::new("/home/u/.convirt/vm_configs/auto")
+        );
+        let xdg = Settings::load(
+            &Overrides::default(),
+            &env(
+                false,
+                &[
+                    ("HOME", "/home/u"),
+                    ("XDG_CONFIG_HOME", "/nonexistent"),
+                    ("XDG_DATA_HOME", "/data"),
+                ],
+            ),
+        )
+        .unwrap();
+        assert_eq!(xdg.state_dir, Path::new("/data/convirt"));
+        if !Path::new("/etc/convirt/convirt.toml").exists() {
+            let root =
+                Settings::load(&Overrides::default(), &env(true, &[("HOME", "/root")])).unwrap();
+            assert_eq!(root.state_dir, Path::new("/var/lib/convirt"));
+            assert_eq!(root.xen_auto_dir, Path::new("/etc/xen/auto"));
+        }
+        let t = tempfile::tempdir().unwrap();
+        let cfg = t.path().join("convirt.toml");
+        std::fs::write(&cfg, "state_dir = 'st'\nxen_auto_dir = '/srv/auto'\n").unwrap();
+        let over = Overrides {
+            config: Some(cfg),
+            ..Default::default()
+        };
+        let s = Settings::load(&over, &env(false, &[("HOME", "/home/u")])).unwrap();
+        assert_eq!(s.state_dir, t.path().join("st"));
+        assert_eq!(s.xen_auto_dir, Path::new("/srv/auto"));
+    }
+
+    #[test]
+    fn a_held_flock_is_found_in_proc_locks_and_gone_when_released() {
+        use std::os::unix::io::AsRawFd;
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("locks")).unwrap();
+        assert!(!lock_held(t.path(), "v"), "no lock file");
+        let f = std::fs::File::create(t.path().join("locks/v.lock")).unwrap();
+        assert!(!lock_held(t.path(), "v"));
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        assert!(lock_held(t.path(), "v"));
+        assert!(!lock_held(t.path(), "w"));
+        drop(f);
+        assert!(!lock_held(t.path(), "v"));
+        assert!(flock_listed(
+            "1: FLOCK  ADVISORY  WRITE 4711 08:01:1234 0 EOF\n",
+            (8 << 8) | 1,
+            1234
+        ));
+        assert!(!flock_listed(
+            "1: POSIX  ADVISORY  WRITE 4711 08:01:1234 0 EOF\n1: -> FLOCK  ADVISORY  WRITE 9 08:01:1234 0 EOF\n",
+            (8 << 8) | 1,
+            1234
+        ));
+    }
+
+    #[test]
+    fn missing_parents_outermost_first() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("a/b/c.cfg");
+        assert_eq!(
+            missing_parents(&p),
+            [t.path().join("a"), t.path().join("a/b")]
+        );
+        std::fs::create_dir_all(t.path().join("a/b")).unwrap();
+        assert!(missing_parents(&p).is_empty());
+    }
+
+    #[test]
+    fn digest_changes_with_content_and_names() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("a"), "1").unwrap();
+        let d1 = image_digest(t.path());
+        std::fs::write(t.path().join("a"), "2").unwrap();
+        let d2 = image_digest(t.path());
+        std::fs::rename(t.path().join("a"), t.path().join("b")).unwrap();
+        let d3 = image_digest(t.path());
+        assert!(d1.starts_with("sha256:") && d1.len() == 71);
+        assert_ne!(d1, d2);
+        assert_ne!(d2, d3);
+    }
+}

@@ -1,0 +1,107 @@
+//! The few Xen toolstack calls records need: `xl list` (is a domain running?), `xl create`
+//! (`provision --start`) and the auto-start link (`provision --autostart`). `xl` is found on
+//! `PATH`; every failure comes back as plain text saying what is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Why `xl` could not answer, in words an admin can act on.
+fn xl_failure(what: &str, out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("no error output");
+    let hint =
+        if err.contains("hypervisor") || err.contains("xenstore") || err.contains("/proc/xen") {
+            " (this host is not running under the Xen hypervisor)"
+        } else {
+            ""
+        };
+    let status = match out.status.code() {
+        Some(c) => format!("exit status {c}"),
+        None => "killed by a signal".into(),
+    };
+    format!("`{what}` failed ({status}): {last}{hint}")
+}
+
+fn spawn_failure(what: &str, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        format!("`{what}`: `xl` is not installed (no Xen tools on this host's PATH)")
+    } else {
+        format!("`{what}`: cannot run `xl`: {e}")
+    }
+}
+
+/// The names of the running domains, or why `xl list` could not say.
+pub fn running_domains() -> Result<Vec<String>, String> {
+    let out = Command::new("xl")
+        .arg("list")
+        .output()
+        .map_err(|e| spawn_failure("xl list", &e))?;
+    if !out.status.success() {
+        return Err(xl_failure("xl list", &out));
+    }
+    Ok(parse_list(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The first column of `xl list` after its header line.
+pub fn parse_list(text: &str) -> Vec<String> {
+    text.lines()
+        .skip_while(|l| !l.trim_start().starts_with("Name"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+/// Whether a domain of this name runs; `Err` says why `xl` could not tell.
+pub fn is_running(vm: &str) -> Result<bool, String> {
+    running_domains().map(|d| d.iter().any(|n| n == vm))
+}
+
+/// `xl create CONFIG`.
+pub fn create(config: &Path) -> Result<(), String> {
+    let what = format!("xl create {}", config.display());
+    let out = Command::new("xl")
+        .arg("create")
+        .arg(config)
+        .output()
+        .map_err(|e| spawn_failure(&what, &e))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(xl_failure(&what, &out))
+    }
+}
+
+/// The link `provision --autostart` makes for a config.
+pub fn autostart_link(auto_dir: &Path, config: &Path) -> PathBuf {
+    auto_dir.join(config.file_name().unwrap_or(config.as_os_str()))
+}
+
+/// Links the config into the auto-start directory (created when missing). An existing link
+/// is replaced only with `force`.
+pub fn link_autostart(link: &Path, config: &Path, force: bool) -> std::io::Result<()> {
+    if let Some(d) = link.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    if force && std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(link)?;
+    }
+    std::os::unix::fs::symlink(config, link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xl_list_names_after_the_header() {
+        let text = "Name                                        ID   Mem VCPUs\tState\tTime(s)\n\
+                    Domain-0                                     0  1024     2     r-----      12.3\n\
+                    web1                                         3   512     1     -b----       1.0\n";
+        assert_eq!(parse_list(text), ["Domain-0", "web1"]);
+        assert!(parse_list("").is_empty());
+    }
+}
