@@ -25,18 +25,24 @@ fn store() -> World {
 }
 
 /// What differs between machines, users and runs: the built-in directories (root and
-/// non-root defaults differ), a fresh MAC or UUID, convirt's version, a run's time.
+/// non-root defaults differ), a fresh MAC or UUID, convirt's version, a run's time, the
+/// host's default bridge (detected, docs/records.md).
 fn stable(t: crate::test::Test<'_>) -> crate::test::Test<'_> {
-    t.filter(r"/var/cache/convirt|\[TMP\]/home/\.convirt", "[CACHE]")
-        .filter(r"/etc/xen\b|\[CACHE\]/vm_configs", "[VM_CONF_DIR]")
-        .filter(r"00:16:3e(:[0-9a-f]{2}){3}", "[MAC]")
-        .filter(
-            r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
-            "[UUID]",
-        )
-        .filter(r"convirt \d+\.\d+\.\d+", "convirt [VERSION]")
-        .filter(r"in \d+\.\d s", "in [SECS] s")
-        .filter(r#""seconds": [0-9.e-]+"#, r#""seconds": [SECS]"#)
+    t.filter(
+        r"(DEFAULT_BRIDGE\s*= )'[^']*'(\s+# (?:\[customizable\] )?)[^\n]*",
+        "${1}[BRIDGE]${2}[DETECTED]",
+    )
+    .filter(r#""what": "[^"]*""#, r#""what": "[DETECTED]""#)
+    .filter(r"/var/cache/convirt|\[TMP\]/home/\.convirt", "[CACHE]")
+    .filter(r"/etc/xen\b|\[CACHE\]/vm_configs", "[VM_CONF_DIR]")
+    .filter(r"00:16:3e(:[0-9a-f]{2}){3}", "[MAC]")
+    .filter(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+        "[UUID]",
+    )
+    .filter(r"convirt \d+\.\d+\.\d+", "convirt [VERSION]")
+    .filter(r"in \d+\.\d s", "in [SECS] s")
+    .filter(r#""seconds": [0-9.e-]+"#, r#""seconds": [SECS]"#)
 }
 
 #[test]
