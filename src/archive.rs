@@ -14,13 +14,14 @@ mod import;
 mod pack;
 mod tarfmt;
 
-pub use import::{ImportOptions, ImportReport, ImportedImage, import};
+pub use import::{
+    DEFAULT_MAX_SIZE, ImportOptions, ImportReport, ImportedImage, import, parse_size, show_size,
+};
 pub use pack::{PackOptions, PackReport, pack};
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use tarfmt::Extent;
 
@@ -110,6 +111,12 @@ impl Drop for Progress {
     fn drop(&mut self) {
         self.done();
     }
+}
+
+/// What was packed: entries written and file data (holes not counted).
+pub(crate) struct PackStats {
+    pub(crate) entries: usize,
+    pub(crate) data: u64,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -366,17 +373,26 @@ fn data_extents(file: &File, size: u64) -> io::Result<Option<Vec<Extent>>> {
 
 /// Removes a tree even where a directory lost its write bit.
 fn remove_tree(path: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(_) => {
-            for e in walkdir::WalkDir::new(path).into_iter().flatten() {
-                if e.file_type().is_dir() {
-                    let _ = fs::set_permissions(e.path(), fs::Permissions::from_mode(0o700));
-                }
-            }
-            fs::remove_dir_all(path)
-        }
+    crate::tree::remove(path)
+}
+
+/// A failed write of the archive: the full-disk case says so, and that nothing was left.
+fn write_error(output: &Path, e: &io::Error) -> crate::diagnostic::Diagnostic {
+    if e.kind() == io::ErrorKind::Interrupted {
+        return crate::diagnostic::Diagnostic::error(format!(
+            "`image pack` was interrupted (Ctrl-C); `{}` was not written",
+            output.display()
+        ));
+    }
+    let d =
+        crate::diagnostic::Diagnostic::error(format!("cannot write `{}`: {e}", output.display()));
+    if crate::sys_fs::is_full(e) {
+        d.with_hint(format!(
+            "the file system of `{}` is full; the partial archive was removed",
+            output.display()
+        ))
+    } else {
+        d
     }
 }
 

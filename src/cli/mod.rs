@@ -157,7 +157,9 @@ impl App<'_> {
                 );
             }
         }
-        let (s, diags) = Store::open(root)?;
+        let (s, mut diags) = Store::open(root)?;
+        // What interrupted runs left behind (their owner gone) goes first (spec §12.2).
+        diags.extend(crate::tree::sweep_store(&s.root));
         if !self.cli.quiet {
             for d in &diags.0 {
                 eprint!("{}", d.render());

@@ -551,24 +551,7 @@ pub fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
 
 /// Copies a directory tree, keeping modes and symlinks, skipping dot names (as ConVirt did).
 pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dst)?;
-    std::fs::set_permissions(dst, std::fs::metadata(src)?.permissions())?;
-    for e in std::fs::read_dir(src)? {
-        let e = e?;
-        if e.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let (from, to) = (e.path(), dst.join(e.file_name()));
-        let ft = e.file_type()?;
-        if ft.is_dir() {
-            copy_tree(&from, &to)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
-        } else if ft.is_file() {
-            std::fs::copy(&from, &to)?;
-        }
-    }
-    Ok(())
+    crate::tree::copy_plain(src, dst)
 }
 
 /// Paths the run's scripts recorded as created, in creation order.
