@@ -79,43 +79,66 @@ pub fn create_like(
         })?;
     let work_buf = tmp.path().to_path_buf();
     let work = work_buf.as_path();
-    tree::copy(&src_dir, work, &items)?;
-    interrupt::check("image create-like")?;
+    let result = (|| -> Result<Vec<FileEdit>, Diagnostics> {
+        tree::copy(&src_dir, work, &items)?;
+        interrupt::check("image create-like")?;
 
-    let mut req = edits.clone();
-    let user_names_it = req.vm.iter().any(|c| c.key() == "image_name");
-    if !user_names_it && template_assigns(work, "image_name", host) {
-        req.vm.insert(
-            0,
-            Change::Set("image_name".into(), Value::Str(new.to_string())),
-        );
-    }
-    let files = edit::plan_image(work, &target, &req, settings, host)?;
-    edit::write_image(work, &files)?;
-    if let Some(t) = title {
-        write_title(work, t)?;
-    }
-    if let Err(d) = Image::load(new, work, host) {
-        let mut all = Diagnostics::from(Diagnostic::error(format!(
-            "the new image `{new}` would not load, so it was not created"
-        )));
-        all.extend(d);
-        return Err(all);
-    }
-    interrupt::check("image create-like")?;
-    tree::set_dir_modes(work, &items, 0)?;
-    tree::rename_noreplace(work, &target).map_err(|e| {
-        // Let the temporary directory be removed even where the source had read-only ones.
-        let _ = tree::set_dir_modes(work, &items, 0o700);
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Diagnostic::error(format!("image `{new}` already exists (made meanwhile)"))
-        } else {
-            Diagnostic::error(format!(
-                "cannot move the new image into `{}`: {e}",
-                target.display()
-            ))
+        let mut req = edits.clone();
+        let user_names_it = req.vm.iter().any(|c| c.key() == "image_name");
+        if !user_names_it && template_assigns(work, "image_name", host) {
+            req.vm.insert(
+                0,
+                Change::Set("image_name".into(), Value::Str(new.to_string())),
+            );
         }
-    })?;
+        let files = edit::plan_image(work, &target, &req, settings, host)?;
+        edit::write_image(work, &files)?;
+        if let Some(t) = title {
+            write_title(work, t)?;
+        }
+        if let Err(d) = Image::load(new, work, host) {
+            let mut all = Diagnostics::from(Diagnostic::error(format!(
+                "the new image `{new}` would not load, so it was not created"
+            )));
+            all.extend(d);
+            return Err(all);
+        }
+        interrupt::check("image create-like")?;
+        // On disk before it appears in the store.
+        crate::sys_fs::sync_tree(work).map_err(|e| {
+            Diagnostic::error(format!("cannot flush `{}` to disk: {e}", work.display()))
+        })?;
+        tree::set_dir_modes(work, &items, 0)?;
+        tree::rename_noreplace(work, &target).map_err(|e| {
+            // Let the temporary directory be removed even where the source had read-only ones.
+            let _ = tree::set_dir_modes(work, &items, 0o700);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Diagnostic::error(format!("image `{new}` already exists (made meanwhile)"))
+            } else {
+                Diagnostic::error(format!(
+                    "cannot move the new image into `{}`: {e}",
+                    target.display()
+                ))
+            }
+        })?;
+        Ok(files)
+    })();
+    let files = match result {
+        Ok(files) => files,
+        Err(mut d) => {
+            // The error must not claim a clean store when the partial copy stays.
+            if let Err(e) = tmp.close() {
+                d.push(
+                    Diagnostic::error(format!(
+                        "the partial copy could not be removed and is left at `{}`: {e}",
+                        work.display()
+                    ))
+                    .with_hint("the next convirt command that opens the store removes it"),
+                );
+            }
+            return Err(d);
+        }
+    };
     // Renamed: there is nothing left at the temporary path to clean up.
     tmp.keep();
     let _ = crate::sys_fs::sync_dir(&store.root);

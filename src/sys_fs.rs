@@ -62,6 +62,15 @@ pub fn is_full(e: &io::Error) -> bool {
     )
 }
 
+/// Makes a file-size limit (`ulimit -f`) an `EFBIG` error convirt reports with the path,
+/// instead of SIGXFSZ killing it mid-write.
+pub fn file_size_limit_is_an_error() {
+    // SAFETY: setting a signal to SIG_IGN installs no handler code; it is always sound.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

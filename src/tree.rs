@@ -379,6 +379,14 @@ impl TempDir {
         self.path.as_deref().unwrap_or(Path::new(""))
     }
 
+    /// Removes the directory now, saying whether that worked.
+    pub fn close(mut self) -> io::Result<()> {
+        match self.path.take() {
+            Some(p) => remove(&p),
+            None => Ok(()),
+        }
+    }
+
     /// Forgets the directory (it was renamed into place); the lock stays until exit.
     pub fn keep(mut self) {
         self.path = None;
@@ -405,7 +413,7 @@ fn in_use(path: &Path) -> bool {
 /// Cleans the store of what interrupted convirt runs left behind: `.convirt-new-*` and
 /// `.convirt-import-*` directories and `.convirt-tmp-*` files whose owner is gone (their
 /// lock is free). An image that an interrupted `import --force` had put aside is moved back
-/// when its place is empty. What is still in use is left alone. Returns one warning per
+/// when its place is empty, and otherwise kept and named. What is still in use is left alone. Returns one warning per
 /// thing done (or that could not be done).
 pub fn sweep_store(root: &Path) -> Diagnostics {
     let mut out = Diagnostics::default();
@@ -448,7 +456,18 @@ pub fn sweep_store(root: &Path) -> Diagnostics {
                 }
                 continue;
             }
-            report_removal(&mut out, &path, remove(&path));
+            // Its place is taken (by the new image, or by one a failed rollback left): the
+            // old image may still be wanted, so it is kept and named, never removed here.
+            out.push(
+                Diagnostic::warning(format!(
+                    "an old copy of image `{image}` is kept at `{}`, left by an interrupted or failed `image import --force`",
+                    path.display()
+                ))
+                .with_hint(format!(
+                    "check `{}`, then remove the old copy (`rm -r`) or move it back",
+                    dest.display()
+                )),
+            );
             continue;
         }
         if in_use(&path) {

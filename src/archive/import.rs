@@ -678,70 +678,162 @@ pub fn import(
 }
 
 /// Moves each unpacked image into the store: an existing one is renamed aside first (with
-/// `force`), the new one renamed in. On any failure every step is undone. Returns where each
-/// replaced image was put aside, to be removed by the caller.
+/// `force`), the new one renamed in. On any failure every step is undone; when undoing fails
+/// too, the error says where each image is instead of claiming the store is unchanged.
+/// Returns where each replaced image was put aside, to be removed by the caller.
 fn install(
     store: &Store,
     tmp: &Path,
     names: &[String],
     force: bool,
 ) -> Result<Vec<Option<PathBuf>>, Diagnostic> {
-    let mut done: Vec<(PathBuf, PathBuf, Option<PathBuf>)> = Vec::new();
-    let undo = |done: &mut Vec<(PathBuf, PathBuf, Option<PathBuf>)>| {
-        for (from, dest, aside) in done.drain(..).rev() {
-            let _ = fs::rename(&dest, &from);
-            if let Some(a) = aside {
-                let _ = fs::rename(&a, &dest);
-            }
-        }
-    };
+    let mut done: Vec<Step> = Vec::new();
     for name in names {
         let dest = store.root.join(name);
         let from = tmp.join(name);
         let mut aside = None;
         if fs::symlink_metadata(&dest).is_ok() {
             if !force {
-                undo(&mut done);
-                return Err(Diagnostic::error(format!(
-                    "image `{name}` already exists in `{}`",
-                    store.root.display()
-                ))
-                .with_hint("pass `--force` to replace it")
-                .with_hint(UNCHANGED));
+                return Err(rollback(
+                    Diagnostic::error(format!(
+                        "image `{name}` already exists in `{}`",
+                        store.root.display()
+                    ))
+                    .with_hint("pass `--force` to replace it"),
+                    done,
+                ));
             }
             let a = tmp.with_file_name(format!(
-                "{}-old-{name}",
+                "{}{}{name}",
                 tmp.file_name()
                     .and_then(|n| n.to_str())
-                    .unwrap_or(".convirt-import")
+                    .unwrap_or(".convirt-import"),
+                crate::tree::ASIDE_INFIX
             ));
             if let Err(e) = fs::rename(&dest, &a) {
-                undo(&mut done);
-                return Err(Diagnostic::error(format!(
-                    "cannot move the old image `{name}` aside: {e}"
-                ))
-                .with_hint(UNCHANGED));
+                return Err(rollback(
+                    Diagnostic::error(format!("cannot move the old image `{name}` aside: {e}")),
+                    done,
+                ));
             }
             aside = Some(a);
         }
         if let Err(e) = rename_noreplace(&from, &dest) {
-            if let Some(a) = &aside {
-                let _ = fs::rename(a, &dest);
+            let d = Diagnostic::error(format!("cannot move image `{name}` into the store: {e}"));
+            // This image's own old copy goes back first, then the earlier ones.
+            let mut steps = done;
+            if let Some(a) = aside {
+                steps.push(Step {
+                    name: name.clone(),
+                    from: None,
+                    dest,
+                    aside: Some(a),
+                });
             }
-            undo(&mut done);
-            return Err(Diagnostic::error(format!(
-                "cannot move image `{name}` into the store: {e}"
-            ))
-            .with_hint(UNCHANGED));
+            return Err(rollback(d, steps));
         }
-        done.push((from, dest, aside));
+        done.push(Step {
+            name: name.clone(),
+            from: Some(from),
+            dest,
+            aside,
+        });
     }
-    Ok(done.into_iter().map(|(_, _, a)| a).collect())
+    Ok(done.into_iter().map(|s| s.aside).collect())
+}
+
+/// One image moved by `install`: the new one from `from` (when it was moved) to `dest`, the
+/// old one from `dest` to `aside`.
+struct Step {
+    name: String,
+    from: Option<PathBuf>,
+    dest: PathBuf,
+    aside: Option<PathBuf>,
+}
+
+/// Undoes the steps, newest first, and finishes the error with the truth: unchanged, or
+/// exactly where each image that could not be put back now is.
+fn rollback(mut d: Diagnostic, steps: Vec<Step>) -> Diagnostic {
+    let mut left = Vec::new();
+    for s in steps.into_iter().rev() {
+        if let Some(from) = &s.from {
+            if let Err(e) = fs::rename(&s.dest, from) {
+                left.push(format!(
+                    "the new image `{}` stays at `{}` (it could not be taken back: {e})",
+                    s.name,
+                    s.dest.display()
+                ));
+                if let Some(a) = &s.aside {
+                    left.push(format!(
+                        "the old image `{}` is at `{}`",
+                        s.name,
+                        a.display()
+                    ));
+                }
+                continue;
+            }
+        }
+        if let Some(a) = &s.aside {
+            if let Err(e) = rename_noreplace(a, &s.dest) {
+                left.push(format!(
+                    "the old image `{}` is at `{}`, not at `{}` (it could not be moved back: {e})",
+                    s.name,
+                    a.display(),
+                    s.dest.display()
+                ));
+            }
+        }
+    }
+    if left.is_empty() {
+        return d.with_hint(UNCHANGED);
+    }
+    d = d.with_hint("the store could NOT be put back as it was:");
+    for l in left {
+        d = d.with_hint(l);
+    }
+    d.with_hint(
+        "the next convirt command moves an old image back where its place is empty; otherwise it keeps it and names it",
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollback_that_fails_says_where_everything_is() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir(root.join("A")).unwrap();
+        fs::create_dir(root.join("aside-B")).unwrap();
+        let steps = vec![
+            // Undone fine: `A` goes back to where it came from.
+            Step {
+                name: "A".into(),
+                from: Some(root.join("tmp-A")),
+                dest: root.join("A"),
+                aside: None,
+            },
+            // Cannot be undone: the new `B` is gone from its place, the old one stays aside.
+            Step {
+                name: "B".into(),
+                from: Some(root.join("missing/tmp-B")),
+                dest: root.join("B"),
+                aside: Some(root.join("aside-B")),
+            },
+        ];
+        let d = rollback(Diagnostic::error("x"), steps);
+        let text = d.render();
+        assert!(!text.contains("unchanged"), "{text}");
+        assert!(text.contains("could NOT be put back"), "{text}");
+        assert!(text.contains("the new image `B` stays at"), "{text}");
+        assert!(text.contains("the old image `B` is at"), "{text}");
+        assert!(!text.contains("image `A`"), "{text}");
+        assert!(root.join("tmp-A").is_dir());
+
+        let ok = rollback(Diagnostic::error("y"), vec![]).render();
+        assert!(ok.contains(UNCHANGED), "{ok}");
+    }
 
     #[test]
     fn a_failed_install_puts_everything_back() {

@@ -109,6 +109,7 @@ pub fn main() -> i32 {
         }
     };
     init_tracing(cli.verbose, cli.quiet);
+    crate::sys_fs::file_size_limit_is_an_error();
     match run(&cli) {
         Ok(()) => 0,
         Err(e) => report::report(&e),

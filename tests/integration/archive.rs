@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Every entry below `dir` (hidden ones too): path, type, mode and content hash or target.
-fn snapshot(dir: &Path) -> Vec<String> {
+pub(crate) fn snapshot(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let e = e.unwrap();
@@ -416,7 +416,7 @@ fn a_plain_tar_czf_imports_with_a_warning_and_force_replaces() {
 // ---------------------------------------------------------------------------------------------
 // Hostile archives
 
-fn header(
+pub(crate) fn header(
     path: &str,
     kind: tar::EntryType,
     mode: u32,
@@ -437,7 +437,7 @@ fn header(
 }
 
 /// A gzip'd tar holding a valid image `Good`, then `extra` entries (header, data).
-fn hostile(w: &World, name: &str, extra: &[(tar::Header, Vec<u8>)]) -> PathBuf {
+pub(crate) fn hostile(w: &World, name: &str, extra: &[(tar::Header, Vec<u8>)]) -> PathBuf {
     let path = w.path().join(name);
     let gz = flate2::write::GzEncoder::new(
         std::fs::File::create(&path).unwrap(),

@@ -5,6 +5,7 @@ mod archive;
 mod cli;
 mod conf;
 mod edit;
+mod faults;
 mod fixtures;
 mod provision;
 mod shell;

@@ -131,7 +131,7 @@ esac
 log_msg "probe done"
 "#;
 
-fn probe(w: &World, extra_conf: &str) {
+pub(crate) fn probe(w: &World, extra_conf: &str) {
     let p = w.path().display().to_string();
     w.write(
         "store/Probe/image.conf",
