@@ -2,6 +2,7 @@
 //! directory, write the inputs, run `provision.sh` exactly as ConVirt called it, then install
 //! the config atomically on success or remove what the run created on failure.
 
+pub mod disk_values;
 pub mod disks;
 pub mod log;
 pub mod run;
@@ -261,6 +262,14 @@ pub fn plan(vm: &str, store: &Store, ctx_base: &Context, opts: &Options) -> anyh
         },
     };
     let disks = disks::plan(&resolved);
+    // Bad disk values stop here, before anything runs (issue #12.7).
+    let mut resolved = resolved;
+    let bad = disk_values::check(&image, &resolved);
+    if bad.has_errors() {
+        return Err(bad.into());
+    }
+    let missing = disk_values::missing_sources(&disks, &resolved, false);
+    resolved.warnings.extend(missing);
     let custom_dirs = custom_dirs(&image, store, &resolved)?;
     let custom_scripts = custom_dirs
         .iter()
@@ -613,6 +622,10 @@ pub fn execute(
     watch: &mut dyn run::Watcher,
 ) -> anyhow::Result<Provisioned> {
     let started = std::time::Instant::now();
+    let missing = disk_values::missing_sources(&plan.disks, &plan.resolved, true);
+    if missing.has_errors() {
+        return Err(crate::diagnostic::Diagnostics(missing.errors().cloned().collect()).into());
+    }
     let _lock = lock(work_root, &plan.vm, &plan.image)?;
 
     // Refuse to replace anything that exists, unless forced (spec §6.1 step 2).

@@ -588,3 +588,149 @@ fn a_full_conf_dir_fails_the_install_and_removes_the_disks() {
     assert!(!w.path().join("disks/web.disk").exists(), "{err}");
     assert_eq!(w.snapshot("conf"), before);
 }
+
+#[test]
+fn bad_disk_values_stop_dry_run_validate_and_provision_before_any_file_is_made() {
+    let w = sandbox();
+    probe(&w, "");
+    let dirs = ["disks", "conf", "log", "work"];
+    let snap = |w: &World| dirs.map(|d| w.snapshot(d));
+    let before = snap(&w);
+    for (key, value, why) in [
+        (
+            "xvda_disk_size",
+            "abc",
+            "'abc': a disk size is a whole number of MB, such as 4096",
+        ),
+        (
+            "xvda_disk_size",
+            "0",
+            "0: a disk size must be a positive number of MB",
+        ),
+        (
+            "xvda_disk_size",
+            "99999999999999999999",
+            "'99999999999999999999': larger than 16777216 MB (16 TiB), the largest disk file ext4 holds",
+        ),
+        (
+            "xvda_disk_type",
+            "floppy",
+            "'floppy': it must be one of 'VBD', 'vbd', 'file'",
+        ),
+        (
+            "xvda_disk_create",
+            "maybe",
+            "'maybe': it must be one of 'yes', 'no'",
+        ),
+        (
+            "xvda_disk_fs_type",
+            "ntfs",
+            "'ntfs': it must be one of 'ext2', 'ext3', 'ext4', 'swap'",
+        ),
+    ] {
+        let want = format!("error: `{key}` is {why}");
+        let set = format!("{key}={value}");
+        for dry in [true, false] {
+            let mut args = vec![
+                "provision",
+                "--vm",
+                "web",
+                "--image",
+                "Probe",
+                "--set",
+                &set,
+            ];
+            if dry {
+                args.push("--dry-run");
+            }
+            let o = w.conv(&args);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+            let err = stderr(&o);
+            assert!(err.contains(&want), "{args:?}: wanted {want}\n{err}");
+            assert!(
+                err.contains(&format!("hint: it was given with `--set {key}=...`")),
+                "{err}"
+            );
+            assert_eq!(stdout(&o), "", "{args:?}");
+            assert_eq!(snap(&w), before, "{args:?} made files");
+        }
+        // The same value in image.conf: `image validate` and provisioning point at its line.
+        let conf = w.path().join("store/Probe/image.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let quoted = if value.bytes().all(|b| b.is_ascii_digit()) && value.len() < 10 {
+            value.to_string()
+        } else {
+            format!("'{value}'")
+        };
+        std::fs::write(&conf, format!("{text}{key} = {quoted}\n")).unwrap();
+        let line = text.lines().count() + 1;
+        let at = format!("--> {}:{line}:1", conf.display());
+        for args in [
+            vec!["image", "validate", "Probe"],
+            vec!["provision", "--vm", "web", "--image", "Probe"],
+        ] {
+            let o = w.conv(&args);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+            let err = stderr(&o);
+            assert!(err.contains(&want), "{args:?}: wanted {want}\n{err}");
+            assert!(err.contains(&at), "{args:?}: wanted {at}\n{err}");
+            assert_eq!(snap(&w), before, "{args:?} made files");
+        }
+        std::fs::write(&conf, text).unwrap();
+    }
+}
+
+#[test]
+fn a_missing_install_iso_warns_on_dry_run_and_stops_provisioning_unless_optional() {
+    let w = sandbox();
+    let iso = w.path().join("iso/install.iso");
+    probe(&w, "");
+    w.write(
+        "store/Probe/vm_conf.template",
+        &format!(
+            "name = ''\nmemory = 256\nkernel = '/usr/lib/xen/boot/pv-grub.gz'\ndisk = ['file:$VM_DISKS_DIR/$VM_NAME.disk,xvda,w', 'file:{},hdc:cdrom,r']\n",
+            iso.display()
+        ),
+    );
+    let warning = format!(
+        "warning: the read-only disk `{}` of `hdc` does not exist",
+        iso.display()
+    );
+    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&warning), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("created, 64 MB"),
+        "the size is shown: {}",
+        stdout(&o)
+    );
+    let o = w.conv(&["image", "validate", "Probe"]);
+    assert!(stderr(&o).contains(&warning), "{}", stderr(&o));
+
+    let before = [w.snapshot("disks"), w.snapshot("conf")];
+    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "error: the read-only disk `{}` of `hdc` does not exist",
+            iso.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hdc_optional = 'yes'"), "{err}");
+    assert_eq!([w.snapshot("disks"), w.snapshot("conf")], before);
+
+    let o = w.conv(&[
+        "provision",
+        "--vm",
+        "web",
+        "--image",
+        "Probe",
+        "--set",
+        "hdc_optional=yes",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(optional: the VM gets no such disk source)"));
+    assert!(w.path().join("conf/web.cfg").exists());
+}
