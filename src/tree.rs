@@ -483,6 +483,43 @@ pub fn sweep_store(root: &Path) -> Diagnostics {
     out
 }
 
+/// Private work dirs of VM `vm` (`<work_root>/<vm>.XXXXXX`) left by provisioning runs that
+/// died (SIGKILL, a crash). Only sound while the caller holds the VM's provisioning lock:
+/// then no live run can own one. Removes each and returns what was removed (or could not be).
+pub fn sweep_work_dirs(work_root: &Path, vm: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(work_root) else {
+        return out;
+    };
+    let mut dirs: Vec<PathBuf> = rd
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            // tempfile's suffix is six letters or digits: `web.1.abc123` is VM `web.1`'s.
+            name.strip_prefix(vm)
+                .and_then(|r| r.strip_prefix('.'))
+                .is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+        })
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        out.push(match remove(&d) {
+            Ok(()) => format!(
+                "removed the work directory {} of an interrupted run",
+                d.display()
+            ),
+            Err(e) => format!(
+                "could not remove the work directory {} of an interrupted run: {e}",
+                d.display()
+            ),
+        });
+    }
+    out
+}
+
 fn report_removal(out: &mut Diagnostics, path: &Path, r: io::Result<()>) {
     match r {
         Ok(()) => out.push(Diagnostic::warning(format!(
@@ -572,6 +609,32 @@ mod tests {
         let p = live.path().to_path_buf();
         drop(live);
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn only_this_vms_work_dirs_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "web.abc123",
+            "web.1.xyz789",
+            "web.toolong7",
+            "locks",
+            "webx.abc123",
+        ] {
+            fs::create_dir(d.path().join(n)).unwrap();
+        }
+        let done = sweep_work_dirs(d.path(), "web");
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert!(done[0].contains("web.abc123"));
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["locks", "web.1.xyz789", "web.toolong7", "webx.abc123"]
+        );
     }
 
     #[test]

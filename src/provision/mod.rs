@@ -627,6 +627,8 @@ pub fn execute(
         return Err(crate::diagnostic::Diagnostics(missing.errors().cloned().collect()).into());
     }
     let _lock = lock(work_root, &plan.vm, &plan.image)?;
+    // Holding the lock, no live run owns a work dir of this VM: any left are a dead run's.
+    let swept = crate::tree::sweep_work_dirs(work_root, &plan.vm);
 
     // Refuse to replace anything that exists, unless forced (spec §6.1 step 2).
     let existing_disks: Vec<&Disk> = plan
@@ -668,6 +670,9 @@ pub fn execute(
             env!("CARGO_PKG_VERSION")
         ),
     );
+    for line in &swept {
+        log::note(&mut logf, line);
+    }
 
     let mut replaced = Vec::new();
     if opts.force {

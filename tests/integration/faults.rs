@@ -734,3 +734,57 @@ fn a_missing_install_iso_warns_on_dry_run_and_stops_provisioning_unless_optional
     assert!(stderr(&o).contains("(optional: the VM gets no such disk source)"));
     assert!(w.path().join("conf/web.cfg").exists());
 }
+
+#[test]
+fn after_sigkill_during_provision_the_next_run_takes_the_lock_and_removes_the_dead_work_dir() {
+    let w = sandbox();
+    probe(&w, "");
+    let pidfile = w.path().join("script.pid");
+    w.write_exec(
+        "store/Probe/provision.sh",
+        &format!(
+            "#!/bin/bash\necho $$ > '{}.tmp'\nmv '{0}.tmp' '{0}'\nexec sleep 30\n",
+            pidfile.display()
+        ),
+    );
+    let mut c = w
+        .conv_cmd(&["provision", "--vm", "web", "--image", "Probe"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pidfile.exists() {
+        assert!(Instant::now() < deadline, "the script never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: signalling our own child, then the script's own process group.
+    unsafe {
+        libc::kill(c.id() as i32, libc::SIGKILL);
+    }
+    c.wait().unwrap();
+    let script: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe {
+        libc::kill(-script, libc::SIGKILL);
+    }
+    let work = w.path().join("work");
+    let dead = hidden(&work, "web.");
+    assert_eq!(dead.len(), 1, "the dead run's work dir: {dead:?}");
+
+    w.write_exec("store/Probe/provision.sh", "#!/bin/bash\nexit 0\n");
+    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(hidden(&work, "web."), Vec::<String>::new());
+    let log = std::fs::read_to_string(w.path().join("log/Probe/Probe_web.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "convirt: removed the work directory {} of an interrupted run",
+            work.join(&dead[0]).display()
+        )),
+        "{log}"
+    );
+}
