@@ -388,8 +388,8 @@ fn write_error(output: &Path, e: &io::Error) -> crate::diagnostic::Diagnostic {
         crate::diagnostic::Diagnostic::error(format!("cannot write `{}`: {e}", output.display()));
     if crate::sys_fs::is_full(e) {
         d.with_hint(format!(
-            "the file system of `{}` is full; the partial archive was removed",
-            output.display()
+            "{}; the partial archive was removed",
+            crate::sys_fs::full_hint(e, output)
         ))
     } else {
         d

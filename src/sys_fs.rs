@@ -71,6 +71,18 @@ pub fn file_size_limit_is_an_error() {
     }
 }
 
+/// What a full-disk error means for `path`, for a hint.
+pub fn full_hint(e: &io::Error, path: &Path) -> String {
+    match e.raw_os_error() {
+        Some(libc::EFBIG) => format!(
+            "a file-size limit (`ulimit -f`) or the largest file the file system of `{}` holds was reached",
+            path.display()
+        ),
+        Some(libc::EDQUOT) => format!("your disk quota on `{}` is used up", path.display()),
+        _ => format!("the file system of `{}` is full", path.display()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -263,8 +263,8 @@ pub fn copy(src: &Path, dst: &Path, entries: &[Entry]) -> Result<(), Diagnostic>
             ));
             if sys_fs::is_full(&e) {
                 d.with_hint(format!(
-                    "the file system of `{}` is full; free space there and try again",
-                    dst.display()
+                    "{}; the partial copy is removed",
+                    sys_fs::full_hint(&e, dst)
                 ))
             } else {
                 d

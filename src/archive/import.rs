@@ -174,11 +174,8 @@ impl Importer<'_> {
             self.archive
         ));
         if crate::sys_fs::is_full(&e) {
-            d.with_hint(format!(
-                "the file system of the store `{}` is full",
-                self.store.root.display()
-            ))
-            .with_hint(UNCHANGED)
+            d.with_hint(crate::sys_fs::full_hint(&e, &self.store.root))
+                .with_hint(UNCHANGED)
         } else {
             d.with_hint(UNCHANGED)
         }

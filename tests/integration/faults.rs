@@ -487,7 +487,10 @@ fn a_file_size_limit_stops_create_like_with_the_path_and_nothing_left() {
         "{err}"
     );
     assert!(err.contains("File too large"), "{err}");
-    assert!(err.contains("is full"), "{err}");
+    assert!(
+        err.contains("hint: a file-size limit (`ulimit -f`)"),
+        "{err}"
+    );
     assert_eq!(snapshot(&w.store()), before);
 }
 
@@ -787,4 +790,36 @@ fn after_sigkill_during_provision_the_next_run_takes_the_lock_and_removes_the_de
         )),
         "{log}"
     );
+}
+
+#[test]
+fn a_file_size_limit_while_packing_leaves_no_partial_archive() {
+    let w = World::new();
+    w.image("Big", "a = 1\n", "name = ''\n");
+    random_file(&w.store().join("Big/data"), 3);
+    let o = Command::new("prlimit")
+        .arg("--fsize=1048576")
+        .arg(assert_cmd::cargo::cargo_bin("convirt"))
+        .env_clear()
+        .env("HOME", w.home())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .current_dir(w.path())
+        .arg("--store")
+        .arg(w.store())
+        .args(["image", "pack", "Big", "-o", "big.tgz"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: cannot write `big.tgz`: File too large"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: a file-size limit (`ulimit -f`) or the largest file the file system of `big.tgz` holds was reached; the partial archive was removed"),
+        "{err}"
+    );
+    assert!(!w.path().join("big.tgz").exists());
+    assert_eq!(hidden(w.path(), ".convirt-"), Vec::<String>::new());
 }
