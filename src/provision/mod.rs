@@ -426,7 +426,8 @@ impl Plan {
         for d in &self.disks {
             let what = if d.create {
                 match (d.size_mb, &d.image_src) {
-                    (_, Some(src)) => format!("created from `{src}`"),
+                    (Some(mb), Some(src)) => format!("created from `{src}`, {mb} MB"),
+                    (None, Some(src)) => format!("created from `{src}`"),
                     (Some(mb), None) => format!("created, {mb} MB"),
                     (None, None) => "created".into(),
                 }

@@ -823,3 +823,44 @@ fn a_file_size_limit_while_packing_leaves_no_partial_archive() {
     assert!(!w.path().join("big.tgz").exists());
     assert_eq!(hidden(w.path(), ".convirt-"), Vec::<String>::new());
 }
+
+#[test]
+fn ctrl_c_during_create_like_leaves_no_image_and_no_temp_dir() {
+    let w = World::new();
+    let before = big_image(&w, 96);
+    let mut c = spawn(&w, &["image", "create-like", "Big", "Copy"]);
+    signal_when(&mut c, &w.store(), ".convirt-new-Copy-", libc::SIGINT);
+    let (code, err) = finish(c);
+    assert_eq!(code, Some(130), "{err}");
+    assert_eq!(
+        err,
+        "error: `image create-like` was interrupted (Ctrl-C); no image was created\n"
+    );
+    assert_eq!(snapshot(&w.store()), before);
+}
+
+#[test]
+fn a_full_work_dir_fails_before_the_script_runs_and_leaves_nothing() {
+    let w = sandbox();
+    let Some(fs) = Tmpfs::mount(&w.path().join("work"), "256k") else {
+        return;
+    };
+    std::fs::create_dir(w.path().join("work/locks")).unwrap();
+    std::fs::write(w.path().join("work/locks/web.lock"), "").unwrap();
+    fs.fill(8192);
+    probe(&w, "");
+    let mark = w.path().join("ran");
+    w.write_exec(
+        "store/Probe/provision.sh",
+        &format!("#!/bin/bash\ntouch '{}'\n", mark.display()),
+    );
+    let before = [w.snapshot("disks"), w.snapshot("conf")];
+    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("to the work directory"), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!mark.exists(), "the script never ran");
+    assert_eq!([w.snapshot("disks"), w.snapshot("conf")], before);
+    assert_eq!(hidden(&w.path().join("work"), "web."), Vec::<String>::new());
+}
