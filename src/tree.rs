@@ -350,29 +350,27 @@ pub struct TempDir {
 }
 
 impl TempDir {
-    /// Creates `<parent>/<prefix><random>` (mode 0700) and locks it.
+    /// Creates `<parent>/<prefix><random>` (mode 0700) and locks it. A sweep by another
+    /// convirt may catch it in the instant between the two (it holds the lock while it
+    /// removes): then the directory is gone or locked, and a fresh name is tried.
     pub fn new(parent: &Path, prefix: &str) -> io::Result<TempDir> {
-        let path = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(parent)?
-            .keep();
-        let lock = File::open(&path).and_then(|f| {
-            if sys_fs::try_lock(&f)? {
-                Ok(f)
-            } else {
-                Err(io::Error::other("a fresh temporary directory is locked"))
-            }
-        });
-        match lock {
-            Ok(f) => Ok(TempDir {
-                path: Some(path),
-                _lock: f,
-            }),
-            Err(e) => {
-                let _ = fs::remove_dir(&path);
-                Err(e)
+        let mut last = None;
+        for _ in 0..5 {
+            let path = tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir_in(parent)?
+                .keep();
+            match lock_existing(&path) {
+                Ok(f) => {
+                    return Ok(TempDir {
+                        path: Some(path),
+                        _lock: f,
+                    });
+                }
+                Err(e) => last = Some(e),
             }
         }
+        Err(last.unwrap_or_else(|| io::Error::other("cannot lock a temporary directory")))
     }
 
     pub fn path(&self) -> &Path {
@@ -401,13 +399,26 @@ impl Drop for TempDir {
     }
 }
 
-/// Whether another process holds the lock of `path` (a directory or a file).
-fn in_use(path: &Path) -> bool {
-    match File::open(path) {
-        Ok(f) => !sys_fs::try_lock(&f).unwrap_or(false),
-        // Unreadable: not ours to judge.
-        Err(_) => true,
+/// Opens and locks `path`, checking it is still the same directory afterwards.
+fn lock_existing(path: &Path) -> io::Result<File> {
+    let f = File::open(path)?;
+    if !sys_fs::try_lock(&f)? {
+        return Err(io::Error::other("a fresh temporary directory is locked"));
     }
+    let now = fs::symlink_metadata(path)?;
+    let held = f.metadata()?;
+    if (now.dev(), now.ino()) != (held.dev(), held.ino()) {
+        return Err(io::Error::other("a fresh temporary directory was removed"));
+    }
+    Ok(f)
+}
+
+/// The lock of `path` (a directory or a file) when its owner is gone; `None` while a
+/// running convirt holds it, or when it cannot be opened (someone else's: not ours to judge).
+/// The caller keeps the lock while it removes the thing, so no new owner can slip in.
+fn take_if_free(path: &Path) -> Option<File> {
+    let f = File::open(path).ok()?;
+    sys_fs::try_lock(&f).ok()?.then_some(f)
 }
 
 /// Cleans the store of what interrupted convirt runs left behind: `.convirt-new-*` and
@@ -439,9 +450,14 @@ pub fn sweep_store(root: &Path) -> Diagnostics {
             .and_then(|_| name.split_once(ASIDE_INFIX))
         {
             let owner = root.join(owner);
-            if owner.exists() && in_use(&owner) {
-                continue;
-            }
+            let _owner_lock = if owner.exists() {
+                match take_if_free(&owner) {
+                    Some(l) => Some(l),
+                    None => continue,
+                }
+            } else {
+                None
+            };
             let dest = root.join(image);
             if crate::store::check_image_name(image).is_ok() && dest.symlink_metadata().is_err() {
                 match sys_fs::rename_noreplace(&path, &dest) {
@@ -470,9 +486,9 @@ pub fn sweep_store(root: &Path) -> Diagnostics {
             );
             continue;
         }
-        if in_use(&path) {
+        let Some(_lock) = take_if_free(&path) else {
             continue;
-        }
+        };
         let result = if path.is_dir() {
             remove(&path)
         } else {
