@@ -302,13 +302,13 @@ pub fn copy_plain(src: &Path, dst: &Path) -> io::Result<()> {
         rel.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with('.'))
     };
-    let entries = walk(src, &hidden).map_err(|d| io::Error::other(first_message(&d)))?;
+    let entries = walk(src, &hidden).map_err(|d| io::Error::other(messages(&d)))?;
     fs::create_dir_all(dst)?;
     copy(src, dst, &entries).map_err(|d| io::Error::other(d.message))?;
     set_dir_modes(dst, &entries, 0).map_err(|d| io::Error::other(d.message))
 }
 
-fn first_message(d: &Diagnostics) -> String {
+fn messages(d: &Diagnostics) -> String {
     d.0.iter()
         .map(|x| x.message.clone())
         .collect::<Vec<_>>()

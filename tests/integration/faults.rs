@@ -39,7 +39,7 @@ impl Tmpfs {
 
     /// Fills the file system up, leaving about `leave` bytes.
     fn fill(&self, leave: u64) {
-        let st = rustix_free(&self.0);
+        let st = free_bytes(&self.0);
         let n = st.saturating_sub(leave);
         std::fs::write(self.0.join("filler"), vec![1u8; n as usize]).unwrap();
     }
@@ -51,7 +51,7 @@ impl Drop for Tmpfs {
     }
 }
 
-fn rustix_free(p: &Path) -> u64 {
+fn free_bytes(p: &Path) -> u64 {
     let out = Command::new("stat")
         .args(["-f", "-c", "%a %S"])
         .arg(p)
@@ -395,7 +395,7 @@ fn imports_that_cannot_fit_are_refused_before_the_store_changes() {
     assert_eq!(snapshot(&w.store()), before);
 
     // More than the store's file system has free.
-    let free = rustix_free(&w.store());
+    let free = free_bytes(&w.store());
     let a = lying_archive(&w, "huge.tgz", free + (1 << 30), 10);
     let (code, err) = import(&a, &["--max-size", "1T"]);
     assert_eq!(code, Some(1), "{err}");
@@ -863,4 +863,46 @@ fn a_full_work_dir_fails_before_the_script_runs_and_leaves_nothing() {
     assert!(!mark.exists(), "the script never ran");
     assert_eq!([w.snapshot("disks"), w.snapshot("conf")], before);
     assert_eq!(hidden(&w.path().join("work"), "web."), Vec::<String>::new());
+}
+
+#[test]
+fn a_write_failure_during_import_names_the_entry_and_leaves_the_store_as_it_was() {
+    let src = World::new();
+    src.image("Big", "a = 1\n", "name = ''\n");
+    random_file(&src.store().join("Big/data"), 3);
+    let o = src.run(&["image", "pack", "Big", "-o", "big.tgz"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let w = World::new();
+    w.image("Other", "a = 1\n", "name = ''\n");
+    let before = snapshot(&w.store());
+    let o = Command::new("prlimit")
+        .arg("--fsize=1048576")
+        .arg(assert_cmd::cargo::cargo_bin("convirt"))
+        .env_clear()
+        .env("HOME", w.home())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .arg("--store")
+        .arg(w.store())
+        .arg("image")
+        .arg("import")
+        .arg(src.path().join("big.tgz"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: cannot unpack `Big/data` from `") && err.contains("File too large"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: a file-size limit (`ulimit -f`)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: nothing was imported; the store is unchanged"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&w.store()), before);
 }
