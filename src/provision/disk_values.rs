@@ -199,7 +199,7 @@ pub fn missing_sources(disks: &[Disk], resolved: &Resolved, for_real: bool) -> D
                     d.dev
                 ))
             } else if opt {
-                Diagnostic::warning(format!("{msg} (optional: the VM gets no such disk source)"))
+                Diagnostic::warning(format!("{msg} (marked optional: provisioning goes ahead; put it there before the VM starts)"))
             } else {
                 Diagnostic::warning(msg).with_hint("provisioning stops unless it exists by then")
             });

@@ -734,7 +734,11 @@ fn a_missing_install_iso_warns_on_dry_run_and_stops_provisioning_unless_optional
         "hdc_optional=yes",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("(optional: the VM gets no such disk source)"));
+    assert!(
+        stderr(&o).contains(
+            "(marked optional: provisioning goes ahead; put it there before the VM starts)"
+        )
+    );
     assert!(w.path().join("conf/web.cfg").exists());
 }
 
