@@ -407,6 +407,16 @@ mod tests {
     use std::os::unix::fs::FileExt;
 
     #[test]
+    fn deb_does_not_import_pack() {
+        // The image walk lives in `tree`; `deb` gets it from there, so `pack` → `deb` is the
+        // only edge between the two (issue #11.3).
+        let deb = include_str!("archive/deb.rs");
+        for bad in ["pack::", "use super::pack", "PackOptions"] {
+            assert!(!deb.contains(bad), "deb.rs mentions `{bad}`");
+        }
+    }
+
+    #[test]
     fn links_must_stay_inside_the_image() {
         for ok in [
             ("a", "b"),
