@@ -14,13 +14,14 @@ mod import;
 mod pack;
 mod tarfmt;
 
-pub use import::{ImportOptions, ImportReport, ImportedImage, import};
+pub use import::{
+    DEFAULT_MAX_SIZE, ImportOptions, ImportReport, ImportedImage, import, parse_size, show_size,
+};
 pub use pack::{PackOptions, PackReport, pack};
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use tarfmt::Extent;
 
@@ -110,6 +111,12 @@ impl Drop for Progress {
     fn drop(&mut self) {
         self.done();
     }
+}
+
+/// What was packed: entries written and file data (holes not counted).
+pub(crate) struct PackStats {
+    pub(crate) entries: usize,
+    pub(crate) data: u64,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -355,17 +362,26 @@ fn data_extents(file: &File, size: u64) -> io::Result<Option<Vec<Extent>>> {
 
 /// Removes a tree even where a directory lost its write bit.
 fn remove_tree(path: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(_) => {
-            for e in walkdir::WalkDir::new(path).into_iter().flatten() {
-                if e.file_type().is_dir() {
-                    let _ = fs::set_permissions(e.path(), fs::Permissions::from_mode(0o700));
-                }
-            }
-            fs::remove_dir_all(path)
-        }
+    crate::tree::remove(path)
+}
+
+/// A failed write of the archive: the full-disk case says so, and that nothing was left.
+fn write_error(output: &Path, e: &io::Error) -> crate::diagnostic::Diagnostic {
+    if e.kind() == io::ErrorKind::Interrupted {
+        return crate::diagnostic::Diagnostic::error(format!(
+            "`image pack` was interrupted (Ctrl-C); `{}` was not written",
+            output.display()
+        ));
+    }
+    let d =
+        crate::diagnostic::Diagnostic::error(format!("cannot write `{}`: {e}", output.display()));
+    if crate::sys::is_full(e) {
+        d.with_hint(format!(
+            "{}; the partial archive was removed",
+            crate::sys::full_hint(e, output)
+        ))
+    } else {
+        d
     }
 }
 
@@ -409,6 +425,16 @@ mod tests {
             "{}",
             e.render()
         );
+    }
+
+    #[test]
+    fn deb_does_not_import_pack() {
+        // The image walk lives in `tree`; `deb` gets it from there, so `pack` → `deb` is the
+        // only edge between the two (issue #11.3).
+        let deb = include_str!("archive/deb.rs");
+        for bad in ["pack::", "use super::pack", "PackOptions"] {
+            assert!(!deb.contains(bad), "deb.rs mentions `{bad}`");
+        }
     }
 
     #[test]

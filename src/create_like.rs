@@ -9,8 +9,9 @@ use crate::image::{self, Image};
 use crate::settings::Settings;
 use crate::store::{self, Store};
 use crate::value::Value;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use crate::{interrupt, tree};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 /// What `create_like` made.
 #[derive(Debug)]
@@ -21,23 +22,6 @@ pub struct Created {
     pub files: Vec<FileEdit>,
     /// The new title, when `--title` was given.
     pub title: Option<String>,
-}
-
-/// One entry of the source image, checked before anything is written.
-#[derive(Debug)]
-struct Item {
-    /// Relative to the image directory; empty for the directory itself.
-    rel: PathBuf,
-    mode: u32,
-    kind: Kind,
-}
-
-#[derive(Debug)]
-enum Kind {
-    Dir,
-    File,
-    /// A symlink, with the target to give the copy.
-    Link(PathBuf),
 }
 
 /// Creates image `new` from image `src`: copy, then `image_name` in the VM template (when the
@@ -83,58 +67,81 @@ pub fn create_like(
         all.extend(d);
         return Err(all);
     }
-    let items = scan(&src_dir)?;
+    let items = tree::walk(&src_dir, &|_| false)?;
+    check_space(&store.root, &items)?;
 
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".convirt-new-{new}-"))
-        .tempdir_in(&store.root)
-        .map_err(|e| {
+    let tmp =
+        tree::TempDir::new(&store.root, &format!("{}{new}-", tree::NEW_PREFIX)).map_err(|e| {
             Diagnostic::error(format!(
                 "cannot create a temporary directory in `{}`: {e}",
                 store.root.display()
             ))
         })?;
-    let work = tmp.path();
-    copy(&src_dir, work, &items)?;
+    let work_buf = tmp.path().to_path_buf();
+    let work = work_buf.as_path();
+    let result = (|| -> Result<Vec<FileEdit>, Diagnostics> {
+        tree::copy(&src_dir, work, &items)?;
+        interrupt::check("image create-like")?;
 
-    let mut req = edits.clone();
-    let user_names_it = req.vm.iter().any(|c| c.key() == "image_name");
-    if !user_names_it && template_assigns(work, "image_name", host) {
-        req.vm.insert(
-            0,
-            Change::Set("image_name".into(), Value::Str(new.to_string())),
-        );
-    }
-    let files = edit::plan_image(work, &target, &req, settings, host)?;
-    edit::write_image(work, &files)?;
-    if let Some(t) = title {
-        write_title(work, t)?;
-    }
-    if let Err(d) = Image::load(new, work, host) {
-        let mut all = Diagnostics::from(Diagnostic::error(format!(
-            "the new image `{new}` would not load, so it was not created"
-        )));
-        all.extend(d);
-        return Err(all);
-    }
-    set_dir_modes(work, &items, None)?;
-    rename_noreplace(work, &target).map_err(|e| {
-        // Let the temporary directory be removed even where the source had read-only ones.
-        let _ = set_dir_modes(work, &items, Some(0o700));
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Diagnostic::error(format!("image `{new}` already exists (made meanwhile)"))
-        } else {
-            Diagnostic::error(format!(
-                "cannot move the new image into `{}`: {e}",
-                target.display()
-            ))
+        let mut req = edits.clone();
+        let user_names_it = req.vm.iter().any(|c| c.key() == "image_name");
+        if !user_names_it && template_assigns(work, "image_name", host) {
+            req.vm.insert(
+                0,
+                Change::Set("image_name".into(), Value::Str(new.to_string())),
+            );
         }
-    })?;
+        let files = edit::plan_image(work, &target, &req, settings, host)?;
+        edit::write_image(work, &files)?;
+        if let Some(t) = title {
+            write_title(work, t)?;
+        }
+        if let Err(d) = Image::load(new, work, host) {
+            let mut all = Diagnostics::from(Diagnostic::error(format!(
+                "the new image `{new}` would not load, so it was not created"
+            )));
+            all.extend(d);
+            return Err(all);
+        }
+        interrupt::check("image create-like")?;
+        // On disk before it appears in the store.
+        crate::sys::sync_tree(work).map_err(|e| {
+            Diagnostic::error(format!("cannot flush `{}` to disk: {e}", work.display()))
+        })?;
+        tree::set_dir_modes(work, &items, 0)?;
+        tree::rename_noreplace(work, &target).map_err(|e| {
+            // Let the temporary directory be removed even where the source had read-only ones.
+            let _ = tree::set_dir_modes(work, &items, 0o700);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Diagnostic::error(format!("image `{new}` already exists (made meanwhile)"))
+            } else {
+                Diagnostic::error(format!(
+                    "cannot move the new image into `{}`: {e}",
+                    target.display()
+                ))
+            }
+        })?;
+        Ok(files)
+    })();
+    let files = match result {
+        Ok(files) => files,
+        Err(mut d) => {
+            // The error must not claim a clean store when the partial copy stays.
+            if let Err(e) = tmp.close() {
+                d.push(
+                    Diagnostic::error(format!(
+                        "the partial copy could not be removed and is left at `{}`: {e}",
+                        work.display()
+                    ))
+                    .with_hint("the next convirt command that opens the store removes it"),
+                );
+            }
+            return Err(d);
+        }
+    };
     // Renamed: there is nothing left at the temporary path to clean up.
-    let _ = tmp.keep();
-    if let Ok(d) = std::fs::File::open(&store.root) {
-        let _ = d.sync_all();
-    }
+    tmp.keep();
+    let _ = crate::sys::sync_dir(&store.root);
     Ok(Created {
         name: new.to_string(),
         dir: target,
@@ -172,184 +179,6 @@ fn template_assigns(dir: &Path, key: &str, host: &Host) -> bool {
         .is_some_and(|d| d.assigns(key))
 }
 
-/// Lists the source image, refusing what an image may not hold: symlinks that leave it,
-/// devices, FIFOs and sockets. Every problem is reported.
-fn scan(src: &Path) -> Result<Vec<Item>, Diagnostics> {
-    let canon = src
-        .canonicalize()
-        .map_err(|e| Diagnostic::error(format!("cannot read `{}`: {e}", src.display())))?;
-    let absolute = std::path::absolute(src).unwrap_or_else(|_| src.to_path_buf());
-    let mut items = Vec::new();
-    let mut problems = Diagnostics::default();
-    for entry in walkdir::WalkDir::new(src)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let entry = entry.map_err(|e| {
-            Diagnostic::error(format!("cannot read the image `{}`: {e}", src.display()))
-        })?;
-        let rel = entry
-            .path()
-            .strip_prefix(src)
-            .unwrap_or(entry.path())
-            .to_path_buf();
-        let meta = if rel.as_os_str().is_empty() {
-            std::fs::metadata(entry.path())
-        } else {
-            std::fs::symlink_metadata(entry.path())
-        }
-        .map_err(|e| Diagnostic::error(format!("cannot read `{}`: {e}", entry.path().display())))?;
-        let mode = meta.permissions().mode() & 0o7777;
-        let ft = meta.file_type();
-        let shown = entry.path().display().to_string();
-        let kind = if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_file() {
-            Kind::File
-        } else if ft.is_symlink() {
-            let link = std::fs::read_link(entry.path())
-                .map_err(|e| Diagnostic::error(format!("cannot read link `{shown}`: {e}")))?;
-            match link_inside(&rel, &link, entry.path(), &canon, &absolute) {
-                Some(t) => Kind::Link(t),
-                None => {
-                    problems.push(
-                        Diagnostic::error(format!(
-                            "`{shown}` is a symlink to `{}`, outside the image",
-                            link.display()
-                        ))
-                        .with_hint("copy the file into the image, or point the link inside it"),
-                    );
-                    continue;
-                }
-            }
-        } else {
-            let what = if ft.is_block_device() || ft.is_char_device() {
-                "a device"
-            } else if ft.is_fifo() {
-                "a FIFO"
-            } else if ft.is_socket() {
-                "a socket"
-            } else {
-                "a special file"
-            };
-            problems.push(
-                Diagnostic::error(format!("`{shown}` is {what}"))
-                    .with_hint("an image holds only files, directories and symlinks inside it; remove it from the source image"),
-            );
-            continue;
-        };
-        items.push(Item { rel, mode, kind });
-    }
-    if problems.has_errors() {
-        let mut all = Diagnostics::from(Diagnostic::error(format!(
-            "cannot copy image `{}`",
-            src.display()
-        )));
-        all.extend(problems);
-        return Err(all);
-    }
-    Ok(items)
-}
-
-/// The target for the copy of a symlink at `rel` (inside the image) pointing to `link`, or
-/// `None` when it leaves the image. Relative targets are kept as written; an absolute target
-/// inside the source image becomes relative so the copy points into the copy.
-fn link_inside(
-    rel: &Path,
-    link: &Path,
-    path: &Path,
-    canon: &Path,
-    absolute: &Path,
-) -> Option<PathBuf> {
-    let parent = rel.parent().unwrap_or(Path::new(""));
-    let (inside, keep) = if link.is_absolute() {
-        let stripped = link
-            .strip_prefix(canon)
-            .or_else(|_| link.strip_prefix(absolute))
-            .ok()?;
-        (normalize(stripped)?, false)
-    } else {
-        (normalize(&parent.join(link))?, true)
-    };
-    // A link through another link (`sub -> .`, then `sub/../x`) can leave the image even
-    // when the text stays inside: check where an existing target really is.
-    if let Ok(real) = path.canonicalize() {
-        if !real.starts_with(canon) {
-            return None;
-        }
-    }
-    if keep {
-        return Some(link.to_path_buf());
-    }
-    let mut out = PathBuf::new();
-    for _ in parent.components() {
-        out.push("..");
-    }
-    out.push(inside);
-    if out.as_os_str().is_empty() {
-        out.push(".");
-    }
-    Some(out)
-}
-
-/// Resolves `.` and `..` without touching the disk; `None` when it climbs out.
-fn normalize(p: &Path) -> Option<PathBuf> {
-    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(s) => parts.push(s),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                parts.pop()?;
-            }
-            Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(parts.iter().collect())
-}
-
-fn copy(src: &Path, dst: &Path, items: &[Item]) -> Result<(), Diagnostic> {
-    for item in items {
-        if item.rel.as_os_str().is_empty() {
-            continue;
-        }
-        let from = src.join(&item.rel);
-        let to = dst.join(&item.rel);
-        let fail = |e: std::io::Error| {
-            Diagnostic::error(format!(
-                "cannot copy `{}` to `{}`: {e}",
-                from.display(),
-                to.display()
-            ))
-        };
-        match &item.kind {
-            Kind::Dir => std::fs::create_dir(&to).map_err(fail)?,
-            Kind::File => {
-                std::fs::copy(&from, &to).map_err(fail)?;
-                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(item.mode))
-                    .map_err(fail)?;
-            }
-            Kind::Link(target) => std::os::unix::fs::symlink(target, &to).map_err(fail)?,
-        }
-    }
-    Ok(())
-}
-
-/// Gives the directories their modes (or `extra` bits added) last, deepest first, so a
-/// read-only directory of the source could still be filled and edited.
-fn set_dir_modes(dst: &Path, items: &[Item], extra: Option<u32>) -> Result<(), Diagnostic> {
-    for item in items.iter().rev() {
-        if let Kind::Dir = item.kind {
-            let p = dst.join(&item.rel);
-            let mode = item.mode | extra.unwrap_or(0);
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(|e| {
-                Diagnostic::error(format!("cannot set the mode of `{}`: {e}", p.display()))
-            })?;
-        }
-    }
-    Ok(())
-}
-
 fn write_title(dir: &Path, title: &str) -> Result<(), Diagnostic> {
     let path = dir.join(image::DESCRIPTION);
     let fail = |e: std::io::Error| {
@@ -373,7 +202,15 @@ fn write_title(dir: &Path, title: &str) -> Result<(), Diagnostic> {
     crate::atomic::write(&path, &new, mode, true).map_err(fail)
 }
 
-/// `rename` that fails with `AlreadyExists` instead of replacing an (empty) directory.
-fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    crate::sys::rename_noreplace(from, to)
+/// Refuses before copying when the store's file system cannot hold the copy.
+fn check_space(root: &Path, items: &[tree::Entry]) -> Result<(), Diagnostic> {
+    let need: u64 = items.iter().map(|i| i.stored).sum();
+    match crate::sys::free_bytes(root) {
+        Ok(free) if free < need => Err(Diagnostic::error(format!(
+            "the store `{}` has {free} bytes free; the copy needs {need}",
+            root.display()
+        ))
+        .with_hint("free space in the store; nothing was written")),
+        _ => Ok(()),
+    }
 }

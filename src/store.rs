@@ -284,7 +284,9 @@ pub fn open_configured(
     } else {
         None
     };
-    let (store, diags) = Store::open(root)?;
+    let (store, mut diags) = Store::open(root)?;
+    // What interrupted runs left behind (their owner gone) goes first (issue #12.2).
+    diags.extend(crate::tree::sweep_store(&store.root));
     Ok((store, diags, wrote))
 }
 

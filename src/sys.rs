@@ -118,6 +118,53 @@ pub fn on_interrupt(handler: extern "C" fn(libc::c_int)) {
     }
 }
 
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let s = rustix::fs::statvfs(path)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Flushes the whole file system holding `dir` (`syncfs`), then the directory itself.
+pub fn sync_tree(dir: &Path) -> io::Result<()> {
+    let f = File::open(dir)?;
+    rustix::fs::syncfs(&f)?;
+    f.sync_all()
+}
+
+/// `fsync` of a directory, so a rename inside it survives a crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Whether an I/O error means the disk (or a quota, or a file-size limit) is full.
+pub fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
+    )
+}
+
+/// Makes a file-size limit (`ulimit -f`) an `EFBIG` error convirt reports with the path,
+/// instead of SIGXFSZ killing it mid-write.
+pub fn file_size_limit_is_an_error() {
+    // SAFETY: setting a signal to SIG_IGN installs no handler code; it is always sound.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// What a full-disk error means for `path`, for a hint.
+pub fn full_hint(e: &io::Error, path: &Path) -> String {
+    match e.raw_os_error() {
+        Some(libc::EFBIG) => format!(
+            "a file-size limit (`ulimit -f`) or the largest file the file system of `{}` holds was reached",
+            path.display()
+        ),
+        Some(libc::EDQUOT) => format!("your disk quota on `{}` is used up", path.display()),
+        _ => format!("the file system of `{}` is full", path.display()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +222,24 @@ mod tests {
         let [sys, _, _, _, machine] = uname();
         assert_eq!(sys, "Linux");
         assert_eq!(machine, std::env::consts::ARCH);
+    }
+
+    #[test]
+    fn a_lock_is_held_once() {
+        let d = tempfile::tempdir().unwrap();
+        let one = File::open(d.path()).unwrap();
+        let two = File::open(d.path()).unwrap();
+        assert!(try_lock_exclusive(&one).unwrap());
+        assert!(!try_lock_exclusive(&two).unwrap());
+        drop(one);
+        assert!(try_lock_exclusive(&two).unwrap());
+    }
+
+    #[test]
+    fn full_errors() {
+        assert!(is_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert!(is_full(&io::Error::from_raw_os_error(libc::EFBIG)));
+        assert!(!is_full(&io::Error::from_raw_os_error(libc::EACCES)));
+        assert!(free_bytes(Path::new("/")).is_ok());
     }
 }

@@ -80,6 +80,11 @@ pub fn validate_one(ctx: &Context, store: &Store, name: &str, strict: bool) -> D
     match resolve::resolve(&img, &ctx, &Overrides::default(), strict) {
         Ok(r) => {
             diags.extend(r.warnings.clone());
+            diags.extend(crate::provision::disk_values::check(&img, &r));
+            let disks = crate::provision::disks::plan(&r);
+            diags.extend(crate::provision::disk_values::missing_sources(
+                &disks, &r, false,
+            ));
             let req = render::Request {
                 entries: &r.vm,
                 template: &img.vm_template,

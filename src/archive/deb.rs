@@ -4,10 +4,10 @@
 //! The image is staged (holes kept) in a temporary directory beside the output, with a
 //! `DEBIAN/control` made from the image's name and description; `dpkg-deb` does the rest.
 
-use super::pack::{Item, ItemKind, PackStats};
-use super::{PackOptions, Progress, data_extents, remove_tree};
+use super::{PackStats, Progress, data_extents, remove_tree};
 use crate::diagnostic::Diagnostic;
 use crate::store::Store;
+use crate::tree::{Entry, Kind};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
@@ -55,6 +55,7 @@ fn copy_sparse(src: &Path, dst: &Path, mode: u32, progress: &Progress) -> io::Re
         let mut done = 0u64;
         while done < len {
             let want = (len - done).min(buf.len() as u64) as usize;
+            crate::interrupt::check_io()?;
             let n = from.read_at(&mut buf[..want], off + done)?;
             if n == 0 {
                 return Err(io::Error::other("the file shrank while it was packed"));
@@ -90,10 +91,10 @@ fn control(store: &Store, image: &str, epoch: Option<u64>) -> String {
 pub(super) fn build(
     store: &Store,
     name: &str,
-    items: &[Item],
+    items: &[Entry],
     output: &Path,
     out_dir: &Path,
-    opts: &PackOptions,
+    (epoch, force): (Option<u64>, bool),
     progress: &Progress,
 ) -> Result<PackStats, Diagnostic> {
     let fail = |what: &Path, e: io::Error| {
@@ -116,7 +117,7 @@ pub(super) fn build(
             dirs.push((path.clone(), 0o755, 0));
         }
         let ctl = root.join("DEBIAN/control");
-        fs::write(&ctl, control(store, name, opts.source_date_epoch)).map_err(|e| fail(&ctl, e))?;
+        fs::write(&ctl, control(store, name, epoch)).map_err(|e| fail(&ctl, e))?;
         fs::set_permissions(&ctl, fs::Permissions::from_mode(0o644)).map_err(|e| fail(&ctl, e))?;
         let base = path.join(name);
         let mut stats = PackStats {
@@ -124,25 +125,25 @@ pub(super) fn build(
             data: 0,
         };
         for item in items {
-            let dst = if item.rel.is_empty() {
+            let dst = if item.rel.as_os_str().is_empty() {
                 base.clone()
             } else {
                 base.join(&item.rel)
             };
             stats.entries += 1;
             match &item.kind {
-                ItemKind::Dir => {
+                Kind::Dir => {
                     fs::create_dir(&dst).map_err(|e| fail(&dst, e))?;
-                    dirs.push((dst, item.mode, item.mtime));
+                    dirs.push((dst, item.mode, item.mtime as u64));
                 }
-                ItemKind::Symlink(t) => {
+                Kind::Symlink(t) => {
                     std::os::unix::fs::symlink(t, &dst).map_err(|e| fail(&dst, e))?;
                 }
-                ItemKind::File => {
+                Kind::File => {
                     stats.data += copy_sparse(&item.abs, &dst, item.mode, progress)
                         .map_err(|e| fail(&item.abs, e))?;
                     if let Ok(f) = File::open(&dst) {
-                        set_mtime(&f, item.mtime);
+                        set_mtime(&f, item.mtime as u64);
                     }
                 }
             }
@@ -165,7 +166,7 @@ pub(super) fn build(
         cmd.args(["--root-owner-group", "-Zgzip", "--build"])
             .arg(root)
             .arg(tmp.path());
-        if let Some(e) = opts.source_date_epoch {
+        if let Some(e) = epoch {
             cmd.env("SOURCE_DATE_EPOCH", e.to_string());
         }
         let out = cmd.output().map_err(|e| {
@@ -183,10 +184,9 @@ pub(super) fn build(
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        let write_fail =
-            |e: io::Error| Diagnostic::error(format!("cannot write `{}`: {e}", output.display()));
+        let write_fail = |e: io::Error| super::write_error(output, &e);
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(write_fail)?;
-        let persisted = if opts.force {
+        let persisted = if force {
             tmp.persist(output)
         } else {
             tmp.persist_noclobber(output)

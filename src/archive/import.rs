@@ -12,11 +12,12 @@ use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::eval::Host;
 use crate::image::Image;
 use crate::store::{self, Store};
+use crate::tree::{IMPORT_PREFIX, TempDir, rename_noreplace};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +26,13 @@ use std::time::{Duration, SystemTime};
 pub struct ImportOptions {
     pub force: bool,
     pub progress: bool,
+    /// The most file data the archive may expand to (`--max-size`).
+    pub max_size: u64,
 }
+
+/// `--max-size` when it is not given: larger than any image convirt ships or builds, small
+/// enough that a hostile archive cannot expand without bound.
+pub const DEFAULT_MAX_SIZE: u64 = 64 << 30;
 
 #[derive(Debug, serde::Serialize)]
 pub struct ImportedImage {
@@ -48,17 +55,6 @@ struct Unpacked {
     root: Option<(u32, u64)>,
 }
 
-/// A directory that is removed when dropped, unless kept.
-struct TempTree(Option<PathBuf>);
-
-impl Drop for TempTree {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = remove_tree(&p);
-        }
-    }
-}
-
 struct Importer<'a> {
     store: &'a Store,
     archive: String,
@@ -75,9 +71,74 @@ struct Importer<'a> {
     /// The entry being read, for messages.
     current: String,
     buf: Vec<u8>,
+    /// File data written so far, and the bounds on it: `--max-size` and the free space of
+    /// the store's file system when the import began.
+    written: u64,
+    max_size: u64,
+    free: Option<u64>,
 }
 
 const UNCHANGED: &str = "nothing was imported; the store is unchanged";
+
+fn interrupted(archive: &str) -> Diagnostic {
+    Diagnostic::error(format!(
+        "`image import` of `{archive}` was interrupted (Ctrl-C)"
+    ))
+    .with_hint(UNCHANGED)
+}
+
+/// `1.5 GiB`, `300 MiB`, `512 bytes`: sizes in messages.
+pub fn show_size(n: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (unit, size) in UNITS {
+        if n >= size {
+            let v = n as f64 / size as f64;
+            return if n % size == 0 {
+                format!("{} {unit}", n / size)
+            } else {
+                format!("{v:.1} {unit}")
+            };
+        }
+    }
+    format!("{n} bytes")
+}
+
+/// Parses `--max-size`: bytes, or a number with `K`, `M`, `G` or `T` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (t, 1u64),
+        Some((i, _)) => {
+            let mult = match t[i..]
+                .to_ascii_uppercase()
+                .trim_end_matches("IB")
+                .trim_end_matches('B')
+            {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                _ => {
+                    return Err(format!(
+                        "`{s}` is not a size: use a number of bytes or a number with K, M, G or T"
+                    ));
+                }
+            };
+            (&t[..i], mult)
+        }
+    };
+    let n: u64 = num.parse().map_err(|_| {
+        format!("`{s}` is not a size: use a number of bytes or a number with K, M, G or T")
+    })?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large a size"))
+}
 
 impl Importer<'_> {
     fn refuse(&self, entry: &str, why: impl std::fmt::Display) -> Diagnostic {
@@ -104,12 +165,47 @@ impl Importer<'_> {
 
     fn fs_fail(&self, what: &Path, e: io::Error) -> Diagnostic {
         let shown = what.strip_prefix(&self.tmp).unwrap_or(what);
-        Diagnostic::error(format!(
+        if e.kind() == io::ErrorKind::Interrupted {
+            return interrupted(&self.archive);
+        }
+        let d = Diagnostic::error(format!(
             "cannot unpack `{}` from `{}`: {e}",
             shown.display(),
             self.archive
-        ))
-        .with_hint(UNCHANGED)
+        ));
+        if crate::sys::is_full(&e) {
+            d.with_hint(crate::sys::full_hint(&e, &self.store.root))
+                .with_hint(UNCHANGED)
+        } else {
+            d.with_hint(UNCHANGED)
+        }
+    }
+
+    /// Refuses an entry whose data would pass `--max-size` or the free space, before any of
+    /// it is written.
+    fn reserve(&mut self, full: &str, bytes: u64) -> Result<(), Diagnostic> {
+        let total = self.written.saturating_add(bytes);
+        if total > self.max_size {
+            return Err(Diagnostic::error(format!(
+                "refusing `{}`: it expands to more than the limit of {} (at entry `{full}`)",
+                self.archive,
+                show_size(self.max_size)
+            ))
+            .with_hint("pass a larger `--max-size` if the archive is trusted")
+            .with_hint(UNCHANGED));
+        }
+        if let Some(free) = self.free.filter(|f| total > *f) {
+            return Err(Diagnostic::error(format!(
+                "refusing `{}`: it expands to more than the {} free in the store `{}` (at entry `{full}`)",
+                self.archive,
+                show_size(free),
+                self.store.root.display()
+            ))
+            .with_hint("free space in the store's file system")
+            .with_hint(UNCHANGED));
+        }
+        self.written = total;
+        Ok(())
     }
 
     /// Checks an entry's path and splits it into the image name and the path inside it.
@@ -156,6 +252,9 @@ impl Importer<'_> {
         tr: &mut TarReader<R>,
         e: tarfmt::Entry,
     ) -> Result<(), Diagnostic> {
+        if crate::interrupt::interrupted() {
+            return Err(interrupted(&self.archive));
+        }
         self.entries += 1;
         if self.entries > MAX_ENTRIES {
             return Err(Diagnostic::error(format!(
@@ -241,6 +340,21 @@ impl Importer<'_> {
                 }
                 text.extend_from_slice(&self.buf[..n]);
             }
+            // What the manifest promises must fit too; the counted bytes hold it to that.
+            let promised: u64 = parse_manifest(&image, &text)
+                .map(|m| {
+                    m.values()
+                        .map(|r| match &r.data {
+                            Some(d) => d.iter().map(|x| x[1]).sum(),
+                            None => r.size.unwrap_or(0),
+                        })
+                        .fold(0u64, u64::saturating_add)
+                })
+                .unwrap_or(0);
+            let saved = std::mem::take(&mut self.written);
+            let fits = self.reserve(&full, promised);
+            self.written = saved;
+            fits?;
             if let Some(u) = self.images.get_mut(&image) {
                 u.manifest = Some(text);
             }
@@ -259,6 +373,7 @@ impl Importer<'_> {
                 Record::new(&rel, RecordKind::Dir, mode)
             }
             Kind::File => {
+                self.reserve(&full, e.size)?;
                 let sha = self.write_file(tr, &dest, &[(0, e.size)], e.size, mode, e.mtime)?;
                 let mut r = Record::new(&rel, RecordKind::File, mode);
                 r.size = Some(e.size);
@@ -269,6 +384,8 @@ impl Importer<'_> {
                 ref extents,
                 real_size,
             } => {
+                let data = extents.iter().map(|x| x.1).fold(0u64, u64::saturating_add);
+                self.reserve(&full, data)?;
                 let sha = self.write_file(tr, &dest, extents, real_size, mode, e.mtime)?;
                 let mut r = Record::new(&rel, RecordKind::Sparse, mode);
                 r.size = Some(real_size);
@@ -339,6 +456,9 @@ impl Importer<'_> {
             for &(off, len) in extents {
                 let mut done = 0u64;
                 while done < len {
+                    if crate::interrupt::interrupted() {
+                        return Err(interrupted(&self.archive));
+                    }
                     let want = (len - done).min(buf.len() as u64) as usize;
                     let n = tr.read_data(&mut buf[..want]).map_err(|x| self.broken(x))?;
                     if n == 0 {
@@ -433,11 +553,6 @@ impl Importer<'_> {
     }
 }
 
-/// Renames `from` to `to`, failing if `to` exists.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    crate::sys::rename_noreplace(from, to)
-}
-
 /// Imports every image of an archive into the store. Nothing in the store changes unless
 /// every entry was accepted, every manifest matched and every image loads.
 pub fn import(
@@ -462,23 +577,13 @@ pub fn import(
             .into());
         }
     };
-    let tmp = store.root.join(format!(
-        ".convirt-import-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    ));
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&tmp)
-        .map_err(|e| {
-            Diagnostic::error(format!(
-                "cannot create a directory in `{}`: {e}",
-                store.root.display()
-            ))
-        })?;
-    let mut guard = TempTree(Some(tmp.clone()));
+    let guard = TempDir::new(&store.root, IMPORT_PREFIX).map_err(|e| {
+        Diagnostic::error(format!(
+            "cannot create a directory in `{}`: {e}",
+            store.root.display()
+        ))
+    })?;
+    let tmp = guard.path().to_path_buf();
     let count = Arc::new(AtomicU64::new(0));
     let progress = Progress::new(opts.progress, total, "importing");
     let reader = compress::spawn_decoder(file, detected, Arc::clone(&count));
@@ -497,6 +602,9 @@ pub fn import(
         entries: 0,
         current: String::new(),
         buf: vec![0u8; IO_BUF],
+        written: 0,
+        max_size: opts.max_size,
+        free: crate::sys::free_bytes(&store.root).ok(),
     };
     loop {
         let next = tr.next_entry().map_err(|e| im.broken(e))?;
@@ -533,9 +641,14 @@ pub fn import(
     if problems.has_errors() {
         return Err(problems);
     }
+    // Durable before it is reported done: the unpacked tree on disk, then the renames.
+    crate::sys::sync_tree(&tmp).map_err(|e| im.fs_fail(&tmp, e))?;
+    if crate::interrupt::interrupted() {
+        return Err(interrupted(&shown).into());
+    }
     let names: Vec<String> = im.images.keys().cloned().collect();
     let replaced = install(store, &tmp, &names, opts.force)?;
-    drop(guard.0.take());
+    let _ = crate::sys::sync_dir(&store.root);
     let mut leftovers = Diagnostics::default();
     for old in replaced.iter().flatten() {
         if let Err(e) = remove_tree(old) {
@@ -545,7 +658,7 @@ pub fn import(
             )));
         }
     }
-    let _ = remove_tree(&tmp);
+    drop(guard);
     warnings.extend(leftovers);
     Ok(ImportReport {
         images: names
@@ -562,70 +675,162 @@ pub fn import(
 }
 
 /// Moves each unpacked image into the store: an existing one is renamed aside first (with
-/// `force`), the new one renamed in. On any failure every step is undone. Returns where each
-/// replaced image was put aside, to be removed by the caller.
+/// `force`), the new one renamed in. On any failure every step is undone; when undoing fails
+/// too, the error says where each image is instead of claiming the store is unchanged.
+/// Returns where each replaced image was put aside, to be removed by the caller.
 fn install(
     store: &Store,
     tmp: &Path,
     names: &[String],
     force: bool,
 ) -> Result<Vec<Option<PathBuf>>, Diagnostic> {
-    let mut done: Vec<(PathBuf, PathBuf, Option<PathBuf>)> = Vec::new();
-    let undo = |done: &mut Vec<(PathBuf, PathBuf, Option<PathBuf>)>| {
-        for (from, dest, aside) in done.drain(..).rev() {
-            let _ = fs::rename(&dest, &from);
-            if let Some(a) = aside {
-                let _ = fs::rename(&a, &dest);
-            }
-        }
-    };
+    let mut done: Vec<Step> = Vec::new();
     for name in names {
         let dest = store.root.join(name);
         let from = tmp.join(name);
         let mut aside = None;
         if fs::symlink_metadata(&dest).is_ok() {
             if !force {
-                undo(&mut done);
-                return Err(Diagnostic::error(format!(
-                    "image `{name}` already exists in `{}`",
-                    store.root.display()
-                ))
-                .with_hint("pass `--force` to replace it")
-                .with_hint(UNCHANGED));
+                return Err(rollback(
+                    Diagnostic::error(format!(
+                        "image `{name}` already exists in `{}`",
+                        store.root.display()
+                    ))
+                    .with_hint("pass `--force` to replace it"),
+                    done,
+                ));
             }
             let a = tmp.with_file_name(format!(
-                "{}-old-{name}",
+                "{}{}{name}",
                 tmp.file_name()
                     .and_then(|n| n.to_str())
-                    .unwrap_or(".convirt-import")
+                    .unwrap_or(".convirt-import"),
+                crate::tree::ASIDE_INFIX
             ));
             if let Err(e) = fs::rename(&dest, &a) {
-                undo(&mut done);
-                return Err(Diagnostic::error(format!(
-                    "cannot move the old image `{name}` aside: {e}"
-                ))
-                .with_hint(UNCHANGED));
+                return Err(rollback(
+                    Diagnostic::error(format!("cannot move the old image `{name}` aside: {e}")),
+                    done,
+                ));
             }
             aside = Some(a);
         }
         if let Err(e) = rename_noreplace(&from, &dest) {
-            if let Some(a) = &aside {
-                let _ = fs::rename(a, &dest);
+            let d = Diagnostic::error(format!("cannot move image `{name}` into the store: {e}"));
+            // This image's own old copy goes back first, then the earlier ones.
+            let mut steps = done;
+            if let Some(a) = aside {
+                steps.push(Step {
+                    name: name.clone(),
+                    from: None,
+                    dest,
+                    aside: Some(a),
+                });
             }
-            undo(&mut done);
-            return Err(Diagnostic::error(format!(
-                "cannot move image `{name}` into the store: {e}"
-            ))
-            .with_hint(UNCHANGED));
+            return Err(rollback(d, steps));
         }
-        done.push((from, dest, aside));
+        done.push(Step {
+            name: name.clone(),
+            from: Some(from),
+            dest,
+            aside,
+        });
     }
-    Ok(done.into_iter().map(|(_, _, a)| a).collect())
+    Ok(done.into_iter().map(|s| s.aside).collect())
+}
+
+/// One image moved by `install`: the new one from `from` (when it was moved) to `dest`, the
+/// old one from `dest` to `aside`.
+struct Step {
+    name: String,
+    from: Option<PathBuf>,
+    dest: PathBuf,
+    aside: Option<PathBuf>,
+}
+
+/// Undoes the steps, newest first, and finishes the error with the truth: unchanged, or
+/// exactly where each image that could not be put back now is.
+fn rollback(mut d: Diagnostic, steps: Vec<Step>) -> Diagnostic {
+    let mut left = Vec::new();
+    for s in steps.into_iter().rev() {
+        if let Some(from) = &s.from {
+            if let Err(e) = fs::rename(&s.dest, from) {
+                left.push(format!(
+                    "the new image `{}` stays at `{}` (it could not be taken back: {e})",
+                    s.name,
+                    s.dest.display()
+                ));
+                if let Some(a) = &s.aside {
+                    left.push(format!(
+                        "the old image `{}` is at `{}`",
+                        s.name,
+                        a.display()
+                    ));
+                }
+                continue;
+            }
+        }
+        if let Some(a) = &s.aside {
+            if let Err(e) = rename_noreplace(a, &s.dest) {
+                left.push(format!(
+                    "the old image `{}` is at `{}`, not at `{}` (it could not be moved back: {e})",
+                    s.name,
+                    a.display(),
+                    s.dest.display()
+                ));
+            }
+        }
+    }
+    if left.is_empty() {
+        return d.with_hint(UNCHANGED);
+    }
+    d = d.with_hint("the store could NOT be put back as it was:");
+    for l in left {
+        d = d.with_hint(l);
+    }
+    d.with_hint(
+        "the next convirt command moves an old image back where its place is empty; otherwise it keeps it and names it",
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollback_that_fails_says_where_everything_is() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir(root.join("A")).unwrap();
+        fs::create_dir(root.join("aside-B")).unwrap();
+        let steps = vec![
+            // Undone fine: `A` goes back to where it came from.
+            Step {
+                name: "A".into(),
+                from: Some(root.join("tmp-A")),
+                dest: root.join("A"),
+                aside: None,
+            },
+            // Cannot be undone: the new `B` is gone from its place, the old one stays aside.
+            Step {
+                name: "B".into(),
+                from: Some(root.join("missing/tmp-B")),
+                dest: root.join("B"),
+                aside: Some(root.join("aside-B")),
+            },
+        ];
+        let d = rollback(Diagnostic::error("x"), steps);
+        let text = d.render();
+        assert!(!text.contains("unchanged"), "{text}");
+        assert!(text.contains("could NOT be put back"), "{text}");
+        assert!(text.contains("the new image `B` stays at"), "{text}");
+        assert!(text.contains("the old image `B` is at"), "{text}");
+        assert!(!text.contains("image `A`"), "{text}");
+        assert!(root.join("tmp-A").is_dir());
+
+        let ok = rollback(Diagnostic::error("y"), vec![]).render();
+        assert!(ok.contains(UNCHANGED), "{ok}");
+    }
 
     #[test]
     fn a_failed_install_puts_everything_back() {

@@ -5,15 +5,16 @@
 use super::compress::{Codec, ParallelWriter};
 use super::tarfmt::{Extent, Meta, TarWriter};
 use super::{
-    Format, IO_BUF, MANIFEST, MAX_ENTRIES, Progress, Record, RecordKind, check_link, clamp_mtime,
-    data_extents, deb, hex, manifest_text, special_bits,
+    Format, IO_BUF, MANIFEST, MAX_ENTRIES, PackStats, Progress, Record, RecordKind, clamp_mtime,
+    data_extents, deb, hex, manifest_text, special_bits, write_error,
 };
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::store::Store;
+use crate::tree::{self, Entry, Kind};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub struct PackOptions {
@@ -37,135 +38,68 @@ pub struct PackReport {
     pub archive_bytes: u64,
 }
 
-#[derive(Debug, Clone)]
-pub(super) enum ItemKind {
-    Dir,
-    File,
-    Symlink(String),
-}
-
-/// One entry of an image directory to pack.
-#[derive(Debug, Clone)]
-pub(super) struct Item {
-    /// Relative to the image directory; empty for the directory itself.
-    pub(super) rel: String,
-    pub(super) abs: PathBuf,
-    pub(super) kind: ItemKind,
-    pub(super) mode: u32,
-    pub(super) mtime: u64,
-    /// Bytes on disk, for the progress bar.
-    pub(super) stored: u64,
-}
-
-fn walk_image(name: &str, dir: &Path, epoch: Option<u64>) -> Result<Vec<Item>, Diagnostic> {
+/// Walks an image with the tree module's policy (the same `create-like` applies), then adds
+/// what an archive needs: UTF-8 names, no set-uid/set-gid/sticky bits, mtimes clamped.
+fn walk_image(name: &str, dir: &Path, epoch: Option<u64>) -> Result<Vec<Entry>, Diagnostics> {
     let root = fs::canonicalize(dir)
         .map_err(|e| Diagnostic::error(format!("cannot read `{}`: {e}", dir.display())))?;
-    let mut items = Vec::new();
-    let walker = walkdir::WalkDir::new(&root)
-        .follow_links(false)
-        .sort_by(|a, b| a.file_name().cmp(b.file_name()));
-    for entry in walker {
-        let entry = entry.map_err(|e| {
-            Diagnostic::error(format!("cannot read image `{name}`: {e}"))
-                .with_hint("check the permissions of the image directory")
-        })?;
-        let rel_path = entry.path().strip_prefix(&root).unwrap_or(entry.path());
-        let Some(rel) = rel_path.to_str() else {
+    let mut items = tree::walk(&root, &|rel| rel == Path::new(MANIFEST)).map_err(|d| {
+        let mut all = Diagnostics::from(Diagnostic::error(format!("cannot pack image `{name}`")));
+        all.extend(d);
+        all
+    })?;
+    if items.len() > MAX_ENTRIES {
+        return Err(Diagnostic::error(format!(
+            "image `{name}` has more than {MAX_ENTRIES} entries, more than `image import` accepts"
+        ))
+        .into());
+    }
+    for item in &mut items {
+        let Some(rel) = item.rel.to_str() else {
             return Err(Diagnostic::error(format!(
                 "`{}` has a name that is not UTF-8; convirt archives hold UTF-8 names only",
-                entry.path().display()
+                item.abs.display()
             ))
-            .with_hint("rename the file"));
+            .with_hint("rename the file")
+            .into());
         };
-        if rel == MANIFEST {
-            // A manifest left by an earlier `tar x`: the archive gets a fresh one.
-            continue;
-        }
         let shown = if rel.is_empty() {
             name.to_string()
         } else {
             format!("{name}/{rel}")
         };
-        let meta = entry.metadata().map_err(|e| {
-            Diagnostic::error(format!("cannot read `{}`: {e}", entry.path().display()))
-        })?;
-        let ft = meta.file_type();
-        let mode = meta.mode() & 0o7777;
-        let kind = if ft.is_symlink() {
-            let target = fs::read_link(entry.path()).map_err(|e| {
-                Diagnostic::error(format!("cannot read `{}`: {e}", entry.path().display()))
-            })?;
-            let target = target.to_str().map(String::from).ok_or_else(|| {
-                Diagnostic::error(format!("`{shown}` has a target that is not UTF-8"))
-            })?;
-            check_link(rel, &target).map_err(|m| {
-                Diagnostic::error(format!("cannot pack `{shown}`: it {m}")).with_hint(
-                    "an image must be self-contained; copy the file into the image instead",
-                )
-            })?;
-            ItemKind::Symlink(target)
-        } else if ft.is_dir() {
-            ItemKind::Dir
-        } else if ft.is_file() {
-            ItemKind::File
-        } else {
-            return Err(Diagnostic::error(format!(
-                "cannot pack `{shown}`: it is a {}; images hold only files, directories and symlinks",
-                special_name(&ft)
-            )));
-        };
-        if !ft.is_symlink() {
-            if let Some(bit) = special_bits(mode) {
-                return Err(Diagnostic::error(format!(
-                    "cannot pack `{shown}`: it has {bit} (mode {mode:04o}), which `image import` refuses"
-                ))
-                .with_hint(format!("run `chmod u-s,g-s,o-t {}`", entry.path().display())));
+        match &item.kind {
+            Kind::Symlink(t) if t.to_str().is_none() => {
+                return Err(
+                    Diagnostic::error(format!("`{shown}` has a target that is not UTF-8")).into(),
+                );
+            }
+            Kind::Symlink(_) => {}
+            _ => {
+                if let Some(bit) = special_bits(item.mode) {
+                    return Err(Diagnostic::error(format!(
+                        "cannot pack `{shown}`: it has {bit} (mode {:04o}), which `image import` refuses",
+                        item.mode
+                    ))
+                    .with_hint(format!("run `chmod u-s,g-s,o-t {}`", item.abs.display()))
+                    .into());
+                }
             }
         }
-        items.push(Item {
-            rel: rel.to_string(),
-            abs: entry.path().to_path_buf(),
-            stored: if ft.is_file() {
-                meta.len().min(meta.blocks() * 512)
-            } else {
-                0
-            },
-            kind,
-            mode,
-            mtime: clamp_mtime(meta.mtime(), epoch),
-        });
-        if items.len() > MAX_ENTRIES {
-            return Err(Diagnostic::error(format!(
-                "image `{name}` has more than {MAX_ENTRIES} entries, more than `image import` accepts"
-            )));
-        }
+        item.mtime = clamp_mtime(item.mtime, epoch) as i64;
     }
     Ok(items)
 }
 
-fn special_name(ft: &fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_char_device() {
-        "character device"
-    } else if ft.is_block_device() {
-        "block device"
-    } else if ft.is_socket() {
-        "socket"
-    } else {
-        "special file"
-    }
-}
-
-pub(super) struct PackStats {
-    pub(super) entries: usize,
-    pub(super) data: u64,
+/// An entry's path inside the image, known to be UTF-8 since `walk_image`.
+pub(super) fn rel_str(item: &Entry) -> &str {
+    item.rel.to_str().unwrap_or_default()
 }
 
 /// The tar stream being written, with its buffer, progress bar and counts.
 struct Packer<'a, W: Write> {
     tw: TarWriter<W>,
+    output: &'a Path,
     buf: Vec<u8>,
     progress: &'a Progress,
     stats: PackStats,
@@ -183,6 +117,7 @@ impl<W: Write> Packer<'_, W> {
         let mut done = 0u64;
         while done < len {
             let want = (len - done).min(self.buf.len() as u64) as usize;
+            crate::interrupt::check_io()?;
             let n = file.read_at(&mut self.buf[..want], offset + done)?;
             if n == 0 {
                 return Err(io::Error::other(format!(
@@ -198,7 +133,8 @@ impl<W: Write> Packer<'_, W> {
     }
 
     /// One file: dense, or sparse when the file system reports holes.
-    fn file(&mut self, item: &Item, meta: &Meta, shown: &str) -> io::Result<Record> {
+    fn file(&mut self, item: &Entry, meta: &Meta, shown: &str) -> io::Result<Record> {
+        let rel = rel_str(item);
         let file = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
@@ -211,7 +147,7 @@ impl<W: Write> Packer<'_, W> {
                 self.copy_range(&file, shown, (0, size), &mut hasher)?;
                 self.tw.end_data(size)?;
                 self.stats.data += size;
-                Record::new(&item.rel, RecordKind::File, item.mode)
+                Record::new(rel, RecordKind::File, item.mode)
             }
             Some(extents) => {
                 self.tw.sparse(meta, &extents, size)?;
@@ -222,7 +158,7 @@ impl<W: Write> Packer<'_, W> {
                 }
                 self.tw.end_data(on_disk)?;
                 self.stats.data += on_disk;
-                let mut r = Record::new(&item.rel, RecordKind::Sparse, item.mode);
+                let mut r = Record::new(rel, RecordKind::Sparse, item.mode);
                 r.data = Some(extents.iter().map(|&(o, l)| [o, l]).collect());
                 r
             }
@@ -233,43 +169,51 @@ impl<W: Write> Packer<'_, W> {
     }
 
     /// One image directory: its entries in order, then its manifest.
-    fn image(&mut self, name: &str, items: &[Item]) -> Result<(), Diagnostic> {
-        let fail =
-            |what: &str, e: io::Error| Diagnostic::error(format!("cannot pack `{what}`: {e}"));
+    fn image(&mut self, name: &str, items: &[Entry]) -> Result<(), Diagnostic> {
+        let output = self.output;
+        let fail = |what: &str, e: io::Error| {
+            if e.kind() == io::ErrorKind::Interrupted || crate::sys::is_full(&e) {
+                write_error(output, &e)
+            } else {
+                Diagnostic::error(format!("cannot pack `{what}`: {e}"))
+            }
+        };
         let mut records = Vec::new();
-        let newest = items.iter().map(|i| i.mtime).max().unwrap_or(0);
+        let newest = items.iter().map(|i| i.mtime as u64).max().unwrap_or(0);
         for item in items {
-            let shown = if item.rel.is_empty() {
+            let rel = rel_str(item);
+            let shown = if rel.is_empty() {
                 name.to_string()
             } else {
-                format!("{name}/{}", item.rel)
+                format!("{name}/{rel}")
             };
             let dir_path = format!("{shown}/");
             let meta = Meta {
                 path: match item.kind {
-                    ItemKind::Dir => dir_path.as_str(),
+                    Kind::Dir => dir_path.as_str(),
                     _ => shown.as_str(),
                 },
                 mode: item.mode,
-                mtime: item.mtime,
+                mtime: item.mtime as u64,
             };
             self.stats.entries += 1;
             match &item.kind {
-                ItemKind::Dir => {
+                Kind::Dir => {
                     self.tw.dir(&meta).map_err(|e| fail(&shown, e))?;
-                    if !item.rel.is_empty() {
-                        records.push(Record::new(&item.rel, RecordKind::Dir, item.mode));
+                    if !rel.is_empty() {
+                        records.push(Record::new(rel, RecordKind::Dir, item.mode));
                     }
                 }
-                ItemKind::Symlink(target) => {
+                Kind::Symlink(target) => {
+                    let target = target.to_str().unwrap_or_default();
                     self.tw
                         .symlink(&meta, target)
                         .map_err(|e| fail(&shown, e))?;
-                    let mut r = Record::new(&item.rel, RecordKind::Symlink, 0o777);
-                    r.target = Some(target.clone());
+                    let mut r = Record::new(rel, RecordKind::Symlink, 0o777);
+                    r.target = Some(target.to_string());
                     records.push(r);
                 }
-                ItemKind::File => {
+                Kind::File => {
                     records.push(
                         self.file(item, &meta, &shown)
                             .map_err(|e| fail(&shown, e))?,
@@ -317,12 +261,12 @@ fn default_output(
 
 /// Packs images of the store into one archive, written to a temporary file beside the
 /// output and renamed into place.
-pub fn pack(store: &Store, opts: &PackOptions) -> Result<PackReport, Diagnostic> {
+pub fn pack(store: &Store, opts: &PackOptions) -> Result<PackReport, Diagnostics> {
     let mut names = opts.images.clone();
     names.sort();
     names.dedup();
     if names.is_empty() {
-        return Err(Diagnostic::error("no image to pack"));
+        return Err(Diagnostic::error("no image to pack").into());
     }
     let format = opts
         .format
@@ -335,7 +279,8 @@ pub fn pack(store: &Store, opts: &PackOptions) -> Result<PackReport, Diagnostic>
     if fs::symlink_metadata(&output).is_ok() && !opts.force {
         return Err(
             Diagnostic::error(format!("`{}` already exists", output.display()))
-                .with_hint("pass `--force` to replace it, or choose another name with `-o`"),
+                .with_hint("pass `--force` to replace it, or choose another name with `-o`")
+                .into(),
         );
     }
     let mut images = Vec::new();
@@ -355,10 +300,19 @@ pub fn pack(store: &Store, opts: &PackOptions) -> Result<PackReport, Diagnostic>
         let [(name, items)] = &images[..] else {
             return Err(Diagnostic::error(
                 "a Debian package holds one image; pack each image on its own",
-            ));
+            )
+            .into());
         };
         let progress = Progress::new(opts.progress, total, "packing");
-        let stats = deb::build(store, name, items, &output, &out_dir, opts, &progress)?;
+        let stats = deb::build(
+            store,
+            name,
+            items,
+            &output,
+            &out_dir,
+            (opts.source_date_epoch, opts.force),
+            &progress,
+        )?;
         return Ok(PackReport {
             archive_bytes: fs::metadata(&output).map(|m| m.len()).unwrap_or(0),
             output,
@@ -377,8 +331,7 @@ pub fn pack(store: &Store, opts: &PackOptions) -> Result<PackReport, Diagnostic>
                 out_dir.display()
             ))
         })?;
-    let write_fail =
-        |e: io::Error| Diagnostic::error(format!("cannot write `{}`: {e}", output.display()));
+    let write_fail = |e: io::Error| write_error(&output, &e);
     let file = tmp.as_file().try_clone().map_err(write_fail)?;
     let codec = if format == Format::TarZst {
         Codec::Zstd
@@ -389,6 +342,7 @@ pub fn pack(store: &Store, opts: &PackOptions) -> Result<PackReport, Diagnostic>
     let progress = Progress::new(opts.progress, total, "packing");
     let mut packer = Packer {
         tw: TarWriter::new(ParallelWriter::new(file, codec, threads)),
+        output: &output,
         buf: vec![0u8; IO_BUF],
         progress: &progress,
         stats: PackStats {

@@ -104,6 +104,10 @@ pub(crate) enum ImageCmd {
         /// Replace images that already exist in the store
         #[arg(long)]
         force: bool,
+        /// Refuse an archive that expands to more file data than this (bytes, or with K, M,
+        /// G, T; default 64G)
+        #[arg(long, value_name = "SIZE", value_parser = crate::archive::parse_size)]
+        max_size: Option<u64>,
     },
 }
 
@@ -150,7 +154,11 @@ pub(crate) fn run(app: &App, cmd: &ImageCmd) -> Result<()> {
             format,
             force,
         } => image_pack(app, images, output.as_deref(), *format, *force),
-        ImageCmd::Import { file, force } => image_import(app, file, *force),
+        ImageCmd::Import {
+            file,
+            force,
+            max_size,
+        } => image_import(app, file, *force, *max_size),
     }
 }
 
@@ -190,7 +198,12 @@ fn print_edits(edits: &[edit::FileEdit]) -> Result<()> {
 fn image_edit(app: &App, name: &str, req: &edit::Request) -> Result<()> {
     let store = app.store()?;
     let dir = store.image_dir(name)?;
+    crate::interrupt::install();
     let edits = edit::plan_image(&dir, &dir, req, &app.settings, &app.host)?;
+    // Ctrl-C before the writes changes nothing; once they start they finish (each is an
+    // atomic rename), so the image is never left half-edited.
+    crate::interrupt::check("`image edit`")
+        .map_err(|e| or_interrupted(e, "`image edit`", "the image is unchanged"))?;
     edit::write_image(&dir, &edits)?;
     if app.cli.json {
         return app.print_json(&serde_json::json!({
@@ -220,8 +233,10 @@ fn image_create_like(
         vm: edit_changes(vm_set, &[]),
         force: false,
     };
+    crate::interrupt::install();
     let made =
-        crate::create_like::create_like(&store, src, new, &req, title, &app.settings, &app.host)?;
+        crate::create_like::create_like(&store, src, new, &req, title, &app.settings, &app.host)
+            .map_err(|e| or_interrupted(e, "`image create-like`", "no image was created"))?;
     if app.cli.json {
         return app.print_json(&serde_json::json!({
             "image": made.name,
@@ -474,6 +489,16 @@ fn image_validate(app: &App, images: &[String], strict: bool) -> Result<()> {
     Ok(())
 }
 
+/// An error from an operation that polls Ctrl-C: exit 130 with what was (not) done, when
+/// that is why it stopped.
+fn or_interrupted(e: impl Into<anyhow::Error>, what: &str, outcome: &str) -> anyhow::Error {
+    if crate::interrupt::interrupted() {
+        report::Interrupted(format!("{what} was interrupted (Ctrl-C); {outcome}")).into()
+    } else {
+        e.into()
+    }
+}
+
 fn image_pack(
     app: &App,
     images: &[String],
@@ -496,7 +521,9 @@ fn image_pack(
         source_date_epoch: epoch,
         progress: app.show_progress(),
     };
-    let report = archive::pack(&store, &opts)?;
+    crate::interrupt::install();
+    let report = archive::pack(&store, &opts)
+        .map_err(|e| or_interrupted(e, "`image pack`", "no archive was written"))?;
     if app.cli.json {
         return app.print_json(&serde_json::to_value(&report)?);
     }
@@ -517,14 +544,17 @@ fn image_pack(
     Ok(())
 }
 
-fn image_import(app: &App, file: &Path, force: bool) -> Result<()> {
+fn image_import(app: &App, file: &Path, force: bool, max_size: Option<u64>) -> Result<()> {
     use crate::archive;
     let store = app.store()?;
     let opts = archive::ImportOptions {
         force,
         progress: app.show_progress(),
+        max_size: max_size.unwrap_or(archive::DEFAULT_MAX_SIZE),
     };
-    let report = archive::import(&store, file, &app.host, &opts)?;
+    crate::interrupt::install();
+    let report = archive::import(&store, file, &app.host, &opts)
+        .map_err(|e| or_interrupted(e, "`image import`", "the store is unchanged"))?;
     report::warn(app.cli.quiet, &report.warnings);
     if app.cli.json {
         return app.print_json(&serde_json::json!({

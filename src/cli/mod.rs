@@ -115,6 +115,7 @@ pub fn main() -> i32 {
         }
     };
     init_tracing(cli.verbose, cli.quiet);
+    crate::sys::file_size_limit_is_an_error();
     match run(&cli) {
         Ok(()) => 0,
         Err(e) if out::is_stdout_closed(&e) => 0,

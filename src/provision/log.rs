@@ -42,9 +42,47 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Appends one of convirt's own lines, with a UTC timestamp.
+/// Appends one of convirt's own lines, with a UTC timestamp. A write that fails (a full
+/// disk) is never dropped: it is recorded against this log file, and the script run that
+/// writes to it next reports it (see [`failure`]).
 pub fn note(log: &mut File, msg: &str) {
-    let _ = writeln!(log, "[{}] convirt: {msg}", timestamp());
+    if let Err(e) = writeln!(log, "[{}] convirt: {msg}", timestamp()) {
+        record_failure(log, &e);
+    }
+}
+
+thread_local! {
+    /// Logs (by device and inode) whose writes failed, with the first error.
+    static FAILED: std::cell::RefCell<Vec<((u64, u64), String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn key(log: &File) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    log.metadata().ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Remembers that writing to `log` failed with `e` (the first error counts).
+pub fn record_failure(log: &File, e: &std::io::Error) {
+    if let Some(k) = key(log) {
+        FAILED.with(|f| {
+            let mut f = f.borrow_mut();
+            if !f.iter().any(|(x, _)| *x == k) {
+                f.push((k, e.to_string()));
+            }
+        });
+    }
+}
+
+/// The first failed write to `log` in this thread, if any.
+pub fn failure(log: &File) -> Option<String> {
+    let k = key(log)?;
+    FAILED.with(|f| {
+        f.borrow()
+            .iter()
+            .find(|(x, _)| *x == k)
+            .map(|(_, e)| e.clone())
+    })
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SSZ`.
@@ -87,6 +125,19 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_utc(1_795_564_800), "2026-11-25T00:00:00Z");
         assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn a_failed_note_is_remembered_for_its_log_only() {
+        // /dev/full fails every write with ENOSPC: a real full disk without a mount.
+        let mut full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let mut fine = File::create(d.path().join("ok.log")).unwrap();
+        note(&mut fine, "fits");
+        note(&mut full, "does not fit");
+        let e = failure(&full).expect("the failed write is recorded");
+        assert!(e.contains("No space left"), "{e}");
+        assert_eq!(failure(&fine), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! directory, write the inputs, run `provision.sh` exactly as ConVirt called it, then install
 //! the config atomically on success or remove what the run created on failure.
 
+pub mod disk_values;
 pub mod disks;
 pub mod log;
 pub mod run;
@@ -272,6 +273,14 @@ pub fn plan(vm: &str, store: &Store, ctx_base: &Context, opts: &Options) -> anyh
         },
     };
     let disks = disks::plan(&resolved);
+    // Bad disk values stop here, before anything runs (issue #12.7).
+    let mut resolved = resolved;
+    let bad = disk_values::check(&image, &resolved);
+    if bad.has_errors() {
+        return Err(bad.into());
+    }
+    let missing = disk_values::missing_sources(&disks, &resolved, false);
+    resolved.warnings.extend(missing);
     let custom_dirs = custom_dirs(&image, store, &resolved)?;
     let custom_scripts = custom_dirs
         .iter()
@@ -430,7 +439,8 @@ impl Plan {
         for d in &self.disks {
             let what = if d.create {
                 match (d.size_mb, &d.image_src) {
-                    (_, Some(src)) => format!("created from `{src}`"),
+                    (Some(mb), Some(src)) => format!("created from `{src}`, {mb} MB"),
+                    (None, Some(src)) => format!("created from `{src}`"),
                     (Some(mb), None) => format!("created, {mb} MB"),
                     (None, None) => "created".into(),
                 }
@@ -563,24 +573,7 @@ pub fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
 
 /// Copies a directory tree, keeping modes and symlinks, skipping dot names (as ConVirt did).
 pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dst)?;
-    std::fs::set_permissions(dst, std::fs::metadata(src)?.permissions())?;
-    for e in std::fs::read_dir(src)? {
-        let e = e?;
-        if e.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let (from, to) = (e.path(), dst.join(e.file_name()));
-        let ft = e.file_type()?;
-        if ft.is_dir() {
-            copy_tree(&from, &to)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
-        } else if ft.is_file() {
-            std::fs::copy(&from, &to)?;
-        }
-    }
-    Ok(())
+    crate::tree::copy_plain(src, dst)
 }
 
 /// Paths the run's scripts recorded as created, in creation order.
@@ -642,9 +635,15 @@ pub fn execute(
     watch: &mut dyn run::Watcher,
 ) -> anyhow::Result<Provisioned> {
     let started = std::time::Instant::now();
+    let missing = disk_values::missing_sources(&plan.disks, &plan.resolved, true);
+    if missing.has_errors() {
+        return Err(crate::diagnostic::Diagnostics(missing.errors().cloned().collect()).into());
+    }
     let _lock = lock(work_root, &plan.vm, &plan.image)?;
     // Records (#10): name collisions refused before anything is made.
     let prior = crate::state::hooks::preflight(plan, opts)?;
+    // Holding the lock, no live run owns a work dir of this VM: any left are a dead run's.
+    let swept = crate::tree::sweep_work_dirs(work_root, &plan.vm);
 
     // Refuse to replace anything that exists, unless forced (spec §6.1 step 2).
     let existing_disks: Vec<&Disk> = plan
@@ -693,6 +692,9 @@ pub fn execute(
             env!("CARGO_PKG_VERSION")
         ),
     );
+    for line in &swept {
+        log::note(&mut logf, line);
+    }
 
     for r in &replaced {
         log::note(&mut logf, &format!("--force: removed {r}"));

@@ -37,6 +37,9 @@ pub enum Outcome {
     Interrupted,
     /// It could not be started at all.
     NotStarted(String),
+    /// Its output could not be written to the log (a full disk): it was stopped, since a
+    /// run without its log is not one an admin can trust.
+    LogFailed(String),
 }
 
 impl Outcome {
@@ -48,6 +51,9 @@ impl Outcome {
             Outcome::TimedOut(d) => format!("timed out after {} s and was stopped", d.as_secs()),
             Outcome::Interrupted => "was interrupted (Ctrl-C) and stopped".into(),
             Outcome::NotStarted(e) => format!("could not be started: {e}"),
+            Outcome::LogFailed(e) => format!(
+                "was stopped: its output could not be written to the log ({e}); the log keeps what fit and is cut short there"
+            ),
         }
     }
 }
@@ -113,6 +119,13 @@ fn stop_group(pgid: i32, child: &mut std::process::Child) {
 
 impl Run<'_> {
     pub fn run(mut self) -> Finished {
+        // convirt's own lines before the run did not fit: the script does not start.
+        if let Some(e) = super::log::failure(self.log) {
+            return Finished {
+                outcome: Outcome::LogFailed(e),
+                last_lines: vec![],
+            };
+        }
         self.command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -175,7 +188,14 @@ impl Run<'_> {
                 };
                 match rx.recv_timeout(wait) {
                     Ok(bytes) => {
-                        let _ = self.log.write_all(&bytes);
+                        if let Err(e) = self.log.write_all(&bytes) {
+                            super::log::record_failure(self.log, &e);
+                            if outcome.is_none() {
+                                stop_group(pgid, &mut child);
+                                outcome = Some(Outcome::LogFailed(e.to_string()));
+                                exited_at = Some(Instant::now());
+                            }
+                        }
                         let line = String::from_utf8_lossy(&bytes)
                             .trim_end_matches(['\n', '\r'])
                             .to_string();
@@ -224,7 +244,12 @@ impl Run<'_> {
                 }
             }
         }
-        let _ = self.log.flush();
+        if let Err(e) = self.log.flush() {
+            super::log::record_failure(self.log, &e);
+            if outcome == Some(Outcome::Success) {
+                outcome = Some(Outcome::LogFailed(e.to_string()));
+            }
+        }
         Finished {
             outcome: outcome.unwrap_or(Outcome::Exit(-1)),
             last_lines: tail.into_iter().collect(),

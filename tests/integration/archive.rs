@@ -393,7 +393,7 @@ fn a_plain_tar_czf_imports_with_a_warning_and_force_replaces() {
 // ---------------------------------------------------------------------------------------------
 // Hostile archives
 
-fn header(
+pub(crate) fn header(
     path: &str,
     kind: tar::EntryType,
     mode: u32,
@@ -414,7 +414,7 @@ fn header(
 }
 
 /// A gzip'd tar holding a valid image `Good`, then `extra` entries (header, data).
-fn hostile(w: &World, name: &str, extra: &[(tar::Header, Vec<u8>)]) -> PathBuf {
+pub(crate) fn hostile(w: &World, name: &str, extra: &[(tar::Header, Vec<u8>)]) -> PathBuf {
     let path = w.path().join(name);
     let gz = flate2::write::GzEncoder::new(
         std::fs::File::create(&path).unwrap(),

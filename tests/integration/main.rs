@@ -5,6 +5,7 @@ mod archive;
 mod cli;
 mod conf;
 mod edit;
+mod faults;
 mod fixtures;
 mod outputs;
 mod pipes;
@@ -163,6 +164,10 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, String> {
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::MetadataExt;
     let mut out = std::collections::BTreeMap::new();
+    if !dir.exists() {
+        // A directory that is not there has nothing in it: equal to an empty one.
+        return out;
+    }
     for e in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
         let e = e.unwrap();
         let rel = e.path().strip_prefix(dir).unwrap().display().to_string();

@@ -1,0 +1,37 @@
+//! Ctrl-C for the long file operations (`image pack`, `import`, `create-like`, `edit`): the
+//! signal only raises a flag, the work polls it and returns an error, and the normal unwinding
+//! removes every temporary file and directory before convirt exits with 130.
+
+use crate::diagnostic::Diagnostic;
+
+/// Routes SIGINT and SIGTERM to the flag (the same one a provisioning run polls).
+pub fn install() {
+    crate::provision::run::install_interrupt_handler();
+}
+
+pub fn interrupted() -> bool {
+    crate::provision::run::interrupted()
+}
+
+/// An error when Ctrl-C was pressed, naming the operation that stops.
+pub fn check(what: &str) -> Result<(), Diagnostic> {
+    if interrupted() {
+        Err(Diagnostic::error(format!(
+            "{what} was interrupted (Ctrl-C)"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// The same as an I/O error, for loops that speak `io::Result`.
+pub fn check_io() -> std::io::Result<()> {
+    if interrupted() {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Interrupted,
+            "interrupted (Ctrl-C)",
+        ))
+    } else {
+        Ok(())
+    }
+}
