@@ -32,16 +32,20 @@ struct Flags {
     alt: bool,
 }
 
-/// Reads a run of digits as a number, saturating (the bound check comes after).
-fn number(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<u64> {
-    let mut n: Option<u64> = None;
-    while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+/// Reads a run of digits as a number, saturating (the bound check comes after), and the
+/// digits as written, for the message.
+fn number(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<(u64, String)> {
+    let mut n: Option<(u64, String)> = None;
+    while let Some(c) = chars.peek().copied().filter(char::is_ascii_digit) {
         chars.next();
-        n = Some(
-            n.unwrap_or(0)
-                .saturating_mul(10)
-                .saturating_add(u64::from(d)),
-        );
+        let (v, text) = n.get_or_insert((0, String::new()));
+        *v = v
+            .saturating_mul(10)
+            .saturating_add(u64::from(c.to_digit(10).unwrap_or(0)));
+        // A long run of digits is shown shortened; its value saturates anyway.
+        if text.len() < 40 {
+            text.push(c);
+        }
     }
     n
 }
@@ -85,14 +89,14 @@ pub(crate) fn percent(fmt: &str, args: &Value, span: Span, limits: &Limits) -> R
             chars.next();
         }
         let w = match number(&mut chars) {
-            Some(w) => width(span, "format width", w, limits)?,
+            Some((w, shown)) => width(span, "format width", w, &shown, limits)?,
             None => 0,
         };
         let mut prec = None;
         if chars.peek() == Some(&'.') {
             chars.next();
-            let p = number(&mut chars).unwrap_or(0);
-            prec = Some(width(span, "format precision", p, limits)?);
+            let (p, shown) = number(&mut chars).unwrap_or((0, "0".into()));
+            prec = Some(width(span, "format precision", p, &shown, limits)?);
         }
         let Some(conv) = chars.next() else {
             return err_hint(span, "incomplete format: `%` at the end", FORMAT_HINT);

@@ -165,13 +165,20 @@ pub(crate) fn repeat_count(span: Span, unit: Size, times: i64, limits: &Limits) 
 
 /// A width, precision or length the config asks for (`%.9f`, `'x'.zfill(9)`, `ljust`):
 /// a number of characters that will be allocated, bounded like any string.
-pub(crate) fn width(span: Span, what: &str, n: u64, limits: &Limits) -> R<usize> {
+/// `shown` is the number as the config wrote it (it may not fit in 64 bits).
+pub(crate) fn width(
+    span: Span,
+    what: &str,
+    n: u64,
+    shown: &dyn std::fmt::Display,
+    limits: &Limits,
+) -> R<usize> {
     match usize::try_from(n) {
         Ok(w) if w <= limits.max_str_len => Ok(w),
         _ => err_hint(
             span,
             format!(
-                "{what} {n} is more than {} characters, the limit for a string",
+                "{what} {shown} is more than {} characters, the limit for a string",
                 limits.max_str_len
             ),
             SHORT_HINT,

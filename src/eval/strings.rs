@@ -404,7 +404,7 @@ fn count(c: Call<'_>) -> R<Obj> {
 fn width_arg(c: &Call<'_>, method: &str) -> R<usize> {
     match c.arg(0).and_then(int_like) {
         Some(w) if w <= 0 => Ok(0),
-        Some(w) => width(c.span, &format!("`{method}` width"), w as u64, c.limits),
+        Some(w) => width(c.span, &format!("`{method}` width"), w as u64, &w, c.limits),
         None => err(c.span, format!("`{method}` takes a width")),
     }
 }

@@ -14,7 +14,7 @@ fn host() -> Host {
     }
 }
 
-fn run(src: &str) -> Result<Evaluated, String> {
+pub(super) fn run(src: &str) -> Result<Evaluated, String> {
     let f = SourceFile::new("vm_conf.template", src.to_string());
     let m = syntax::parse(&f).map_err(|d| d.render())?;
     let (ev, d) = evaluate(&f, &m, &host(), Limits::default());
@@ -206,4 +206,495 @@ fn errors_are_collected_and_not_cascaded() {
 fn disallowed_module_functions_are_named() {
     let e = run("import os\nc = os.system('rm -rf /')\n").unwrap_err();
     assert!(e.contains("`os.system` is not allowed"), "{e}");
+}
+
+/// `%` formatting and the padding methods, each expected text what Python 3.11 gives.
+#[test]
+fn percent_formatting_matches_python() {
+    let cases: &[(&str, &str)] = &[
+        ("'%.5x' % 1", "00001"),
+        ("'%.5o' % 8", "00010"),
+        ("'%.5X' % 255", "000FF"),
+        ("'%#.5x' % 1", "0x00001"),
+        ("'%#.5o' % 8", "0o00010"),
+        ("'%#08x' % 255", "0x0000ff"),
+        ("'%#X' % 255", "0XFF"),
+        ("'%-8.3d|' % -5", "-005    |"),
+        ("'%+.3x' % -1", "-001"),
+        ("'%08.3d' % 5", "00000005"),
+        ("'%.0d' % 0", "0"),
+        ("'%.3i|%.3u' % (7, 7)", "007|007"),
+        ("'%.3s|%.0s|%5.2s|' % ('abcdef', 'x', 'xyz')", "abc||   xy|"),
+        ("'%.3r' % 'abc'", "'ab"),
+        ("'%-6r|' % 1", "1     |"),
+        (
+            "'%.0f|%#.0f|%.1f|%.2f' % (2.5, 1, 0.05, 1.005)",
+            "2|1.|0.1|1.00",
+        ),
+        ("'%.30f' % 0.1", "0.100000000000000005551115123126"),
+        ("'%010.2f' % -3.14159", "-000003.14"),
+        (
+            "'%.0e|%#.0e|%.3E' % (15, 1, 12345.678)",
+            "2e+01|1.e+00|1.235E+04",
+        ),
+        (
+            "'%.3g|%#g|%#.3g|%.0g' % (0.0001234, 1.5, 100, 0.5)",
+            "0.000123|1.50000|100.|0.5",
+        ),
+        (
+            "'%g|%G|%g' % (1e-5, 1e20, 123456789)",
+            "1e-05|1E+20|1.23457e+08",
+        ),
+        ("'%.20g' % 0.1", "0.10000000000000000555"),
+        (
+            "'%f|%F|%e|%E|%g|%G' % (float('inf'), float('inf'), float('-inf'), float('nan'), float('nan'), float('-inf'))",
+            "inf|INF|-inf|NAN|nan|-INF",
+        ),
+        (
+            "'%05f|%-6F|' % (float('inf'), float('nan'))",
+            "00inf|NAN   |",
+        ),
+        ("'%+f|% .1e' % (0, 2)", "+0.000000| 2.0e+00"),
+        ("'%g' % -0.0", "-0"),
+        ("'%x|%o|%d' % (True, False, True)", "1|0|1"),
+        ("'%5s|%-5s|' % ('ab', 'cd')", "   ab|cd   |"),
+        ("'%%|' % ()", "%|"),
+        ("'%(a)05.1f|%(b)x' % {'a': 3.14159, 'b': 255}", "003.1|ff"),
+        ("'%.2d' % -3.7", "-03"),
+        ("'%s' % [1, 'a']", "[1, 'a']"),
+        ("'%.17g' % 1e300", "1.0000000000000001e+300"),
+        ("'%.1e' % 9.96", "1.0e+01"),
+        ("'%.3f' % 1e16", "10000000000000000.000"),
+        ("'%e' % 0", "0.000000e+00"),
+        ("'%.25e' % 5e-324", "4.9406564584124654417656879e-324"),
+        ("'%.10f' % 123456789.123456789", "123456789.1234567910"),
+        ("'%#.3x|%#5o|%-#6X|' % (-10, 0, 10)", "-0x00a|  0o0|0XA   |"),
+        (
+            "'a'.ljust(4, '*') + 'b'.rjust(3) + 'c'.center(4, '-') + '42'.zfill(5) + '-4'.zfill(4) + 'x'.zfill(-3)",
+            "a***  b-c--00042-004x",
+        ),
+    ];
+    for (expr, want) in cases {
+        let src = format!("x = {expr}\n");
+        let ev = run(&src).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        assert_eq!(ev.get("x"), Some(&Value::Str(want.to_string())), "{expr}");
+    }
+}
+
+/// The examples: a large precision gives the right value, and a width or precision
+/// past the string bound is a located error, never a panic or a silent cut.
+#[test]
+fn large_widths_and_precisions_are_bounded_not_cut() {
+    for (conv, len) in [("f", 65_538), ("F", 65_538), ("e", 65_542), ("E", 65_542)] {
+        let src = format!("x = '%.65536{conv}' % 1\n");
+        let ev = run(&src).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let Some(Value::Str(s)) = ev.get("x") else {
+            panic!("{src}: no string")
+        };
+        assert_eq!(s.len(), len, "{src}");
+        assert!(s.starts_with("1.000"), "{src}");
+    }
+    for conv in ["g", "G"] {
+        let ev = run(&format!("x = '%.65536{conv}' % 1\n")).unwrap();
+        assert_eq!(ev.get("x"), Some(&Value::Str("1".into())));
+    }
+    let ev = run("x = '%#.65536g' % 1.5\n").unwrap();
+    assert_eq!(
+        ev.get("x").and_then(Value::as_str).map(str::len),
+        Some(65_537)
+    );
+    let ev = run("x = '%.1048576d' % 1\n").unwrap();
+    let Some(Value::Str(s)) = ev.get("x") else {
+        panic!("no string")
+    };
+    assert_eq!(s.len(), 1 << 20);
+    assert!(s.ends_with("0001") && s.starts_with("0000"));
+    let ev = run("x = '%1048576s' % 'a'\n").unwrap();
+    assert_eq!(
+        ev.get("x").and_then(Value::as_str).map(str::len),
+        Some(1 << 20)
+    );
+
+    let refused: &[(&str, &str)] = &[
+        (
+            "'%.1048577d' % 1",
+            "format precision 1048577 is more than 1048576 characters",
+        ),
+        ("'%.2000000f' % 1", "format precision 2000000 is more than"),
+        (
+            "'%.99999999999999999999999e' % 1",
+            "format precision 99999999999999999999999 is more than",
+        ),
+        (
+            "'%99999999999999999999s' % 'a'",
+            "format width 99999999999999999999 is more than",
+        ),
+        ("'%1048577x' % 1", "format width 1048577 is more than"),
+        (
+            "'%.9999999s' % 'a'",
+            "format precision 9999999 is more than",
+        ),
+        (
+            "'%1048576s%s' % ('a', 'b')",
+            "string longer than 1048576 bytes",
+        ),
+        ("'x'.zfill(1048577)", "`zfill` width 1048577 is more than"),
+        (
+            "'x'.ljust(10**12)",
+            "`ljust` width 1000000000000 is more than",
+        ),
+        (
+            "'x'.rjust(2**40, '*')",
+            "`rjust` width 1099511627776 is more than",
+        ),
+        ("'x'.center(1048577)", "`center` width 1048577 is more than"),
+        ("'é'.ljust(1048576)", "string longer than 1048576 bytes"),
+    ];
+    for (expr, want) in refused {
+        let f = SourceFile::new("t.conf", format!("x = {expr}\n"));
+        let m = syntax::parse(&f).unwrap_or_else(|d| panic!("{expr}: {d}"));
+        let (ev, d) = evaluate(&f, &m, &host(), Limits::default());
+        assert_eq!(d.0.len(), 1, "{expr}: {d}");
+        assert!(d.0[0].message.contains(want), "{expr}: {}", d.0[0].message);
+        let at = d.0[0].location.as_ref().expect("located");
+        assert_eq!((at.line, at.col), (1, 5), "{expr}");
+        assert!(ev.get("x").is_none(), "{expr}");
+    }
+}
+
+/// Every other place a config's number or value becomes an allocation: repeats of long
+/// values, literals naming a long value many times, `re.sub` expansions, ranges.
+#[test]
+fn values_are_bounded_in_all_before_they_are_copied() {
+    let big = "s = 'x' * 1000000\n";
+    let refused: &[(&str, &str)] = &[
+        (
+            "x = [s] * 100",
+            "the result would have more than 1048576 bytes",
+        ),
+        (
+            "x = (s,) * 2",
+            "the result would have more than 1048576 bytes",
+        ),
+        (
+            "x = [[0] * 1000] * 1000",
+            "the result would have more than 100000 items",
+        ),
+        (
+            "x = [s, s]",
+            "the value would hold more than 1048576 bytes of text",
+        ),
+        (
+            "x = (s, s, s, s, s, s, s, s)",
+            "the value would hold more than 1048576 bytes of text",
+        ),
+        (
+            "x = {'a': s, 'b': s}",
+            "the value would hold more than 1048576 bytes of text",
+        ),
+        (
+            "x = len(s, s, s)",
+            "the value would hold more than 1048576 bytes of text",
+        ),
+        (
+            "l = [0] * 60000\nx = [l, l]",
+            "the value would hold more than 100000 items",
+        ),
+        (
+            "x = [s] + [s]",
+            "the value would hold more than 1048576 bytes of text",
+        ),
+        (
+            "x = re.sub('.*', '\\\\0\\\\0', s)",
+            "string longer than 1048576 bytes",
+        ),
+        (
+            "x = re.sub('', 'yy', s)",
+            "string longer than 1048576 bytes",
+        ),
+        ("x = re.findall('x', s)", "list longer than 100000 items"),
+        (
+            "x = range(-sys.maxsize - 1, sys.maxsize)",
+            "range longer than 100000 items",
+        ),
+        (
+            "x = s.replace('x', 'xy')",
+            "string longer than 1048576 bytes",
+        ),
+        (
+            "x = ('-' * 100000).join([s, 'a'])",
+            "string longer than 1048576 bytes",
+        ),
+    ];
+    for (src, want) in refused {
+        let src = format!("import re, sys\n{big}{src}\n");
+        let Err(e) = run(&src) else {
+            panic!("{src}: evaluated")
+        };
+        assert!(e.contains(want), "{src}: {e}");
+        assert_eq!(e.matches("error:").count(), 1, "{src}: {e}");
+    }
+    // At the bounds, the values are built.
+    let ev =
+        run("x = ['ab'] * 50000\ny = [0] * 100000\nz = ('x' * 524288, 'y' * 524288)\n").unwrap();
+    assert!(matches!(ev.get("x"), Some(Value::List(v)) if v.len() == 50_000));
+    assert!(matches!(ev.get("y"), Some(Value::List(v)) if v.len() == 100_000));
+    assert!(matches!(ev.get("z"), Some(Value::Tuple(v)) if v.len() == 2));
+}
+
+/// Every entry of every table, by the name a config uses, with a call and Python's answer.
+/// The walk below fails when an entry has no example here or an example no entry, so a
+/// granted function cannot be added without being exercised.
+fn examples() -> Vec<(&'static str, &'static str, Value)> {
+    let s = |x: &str| Value::Str(x.to_string());
+    let strs = |xs: &[&str]| Value::List(xs.iter().map(|x| s(x)).collect());
+    vec![
+        ("str", "str(5)", s("5")),
+        ("int", "int('ff', 16)", Value::Int(255)),
+        ("float", "float(' 1.5 ')", Value::Float(1.5)),
+        ("bool", "bool([])", Value::Bool(false)),
+        ("len", "len('abc')", Value::Int(3)),
+        ("min", "min(3, 1, 2)", Value::Int(1)),
+        ("max", "max([3, 1, 2])", Value::Int(3)),
+        (
+            "range",
+            "range(1, 7, 2)",
+            Value::List(vec![Value::Int(1), Value::Int(3), Value::Int(5)]),
+        ),
+        ("list", "list('ab')", strs(&["a", "b"])),
+        ("tuple", "tuple([1])", Value::Tuple(vec![Value::Int(1)])),
+        (
+            "dict",
+            "dict([('a', 1)], b=2)",
+            Value::Dict(vec![(s("a"), Value::Int(1)), (s("b"), Value::Int(2))]),
+        ),
+        (
+            "sorted",
+            "sorted([2, 3, 1], reverse=True)",
+            Value::List(vec![Value::Int(3), Value::Int(2), Value::Int(1)]),
+        ),
+        ("abs", "abs(-4)", Value::Int(4)),
+        ("repr", "repr('a')", s("'a'")),
+        ("str.upper", "'ab'.upper()", s("AB")),
+        ("str.lower", "'AB'.lower()", s("ab")),
+        ("str.strip", "'  a '.strip()", s("a")),
+        ("str.lstrip", "'xxay'.lstrip('x')", s("ay")),
+        ("str.rstrip", "'a  '.rstrip()", s("a")),
+        (
+            "str.split",
+            "' a b  c'.split(None, 1)",
+            strs(&["a", "b  c"]),
+        ),
+        (
+            "str.rsplit",
+            "'a-b-c'.rsplit(sep='-', maxsplit=1)",
+            strs(&["a-b", "c"]),
+        ),
+        ("str.join", "'-'.join(['a', 'b'])", s("a-b")),
+        ("str.replace", "'aaa'.replace('a', 'b', 2)", s("bba")),
+        (
+            "str.startswith",
+            "'web1'.startswith(('db', 'web'))",
+            Value::Bool(true),
+        ),
+        (
+            "str.endswith",
+            "'x.img'.endswith('.iso')",
+            Value::Bool(false),
+        ),
+        ("str.find", "'abc'.find('c')", Value::Int(2)),
+        ("str.rfind", "'abca'.rfind('a')", Value::Int(3)),
+        ("str.count", "'banana'.count('a')", Value::Int(3)),
+        ("str.isdigit", "'123'.isdigit()", Value::Bool(true)),
+        ("str.isalpha", "'ab1'.isalpha()", Value::Bool(false)),
+        ("str.isalnum", "'ab1'.isalnum()", Value::Bool(true)),
+        ("str.title", "'hello world'.title()", s("Hello World")),
+        ("str.capitalize", "'hELLO'.capitalize()", s("Hello")),
+        ("str.splitlines", "'a\\nb'.splitlines()", strs(&["a", "b"])),
+        ("str.zfill", "'-4'.zfill(4)", s("-004")),
+        ("str.index", "'abc'.index('b')", Value::Int(1)),
+        ("str.ljust", "'a'.ljust(3, '*')", s("a**")),
+        ("str.rjust", "'a'.rjust(3)", s("  a")),
+        ("str.center", "'a'.center(4, '-')", s("-a--")),
+        ("list.index", "[1, 2].index(2)", Value::Int(1)),
+        ("list.count", "(1, 1, 2).count(1)", Value::Int(2)),
+        ("dict.get", "{'a': 1}.get('b', 5)", Value::Int(5)),
+        ("dict.keys", "{'a': 1}.keys()", strs(&["a"])),
+        (
+            "dict.values",
+            "{'a': 1}.values()",
+            Value::List(vec![Value::Int(1)]),
+        ),
+        (
+            "dict.items",
+            "{'a': 1}.items()",
+            Value::List(vec![Value::Tuple(vec![s("a"), Value::Int(1)])]),
+        ),
+        (
+            "match.group",
+            "re.search('(b)(c)?', 'abd').group(1)",
+            s("b"),
+        ),
+        (
+            "match.groups",
+            "re.search('(b)(c)?', 'abd').groups()",
+            Value::Tuple(vec![s("b"), Value::None]),
+        ),
+        ("os.uname", "os.uname()", Value::Tuple(host().tuple())),
+        ("os.path", "os.path.sep", s("/")),
+        ("os.sep", "os.sep", s("/")),
+        ("os.name", "os.name", s("posix")),
+        ("os.linesep", "os.linesep", s("\n")),
+        (
+            "os.path.join",
+            "os.path.join('/a', 'b', 'c.img')",
+            s("/a/b/c.img"),
+        ),
+        (
+            "os.path.basename",
+            "os.path.basename('/a/b.img')",
+            s("b.img"),
+        ),
+        ("os.path.dirname", "os.path.dirname('/a/b.img')", s("/a")),
+        ("os.path.exists", "os.path.exists('/')", Value::Bool(true)),
+        (
+            "os.path.splitext",
+            "os.path.splitext('a/b.tar.gz')",
+            Value::Tuple(vec![s("a/b.tar"), s(".gz")]),
+        ),
+        ("os.path.isabs", "os.path.isabs('a')", Value::Bool(false)),
+        (
+            "os.path.normpath",
+            "os.path.normpath('/a/./b/../c')",
+            s("/a/c"),
+        ),
+        ("os.path.sep", "os.path.sep", s("/")),
+        ("re.search", "str(re.search('a+', 'baa'))", s("aa")),
+        ("re.match", "re.match('b', 'ab')", Value::None),
+        ("re.sub", "re.sub('(a)', '<\\\\1>', 'bab')", s("b<a>b")),
+        (
+            "re.findall",
+            "re.findall('[0-9]+', 'a1b22')",
+            strs(&["1", "22"]),
+        ),
+        ("re.split", "re.split(',+', 'a,,b')", strs(&["a", "b"])),
+        ("re.escape", "re.escape('a.b')", s("a\\.b")),
+        ("sys.platform", "sys.platform", s("linux")),
+        ("sys.byteorder", "sys.byteorder", s("little")),
+        ("sys.maxsize", "sys.maxsize", Value::Int(i64::MAX)),
+        ("string.upper", "string.upper('a')", s("A")),
+        ("string.lower", "string.lower('A')", s("a")),
+        ("string.strip", "string.strip('xax', 'x')", s("a")),
+        ("string.split", "string.split('a b')", strs(&["a", "b"])),
+        ("string.join", "string.join(['a', 'b'], '-')", s("a-b")),
+        ("string.replace", "string.replace('aa', 'a', 'b')", s("bb")),
+        ("string.atoi", "string.atoi('ff', 16)", Value::Int(255)),
+        ("string.digits", "string.digits", s("0123456789")),
+        (
+            "string.ascii_letters",
+            "len(string.ascii_letters)",
+            Value::Int(52),
+        ),
+        ("string.letters", "string.letters[-1]", s("Z")),
+        (
+            "string.ascii_lowercase",
+            "string.ascii_lowercase[:3]",
+            s("abc"),
+        ),
+        ("string.lowercase", "string.lowercase[-1]", s("z")),
+        (
+            "string.ascii_uppercase",
+            "string.ascii_uppercase[:2]",
+            s("AB"),
+        ),
+        ("string.uppercase", "string.uppercase[-1]", s("Z")),
+    ]
+}
+
+/// Every table, with the prefix a config names its entries by.
+fn tables() -> Vec<(String, &'static [Func])> {
+    let mut t = vec![
+        (String::new(), BUILTINS),
+        ("str.".to_string(), STR_METHODS),
+        ("list.".to_string(), LIST_METHODS),
+        ("dict.".to_string(), DICT_METHODS),
+        ("match.".to_string(), MATCH_METHODS),
+    ];
+    for m in modules::MODULES {
+        t.push((format!("{}.", m.name), m.functions));
+    }
+    t
+}
+
+#[test]
+fn every_table_entry_is_called_and_answers_as_python() {
+    let mut granted: Vec<String> = Vec::new();
+    for (prefix, table) in tables() {
+        granted.extend(table.iter().map(|f| format!("{prefix}{}", f.name)));
+    }
+    for m in modules::MODULES {
+        granted.extend(m.constants.iter().map(|c| format!("{}.{}", m.name, c.name)));
+    }
+    let examples = examples();
+    let mut named: Vec<String> = examples.iter().map(|(n, _, _)| n.to_string()).collect();
+    granted.sort();
+    named.sort();
+    assert_eq!(granted, named, "every entry has exactly one example");
+    for (name, expr, want) in examples {
+        let src = format!("import os, re, sys, string\nx = {expr}\n");
+        let ev = run(&src).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(ev.get("x"), Some(&want), "{name}: {expr}");
+    }
+}
+
+#[test]
+fn every_table_entry_checks_its_arity() {
+    let host = host();
+    let limits = Limits::default();
+    let call = |f: &'static Func, n: usize| {
+        let c = Call {
+            host: &host,
+            limits: &limits,
+            this: Value::Str("x".into()),
+            args: vec![Value::Int(1); n],
+            kwargs: vec![],
+            span: Span::new(0, 1),
+        };
+        match f.call(f.name, c) {
+            Err(Fail::Error(_, msg, _)) => Some(msg),
+            _ => None,
+        }
+    };
+    let mut checked = 0;
+    for (prefix, table) in tables() {
+        for f in table {
+            let mut wrong = vec![];
+            if f.max != usize::MAX {
+                wrong.push(f.max + 1);
+            }
+            if f.min > 0 {
+                wrong.push(f.min - 1);
+            }
+            for n in wrong {
+                let msg = call(f, n).unwrap_or_default();
+                assert!(
+                    msg.starts_with(&format!("`{}` takes ", f.name))
+                        && msg.ends_with(&format!("arguments, got {n}")),
+                    "{prefix}{} with {n} arguments: {msg:?}",
+                    f.name
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 80, "{checked}");
+    let e = run("x = sorted([1], key=1)\n").unwrap_err();
+    assert!(e.contains("`sorted` takes only `reverse=`"), "{e}");
+    let e = run("x = 'a b'.split(sep=' ', count=1)\n").unwrap_err();
+    assert!(e.contains("`split` takes only `sep=`, `maxsplit=`"), "{e}");
+    let e = run("x = len('a', key=1)\n").unwrap_err();
+    assert!(
+        e.contains("keyword arguments are not supported here"),
+        "{e}"
+    );
 }

@@ -202,3 +202,138 @@ fn deep_nesting_is_refused_quickly() {
     let src = format!("x = {}\n", vec!["1"; 100_000].join("+"));
     assert_eq!(problems(&src).len(), 1);
 }
+
+#[test]
+fn every_recovery_rule_explains_its_case() {
+    use super::recover::{Failure, RULES, explain};
+    use rustpython_parser::{Parse, ast as py};
+    let cases: &[(&str, &str)] = &[
+        ("python2-print", "print 'x'\n"),
+        ("python2-exec", "exec 'x = 1'\n"),
+        ("python2-octal", "mode = 0755\n"),
+        ("python2-not-equal", "if a <> 'b':\n    c = 1\n"),
+        ("python2-backquotes", "x = `1`\n"),
+        ("unclosed-string", "x = 'abc\ny = 1\n"),
+        ("bracket", "x = [1,\n  2\ny = 3\n"),
+        ("empty-block", "a = 1\nif a:\n"),
+        ("missing-colon", "if a > 1\n    b = 2\n"),
+        ("unexpected-indentation", "x = 1\n  y = 2\n"),
+        ("unexpected-character", "x = 1 $ 2\n"),
+        ("generic", "x = = 1\n"),
+    ];
+    let mut named: Vec<&str> = cases.iter().map(|(n, _)| *n).collect();
+    let mut rules: Vec<&str> = RULES.iter().map(|(n, _)| *n).chain(["generic"]).collect();
+    named.sort();
+    rules.sort();
+    assert_eq!(named, rules, "every rule has a case");
+    for (rule, src) in cases {
+        let Err(e) = py::Suite::parse(src, "image.conf") else {
+            panic!("{rule}: {src:?} parses")
+        };
+        let off = usize::from(e.offset).min(src.len());
+        let (fired, _) = explain(&Failure::new(src, src, off, &e.error));
+        assert_eq!(fired, *rule, "{src:?}");
+    }
+}
+
+/// The issue's structure rules for the evaluator and the parser: no import cycle between
+/// their files, and no file but the AST conversion over about 1,000 lines.
+#[test]
+fn eval_and_syntax_files_have_no_import_cycle_and_stay_small() {
+    use std::collections::BTreeMap;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let reference =
+        regex::Regex::new(r"(super|crate::eval|crate::syntax)::(\{[^}]*\}|[a-z_]+)").unwrap();
+    let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for folder in ["eval", "syntax"] {
+        let files: Vec<String> = std::fs::read_dir(root.join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".rs"))
+            .collect();
+        let node = |folder: &str, stem: &str| {
+            if stem == "mod" || !files.iter().any(|f| f == &format!("{stem}.rs")) {
+                folder.to_string()
+            } else {
+                format!("{folder}/{stem}")
+            }
+        };
+        for f in &files {
+            let text = std::fs::read_to_string(root.join(folder).join(f)).unwrap();
+            let lines = text.lines().count();
+            if f != "convert.rs" {
+                assert!(lines <= 1_000, "{folder}/{f} has {lines} lines");
+            }
+            if f == "tests.rs" {
+                continue;
+            }
+            let from = node(folder, f.trim_end_matches(".rs"));
+            let code = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or("");
+            for c in reference.captures_iter(code) {
+                let base = match &c[1] {
+                    "super" => folder,
+                    "crate::eval" => "eval",
+                    _ => "syntax",
+                };
+                let names: Vec<&str> = c[2]
+                    .trim_matches(['{', '}'])
+                    .split(',')
+                    .map(|n| n.trim().split("::").next().unwrap_or(""))
+                    .collect();
+                for n in names {
+                    // `super::X` in a folder's own mod.rs would name the crate root: none do.
+                    let to = if base == folder {
+                        node(folder, n)
+                    } else {
+                        let other: Vec<String> = std::fs::read_dir(root.join(base))
+                            .unwrap()
+                            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                            .collect();
+                        if other.contains(&format!("{n}.rs")) {
+                            format!("{base}/{n}")
+                        } else {
+                            base.to_string()
+                        }
+                    };
+                    if to != from {
+                        graph.entry(from.clone()).or_default().push(to);
+                    }
+                }
+            }
+        }
+    }
+    // Depth-first search for a back edge.
+    fn visit(
+        n: &str,
+        graph: &BTreeMap<String, Vec<String>>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) {
+        path.push(n.to_string());
+        match state.get(n) {
+            Some(1) => panic!("import cycle: {}", path.join(" -> ")),
+            Some(2) => {}
+            _ => {
+                state.insert(n.to_string(), 1);
+                for m in graph.get(n).into_iter().flatten() {
+                    visit(m, graph, state, path);
+                }
+                state.insert(n.to_string(), 2);
+            }
+        }
+        path.pop();
+    }
+    let mut state = BTreeMap::new();
+    for n in graph.keys() {
+        visit(n, &graph, &mut state, &mut Vec::new());
+    }
+    // The graph was really read: the evaluator uses the AST, the dialect check the tables.
+    assert!(
+        graph["eval"].contains(&"syntax/ast".to_string()),
+        "{graph:?}"
+    );
+    assert!(
+        graph["syntax/convert"].contains(&"eval/modules".to_string()),
+        "{graph:?}"
+    );
+}
