@@ -75,7 +75,7 @@ pub(crate) static BUILTINS: &[Func] = &[
         run: |c| {
             let span = c.span;
             val(Value::List(match c.args.into_iter().next() {
-                Some(v) => iter_items(v, span)?,
+                Some(v) => iter_items(v, span, c.limits)?,
                 None => vec![],
             }))
         },
@@ -88,7 +88,7 @@ pub(crate) static BUILTINS: &[Func] = &[
         run: |c| {
             let span = c.span;
             val(Value::Tuple(match c.args.into_iter().next() {
-                Some(v) => iter_items(v, span)?,
+                Some(v) => iter_items(v, span, c.limits)?,
                 None => vec![],
             }))
         },
@@ -222,7 +222,11 @@ fn abs(c: Call<'_>) -> R<Obj> {
 fn extreme(c: Call<'_>, name: &str, wanted: Ordering) -> R<Obj> {
     let span = c.span;
     let items = if c.args.len() == 1 {
-        iter_items(c.args.into_iter().next().unwrap_or(Value::None), span)?
+        iter_items(
+            c.args.into_iter().next().unwrap_or(Value::None),
+            span,
+            c.limits,
+        )?
     } else {
         c.args
     };
@@ -286,7 +290,11 @@ fn range(c: Call<'_>) -> R<Obj> {
 fn sorted(c: Call<'_>) -> R<Obj> {
     let span = c.span;
     let reverse = c.kwargs.iter().any(|(k, v)| k == "reverse" && v.truthy());
-    let mut items = iter_items(c.args.into_iter().next().unwrap_or(Value::None), span)?;
+    let mut items = iter_items(
+        c.args.into_iter().next().unwrap_or(Value::None),
+        span,
+        c.limits,
+    )?;
     let mut bad = false;
     items.sort_by(|a, b| {
         order(a, b).unwrap_or_else(|| {

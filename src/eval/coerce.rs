@@ -1,7 +1,8 @@
 //! How values are read as numbers, strings and sequences, and compared: the small rules
 //! every builtin, method and operator shares.
 
-use super::fail::{R, err};
+use super::fail::{R, err, err_hint};
+use super::limits::{Limits, SHORT_HINT};
 use crate::diagnostic::Span;
 use crate::value::Value;
 use std::cmp::Ordering;
@@ -34,10 +35,21 @@ pub(crate) fn str_arg(v: Option<&Value>, span: Span, what: &str) -> R<String> {
     }
 }
 
-pub(crate) fn iter_items(v: Value, span: Span) -> R<Vec<Value>> {
+/// The items of a value iterated over; a string's characters are counted against the item
+/// bound before a value is made for each.
+pub(crate) fn iter_items(v: Value, span: Span, limits: &Limits) -> R<Vec<Value>> {
     match v {
         Value::List(v) | Value::Tuple(v) => Ok(v),
-        Value::Str(s) => Ok(s.chars().map(|c| Value::Str(c.to_string())).collect()),
+        Value::Str(s) => {
+            if s.chars().count() > limits.max_items {
+                return err_hint(
+                    span,
+                    format!("list longer than {} items", limits.max_items),
+                    SHORT_HINT,
+                );
+            }
+            Ok(s.chars().map(|c| Value::Str(c.to_string())).collect())
+        }
         Value::Dict(d) => Ok(d.into_iter().map(|(k, _)| k).collect()),
         other => err(span, format!("a {} is not iterable", other.type_name())),
     }

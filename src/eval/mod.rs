@@ -253,8 +253,20 @@ impl Evaluator<'_> {
             Target::Tuple(targets, span) => {
                 let items = match value {
                     Obj::Val(Value::List(v)) | Obj::Val(Value::Tuple(v)) => v,
-                    Obj::Val(Value::Str(s)) => {
+                    // Counted first: a long string is not split into values to be refused.
+                    Obj::Val(Value::Str(s)) if s.chars().count() == targets.len() => {
                         s.chars().map(|c| Value::Str(c.to_string())).collect()
+                    }
+                    Obj::Val(Value::Str(s)) => {
+                        return err_hint(
+                            *span,
+                            format!(
+                                "cannot unpack {} values into {} names",
+                                s.chars().count(),
+                                targets.len()
+                            ),
+                            "give as many names as the value has items",
+                        );
                     }
                     _ => return err(*span, "cannot unpack this value into several names"),
                 };

@@ -236,15 +236,16 @@ pub(crate) fn subscript(b: &Value, i: &Value, span: Span) -> R<Value> {
             let idx = int_like(i)
                 .ok_or(())
                 .or_else(|_| err(span, "string indices must be integers"))?;
-            let chars: Vec<char> = s.chars().collect();
-            norm_index(idx, chars.len())
-                .map(|n| Value::Str(chars[n].to_string()))
+            let len = s.chars().count();
+            norm_index(idx, len)
+                .and_then(|n| s.chars().nth(n))
+                .map(|c| Value::Str(c.to_string()))
                 .ok_or(())
                 .or_else(|_| {
                     err_hint(
                         span,
-                        format!("index {idx} out of range (length {})", chars.len()),
-                        index_hint(chars.len()),
+                        format!("index {idx} out of range (length {len})"),
+                        index_hint(len),
                     )
                 })
         }

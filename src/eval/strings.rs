@@ -303,7 +303,7 @@ fn split(c: Call<'_>, from_right: bool) -> R<Obj> {
 
 fn join(c: Call<'_>) -> R<Obj> {
     let span = c.span;
-    let items = iter_items(c.arg(0).cloned().unwrap_or(Value::None), span)?;
+    let items = iter_items(c.arg(0).cloned().unwrap_or(Value::None), span, c.limits)?;
     let sep = c.this_str();
     let mut parts = Vec::with_capacity(items.len());
     for it in items {
