@@ -31,21 +31,21 @@ pub(crate) const SHORT_HINT: &str = "config values are short; check the expressi
 /// repeats a long string cannot multiply it past the bounds.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Size {
-    pub text: usize,
-    pub items: usize,
+    pub(crate) text: usize,
+    pub(crate) items: usize,
 }
 
 impl Size {
     /// Measures `v`, stopping early once past the bounds (so measuring costs no more than
     /// the bounds allow).
-    pub fn of(v: &Value, limits: &Limits) -> Size {
+    pub(crate) fn of(v: &Value, limits: &Limits) -> Size {
         let mut s = Size::default();
         s.add(v, limits);
         s
     }
 
     /// Measures the items of a list or tuple (what one copy of it adds when repeated).
-    pub fn of_items(items: &[Value], limits: &Limits) -> Size {
+    pub(crate) fn of_items(items: &[Value], limits: &Limits) -> Size {
         let mut s = Size {
             text: 0,
             items: items.len(),
@@ -85,13 +85,13 @@ impl Size {
 
     /// Adds `v` to a value being built item by item; fails as soon as the whole would pass
     /// the bounds, before more is copied.
-    pub fn push(&mut self, v: &Value, span: Span, limits: &Limits) -> R<()> {
+    pub(crate) fn push(&mut self, v: &Value, span: Span, limits: &Limits) -> R<()> {
         self.items += 1;
         self.add(v, limits);
         self.check(span, limits)
     }
 
-    pub fn check(&self, span: Span, limits: &Limits) -> R<()> {
+    pub(crate) fn check(&self, span: Span, limits: &Limits) -> R<()> {
         if self.text > limits.max_str_len {
             return err_hint(
                 span,

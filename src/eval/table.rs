@@ -24,13 +24,13 @@ pub(crate) enum Obj {
 
 /// One granted function.
 pub(crate) struct Func {
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Fewest and most positional arguments (`usize::MAX`: any number).
-    pub min: usize,
-    pub max: usize,
+    pub(crate) min: usize,
+    pub(crate) max: usize,
     /// Keyword arguments accepted; `["*"]` accepts any name (`dict(a=1)`).
-    pub kwargs: &'static [&'static str],
-    pub run: fn(Call<'_>) -> R<Obj>,
+    pub(crate) kwargs: &'static [&'static str],
+    pub(crate) run: fn(Call<'_>) -> R<Obj>,
 }
 
 impl std::fmt::Debug for Func {
@@ -41,15 +41,15 @@ impl std::fmt::Debug for Func {
 
 /// A named constant of a module (`os.sep`, `os.path`, `sys.platform`).
 pub(crate) struct Const {
-    pub name: &'static str,
-    pub value: fn(&Host) -> Obj,
+    pub(crate) name: &'static str,
+    pub(crate) value: fn(&Host) -> Obj,
 }
 
 /// A module a config may import.
 pub(crate) struct ModuleDef {
-    pub name: &'static str,
-    pub functions: &'static [Func],
-    pub constants: &'static [Const],
+    pub(crate) name: &'static str,
+    pub(crate) functions: &'static [Func],
+    pub(crate) constants: &'static [Const],
 }
 
 impl std::fmt::Debug for ModuleDef {
@@ -60,29 +60,29 @@ impl std::fmt::Debug for ModuleDef {
 
 /// One call of a granted function, its arguments checked against the entry.
 pub(crate) struct Call<'a> {
-    pub host: &'a Host,
-    pub limits: &'a Limits,
+    pub(crate) host: &'a Host,
+    pub(crate) limits: &'a Limits,
     /// The receiver of a method; `None` for a function.
-    pub this: Value,
-    pub args: Vec<Value>,
-    pub kwargs: Vec<(String, Value)>,
-    pub span: Span,
+    pub(crate) this: Value,
+    pub(crate) args: Vec<Value>,
+    pub(crate) kwargs: Vec<(String, Value)>,
+    pub(crate) span: Span,
 }
 
 impl Call<'_> {
-    pub fn arg(&self, i: usize) -> Option<&Value> {
+    pub(crate) fn arg(&self, i: usize) -> Option<&Value> {
         self.args.get(i)
     }
 
     /// A parameter given by position or by name.
-    pub fn param(&self, i: usize, name: &str) -> Option<&Value> {
+    pub(crate) fn param(&self, i: usize, name: &str) -> Option<&Value> {
         self.args
             .get(i)
             .or_else(|| self.kwargs.iter().find(|(k, _)| k == name).map(|(_, v)| v))
     }
 
     /// The receiver of a string method.
-    pub fn this_str(&self) -> &str {
+    pub(crate) fn this_str(&self) -> &str {
         self.this.as_str().unwrap_or_default()
     }
 }
@@ -93,7 +93,7 @@ pub(crate) fn val(v: Value) -> R<Obj> {
 
 impl Func {
     /// Checks the arguments against the entry, then runs it.
-    pub fn call(&'static self, qualified: &str, c: Call<'_>) -> R<Obj> {
+    pub(crate) fn call(&'static self, qualified: &str, c: Call<'_>) -> R<Obj> {
         let n = c.args.len();
         if n < self.min || n > self.max {
             let takes = if self.max == usize::MAX {

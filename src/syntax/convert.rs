@@ -47,7 +47,7 @@ const FORBIDDEN_NAMES: &[&str] = &[
 ];
 
 pub(super) struct Converter {
-    pub problems: Vec<Problem>,
+    pub(crate) problems: Vec<Problem>,
     file_kind: String,
     depth: usize,
     /// Too deep nesting is reported once per statement, not at every node past the limit.

@@ -3,13 +3,13 @@
 use crate::diagnostic::{Diagnostic, SourceFile, Span};
 
 pub(crate) struct Problem {
-    pub span: Span,
-    pub message: String,
-    pub hint: Option<String>,
+    pub(crate) span: Span,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
 }
 
 impl Problem {
-    pub fn into_diagnostic(self, file: &SourceFile) -> Diagnostic {
+    pub(crate) fn into_diagnostic(self, file: &SourceFile) -> Diagnostic {
         let d = Diagnostic::error(self.message).at(file, self.span);
         match self.hint {
             Some(h) => d.with_hint(h),

@@ -10,10 +10,10 @@ use rustpython_parser::{ParseErrorType, Tok};
 
 /// A parse error explained: the problem, and the lines to blank before parsing again.
 pub(super) struct BadLines {
-    pub problem: Problem,
-    pub lines: (usize, usize),
+    pub(crate) problem: Problem,
+    pub(crate) lines: (usize, usize),
     /// The lines are wrongly indented: blank them completely rather than to `pass`.
-    pub dedent: bool,
+    pub(crate) dedent: bool,
 }
 
 /// Scans `text` for brackets and strings, skipping comments: calls `f` for every bracket
