@@ -40,6 +40,7 @@ cases=(
 
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { printf "%.1f", a[int((NR + 1) / 2)] }'; }
 
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 rows=''
 i=0
 for case in "${cases[@]}"; do
@@ -79,6 +80,7 @@ Each row is \`convirt conf eval\` (release build) of a one-line config \`x = EXP
 median wall time of $runs runs, process start and printing included. Before issue #13 the
 first three panicked and \`'%.1048576d' % 1\` took over 11 s; widths and precisions are now
 bounded before anything is built and the output is written in one pass.
+Machine: $(nproc) cores, shared with other work (load average $load_before before the runs).
 Goal (each ends in a value or a located error in well under a second): **$(if awk -v rows="$rows" 'BEGIN { n = split(rows, r, "\n"); for (i = 1; i <= n; i++) if (split(r[i], c, "|") > 3) { t = c[3] + 0; if (t >= 500) bad = 1 } exit bad }'; then echo met; else echo 'not met'; fi)**.
 
 | expression | median wall | outcome |
