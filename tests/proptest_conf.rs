@@ -394,7 +394,8 @@ proptest! {
                 prop_assert!(
                     m.contains("is more than 1048576 characters")
                         || m.contains("string longer than 1048576 bytes")
-                        || m.contains("is required, not"),
+                        || m.contains("is required, not")
+                        || m.contains("cannot convert float"),
                     "{}: {}", src, m
                 );
                 prop_assert!(diags.0[0].location.is_some(), "{}: not located", src);

@@ -198,16 +198,27 @@ fn convert(out: &mut String, spec: &Spec, arg: &Value, span: Span, limits: &Limi
             };
             (false, "", t)
         }
-        'd' | 'i' | 'u' => match num(arg) {
-            Some(f) => {
-                let i = f.trunc() as i64;
-                (
-                    i < 0,
-                    "",
-                    zero_extend(i.unsigned_abs().to_string(), spec.prec),
-                )
+        'd' | 'i' | 'u' => match (int_like(arg), num(arg)) {
+            (Some(i), _) => (
+                i < 0,
+                "",
+                zero_extend(i.unsigned_abs().to_string(), spec.prec),
+            ),
+            (None, Some(f)) if !f.is_finite() => {
+                let what = if f.is_nan() { "NaN" } else { "infinity" };
+                return err_hint(
+                    span,
+                    format!("%{conv} format: cannot convert float {what} to integer"),
+                    "use `%f` for floats that are not finite",
+                );
             }
-            None => return number_required("a number", "int"),
+            // A float's integer part, exactly as Python prints it, however large.
+            (None, Some(f)) => (
+                f.trunc() < 0.0,
+                "",
+                zero_extend(format!("{:.0}", f.trunc().abs()), spec.prec),
+            ),
+            (None, None) => return number_required("a number", "int"),
         },
         'x' | 'X' | 'o' => match int_like(arg) {
             Some(i) => {
