@@ -359,8 +359,31 @@ impl Evaluator<'_> {
         }
     }
 
-    fn check_len(&self, span: Span, v: Value) -> R<Value> {
-        check_value(span, v, &self.limits)
+    /// Bounds a value an expression produced and charges its size to the step budget.
+    fn check_len(&mut self, span: Span, v: Value) -> R<Value> {
+        let v = check_value(span, v, &self.limits)?;
+        self.charge(span, &v)?;
+        Ok(v)
+    }
+
+    /// Charges the work of building or copying `v`: one step per item and per KiB of text,
+    /// so a file that copies a long value in every statement runs out of steps instead of
+    /// running for minutes.
+    fn charge(&mut self, span: Span, v: &Value) -> R<()> {
+        let work = match v {
+            Value::Str(s) => s.len() / 1024,
+            Value::List(_) | Value::Tuple(_) | Value::Dict(_) => {
+                let size = Size::of(v, &self.limits);
+                size.items + size.text / 1024
+            }
+            _ => 0,
+        };
+        self.steps += work as u64;
+        if self.steps > self.limits.max_steps {
+            Err(Fail::Budget(span))
+        } else {
+            Ok(())
+        }
     }
 
     fn expr(&mut self, e: &Expr) -> R<Obj> {
@@ -372,7 +395,13 @@ impl Evaluator<'_> {
             ExprKind::Int(i) => Value::Int(*i),
             ExprKind::Float(f) => Value::Float(*f),
             ExprKind::Str(s) => Value::Str(s.clone()),
-            ExprKind::Name(n) => return self.lookup(n, span),
+            ExprKind::Name(n) => {
+                let o = self.lookup(n, span)?;
+                if let Obj::Val(v) = &o {
+                    self.charge(span, v)?;
+                }
+                return Ok(o);
+            }
             ExprKind::List(items) => Value::List(self.values(items, span)?),
             ExprKind::Tuple(items) => Value::Tuple(self.values(items, span)?),
             ExprKind::Dict(pairs) => {

@@ -710,3 +710,21 @@ fn every_table_entry_checks_its_arity() {
         "{e}"
     );
 }
+
+/// The step budget counts work, not only steps: copying a long value in every statement
+/// runs out of steps instead of running for minutes; real values cost next to nothing.
+#[test]
+fn copying_long_values_is_charged_to_the_step_budget() {
+    let mut src = String::from("l = [0] * 100000\n");
+    src.push_str(&"y = l + []\n".repeat(50));
+    let e = run(&src).unwrap_err();
+    assert!(e.contains("evaluation took more than 1000000 steps"), "{e}");
+    assert_eq!(e.matches("error:").count(), 1, "{e}");
+    let mut src = String::from("s = 'x' * 1000000\n");
+    src.push_str(&"y = s\n".repeat(1100));
+    let e = run(&src).unwrap_err();
+    assert!(e.contains("evaluation took more than 1000000 steps"), "{e}");
+    let mut src = String::from("l = [0] * 1000\ns = 'x' * 1000\n");
+    src.push_str(&"y = l + [s]\n".repeat(200));
+    assert!(run(&src).is_ok());
+}
