@@ -351,4 +351,55 @@ proptest! {
         }
         prop_assert_eq!(got, want);
     }
+
+    /// `%` formatting with any flags, width and precision (small, at the string bound, past
+    /// it, past 64 bits) never panics: it gives a string within the bound, at least as wide
+    /// as asked, or one located error naming the width or precision.
+    #[test]
+    fn percent_formatting_is_bounded_for_any_width_and_precision(
+        flags in "[-+ 0#]{0,3}",
+        width in prop_oneof![
+            Just(String::new()),
+            (0u64..40).prop_map(|n| n.to_string()),
+            (1_048_560u64..1_048_590).prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just("9".repeat(25)),
+        ],
+        prec in prop_oneof![
+            Just(String::new()),
+            (0u64..40).prop_map(|n| format!(".{n}")),
+            (65_530u64..65_545).prop_map(|n| format!(".{n}")),
+            (1_048_570u64..1_048_580).prop_map(|n| format!(".{n}")),
+            Just(format!(".{}", "7".repeat(22))),
+        ],
+        conv in prop::sample::select(&['s', 'r', 'd', 'i', 'u', 'x', 'X', 'o', 'f', 'F', 'e', 'E', 'g', 'G'][..]),
+        value in prop::sample::select(&["0", "-7", "255", "3.14159", "-1e300", "5e-324", "float('inf')", "float('nan')", "True", "'web'"][..]),
+    ) {
+        let src = format!("x = '%{flags}{width}{prec}{conv}' % {value}\n");
+        let file = SourceFile::new("image.conf", src.clone());
+        let module = syntax::parse(&file).map_err(|d| TestCaseError::fail(format!("{src}: {d}")))?;
+        let (values, diags) = eval::evaluate(&file, &module, &host(), Limits::default());
+        let max = Limits::default().max_str_len;
+        match values.get("x") {
+            Some(v) => {
+                let text = v.as_str().unwrap_or_default();
+                prop_assert!(text.len() <= max, "{}: {} bytes", src, text.len());
+                let asked: usize = width.parse().unwrap_or(0);
+                prop_assert!(text.chars().count() >= asked, "{}: narrower than asked", src);
+                prop_assert!(diags.is_empty(), "{}: {}", src, diags);
+            }
+            None => {
+                prop_assert_eq!(diags.0.len(), 1, "{}: {}", src, diags);
+                let m = &diags.0[0].message;
+                prop_assert!(
+                    m.contains("is more than 1048576 characters")
+                        || m.contains("string longer than 1048576 bytes")
+                        || m.contains("is required, not")
+                        || m.contains("cannot convert float"),
+                    "{}: {}", src, m
+                );
+                prop_assert!(diags.0[0].location.is_some(), "{}: not located", src);
+            }
+        }
+    }
 }
