@@ -76,8 +76,8 @@ fn completions_and_manpage() {
     let w = World::new();
     let o = w.cmd().args(["completions", "bash"]).output().unwrap();
     assert!(o.status.success());
-    assert!(stdout(&o).contains("convirt"));
-    assert!(stdout(&o).contains("validate"));
+    assert!(stdout(&o).contains("complete -o nospace"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("_CONVIRT_COMPLETE"), "{}", stdout(&o));
     let o = w.cmd().arg("manpage").output().unwrap();
     assert!(o.status.success());
     assert!(

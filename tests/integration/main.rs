@@ -3,6 +3,7 @@
 
 mod archive;
 mod cli;
+mod complete;
 mod conf;
 mod edit;
 mod fixtures;
