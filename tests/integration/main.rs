@@ -7,6 +7,7 @@ mod complete;
 mod conf;
 mod edit;
 mod fixtures;
+mod help;
 mod provision;
 mod shell;
 mod store;
