@@ -9,6 +9,7 @@ mod edit;
 mod fixtures;
 mod help;
 mod provision;
+mod sample_config;
 mod shell;
 mod store;
 mod xen;
