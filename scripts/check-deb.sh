@@ -1,6 +1,6 @@
 #!/bin/bash
 # CI check of the Debian package of convirt (issue #14), run as root by .ci/run:
-#   1. build it with scripts/build-deb.sh;
+#   1. build it with scripts/build-deb.sh; `cargo install --path .` into a temp root;
 #   2. lintian: no errors, and every warning left is explained in docs/packaging.md;
 #   3. dpkg-deb -x: the file list is exactly what the package must ship; the extracted binary
 #      runs, its man pages render with man -l, its completion scripts load;
@@ -28,6 +28,11 @@ case "${deb##*/}" in
     *) fail "unexpected package name ${deb##*/}" ;;
 esac
 dpkg-deb --info "$deb"
+
+step "cargo install --path . (the README's other way)"
+# The same release profile and target dir as the package build, so nothing is rebuilt.
+cargo install --quiet --locked --path . --root "$work/cargo-root" --target-dir "${CARGO_TARGET_DIR:-target}"
+"$work/cargo-root/bin/convirt" --version
 
 step "lintian"
 # --fail-on error: warnings are allowed, but each must be explained in docs/packaging.md.

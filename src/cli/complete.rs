@@ -79,7 +79,17 @@ pub(crate) fn registration(
             "no dynamic completion for {name}"
         )));
     };
-    completer.write_registration(VAR, "convirt", "convirt", COMPLETER, out)
+    completer.write_registration(VAR, "convirt", "convirt", COMPLETER, out)?;
+    if shell == clap_complete::Shell::Zsh {
+        // Installed as `_convirt` in $fpath, the file is autoloaded on the first Tab: its
+        // body only registers the completer, so answer that first Tab too (the pattern of
+        // clap's static zsh scripts).
+        writeln!(
+            out,
+            "if [ \"$funcstack[1]\" = \"_convirt\" ]; then\n    _clap_dynamic_completer_convirt \"$@\"\nfi"
+        )?;
+    }
+    Ok(())
 }
 
 /// `--store` and `--config` as typed on the command line being completed: the words follow
