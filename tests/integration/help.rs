@@ -149,6 +149,13 @@ fn help_and_man_pages_say_the_same() {
         let man_text = words(&text);
         let help_o = w.cmd().args(path).arg("--help").output().unwrap();
         let help = stdout(&help_o);
+        // `convirt help X` is `convirt X --help`.
+        let via_help = w.cmd().arg("help").args(path).output().unwrap();
+        assert_eq!(
+            stdout(&via_help),
+            help,
+            "{name}: `convirt help` differs from --help"
+        );
         // The one-line description.
         let about = help.lines().next().unwrap();
         assert!(man_text.contains(&words(about)), "{name}: about `{about}`");
