@@ -126,7 +126,8 @@ dpkg -i /tmp/convirt.deb
 echo "-- man convirt"
 MANPAGER=cat MANWIDTH=80 man convirt > /tmp/man.txt
 head -n 12 /tmp/man.txt
-MANPAGER=cat man convirt-provision | grep -q -- '--image'
+MANPAGER=cat man convirt-provision > /tmp/man-provision.txt
+grep -q -- '--image' /tmp/man-provision.txt
 echo "-- convirt --version"
 convirt --version
 test -f /etc/convirt/convirt.toml
