@@ -17,6 +17,8 @@ set -euo pipefail
 packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs qemu-utils util-linux curl gcc libc6-dev
           tar gzip zstd dpkg diffutils mmdebstrap uidmap openssh-server openssh-client iproute2
           lintian man-db bash-completion)
+# scripts/build-deb.sh: dpkg-shlibdeps and dpkg-parsechangelog (dpkg-dev), strip (binutils).
+packages+=(dpkg-dev binutils)
 backports=(qemu-system-x86)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }

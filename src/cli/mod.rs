@@ -3,8 +3,10 @@
 //! code: 0 ok, 1 the operation failed, 2 usage error, 130 interrupted.
 
 mod args;
+mod complete;
 mod conf;
 mod image;
+mod manpages;
 pub(crate) mod out;
 mod provision;
 pub mod report;
@@ -16,7 +18,7 @@ use crate::resolve::Context;
 use crate::settings::{self, Env, Format, Settings};
 use crate::store::Store;
 use anyhow::Result;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use out::{err, errln};
 use std::path::PathBuf;
 
@@ -61,13 +63,28 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Manage the image store itself
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  convirt store init                      write the shipped store to the configured place
+  convirt store init /srv/image_store     or to a directory of your choice"
+    )]
     Store(store::StoreCmd),
     /// List, show, validate, copy and edit images
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  convirt image list
+  convirt image show Linux_CD_Install
+  convirt image create-like Linux_CD_Install Web_Install --set hda_disk_size=20000"
+    )]
     Image(image::ImageCmd),
     /// Work with single config files
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:
+  convirt conf eval image_store/Linux_CD_Install/vm_conf.template --format xl"
+    )]
     Conf(conf::ConfCmd),
     /// Provision one or more VMs from an image: run its provision.sh and install the config
     #[command(after_help = "Examples:
@@ -77,17 +94,35 @@ enum Command {
   convirt provision --vm test --image Linux_CD_Install --dry-run")]
     Provision(provision::ProvisionArgs),
     /// The VMs convirt provisioned: list, show, remove (with their disks)
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  convirt vm list
+  convirt vm show web1
+  convirt vm remove web1 --dry-run"
+    )]
     Vm(vm::VmCmd),
-    /// Print a shell completion script
-    #[command(after_help = "Example:\n  convirt completions bash > /etc/bash_completion.d/convirt")]
+    /// Print a shell completion script (it asks convirt for image and host names on each Tab)
+    #[command(after_help = "Examples:
+  convirt completions bash > ~/.local/share/bash-completion/completions/convirt
+  convirt completions zsh > ~/.zfunc/_convirt
+  convirt completions fish > ~/.config/fish/completions/convirt.fish")]
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout
-    #[command(after_help = "Example:\n  convirt manpage > convirt.1 && man ./convirt.1")]
-    Manpage,
+    /// Print the man page (roff) on stdout, or write every page into a directory
+    #[command(after_help = "Examples:
+  convirt manpage > convirt.1 && man ./convirt.1
+  convirt manpage --dir man/      convirt.1 and one page per subcommand (convirt-provision.1, ...)")]
+    Manpage {
+        /// Write convirt.1 and one page per subcommand into DIR instead of printing
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Replace pages that exist in DIR
+        #[arg(long, requires = "dir")]
+        force: bool,
+    },
     /// Render an image's VM config for a VM without provisioning (used by tests and scripts)
     #[command(hide = true)]
     Render {
@@ -105,6 +140,7 @@ enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    complete::handle_request();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -199,17 +235,26 @@ impl App<'_> {
 fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Completions { shell } => {
-            // Into memory first: the generators panic when their writer fails.
-            let mut cmd = Cli::command();
+            // Into memory first, then `out`: a reader that went away ends quietly.
             let mut text = Vec::new();
-            clap_complete::generate(*shell, &mut cmd, "convirt", &mut text);
+            complete::registration(*shell, &mut text)?;
             return out::print(&String::from_utf8_lossy(&text));
         }
-        Command::Manpage => {
-            let man = clap_mangen::Man::new(Cli::command());
+        Command::Manpage { dir: None, .. } => {
             let mut text = Vec::new();
-            man.render(&mut text)?;
+            manpages::print(&mut text)?;
             return out::print(&String::from_utf8_lossy(&text));
+        }
+        Command::Manpage {
+            dir: Some(dir),
+            force,
+        } => {
+            for p in manpages::write_all(dir, *force)? {
+                if !cli.quiet {
+                    errln!("wrote {}", p.display());
+                }
+            }
+            return Ok(());
         }
         _ => {}
     }
@@ -248,6 +293,6 @@ fn run(cli: &Cli) -> Result<()> {
             out::print(&text)?;
             Ok(())
         }
-        Command::Completions { .. } | Command::Manpage => Ok(()),
+        Command::Completions { .. } | Command::Manpage { .. } => Ok(()),
     }
 }

@@ -97,8 +97,8 @@ fn completions_and_manpage() {
         .args(["completions", "bash"])
         .stderr("")
         .run();
-    assert!(ran.stdout.contains("_convirt()"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("validate"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("complete -o nospace"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("_CONVIRT_COMPLETE"), "{}", ran.stdout);
     let ran = w.test().bare().arg("manpage").stderr("").run();
     assert!(ran.stdout.contains(".TH convirt"), "{}", ran.stdout);
 }

@@ -3,13 +3,16 @@
 
 mod archive;
 mod cli;
+mod complete;
 mod conf;
 mod edit;
 mod faults;
 mod fixtures;
+mod help;
 mod outputs;
 mod pipes;
 mod provision;
+mod sample_config;
 mod shell;
 mod store;
 mod test;
