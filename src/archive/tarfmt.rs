@@ -1064,7 +1064,8 @@ mod tests {
 
     #[test]
     fn numeric_fields_in_octal_and_base_256() {
-        let cases: &[(&[u8], Result<Option<i128>, ()>)] = &[
+        type Case<'a> = (&'a [u8], Result<Option<i128>, ()>);
+        let cases: &[Case] = &[
             (b"0000644\0", Ok(Some(0o644))),
             (b"  644 \0\0", Ok(Some(0o644))),
             (b"\0\0\0\0\0\0\0\0", Ok(None)),
