@@ -89,7 +89,8 @@ fn an_mtime_of_all_ff_bytes_imports_with_the_time_clamped() {
 fn out_of_range_header_fields_are_refused_naming_the_entry() {
     let mut big = [0xff; 12];
     big[0] = 0x80;
-    let cases: [(&str, Box<dyn Fn(&mut tar::Header)>, &str); 3] = [
+    type Patch = Box<dyn Fn(&mut tar::Header)>;
+    let cases: [(&str, Patch, &str); 3] = [
         (
             "size.tgz",
             Box::new(move |h| h.as_old_mut().size = big),
