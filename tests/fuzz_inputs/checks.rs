@@ -178,7 +178,10 @@ pub fn archive_import(data: &[u8]) -> Result<(), String> {
         }
         Ok(report) => {
             let after = snapshot(&root);
-            let existing: Vec<&String> = before.iter().filter(|l| l.starts_with("Existing")).collect();
+            let existing: Vec<&String> = before
+                .iter()
+                .filter(|l| l.starts_with("Existing"))
+                .collect();
             let kept: Vec<&String> = after.iter().filter(|l| l.starts_with("Existing")).collect();
             if existing != kept {
                 return fail("an import without --force changed the existing image");
@@ -191,7 +194,11 @@ pub fn archive_import(data: &[u8]) -> Result<(), String> {
                     return fail(format!("`{}` was replaced without --force", img.name));
                 }
                 if let Err(d) = Image::load(&img.name, &root.join(&img.name), &host()) {
-                    return fail(format!("imported `{}` does not load:\n{}", img.name, d.render()));
+                    return fail(format!(
+                        "imported `{}` does not load:\n{}",
+                        img.name,
+                        d.render()
+                    ));
                 }
             }
             if let Some(left) = after.iter().find(|l| l.starts_with(".convirt-import")) {
@@ -400,12 +407,24 @@ pub fn image_edit(data: &[u8]) -> Result<(), String> {
     // Other keys keep existing (a key that only an `if` on the edited value defines may
     // come or go: not checked then).
     let conditional = String::from_utf8_lossy(conf).contains("if");
-    for b in before.image_conf.values.bindings.iter().filter(|_| !conditional) {
+    for b in before
+        .image_conf
+        .values
+        .bindings
+        .iter()
+        .filter(|_| !conditional)
+    {
         if after.image_conf.values.get(&b.key).is_none() {
             return fail(format!("the edit of `{key}` lost `{}`", b.key));
         }
     }
-    for b in after.image_conf.values.bindings.iter().filter(|_| !conditional) {
+    for b in after
+        .image_conf
+        .values
+        .bindings
+        .iter()
+        .filter(|_| !conditional)
+    {
         if b.key != key && before.image_conf.values.get(&b.key).is_none() {
             return fail(format!("the edit of `{key}` added `{}`", b.key));
         }

@@ -73,6 +73,9 @@ fn input() -> impl Strategy<Value = Input> {
         })
 }
 
+/// Writes an extreme value into a numeric field of a tar header: header, field, value kind.
+pub type TarField = fn(&mut [u8], &Index, u8, u8);
+
 /// An input path to fuzz.
 pub struct Target {
     pub name: &'static str,
@@ -89,7 +92,7 @@ impl Target {
         &self,
         mut data: Vec<u8>,
         muts: &[Mutation],
-        tar_field: Option<fn(&mut [u8], &Index, u8, u8)>,
+        tar_field: Option<TarField>,
     ) -> Vec<u8> {
         for m in muts {
             let at = |i: &Index, len: usize| if len == 0 { 0 } else { i.index(len + 1) };
@@ -233,15 +236,18 @@ pub fn run(target: Target) {
             );
         }
     }
-    assert!(!target.seeds.is_empty(), "target `{}` has no seed", target.name);
+    assert!(
+        !target.seeds.is_empty(),
+        "target `{}` has no seed",
+        target.name
+    );
     let seconds = env_u64("CONVIRT_FUZZ_SECONDS").unwrap_or(0);
     let cases = env_u64("CONVIRT_FUZZ_CASES").unwrap_or(if seconds > 0 { 64 } else { 24 }) as u32;
     let base = env_u64("CONVIRT_FUZZ_SEED").unwrap_or(1);
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let name_hash = target
-        .name
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    let name_hash = target.name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
     let mut batch = 0u64;
     let mut total = 0u64;
     loop {

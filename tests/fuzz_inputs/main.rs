@@ -43,7 +43,12 @@ const IMAGES: [&str; 3] = [
 fn conf_dict() -> Vec<Vec<u8>> {
     let text = std::fs::read_to_string(repo().join("fuzz/conf.dict")).unwrap();
     text.lines()
-        .filter_map(|l| l.trim().strip_prefix('"')?.strip_suffix('"').map(String::from))
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix('"')?
+                .strip_suffix('"')
+                .map(String::from)
+        })
         .map(|t| t.replace("\\\"", "\"").replace("\\\\", "\\").into_bytes())
         .collect()
 }
@@ -77,16 +82,16 @@ fn config_language() {
 
 /// Where the numeric fields of a tar header are: offset and length.
 const TAR_FIELDS: [(usize, usize); 10] = [
-    (100, 8),   // mode
-    (108, 8),   // uid
-    (116, 8),   // gid
-    (124, 12),  // size
-    (136, 12),  // mtime
-    (329, 8),   // devmajor
-    (337, 8),   // devminor
-    (386, 12),  // GNU sparse[0].offset
-    (398, 12),  // GNU sparse[0].numbytes
-    (483, 12),  // GNU realsize
+    (100, 8),  // mode
+    (108, 8),  // uid
+    (116, 8),  // gid
+    (124, 12), // size
+    (136, 12), // mtime
+    (329, 8),  // devmajor
+    (337, 8),  // devminor
+    (386, 12), // GNU sparse[0].offset
+    (398, 12), // GNU sparse[0].numbytes
+    (483, 12), // GNU realsize
 ];
 
 /// Extreme values for a numeric field of `len` bytes.
@@ -180,7 +185,11 @@ fn archive_seeds() -> Vec<Vec<u8>> {
     let img = root.join("Seed");
     std::fs::create_dir_all(img.join("custom_scripts/net")).unwrap();
     std::fs::write(img.join("image.conf"), "custom_list = ['net']\nsize = 10\n").unwrap();
-    std::fs::write(img.join("vm_conf.template"), "name = '$VM_NAME'\nmemory = 256\n").unwrap();
+    std::fs::write(
+        img.join("vm_conf.template"),
+        "name = '$VM_NAME'\nmemory = 256\n",
+    )
+    .unwrap();
     std::fs::write(img.join("provision.sh"), "#!/bin/bash\nexit 0\n").unwrap();
     std::fs::write(img.join("custom_scripts/net/S10net"), "#!/bin/bash\n").unwrap();
     std::fs::write(img.join("d".repeat(120)), "long\n").unwrap();
@@ -264,7 +273,7 @@ fn archive_import() {
             "/",
             "././@LongLink",
             "ustar  \0",
-            "ustar\000",
+            "ustar\u{0}00",
             "\0\0\0\0\0\0\0\0",
             "0000644\0",
             "\u{ff}\u{ff}\u{ff}",
@@ -300,11 +309,41 @@ fn settings_file() {
         name: "settings_file",
         seeds: with_corpus("settings_file", seeds),
         dict: tokens(&[
-            "[", "]", "{", "}", "[[", "]]", "=", ".", ",", "\"", "'", "'''", "\"\"\"", "\n", "#",
-            "[variables]\n", "[hosts.x]\n", "a.", "memory = ", "1e999", "nan", "-inf",
-            "0x7fffffffffffffff", "9223372036854775808", "1979-05-27", "\\u0000", "\\U0010FFFF",
-            "image_store", "default_format", "default_computed_options", "address = 'h'\n",
-            "port = 65536", "$VM_NAME", "\u{feff}", "\r\n",
+            "[",
+            "]",
+            "{",
+            "}",
+            "[[",
+            "]]",
+            "=",
+            ".",
+            ",",
+            "\"",
+            "'",
+            "'''",
+            "\"\"\"",
+            "\n",
+            "#",
+            "[variables]\n",
+            "[hosts.x]\n",
+            "a.",
+            "memory = ",
+            "1e999",
+            "nan",
+            "-inf",
+            "0x7fffffffffffffff",
+            "9223372036854775808",
+            "1979-05-27",
+            "\\u0000",
+            "\\U0010FFFF",
+            "image_store",
+            "default_format",
+            "default_computed_options",
+            "address = 'h'\n",
+            "port = 65536",
+            "$VM_NAME",
+            "\u{feff}",
+            "\r\n",
         ]),
         build: None,
         check: checks::settings_file,
@@ -327,11 +366,50 @@ fn set_values() {
         name: "set_values",
         seeds: with_corpus("set_values", seeds),
         dict: tokens(&[
-            "\0v:", "\0s:", "=", "'", "\"", "[", "]", "{", "}", "(", ")", ",", "\n", "\\",
-            "$VM_NAME", "${VM_NAME}", "$IMAGE_STORE", "$$", "$AUTOGEN_MAC", "memory", "vcpus",
-            "name", "disk", "vif", "extra", "kernel", "ramdisk", "builder", "type", "bootloader",
-            "computed_options", "customizable_options", "arch", "device_model", "True", "None",
-            "1e308", "-0.0", "nan", "99999999999999999999", "%s", "\u{0}", "#", "\u{202e}",
+            "\0v:",
+            "\0s:",
+            "=",
+            "'",
+            "\"",
+            "[",
+            "]",
+            "{",
+            "}",
+            "(",
+            ")",
+            ",",
+            "\n",
+            "\\",
+            "$VM_NAME",
+            "${VM_NAME}",
+            "$IMAGE_STORE",
+            "$$",
+            "$AUTOGEN_MAC",
+            "memory",
+            "vcpus",
+            "name",
+            "disk",
+            "vif",
+            "extra",
+            "kernel",
+            "ramdisk",
+            "builder",
+            "type",
+            "bootloader",
+            "computed_options",
+            "customizable_options",
+            "arch",
+            "device_model",
+            "True",
+            "None",
+            "1e308",
+            "-0.0",
+            "nan",
+            "99999999999999999999",
+            "%s",
+            "\u{0}",
+            "#",
+            "\u{202e}",
         ]),
         build: None,
         check: checks::set_values,
@@ -367,9 +445,33 @@ fn image_edit() {
         name: "image_edit",
         seeds: with_corpus("image_edit", seeds),
         dict: tokens(&[
-            "\0", "=", "'", "\"", "'''", "[", "]", "(", ")", "\n", "\r\n", "#", "\\\n", ";",
-            "if x:\n    ", "else:\n    ", "+=", " = ", "memory", "custom_list", "import os\n",
-            "$VM_NAME", "None", "True", "-1", "1.5", "\t",
+            "\0",
+            "=",
+            "'",
+            "\"",
+            "'''",
+            "[",
+            "]",
+            "(",
+            ")",
+            "\n",
+            "\r\n",
+            "#",
+            "\\\n",
+            ";",
+            "if x:\n    ",
+            "else:\n    ",
+            "+=",
+            " = ",
+            "memory",
+            "custom_list",
+            "import os\n",
+            "$VM_NAME",
+            "None",
+            "True",
+            "-1",
+            "1.5",
+            "\t",
         ]),
         build: None,
         check: checks::image_edit,
