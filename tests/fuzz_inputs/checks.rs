@@ -35,7 +35,14 @@ pub fn host() -> Host {
 
 /// The repository's shipped image store, read in place (never written).
 pub fn shipped_store() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("image_store")
+    // `fuzz/` includes this file too; its manifest directory is one below the repository.
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let store = here.join("image_store");
+    if store.is_dir() {
+        store
+    } else {
+        here.join("../image_store")
+    }
 }
 
 fn fail<T>(what: impl std::fmt::Display) -> Result<T, String> {
