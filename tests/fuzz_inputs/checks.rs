@@ -444,7 +444,7 @@ pub fn image_edit(data: &[u8]) -> Result<(), String> {
         .zip(new[prefix..].iter().rev())
         .take_while(|(a, b)| a == b)
         .count();
-    let removed = String::from_utf8_lossy(&conf[prefix..conf.len() - suffix]).replace('\r', "");
+    let removed = String::from_utf8_lossy(&conf[prefix..conf.len() - suffix]).replace("\r\n", "\n");
     // The one changed place lies inside the old value's text, or is an insertion (a line
     // appended at the end); an unchanged value leaves the bytes alone.
     let applied = edits
