@@ -3,7 +3,7 @@
 # import, settings file, --set/--vm-set values, image edit) gets mutated inputs for a fixed
 # time, after its regression corpus (tests/fixtures/fuzz/) was replayed. See docs/fuzzing.md.
 #
-#   scripts/fuzz-ci.sh               40 s per input path (five paths, two at a time: ~2 min)
+#   scripts/fuzz-ci.sh               30 s per input path (five paths, two at a time: ~2 min)
 #   scripts/fuzz-ci.sh 600           10 min per input path
 #   CONVIRT_FUZZ_SEED=7 scripts/fuzz-ci.sh   another seed (default: derived from the commit)
 #
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds="${1:-${CONVIRT_FUZZ_SECONDS:-40}}"
+seconds="${1:-${CONVIRT_FUZZ_SECONDS:-30}}"
 if [[ ! "$seconds" =~ ^[0-9]+$ ]]; then
     echo "usage: scripts/fuzz-ci.sh [SECONDS-PER-TARGET]" >&2
     exit 2
