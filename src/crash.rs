@@ -87,9 +87,16 @@ fn hook(info: &PanicHookInfo) {
         return;
     }
     let backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+    // A helper thread's panic may be turned into an ordinary error by the thread that waits
+    // for it (the parser's does); it is a bug all the same.
+    let what_happened = if thread == "main" {
+        "convirt crashed"
+    } else {
+        "a convirt thread crashed"
+    };
     let _ = writeln!(
         err,
-        "error: convirt crashed: this is a bug in convirt, not a problem with your input\n  \
+        "error: {what_happened}: this is a bug in convirt, not a problem with your input\n  \
          command: {}\n  \
          panic: {what}{place} (thread `{thread}`)\n\
          hint: please report it as a bug, with this message and the input the command read \
