@@ -466,3 +466,45 @@ pub fn image_edit(data: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// The store's `image_store.conf`
+
+/// Bytes as a store's `image_store.conf` (Python syntax). The store still opens (a broken
+/// file is reported and the defaults apply), every error names the file and a line, and no
+/// excluded directory is listed as an image.
+pub fn store_conf(data: &[u8]) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let root = dir.path().join("store");
+    small_store(&root);
+    for name in ["common", "example", "custom_scripts", "Other"] {
+        std::fs::create_dir_all(root.join(name)).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(root.join("image_store.conf"), data).map_err(|e| e.to_string())?;
+    let (store, diags) =
+        Store::open(&root).map_err(|d| format!("the store does not open:\n{}", d.render()))?;
+    let at = format!("--> {}:", root.join("image_store.conf").display());
+    for d in diags.errors() {
+        let r = d.render();
+        let located = r
+            .find(&at)
+            .and_then(|i| r[i + at.len()..].chars().next())
+            .is_some_and(|c| c.is_ascii_digit());
+        if !located {
+            return fail(format!(
+                "an image_store.conf error without file and line:\n{r}"
+            ));
+        }
+    }
+    let entries = store.entries().map_err(|e| e.to_string())?;
+    if let Some(e) = entries
+        .iter()
+        .find(|e| store.conf.excludes.contains(&e.name))
+    {
+        return fail(format!(
+            "the excluded directory `{}` is listed as an image",
+            e.name
+        ));
+    }
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! Fuzzing every input path of convirt through its library, as property tests: the config
 //! language, archive import (tar, gzip and zstd layers, into a temporary store), the settings
-//! file, `--set`/`--vm-set` values through resolution and rendering, and `image edit`. Each
+//! file, `--set`/`--vm-set` values through resolution and rendering, `image edit` and a
+//! store's `image_store.conf`. Each
 //! test replays its regression corpus (`tests/fixtures/fuzz/<target>/`), then runs a batch
 //! of mutated inputs; `scripts/fuzz-ci.sh` runs them longer (docs/fuzzing.md).
 
@@ -475,5 +476,36 @@ fn image_edit() {
         ]),
         build: None,
         check: checks::image_edit,
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store's `image_store.conf`
+
+#[test]
+fn store_conf() {
+    let seeds = vec![
+        std::fs::read(repo().join("image_store/image_store.conf")).unwrap(),
+        b"excludes = ['common', 'Other']\ndefault = 'Existing'\n".to_vec(),
+        b"excludes = ('a',) + ('b',)\nif True:\n    default = 'x'\n".to_vec(),
+    ];
+    let mut dict = conf_dict();
+    dict.extend(tokens(&[
+        "excludes",
+        "default",
+        " = ",
+        "['Other']",
+        "[1]",
+        "None",
+        "'..'",
+        "'/'",
+        "''",
+    ]));
+    harness::run(Target {
+        name: "store_conf",
+        seeds: with_corpus("store_conf", seeds),
+        dict,
+        build: None,
+        check: checks::store_conf,
     });
 }
