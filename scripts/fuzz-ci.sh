@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The time-boxed fuzz run of CI: every input path of convirt (config language, archive
 # import, settings file, --set/--vm-set values, image edit, image_store.conf) gets mutated
-# inputs for a fixed
-# time, after its regression corpus (tests/fixtures/fuzz/) was replayed. See docs/fuzzing.md.
+# inputs for a fixed time, after its regression corpus (tests/fixtures/fuzz/) was replayed.
+# See docs/fuzzing.md.
 #
 #   scripts/fuzz-ci.sh               30 s per input path (six paths, two at a time: ~2-3 min)
 #   scripts/fuzz-ci.sh 600           10 min per input path
