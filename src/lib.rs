@@ -4,6 +4,7 @@ pub mod archive;
 pub mod atomic;
 pub mod bridge;
 pub mod cli;
+pub mod crash;
 pub mod create_like;
 pub mod diagnostic;
 pub mod edit;

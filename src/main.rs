@@ -4,5 +4,5 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    std::process::exit(convirt::cli::main());
+    std::process::exit(convirt::crash::run(convirt::cli::main));
 }

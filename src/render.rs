@@ -440,10 +440,10 @@ pub fn render_xm(req: &Request) -> String {
         let unchanged_expr = binding.is_some_and(|b| b.value == *value);
         if !simple.is_empty() && simple.len() == sites.len() {
             for s in simple {
-                edits.push((s.value.start, s.value.end, value.repr()));
+                edits.push((s.value.start, s.value.end, value.literal()));
             }
         } else if sites.is_empty() || !unchanged_expr {
-            appended.push(format!("{key} = {}", value.repr()));
+            appended.push(format!("{key} = {}", value.literal()));
         }
     }
     edits.sort_by_key(|e| e.0);

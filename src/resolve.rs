@@ -91,9 +91,9 @@ pub fn parse_assignment(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
     let k = k.trim();
-    if !subst::is_name(k) {
-        return Err(format!("`{k}` is not a valid key name"));
-    }
+    // The same rule as `image edit`: a keyword (`if`) or `__x` would be written into an xm
+    // file that Python, and convirt, then cannot read (found by tests/fuzz_inputs).
+    crate::edit::check_key(k)?;
     Ok((k.to_string(), v.to_string()))
 }
 

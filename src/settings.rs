@@ -253,16 +253,67 @@ fn read_file(path: &Path) -> Result<FileSettings, Diagnostic> {
     toml::from_str::<FileSettings>(&file.text).map_err(|e| {
         let msg = e.message().trim_end().to_string();
         let d = Diagnostic::error(format!("invalid settings file: {msg}"));
-        let d = match e.span() {
-            Some(r) => d.at(&file, Span::new(r.start, r.end)),
-            None => d.in_file(path),
-        };
+        // toml reports a few errors without a place (a dotted key past its recursion
+        // limit): point at the most deeply dotted key instead, where the nesting starts.
+        let span = e
+            .span()
+            .map(|r| Span::new(r.start, r.end))
+            .unwrap_or_else(|| deepest_key(&file.text));
+        let d = d.at(&file, span);
         if msg.starts_with("unknown field") {
             d.with_hint("known keys: image_store, log_dir, work_dir, default_computed_options, default_format, state_dir, xen_auto_dir, [variables], [hosts.NAME]")
         } else {
             d
         }
     })
+}
+
+/// The key of `text` with the most dotted parts (in a `[table]` header or before `=`), as a
+/// span; the start of the file when there is none. Quoted parts and multi-line strings are
+/// skipped, so a dot inside them does not count.
+fn deepest_key(text: &str) -> Span {
+    let mut best: Option<(usize, Span)> = None;
+    let mut offset = 0;
+    let mut in_multiline: Option<&str> = None;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        if let Some(delim) = in_multiline {
+            if line.matches(delim).count() % 2 == 1 {
+                in_multiline = None;
+            }
+            continue;
+        }
+        let trimmed = line.trim_start();
+        let lead = line.len() - trimmed.len();
+        let key_text = trimmed.trim_start_matches('[');
+        let key_start = start + lead + (trimmed.len() - key_text.len());
+        let mut dots = 0;
+        let mut quote: Option<char> = None;
+        let mut end = key_text.len();
+        for (i, c) in key_text.char_indices() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '.') => dots += 1,
+                (None, '=' | ']' | '#' | '\n') => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if dots > 0 && best.is_none_or(|(d, _)| dots > d) {
+            best = Some((dots, Span::new(key_start, key_start + end.max(1))));
+        }
+        for delim in ["\"\"\"", "'''"] {
+            if line.matches(delim).count() % 2 == 1 {
+                in_multiline = Some(delim);
+            }
+        }
+    }
+    best.map_or(Span::new(0, 0), |(_, s)| s)
 }
 
 fn toml_to_value(v: toml::Value) -> Value {
@@ -387,6 +438,38 @@ mod tests {
         };
         let d = Settings::load(&o, &env(false, &[])).unwrap_err();
         assert!(d.render().contains(":1:"), "{}", d.render());
+    }
+
+    #[test]
+    fn nesting_past_the_limit_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        let deep = vec!["a"; 300].join(".");
+        let cases = [
+            (format!("log_dir = '/x'\n\n{deep} = 1\n"), ":3:1"),
+            (format!("x = 1\n[{deep}]\n"), ":2:2"),
+            (
+                format!(
+                    "s = \"\"\"\n{}\n\"\"\"\n[variables]\n  {deep}.'q.q' = 1\n",
+                    "b.".repeat(500)
+                ),
+                ":5:3",
+            ),
+            (
+                format!("[variables]\nv = {}{}\n", "[".repeat(300), "]".repeat(300)),
+                ":2:",
+            ),
+        ];
+        for (text, place) in cases {
+            std::fs::write(&cfg, &text).unwrap();
+            let o = Overrides {
+                store: None,
+                config: Some(cfg.clone()),
+            };
+            let r = Settings::load(&o, &env(false, &[])).unwrap_err().render();
+            assert!(r.contains(&format!("{}{place}", cfg.display())), "{r}");
+        }
+        assert_eq!(deepest_key("no dots = 1\n"), Span::new(0, 0));
     }
 
     #[test]

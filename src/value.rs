@@ -110,6 +110,33 @@ impl Value {
         }
     }
 
+    /// The value as a Python expression that reads back as the same value, for writing into
+    /// config files: `repr`, except that infinite and NaN floats, whose repr (`inf`, `nan`)
+    /// is no expression, are written `float('inf')`, `float('-inf')` and `float('nan')`.
+    pub fn literal(&self) -> String {
+        let items = |items: &[Value]| -> String {
+            items
+                .iter()
+                .map(Value::literal)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Value::Float(f) if !f.is_finite() => format!("float('{}')", float_repr(*f)),
+            Value::List(v) => format!("[{}]", items(v)),
+            Value::Tuple(v) if v.len() == 1 => format!("({},)", items(v)),
+            Value::Tuple(v) => format!("({})", items(v)),
+            Value::Dict(pairs) => {
+                let shown: Vec<String> = pairs
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", k.literal(), v.literal()))
+                    .collect();
+                format!("{{{}}}", shown.join(", "))
+            }
+            other => other.repr(),
+        }
+    }
+
     /// Python's `str()`: strings as themselves, everything else as its repr.
     pub fn to_text(&self) -> String {
         match self {
@@ -219,6 +246,23 @@ impl serde::Serialize for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_read_back_even_for_inf_and_nan() {
+        let v = Value::List(vec![
+            Value::Float(f64::INFINITY),
+            Value::Tuple(vec![Value::Float(f64::NEG_INFINITY)]),
+            Value::Dict(vec![(Value::Str("n".into()), Value::Float(f64::NAN))]),
+            Value::Float(0.5),
+            Value::Str("a'b".into()),
+        ]);
+        assert_eq!(
+            v.literal(),
+            "[float('inf'), (float('-inf'),), {'n': float('nan')}, 0.5, \"a'b\"]"
+        );
+        let plain = Value::List(vec![Value::Int(1), Value::Tuple(vec![]), Value::None]);
+        assert_eq!(plain.literal(), plain.repr());
+    }
 
     #[test]
     fn reprs_match_python() {

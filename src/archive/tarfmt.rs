@@ -19,6 +19,16 @@ const EXT_SPARSE: usize = 21;
 const MAX_LONG_NAME: u64 = 64 * 1024;
 const MAX_PAX: u64 = 1024 * 1024;
 const MAX_SPARSE_EXTENTS: usize = 1 << 20;
+/// The largest size, sparse offset or length accepted: what `off_t` holds. More cannot be a
+/// file on Linux, and every sum of two such numbers still fits a `u64`.
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
+/// The latest modification time kept: 9999-12-31T23:59:59Z. Later times are clamped to it and
+/// times before 1970 to 0 (docs/archive.md), so no time can overflow when it is applied.
+pub const MAX_MTIME: u64 = 253_402_300_799;
+/// Owner and device numbers: what `uid_t`, `gid_t` and a device number part hold.
+const MAX_ID: i128 = u32::MAX as i128;
+/// The mode field holds seven octal digits; only the 12 permission bits are kept.
+const MAX_MODE: i128 = 0o7777777;
 
 /// One data region of a sparse file: offset and length.
 pub type Extent = (u64, u64);
@@ -407,6 +417,7 @@ impl<R: Read> TarReader<R> {
         let mut pax_path: Option<Vec<u8>> = None;
         let mut pax_link: Option<Vec<u8>> = None;
         let mut pax_size: Option<u64> = None;
+        let mut pax_mtime: Option<u64> = None;
         loop {
             let offset = self.pos;
             let Some(block) = self.block("a header")? else {
@@ -433,45 +444,42 @@ impl<R: Read> TarReader<R> {
                 }));
             }
             let h = Header::from_byte_slice(&block);
-            let corrupt = |what: &str, e: io::Error| {
-                ReadError::Corrupt(format!(
-                    "the tar header at byte {offset} has a bad {what} field: {e}"
-                ))
-            };
-            let size = h.entry_size().map_err(|e| corrupt("size", e))?;
             let typeflag = block[156];
+            let bad_header =
+                |m: String| ReadError::Corrupt(format!("the tar header at byte {offset} has {m}"));
+            let size = number(&h.as_old().size, "size", 0, MAX_OFFSET as i128).map_err(bad_header);
             match typeflag {
                 b'L' => {
-                    let d = self.small_data(size, MAX_LONG_NAME, "a long file name")?;
+                    let d = self.small_data(size?, MAX_LONG_NAME, "a long file name")?;
                     long_name = Some(trim_nul(&d).to_vec());
                     continue;
                 }
                 b'K' => {
-                    let d = self.small_data(size, MAX_LONG_NAME, "a long link name")?;
+                    let d = self.small_data(size?, MAX_LONG_NAME, "a long link name")?;
                     long_link = Some(trim_nul(&d).to_vec());
                     continue;
                 }
                 b'x' | b'g' => {
-                    let d = self.small_data(size, MAX_PAX, "pax extended headers")?;
+                    let d = self.small_data(size?, MAX_PAX, "pax extended headers")?;
                     if typeflag == b'g' {
                         continue;
                     }
-                    for (key, value) in parse_pax(&d).map_err(|m| {
+                    let bad_pax = |m: String| {
                         ReadError::Corrupt(format!("pax headers at byte {offset}: {m}"))
-                    })? {
+                    };
+                    for (key, value) in parse_pax(&d).map_err(|m| bad_pax(m.to_string()))? {
                         match key.as_str() {
                             "path" => pax_path = Some(value),
                             "linkpath" => pax_link = Some(value),
                             "size" => {
-                                let s = std::str::from_utf8(&value)
-                                    .ok()
-                                    .and_then(|s| s.parse::<u64>().ok())
-                                    .ok_or_else(|| {
-                                        ReadError::Corrupt(format!(
-                                            "pax headers at byte {offset}: bad size"
-                                        ))
-                                    })?;
-                                pax_size = Some(s);
+                                pax_size = Some(
+                                    pax_number(&value, "size", MAX_OFFSET as i128)
+                                        .map_err(bad_pax)?,
+                                )
+                            }
+                            "mtime" => pax_mtime = Some(pax_time(&value).map_err(bad_pax)?),
+                            "uid" | "gid" => {
+                                pax_number(&value, &key, MAX_ID).map_err(bad_pax)?;
                             }
                             k if k.starts_with("GNU.sparse.") => {
                                 return Err(ReadError::Corrupt(format!(
@@ -494,9 +502,44 @@ impl<R: Read> TarReader<R> {
                 .or(long_link.take())
                 .or_else(|| h.link_name_bytes().map(|b| b.into_owned()))
                 .unwrap_or_default();
-            let mode = h.mode().map_err(|e| corrupt("mode", e))?;
-            let mtime = h.mtime().unwrap_or(0);
-            let mut size = pax_size.take().unwrap_or(size);
+            let shown = String::from_utf8_lossy(&path).into_owned();
+            let bad_entry = |m: String| {
+                ReadError::Corrupt(format!("the entry `{shown}` at byte {offset} has {m}"))
+            };
+            let header_size =
+                number(&h.as_old().size, "size", 0, MAX_OFFSET as i128).map_err(bad_entry)?;
+            let mode =
+                number(&h.as_old().mode, "mode", 0, MAX_MODE).map_err(bad_entry)? as u32 & 0o7777;
+            // Owners are not kept (files belong to whoever imports), but a number that does
+            // not fit is a damaged header all the same.
+            for (field, what) in [(&h.as_old().uid, "uid"), (&h.as_old().gid, "gid")] {
+                optional_number(field, what, 0, MAX_ID).map_err(bad_entry)?;
+            }
+            if matches!(typeflag, b'3' | b'4') {
+                if let Some(ustar) = h.as_ustar() {
+                    for (field, what) in [
+                        (&ustar.dev_major, "device major number"),
+                        (&ustar.dev_minor, "device minor number"),
+                    ] {
+                        optional_number(field, what, 0, MAX_ID).map_err(bad_entry)?;
+                    }
+                } else if let Some(gnu) = h.as_gnu() {
+                    for (field, what) in [
+                        (&gnu.dev_major, "device major number"),
+                        (&gnu.dev_minor, "device minor number"),
+                    ] {
+                        optional_number(field, what, 0, MAX_ID).map_err(bad_entry)?;
+                    }
+                }
+            }
+            let mtime = match pax_mtime.take() {
+                Some(t) => t,
+                None => clamp_time(
+                    optional_number(&h.as_old().mtime, "mtime", i128::MIN, i128::MAX)
+                        .map_err(bad_entry)?,
+                ),
+            };
+            let mut size = pax_size.take().unwrap_or(header_size);
             let kind = match typeflag {
                 b'0' | 0 | b'7' => Kind::File,
                 b'5' => {
@@ -514,7 +557,7 @@ impl<R: Read> TarReader<R> {
                 b'3' => Kind::CharDevice,
                 b'4' => Kind::BlockDevice,
                 b'6' => Kind::Fifo,
-                b'S' => self.sparse_map(&block, size, offset)?,
+                b'S' => self.sparse_map(&block, size, offset, &shown)?,
                 other => Kind::Other(other),
             };
             self.current = String::from_utf8_lossy(&path).into_owned();
@@ -535,24 +578,28 @@ impl<R: Read> TarReader<R> {
         block: &[u8; BLOCK],
         on_disk: u64,
         offset: u64,
+        shown: &str,
     ) -> Result<Kind, ReadError> {
         let bad = |m: String| {
-            ReadError::Corrupt(format!("the sparse map of the entry at byte {offset} {m}"))
+            ReadError::Corrupt(format!(
+                "the sparse map of the entry `{shown}` at byte {offset} {m}"
+            ))
         };
         let h = Header::from_byte_slice(block);
         let gnu = h
             .as_gnu()
             .ok_or_else(|| bad("is in a header that is not GNU format".into()))?;
-        let real_size = gnu
-            .real_size()
-            .map_err(|e| bad(format!("has a bad size: {e}")))?;
+        let real_size = number(&gnu.realsize, "size", 0, MAX_OFFSET as i128)
+            .map_err(|m| bad(format!("is unreadable: it has {m}")))?;
         let mut map = Vec::new();
         let push = |s: &tar::GnuSparseHeader, map: &mut Vec<Extent>| -> Result<(), ReadError> {
             if s.offset[0] == 0 {
                 return Ok(());
             }
-            let o = s.offset().map_err(|e| bad(format!("is unreadable: {e}")))?;
-            let l = s.length().map_err(|e| bad(format!("is unreadable: {e}")))?;
+            let o = number(&s.offset, "region offset", 0, MAX_OFFSET as i128)
+                .map_err(|m| bad(format!("is unreadable: it has {m}")))?;
+            let l = number(&s.numbytes, "region length", 0, MAX_OFFSET as i128)
+                .map_err(|m| bad(format!("is unreadable: it has {m}")))?;
             map.push((o, l));
             Ok(())
         };
@@ -603,6 +650,123 @@ fn ext_from_block(b: &[u8; BLOCK]) -> GnuExtSparseHeader {
     let mut ext = GnuExtSparseHeader::new();
     ext.as_mut_bytes().copy_from_slice(b);
     ext
+}
+
+/// A numeric header field: octal digits (padded with spaces or NULs), or GNU base-256 (a
+/// first byte of 0x80 for a positive number, 0xff for a negative one in two's complement).
+/// `None` for a field of only spaces and NULs. The fields are at most 12 bytes, so every value
+/// fits an `i128` and nothing here can overflow.
+fn raw_number(field: &[u8]) -> Result<Option<i128>, String> {
+    match field.first() {
+        Some(&first @ (0x80 | 0xff)) => {
+            let mut v: i128 = 0;
+            for &b in &field[1..] {
+                v = (v << 8) | i128::from(b);
+            }
+            if first == 0xff {
+                v -= 1i128 << (8 * (field.len() - 1));
+            }
+            Ok(Some(v))
+        }
+        Some(&b) if b & 0x80 != 0 => Err("a number in an unknown binary coding".into()),
+        _ => {
+            let text = trim_nul(field);
+            let digits = text.trim_ascii();
+            if digits.is_empty() {
+                return Ok(None);
+            }
+            let mut v: i128 = 0;
+            for &d in digits {
+                if !(b'0'..=b'7').contains(&d) {
+                    return Err(format!(
+                        "`{}`, which is not an octal number",
+                        String::from_utf8_lossy(text).escape_default()
+                    ));
+                }
+                v = v * 8 + i128::from(d - b'0');
+            }
+            Ok(Some(v))
+        }
+    }
+}
+
+/// A numeric field that may be empty (0), checked against `min..=max`.
+fn optional_number(field: &[u8], what: &str, min: i128, max: i128) -> Result<i128, String> {
+    let v = raw_number(field)
+        .map_err(|m| format!("a bad {what} field: {m}"))?
+        .unwrap_or(0);
+    if v < min || v > max {
+        return Err(format!("a {what} out of range: {v}"));
+    }
+    Ok(v)
+}
+
+/// A numeric field that must be present, checked against `min..=max`.
+fn number(field: &[u8], what: &str, min: i128, max: i128) -> Result<u64, String> {
+    if raw_number(field)
+        .map_err(|m| format!("a bad {what} field: {m}"))?
+        .is_none()
+    {
+        return Err(format!("an empty {what} field"));
+    }
+    // `min` is never below 0 where a `u64` is wanted.
+    Ok(optional_number(field, what, min.max(0), max)? as u64)
+}
+
+/// Seconds since 1970, clamped to `0..=MAX_MTIME`.
+fn clamp_time(t: i128) -> u64 {
+    t.clamp(0, i128::from(MAX_MTIME)) as u64
+}
+
+/// A pax decimal number (`size`, `uid`, `gid`): digits only, at most `max`.
+fn pax_number(value: &[u8], what: &str, max: i128) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "a bad {what} `{}`",
+            String::from_utf8_lossy(value).escape_default()
+        )
+    };
+    if value.is_empty() || value.len() > 30 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    let v = value
+        .iter()
+        .fold(0i128, |v, &d| v * 10 + i128::from(d - b'0'));
+    if v > max {
+        return Err(format!("a {what} out of range: {v}"));
+    }
+    Ok(v as u64)
+}
+
+/// A pax time: `[-]SECONDS[.FRACTION]`; the fraction is dropped and the seconds clamped.
+fn pax_time(value: &[u8]) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "a bad mtime `{}`",
+            String::from_utf8_lossy(value).escape_default()
+        )
+    };
+    let (negative, rest) = match value.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, value),
+    };
+    let (secs, frac) = match rest.iter().position(|&b| b == b'.') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    if secs.is_empty()
+        || !secs.iter().all(u8::is_ascii_digit)
+        || !frac.iter().all(u8::is_ascii_digit)
+    {
+        return Err(bad());
+    }
+    // Anything past 30 digits is far beyond the clamp either way.
+    let v = secs
+        .iter()
+        .take(30)
+        .fold(0i128, |v, &d| v * 10 + i128::from(d - b'0'));
+    let v = if secs.len() > 30 { i128::MAX } else { v };
+    Ok(clamp_time(if negative { -v } else { v }))
 }
 
 /// Parses pax records: `LEN key=value\n`, LEN counting the whole record.
@@ -840,6 +1004,221 @@ mod tests {
                     },
                     Ok(None) | Err(_) => break,
                 }
+            }
+        }
+    }
+
+    /// One file entry `I/f` of 3 bytes, with `patch` applied to its header (checksum fixed
+    /// after), preceded by `pax` records when given; the first entry the reader returns.
+    fn patched(patch: impl Fn(&mut Header), pax: Option<&[u8]>) -> Result<Entry, ReadError> {
+        let mut bytes = Vec::new();
+        if let Some(records) = pax {
+            let mut x = Header::new_ustar();
+            x.set_entry_type(EntryType::XHeader);
+            x.set_size(records.len() as u64);
+            x.set_mode(0o644);
+            x.set_cksum();
+            bytes.extend_from_slice(x.as_bytes());
+            bytes.extend_from_slice(records);
+            bytes.resize(bytes.len().div_ceil(BLOCK) * BLOCK, 0);
+        }
+        let mut w = TarWriter::new(Vec::new());
+        w.file(
+            &Meta {
+                path: "I/f",
+                mode: 0o644,
+                mtime: 7,
+            },
+            3,
+        )
+        .unwrap();
+        w.data(b"abc").unwrap();
+        w.end_data(3).unwrap();
+        let mut tail = w.finish().unwrap();
+        let mut h = Header::new_gnu();
+        h.as_mut_bytes().copy_from_slice(&tail[..BLOCK]);
+        patch(&mut h);
+        h.set_cksum();
+        tail[..BLOCK].copy_from_slice(h.as_bytes());
+        bytes.extend_from_slice(&tail);
+        let mut r = TarReader::new(&bytes[..]);
+        Ok(r.next_entry()?.expect("an entry"))
+    }
+
+    /// One pax record, its length counted.
+    fn pax(key: &str, value: &str) -> Vec<u8> {
+        let body = format!(" {key}={value}\n");
+        let mut len = body.len() + 1;
+        while len.to_string().len() + body.len() != len {
+            len += 1;
+        }
+        format!("{len}{body}").into_bytes()
+    }
+
+    fn refusal(r: Result<Entry, ReadError>) -> String {
+        match r {
+            Err(ReadError::Corrupt(m)) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn numeric_fields_in_octal_and_base_256() {
+        type Case<'a> = (&'a [u8], Result<Option<i128>, ()>);
+        let cases: &[Case] = &[
+            (b"0000644\0", Ok(Some(0o644))),
+            (b"  644 \0\0", Ok(Some(0o644))),
+            (b"\0\0\0\0\0\0\0\0", Ok(None)),
+            (b"        ", Ok(None)),
+            (b"00000008", Err(())),
+            (b"12 34\0\0\0", Err(())),
+            (&[0x80, 0, 0, 0, 0, 0, 1, 0], Ok(Some(256))),
+            (&[0xff; 12], Ok(Some(-1))),
+            (
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe],
+                Ok(Some(-2)),
+            ),
+            (
+                &[
+                    0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                ],
+                Ok(Some((1i128 << 88) - 1)),
+            ),
+            (&[0x81, 0, 0, 0, 0, 0, 0, 0], Err(())),
+        ];
+        for (field, want) in cases {
+            assert_eq!(raw_number(field).map_err(|_| ()), *want, "{field:?}");
+        }
+    }
+
+    #[test]
+    fn extreme_mtimes_are_clamped() {
+        // All 0xff is -1 in base-256: before 1970, clamped to 0.
+        let e = patched(|h| h.as_old_mut().mtime = [0xff; 12], None).unwrap();
+        assert_eq!(e.mtime, 0);
+        let mut huge = [0xff; 12];
+        huge[0] = 0x80;
+        let e = patched(|h| h.as_old_mut().mtime = huge, None).unwrap();
+        assert_eq!(e.mtime, MAX_MTIME);
+        let e = patched(|h| h.set_mtime(MAX_MTIME + 1), None).unwrap();
+        assert_eq!(e.mtime, MAX_MTIME);
+        let e = patched(|h| h.set_mtime(1_700_000_000), None).unwrap();
+        assert_eq!(e.mtime, 1_700_000_000);
+        // An empty field is 0, as before; text that is not a number is refused.
+        let e = patched(|h| h.as_old_mut().mtime = [0; 12], None).unwrap();
+        assert_eq!(e.mtime, 0);
+        let m = refusal(patched(|h| h.as_old_mut().mtime = *b"99999999999\0", None));
+        assert!(m.contains("`I/f`") && m.contains("mtime"), "{m}");
+        // The largest time kept still converts to a `SystemTime` without overflow.
+        let _ = std::time::SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_secs(
+                patched(|h| h.as_old_mut().mtime = huge, None)
+                    .unwrap()
+                    .mtime,
+            );
+    }
+
+    #[test]
+    fn out_of_range_fields_are_refused_naming_the_entry() {
+        let mut big = [0xff; 12];
+        big[0] = 0x80;
+        let m = refusal(patched(|h| h.as_old_mut().size = big, None));
+        assert!(
+            m.contains("`I/f`") && m.contains("size out of range"),
+            "{m}"
+        );
+        let m = refusal(patched(|h| h.as_old_mut().size = [0xff; 12], None));
+        assert!(m.contains("size out of range: -1"), "{m}");
+        let m = refusal(patched(|h| h.as_old_mut().mode = [0xff; 8], None));
+        assert!(
+            m.contains("`I/f`") && m.contains("mode out of range"),
+            "{m}"
+        );
+        let m = refusal(patched(|h| h.as_old_mut().mode = *b"77777777", None));
+        assert!(m.contains("mode out of range"), "{m}");
+        let m = refusal(patched(
+            |h| h.as_old_mut().uid = [0x80, 1, 0, 0, 0, 0, 0, 0],
+            None,
+        ));
+        assert!(m.contains("`I/f`") && m.contains("uid out of range"), "{m}");
+        let m = refusal(patched(|h| h.as_old_mut().gid = [0xff; 8], None));
+        assert!(m.contains("gid out of range: -1"), "{m}");
+        let m = refusal(patched(
+            |h| {
+                h.set_entry_type(EntryType::Char);
+                h.as_gnu_mut().unwrap().dev_major = [0x80, 0, 0, 1, 0, 0, 0, 0];
+            },
+            None,
+        ));
+        assert!(m.contains("device major number out of range"), "{m}");
+        // File-type bits above the 12 permission bits (old tars write them) are dropped.
+        let e = patched(|h| h.as_old_mut().mode = *b"0100644\0", None).unwrap();
+        assert_eq!(e.mode, 0o644);
+    }
+
+    #[test]
+    fn pax_overrides_are_range_checked() {
+        let e = patched(|_| {}, Some(&pax("mtime", "1700000000.123456789"))).unwrap();
+        assert_eq!(e.mtime, 1_700_000_000);
+        let e = patched(|_| {}, Some(&pax("mtime", "-12345.5"))).unwrap();
+        assert_eq!(e.mtime, 0);
+        let e = patched(
+            |_| {},
+            Some(&pax("mtime", "999999999999999999999999999999999999999999")),
+        )
+        .unwrap();
+        assert_eq!(e.mtime, MAX_MTIME);
+        let m = refusal(patched(|_| {}, Some(&pax("mtime", "12a45"))));
+        assert!(m.contains("bad mtime"), "{m}");
+        let m = refusal(patched(
+            |_| {},
+            Some(&pax("size", "99999999999999999999999")),
+        ));
+        assert!(m.contains("size out of range"), "{m}");
+        let m = refusal(patched(|_| {}, Some(&pax("size", "-300"))));
+        assert!(m.contains("bad size"), "{m}");
+        let m = refusal(patched(|_| {}, Some(&pax("uid", "4294967296"))));
+        assert!(m.contains("uid out of range"), "{m}");
+        let e = patched(|_| {}, Some(&pax("uid", "4294967295"))).unwrap();
+        assert_eq!(e.path, b"I/f");
+    }
+
+    #[test]
+    fn sparse_maps_at_extreme_values_are_refused() {
+        let mut w = TarWriter::new(Vec::new());
+        let meta = Meta {
+            path: "I/s",
+            mode: 0o600,
+            mtime: 1,
+        };
+        w.sparse(&meta, &[(0, 10)], 4096).unwrap();
+        w.data(&[1u8; 10]).unwrap();
+        w.end_data(10).unwrap();
+        let good = w.finish().unwrap();
+        let mut big = [0xff; 12];
+        big[0] = 0x80;
+        for (i, patch) in [
+            (|g: &mut tar::GnuHeader, v: [u8; 12]| g.realsize = v) as fn(&mut _, _),
+            |g, v| g.sparse[0].offset = v,
+            |g, v| g.sparse[0].numbytes = v,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut bad = good.clone();
+            let mut h = Header::new_gnu();
+            h.as_mut_bytes().copy_from_slice(&bad[..BLOCK]);
+            patch(h.as_gnu_mut().unwrap(), big);
+            h.set_cksum();
+            bad[..BLOCK].copy_from_slice(h.as_bytes());
+            match TarReader::new(&bad[..]).next_entry() {
+                Err(ReadError::Corrupt(m)) => {
+                    assert!(
+                        m.contains("`I/s`") && m.contains("out of range"),
+                        "{i}: {m}"
+                    )
+                }
+                other => panic!("{i}: {other:?}"),
             }
         }
     }
