@@ -16,8 +16,8 @@ use std::path::Path;
 #[derive(Debug, Clone)]
 pub struct Draft {
     pub conf: ConfFile,
-    pub(super) bytes: Vec<u8>,
-    pub(super) layout: Layout,
+    bytes: Vec<u8>,
+    layout: Layout,
 }
 
 impl Draft {
@@ -103,7 +103,9 @@ impl Draft {
         if diags.has_errors() {
             return Err(diags);
         }
-        let bytes = self.splice(splices, &appended)?;
+        let bytes = self
+            .layout
+            .splice(&self.bytes, self.path(), splices, &appended)?;
         let conf = self.reload(file, &bytes, changes, host)?;
         // Report the lines as they are in the edited file.
         for a in applied.iter_mut().filter(|a| a.action != Action::Removed) {
@@ -123,7 +125,7 @@ impl Draft {
         })
     }
 
-    pub(super) fn path(&self) -> &Path {
+    fn path(&self) -> &Path {
         &self.conf.source.path
     }
 
