@@ -121,7 +121,6 @@ impl Draft {
             original: self.bytes.clone(),
             bytes,
             changes: applied,
-            conf,
         })
     }
 

@@ -15,7 +15,6 @@ pub use draft::Draft;
 pub use plan::{Request, plan_image, write_image};
 pub use title::{check_title, set_description_title};
 
-use crate::image::ConfFile;
 use crate::value::Value;
 use std::path::PathBuf;
 
@@ -106,8 +105,6 @@ pub struct FileEdit {
     pub original: Vec<u8>,
     pub bytes: Vec<u8>,
     pub changes: Vec<Applied>,
-    /// The edited file, loaded.
-    pub conf: ConfFile,
 }
 
 impl FileEdit {

@@ -41,7 +41,6 @@ pub struct Plan {
     pub args_path: PathBuf,
     pub timeout: Option<Duration>,
     pub store_root: PathBuf,
-    pub script: PathBuf,
     /// Where the VM's record and journal go (docs/records.md).
     pub state_dir: PathBuf,
     /// Xen's auto-start directory, for `--autostart`.
@@ -288,7 +287,6 @@ pub fn plan(vm: &str, store: &Store, ctx_base: &Context, opts: &Options) -> anyh
         .collect();
     Ok(Plan {
         vm: vm.to_string(),
-        script: image.script(),
         image: image_name,
         format,
         resolved,
