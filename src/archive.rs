@@ -14,10 +14,8 @@ mod import;
 mod pack;
 mod tarfmt;
 
-pub use import::{
-    DEFAULT_MAX_SIZE, ImportOptions, ImportReport, ImportedImage, import, parse_size, show_size,
-};
-pub use pack::{PackOptions, PackReport, pack};
+pub use import::{DEFAULT_MAX_SIZE, ImportOptions, import, parse_size};
+pub use pack::{PackOptions, pack};
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -27,9 +27,6 @@ impl Span {
     pub fn range(self) -> Range<usize> {
         self.start..self.end
     }
-    pub fn to(self, other: Span) -> Span {
-        Span::new(self.start.min(other.start), self.end.max(other.end))
-    }
 }
 
 /// A user's file held in memory, with the line starts needed to turn spans into positions.
@@ -156,10 +153,6 @@ impl SourceFile {
     pub fn slice(&self, span: Span) -> &str {
         self.text.get(span.range()).unwrap_or("")
     }
-
-    pub fn line_count(&self) -> usize {
-        self.line_starts.len()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -228,19 +221,6 @@ impl Diagnostic {
             col,
             line_text,
             width,
-        }));
-        self
-    }
-
-    /// Points at a line and column of a file that is not loaded as a [`SourceFile`].
-    pub fn at_line(mut self, path: &Path, line: usize, col: usize, line_text: &str) -> Self {
-        self.path = Some(path.to_path_buf());
-        self.location = Some(Box::new(Location {
-            path: path.to_path_buf(),
-            line,
-            col,
-            line_text: line_text.to_string(),
-            width: 1,
         }));
         self
     }

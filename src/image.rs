@@ -64,12 +64,6 @@ impl ConfFile {
             .filter(|b| !OPTION_LISTS.contains(&b.key.as_str()))
     }
 
-    /// The line of the last assignment of a key.
-    pub fn line_of(&self, key: &str) -> Option<usize> {
-        let site = self.values.binding(key)?.sites.last()?;
-        Some(self.source.line_col(site.stmt.start).0)
-    }
-
     pub fn site_span(&self, key: &str) -> Option<Span> {
         Some(self.values.binding(key)?.sites.last()?.stmt)
     }

@@ -23,3 +23,6 @@ pub mod sys;
 pub mod tree;
 pub mod validate;
 pub mod value;
+
+#[cfg(test)]
+mod structure;

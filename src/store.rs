@@ -286,7 +286,9 @@ pub fn open_configured(
     };
     let (store, mut diags) = Store::open(root)?;
     // What interrupted runs left behind (their owner gone) goes first (issue #12.2).
-    diags.extend(crate::tree::sweep_store(&store.root));
+    diags.extend(crate::tree::sweep_store(&store.root, &|n| {
+        check_image_name(n).is_ok()
+    }));
     Ok((store, diags, wrote))
 }
 

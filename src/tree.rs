@@ -425,8 +425,10 @@ fn take_if_free(path: &Path) -> Option<File> {
 /// `.convirt-import-*` directories and `.convirt-tmp-*` files whose owner is gone (their
 /// lock is free). An image that an interrupted `import --force` had put aside is moved back
 /// when its place is empty, and otherwise kept and named. What is still in use is left alone. Returns one warning per
-/// thing done (or that could not be done).
-pub fn sweep_store(root: &Path) -> Diagnostics {
+/// thing done (or that could not be done). `is_image_name` is the store's naming rule, which
+/// an aside's image name must pass before it is moved back; it is passed in so that this
+/// module stays below `store` (no import cycle).
+pub fn sweep_store(root: &Path, is_image_name: &dyn Fn(&str) -> bool) -> Diagnostics {
     let mut out = Diagnostics::default();
     let Ok(rd) = fs::read_dir(root) else {
         return out;
@@ -459,7 +461,7 @@ pub fn sweep_store(root: &Path) -> Diagnostics {
                 None
             };
             let dest = root.join(image);
-            if crate::store::check_image_name(image).is_ok() && dest.symlink_metadata().is_err() {
+            if is_image_name(image) && dest.symlink_metadata().is_err() {
                 match sys::rename_noreplace(&path, &dest) {
                     Ok(()) => out.push(Diagnostic::warning(format!(
                         "put image `{image}` back from `{}`, where an interrupted `image import --force` had left it",
@@ -556,6 +558,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
+    fn image_name(n: &str) -> bool {
+        crate::store::check_image_name(n).is_ok()
+    }
+
     fn target(rel: &str, link: &str, dir: &Path) -> Result<String, String> {
         let canon = dir.canonicalize().unwrap();
         link_target(Path::new(rel), Path::new(link), dir, &canon, dir)
@@ -617,7 +623,7 @@ mod tests {
         let dead = d.path().join(".convirt-new-X-dead");
         fs::create_dir(&dead).unwrap();
         fs::write(dead.join("f"), "f").unwrap();
-        let w = sweep_store(d.path());
+        let w = sweep_store(d.path(), &image_name);
         assert!(live.path().is_dir());
         assert!(!dead.exists());
         assert_eq!(w.0.len(), 1, "{w:?}");
@@ -661,7 +667,7 @@ mod tests {
         let aside = d.path().join(".convirt-import-1-2-old-Img");
         fs::create_dir(&aside).unwrap();
         fs::write(aside.join("image.conf"), "a = 1\n").unwrap();
-        let w = sweep_store(d.path());
+        let w = sweep_store(d.path(), &image_name);
         assert_eq!(
             fs::read_to_string(d.path().join("Img/image.conf")).unwrap(),
             "a = 1\n"

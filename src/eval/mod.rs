@@ -25,7 +25,6 @@ mod tests;
 
 pub use host::Host;
 pub use limits::Limits;
-pub use modules::{importable, importable_names};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, Span};
 use crate::syntax::ast::{BinOp, BoolOp, Expr, ExprKind, Module, Stmt, StmtKind, Target, UnaryOp};

@@ -4,7 +4,6 @@
 
 use crate::resolve::Resolved;
 use crate::value::Value;
-use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Disk {
@@ -28,9 +27,6 @@ impl Disk {
         !matches!(self.kind.as_str(), "phy" | "LVM" | "lvm")
             && self.path.starts_with('/')
             && !self.path.starts_with("/dev/")
-    }
-    pub fn path_buf(&self) -> PathBuf {
-        PathBuf::from(&self.path)
     }
 }
 

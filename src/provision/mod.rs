@@ -7,6 +7,9 @@ pub mod disks;
 pub mod log;
 pub mod run;
 
+// Where a run meets the VM records of `crate::state`; `state` never imports `provision`.
+pub mod hooks;
+
 use crate::diagnostic::Diagnostic;
 use crate::image::Image;
 use crate::render;
@@ -41,7 +44,6 @@ pub struct Plan {
     pub args_path: PathBuf,
     pub timeout: Option<Duration>,
     pub store_root: PathBuf,
-    pub script: PathBuf,
     /// Where the VM's record and journal go (docs/records.md).
     pub state_dir: PathBuf,
     /// Xen's auto-start directory, for `--autostart`.
@@ -119,7 +121,7 @@ pub struct Provisioned {
     pub seconds: f64,
     /// `--start` / `--autostart`, and what went wrong after the install (the VM stays).
     #[serde(flatten)]
-    pub after: crate::state::hooks::After,
+    pub after: hooks::After,
 }
 
 fn err(msg: impl Into<String>) -> anyhow::Error {
@@ -288,7 +290,6 @@ pub fn plan(vm: &str, store: &Store, ctx_base: &Context, opts: &Options) -> anyh
         .collect();
     Ok(Plan {
         vm: vm.to_string(),
-        script: image.script(),
         image: image_name,
         format,
         resolved,
@@ -641,7 +642,7 @@ pub fn execute(
     }
     let _lock = lock(work_root, &plan.vm, &plan.image)?;
     // Records (#10): name collisions refused before anything is made.
-    let prior = crate::state::hooks::preflight(plan, opts)?;
+    let prior = hooks::preflight(plan, opts)?;
     // Holding the lock, no live run owns a work dir of this VM: any left are a dead run's.
     let swept = crate::tree::sweep_work_dirs(work_root, &plan.vm);
 
@@ -669,7 +670,7 @@ pub fn execute(
         }
     }
     // Records (#10): the journal knows every file from here on, even if convirt is killed.
-    let (mut journal, mut replaced) = crate::state::hooks::begin(plan, &prior)?;
+    let (mut journal, mut replaced) = hooks::begin(plan, &prior)?;
     std::fs::create_dir_all(&plan.log_dir).map_err(|e| {
         err(format!(
             "cannot create log directory `{}`: {e}",
@@ -729,7 +730,7 @@ pub fn execute(
                 work_root.display()
             ))
         })?;
-    crate::state::hooks::work_dir(&mut journal, work.path())?;
+    hooks::work_dir(&mut journal, work.path())?;
     let work_store = work.path().join("image_store");
     let copy = |from: &Path, to: &Path| {
         copy_tree(from, to).map_err(|e| {
@@ -796,7 +797,7 @@ pub fn execute(
 
     if finished.outcome == run::Outcome::Success {
         let mut install = || -> std::io::Result<()> {
-            crate::state::hooks::before_install(&mut journal, plan)?;
+            hooks::before_install(&mut journal, plan)?;
             if let Some(parent) = plan.config_path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -843,7 +844,7 @@ pub fn execute(
                 &format!("work directory kept at {}", kept.display()),
             );
         }
-        let after = crate::state::hooks::finish(plan, opts, journal, &prior, &mut logf);
+        let after = hooks::finish(plan, opts, journal, &prior, &mut logf);
         return Ok(Provisioned {
             vm: plan.vm.clone(),
             image: plan.image.clone(),

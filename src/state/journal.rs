@@ -83,11 +83,6 @@ impl Journal {
         self.append(&Event::Failed { kept: true })
     }
 
-    /// A failed run that cleaned up after itself: nothing to remember.
-    pub fn abandon(self) {
-        drop(self)
-    }
-
     /// Everything created so far: convirt's own items and the scripts', oldest first.
     pub fn items(&self) -> Vec<Item> {
         let mut items = self.own.clone();

@@ -7,7 +7,6 @@
 //! in progress or interrupted: JSON lines, each appended and fsync'd before the act it
 //! announces) and `created` (the NUL-separated list the image's scripts append to).
 
-pub mod hooks;
 pub mod journal;
 pub mod remove;
 pub mod xen;

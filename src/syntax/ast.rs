@@ -62,12 +62,6 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn span(&self) -> Span {
-        match self {
-            Target::Name(n) => n.span,
-            Target::Tuple(_, s) => *s,
-        }
-    }
     pub fn names(&self) -> Vec<&Name> {
         match self {
             Target::Name(n) => vec![n],

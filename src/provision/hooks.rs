@@ -1,12 +1,13 @@
 //! Where provisioning meets the records: the name-collision checks before anything is made,
 //! the journal from the first file on, and after a successful install the auto-start link,
-//! the record and `xl create`. `provision::execute` calls these at well-marked points.
+//! the record and `xl create`. `provision::execute` calls these at well-marked points; they
+//! live here, with their caller, so that `state` (the records) never imports `provision`.
 
-use super::journal::Journal;
-use super::{Header, Item, Kind, LOCALHOST, Record, Vm, xen};
+use super::{Options, Plan};
 use crate::diagnostic::Diagnostic;
-use crate::provision::{Options, Plan};
 use crate::settings::Format;
+use crate::state::journal::Journal;
+use crate::state::{Header, Item, Kind, LOCALHOST, Record, Vm, xen};
 use std::path::{Path, PathBuf};
 
 /// What an earlier run left that this one must reckon with (only with `--force`).
@@ -56,7 +57,7 @@ pub fn preflight(plan: &Plan, opts: &Options) -> anyhow::Result<Prior> {
     if let Some(state) = Vm::load(&plan.state_dir, LOCALHOST, vm)? {
         if let Some(run) = &state.run {
             for w in run.items.iter().filter(|i| i.kind == Kind::Workdir) {
-                let pids = super::processes_in(Path::new(&w.path));
+                let pids = crate::state::processes_in(Path::new(&w.path));
                 if !pids.is_empty() {
                     return Err(refuse(
                         vm,
@@ -114,7 +115,7 @@ pub fn preflight(plan: &Plan, opts: &Options) -> anyhow::Result<Prior> {
                         "it was provisioned already from image `{}` on {} (record `{}`)",
                         r.header.image,
                         r.finished,
-                        state.dir.join(super::RECORD).display()
+                        state.dir.join(crate::state::RECORD).display()
                     ),
                     &format!(
                         "`convirt vm remove {vm}` first, choose another VM name, or pass `--force` to replace its config and disks"
@@ -173,7 +174,7 @@ pub fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<String>
             record: None,
             ..vm.clone()
         };
-        for step in super::remove::remove(&run_only, false, false) {
+        for step in crate::state::remove::remove(&run_only, false, false) {
             match step.action {
                 "removed" => {
                     replaced.push(format!("{} (left by an interrupted run)", step.item.path))
@@ -198,7 +199,7 @@ pub fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<String>
         vm: plan.vm.clone(),
         host: LOCALHOST.into(),
         image: plan.image.clone(),
-        image_digest: super::image_digest(&plan.store_root.join(&plan.image)),
+        image_digest: crate::state::image_digest(&plan.store_root.join(&plan.image)),
         format: plan.format,
         config: plan.config_path.display().to_string(),
         log: plan.log_path.display().to_string(),
@@ -209,10 +210,10 @@ pub fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<String>
             .map(|d| d.path.clone())
             .collect(),
         pid: std::process::id(),
-        started: crate::provision::log::timestamp(),
+        started: super::log::timestamp(),
         convirt_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let dir = super::vm_dir(&plan.state_dir, LOCALHOST, &plan.vm);
+    let dir = crate::state::vm_dir(&plan.state_dir, LOCALHOST, &plan.vm);
     let journal_err = |e: std::io::Error| {
         anyhow::anyhow!(
             "cannot write the journal of `{}` in `{}`: {e}",
@@ -241,7 +242,7 @@ pub fn work_dir(j: &mut Journal, dir: &Path) -> anyhow::Result<()> {
 
 /// Notes the config before it is installed.
 pub fn before_install(j: &mut Journal, plan: &Plan) -> std::io::Result<()> {
-    for d in super::missing_parents(&plan.config_path) {
+    for d in crate::state::missing_parents(&plan.config_path) {
         j.created(Item::new(d.display().to_string(), Kind::Dir))?;
     }
     j.created(Item::new(
@@ -270,11 +271,11 @@ pub fn finish(
     prior: &Prior,
     log: &mut std::fs::File,
 ) -> After {
-    let note = |log: &mut std::fs::File, m: &str| crate::provision::log::note(log, m);
+    let note = |log: &mut std::fs::File, m: &str| super::log::note(log, m);
     let mut after = After::default();
     if opts.autostart {
         let link = xen::autostart_link(&plan.xen_auto_dir, &plan.config_path);
-        let made = super::missing_parents(&link)
+        let made = crate::state::missing_parents(&link)
             .iter()
             .try_for_each(|d| j.created(Item::new(d.display().to_string(), Kind::Dir)))
             .and_then(|()| j.created(Item::new(link.display().to_string(), Kind::Autostart)))
@@ -307,11 +308,11 @@ pub fn finish(
         }
     }
     let record = Record {
-        format_version: super::FORMAT_VERSION,
+        format_version: crate::state::FORMAT_VERSION,
         header: j.header().clone(),
-        finished: crate::provision::log::timestamp(),
+        finished: super::log::timestamp(),
         created,
-        values: super::masked_values(&plan.resolved),
+        values: crate::state::masked_values(&plan.resolved),
     };
     if let Err(e) = j.finish(&record) {
         after.problems.push(format!("cannot write its record: {e}"));
