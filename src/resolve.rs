@@ -93,7 +93,7 @@ pub fn parse_assignment(s: &str) -> Result<(String, String), String> {
     let k = k.trim();
     // The same rule as `image edit`: a keyword (`if`) or `__x` would be written into an xm
     // file that Python, and convirt, then cannot read (found by tests/fuzz_inputs).
-    crate::edit::check_key(k)?;
+    crate::syntax::check_key(k)?;
     Ok((k.to_string(), v.to_string()))
 }
 

@@ -14,17 +14,11 @@ mod title;
 pub use draft::Draft;
 pub use plan::{Request, plan_image, write_image};
 pub use title::{check_title, set_description_title};
+// The key rule belongs to the language (Python's keywords); `edit` re-exports it.
+pub use crate::syntax::check_key;
 
 use crate::value::Value;
 use std::path::PathBuf;
-
-/// Names Python reserves: never keys.
-const KEYWORDS: &[&str] = &[
-    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
-    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
-    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
-    "with", "yield",
-];
 
 /// One requested change of a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,18 +105,4 @@ impl FileEdit {
     pub fn changed(&self) -> bool {
         self.bytes != self.original
     }
-}
-
-/// Checks a key given on the command line.
-pub fn check_key(key: &str) -> Result<(), String> {
-    if !crate::subst::is_name(key) {
-        return Err(format!("`{key}` is not a valid key name"));
-    }
-    if KEYWORDS.contains(&key) {
-        return Err(format!("`{key}` is a Python keyword and cannot be a key"));
-    }
-    if key.starts_with("__") {
-        return Err(format!("`{key}`: keys cannot start with `__`"));
-    }
-    Ok(())
 }

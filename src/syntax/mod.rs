@@ -220,3 +220,26 @@ fn file_kind(name: &str) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "a config file".into())
 }
+
+/// Names Python reserves: never keys.
+pub(crate) const KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield",
+];
+
+/// Checks a key given on the command line (`--set`, `--vm-set`, `--unset`): a name that is
+/// not a Python keyword and not `__dunder`-like, so an edited or rendered file reads back.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if !crate::subst::is_name(key) {
+        return Err(format!("`{key}` is not a valid key name"));
+    }
+    if KEYWORDS.contains(&key) {
+        return Err(format!("`{key}` is a Python keyword and cannot be a key"));
+    }
+    if key.starts_with("__") {
+        return Err(format!("`{key}`: keys cannot start with `__`"));
+    }
+    Ok(())
+}
