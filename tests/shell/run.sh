@@ -820,14 +820,23 @@ test_guest_helpers() {
     mkdir -p "$dir/s/root/.ssh"
     printf 'key\n' > "$dir/s/root/.ssh/authorized_keys"
     ln -s /lib/x "$dir/s/etc/link"
+    # The disk also holds files outside the staged part (usr/).
+    cp -a "$dir/p" "$dir/full"
+    mkdir -p "$dir/full/usr/local/bin"
+    printf 'base\n' > "$dir/full/usr/local/bin/tool"
+    (cd "$dir/full" && find . -mindepth 1 -printf '%y %P\n') > "$dir/paths.list"
+    mkdir -p "$dir/s/usr/local/bin/new.d"
+    printf 'mine\n' > "$dir/s/usr/local/bin/tool"
     img="$dir/disk.img"
-    mkfs.ext4 -q -F -O metadata_csum_seed -d "$dir/p" "$img" 8M > /dev/null
-    _guest_debugfs_script "$dir/p" "$dir/s" > "$dir/cmds" 2> /dev/null
+    mkfs.ext4 -q -F -O metadata_csum_seed -d "$dir/full" "$img" 8M > /dev/null
+    _guest_debugfs_script "$dir/p" "$dir/s" "$dir/paths.list" > "$dir/cmds" 2> /dev/null
     check "debugfs script has no line for an unchanged file" bash -c '! grep -q keep/same "$1"' _ "$dir/cmds"
     check "debugfs script applies" quiet _guest_apply "$img" "$dir/cmds"
     check_eq "changed file written" new "$(debugfs_cat "$img" /etc/hostname)"
     check_eq "new file in a new directory written" key "$(debugfs_cat "$img" /root/.ssh/authorized_keys)"
     check_eq "unchanged file kept" same "$(debugfs_cat "$img" /etc/keep/same)"
+    check_eq "a file outside the staged part replaced" mine "$(debugfs_cat "$img" /usr/local/bin/tool)"
+    check "a new directory beside existing ones made" bash -c 'debugfs -R "stat /usr/local/bin/new.d" "$1" 2>/dev/null | grep -q "Type: directory"' _ "$img"
     check "removed file and directory removed" bash -c '! debugfs -R "stat /etc/gone" "$1" 2>&1 | grep -q Inode; ! debugfs -R "stat /etc/gone.d" "$1" 2>&1 | grep -q Inode' _ "$img"
     check "mode change written" bash -c 'debugfs -R "stat /etc/mode" "$1" 2>/dev/null | grep -q "Mode:  0600"' _ "$img"
     check "symbolic link written" bash -c 'debugfs -R "stat /etc/link" "$1" 2>/dev/null | grep -q "Fast link dest: \"/lib/x\""' _ "$img"
