@@ -846,6 +846,79 @@ test_guest_helpers() {
 }
 
 ###########################################################################
+# common/guest's cache: one build under a lock, damaged entries, REFRESH
+###########################################################################
+
+# The real bootstrap (mmdebstrap from a mirror, a minute or more) is proved by
+# tests/e2e/boot.rs. Here a stand-in `mmdebstrap` on PATH writes a small but
+# real tar of a tree with a kernel, an initrd, /etc and /root, and counts its
+# runs, so the cache logic (locking, completeness, REFRESH, failure) is
+# tested in seconds. Everything else (tar, mkfs.ext4 -d, flock) is real.
+# shellcheck disable=SC2016
+test_guest_cache() {
+    local dir="$TMP/gcache" fake e1 e2
+    fake="$dir/bin"
+    mkdir -p "$fake"
+    cat > "$fake/mmdebstrap" << 'FAKE'
+#!/bin/bash
+# Stand-in for mmdebstrap: SUITE TARGET MIRROR are the last three arguments.
+set -eu
+out=${@: -2:1}
+printf '%s\n' "$*" >> "$FAKE_RUNS"
+[[ -z "${FAKE_FAIL:-}" ]] || { echo "E: mirror unreachable" >&2; exit 1; }
+t=$(mktemp -d)
+mkdir -p "$t/boot" "$t/etc/ssh" "$t/root" "$t/usr/bin"
+echo kernel > "$t/boot/vmlinuz-6.1.0-1-cloud-amd64"
+echo initrd > "$t/boot/initrd.img-6.1.0-1-cloud-amd64"
+echo base > "$t/etc/hostname"
+echo 'root:*:19000:0:99999:7:::' > "$t/etc/shadow"
+echo tool > "$t/usr/bin/tool"
+sleep 1
+tar -C "$t" -cf "$out" .
+rm -rf "$t"
+FAKE
+    chmod +x "$fake/mmdebstrap"
+    local -a genv=(PATH="$fake:$PATH" FAKE_RUNS="$dir/runs" VM_CACHE_DIR="$dir/cache" log_file="$dir/log"
+        DEBIAN_PACKAGES="['linux-image-cloud-amd64']")
+    local body='source "$1/functions"; source "$1/guest"; guest_ensure_cache http://m k1 && printf "%s\n" "$guest_entry" > "$2"'
+    env "${genv[@]}" bash -c "$body" _ "$STORE/common" "$dir/e1" > "$dir/out1" 2>&1 &
+    env "${genv[@]}" bash -c "$body" _ "$STORE/common" "$dir/e2" > "$dir/out2" 2>&1 &
+    wait
+    e1=$(cat "$dir/e1" 2> /dev/null)
+    e2=$(cat "$dir/e2" 2> /dev/null)
+    check_eq "two concurrent provisionings: one bootstrap" 1 "$(grep -c '' "$dir/runs" 2> /dev/null)"
+    check_eq "both use the same entry" "$dir/cache/guests/debian-k1 $dir/cache/guests/debian-k1" "$e1 $e2"
+    check "the second waited for the first" grep -q "waiting for it" "$dir/out1" "$dir/out2"
+    check "the entry is complete" test -f "$e1/complete" -a -f "$e1/vmlinuz" -a -f "$e1/overlay.tar" -a -f "$e1/paths.list"
+    check_contains "paths.list knows the base's files" "$e1/paths.list" "f usr/bin/tool"
+
+    env "${genv[@]}" bash -c "$body" _ "$STORE/common" "$dir/e3" > /dev/null 2>&1
+    check_eq "a warm entry is reused" 1 "$(grep -c '' "$dir/runs")"
+    printf 'x' >> "$e1/overlay.tar"
+    env "${genv[@]}" bash -c "$body" _ "$STORE/common" "$dir/e3" > "$dir/out3" 2>&1
+    check_eq "a damaged entry is rebuilt, never used" 2 "$(grep -c '' "$dir/runs")"
+    check_contains "and the log says so" "$dir/out3" "incomplete or damaged"
+    env "${genv[@]}" REFRESH=1 bash -c "$body" _ "$STORE/common" "$dir/e3" > /dev/null 2>&1
+    check_eq "REFRESH=1 rebuilds" 3 "$(grep -c '' "$dir/runs")"
+    local manifest
+    manifest=$(cat "$e1/complete")
+    if env "${genv[@]}" REFRESH=1 FAKE_FAIL=1 bash -c "$body" _ "$STORE/common" "$dir/e3" > "$dir/out4" 2>&1; then
+        fail "a failed bootstrap is an error"
+    else
+        pass "a failed bootstrap is an error"
+    fi
+    check_contains "naming the step" "$dir/out4" "step bootstrap"
+    check_eq "a failed rebuild leaves the entry as it was" "$manifest" "$(cat "$e1/complete")"
+    check "and no half-built directory" bash -c '! ls -d "$1"/.debian-k1.new.* 2>/dev/null' _ "$dir/cache/guests"
+
+    env "${genv[@]}" bash -c 'source "$1/functions"; source "$1/guest"; guest_ensure_cache http://m k1 && guest_base_disk "$guest_entry" 8 && printf "%s\n" "$guest_base" > "$2"' \
+        _ "$STORE/common" "$dir/base" > "$dir/out5" 2>&1
+    check_eq "the base disk of a size is built once" "$e1/base-8M.img" "$(cat "$dir/base" 2> /dev/null)"
+    check_eq "it holds the base tree" tool "$(debugfs_cat "$e1/base-8M.img" /usr/bin/tool)"
+    check "with root ownership" bash -c 'debugfs -R "stat /usr/bin/tool" "$1" 2>/dev/null | grep -q "User:     0   Group:     0"' _ "$e1/base-8M.img"
+}
+
+###########################################################################
 # The disk-entry table shared with convirt's Rust parser
 ###########################################################################
 
@@ -1123,6 +1196,7 @@ test_provision_disks
 test_run_custom_scripts
 test_store_custom_scripts
 test_guest_helpers
+test_guest_cache
 test_disk_entry_table
 test_e2e_hvm Linux_CD_Install
 test_e2e_hvm Windows_CD_Install
