@@ -3,7 +3,7 @@
 //! into on the serial console with the configured password and over SSH with the
 //! configured key.
 
-use crate::guest::{Guest, TestUser, XlBoot, is_root, ok, read_xl, repo};
+use crate::guest::{Guest, TestUser, XlBoot, is_root, ok, reachable_dir, read_xl, repo};
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ pub fn world() -> &'static Mutex<World> {
 
 impl World {
     fn new() -> World {
-        let dir = repo().join("target/e2e-boot");
+        let dir = reachable_dir(&repo().join("target/e2e-boot"));
         let user = TestUser::new(USER, &dir);
         let d = &user.dir;
         // Fresh per run: settings, store, disks, configs, logs (never the cache).

@@ -34,6 +34,21 @@ pub fn ok(what: &str, o: Output) -> String {
     text(&o.stdout)
 }
 
+/// `preferred` when a normal user can reach it (every parent directory searchable by
+/// others), else a directory of the same name in the temporary directory: CI may check the
+/// repository out under `/root`.
+pub fn reachable_dir(preferred: &Path) -> PathBuf {
+    let reachable = preferred
+        .ancestors()
+        .skip(1)
+        .all(|d| std::fs::metadata(d).map_or(true, |m| m.permissions().mode() & 0o001 != 0));
+    if reachable || !is_root() {
+        preferred.to_path_buf()
+    } else {
+        std::env::temp_dir().join(preferred.file_name().unwrap_or_default())
+    }
+}
+
 /// The user the tests provision as: a normal user made with `useradd` (which also gives
 /// it `/etc/subuid` and `/etc/subgid` ranges) when the tests run as root, else the user
 /// running them.
