@@ -301,7 +301,27 @@ fn failures_leave_nothing_and_the_cache_untouched() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("private key"), "{}", text(&o));
 
-    for vm in ["bad1", "bad2"] {
+    // An unreachable mirror: the bootstrap step fails, no cache entry is left for its key.
+    let o = w.conv(&[
+        "provision",
+        "--image",
+        "Debian_12_Minimal",
+        "--vm",
+        "bad3",
+        "--set",
+        "DEBIAN_MIRROR=http://127.0.0.1:9/debian",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("step bootstrap"), "{}", text(&o));
+    let names: Vec<String> = std::fs::read_dir(w.path("cache/guests"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    for vm in ["bad1", "bad2", "bad3"] {
         for f in [
             format!("disks/{vm}.disk"),
             format!("disks/{vm}.vmlinuz"),
