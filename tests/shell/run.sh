@@ -898,8 +898,10 @@ FAKE
     env "${genv[@]}" bash -c "$body" _ "$STORE/common" "$dir/e3" > "$dir/out3" 2>&1
     check_eq "a damaged entry is rebuilt, never used" 2 "$(grep -c '' "$dir/runs")"
     check_contains "and the log says so" "$dir/out3" "incomplete or damaged"
-    env "${genv[@]}" REFRESH=1 bash -c "$body" _ "$STORE/common" "$dir/e3" > /dev/null 2>&1
-    check_eq "REFRESH=1 rebuilds" 3 "$(grep -c '' "$dir/runs")"
+    env "${genv[@]}" REFRESH=1 bash -c "$body" _ "$STORE/common" "$dir/e3" > "$dir/out6" 2>&1 &
+    env "${genv[@]}" REFRESH=1 bash -c "$body" _ "$STORE/common" "$dir/e4" > "$dir/out7" 2>&1 &
+    wait
+    check_eq "REFRESH=1 rebuilds, once for two concurrent provisionings" 3 "$(grep -c '' "$dir/runs")"
     local manifest
     manifest=$(cat "$e1/complete")
     if env "${genv[@]}" REFRESH=1 FAKE_FAIL=1 bash -c "$body" _ "$STORE/common" "$dir/e3" > "$dir/out4" 2>&1; then
