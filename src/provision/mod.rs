@@ -371,7 +371,10 @@ impl Plan {
             "vm_conf": self.resolved.vm.iter().map(entry).collect::<Vec<_>>(),
             "disks": self.disks,
             "custom_scripts": self.custom_scripts,
-            "guest_cache": guest::cache_info(&self.resolved).map(|r| r.map_err(|e| serde_json::json!({"error": e}))),
+            "guest_cache": guest::cache_info(&self.resolved).map(|r| match r {
+                Ok(c) => serde_json::to_value(c).unwrap_or_default(),
+                Err(e) => serde_json::json!({ "error": e }),
+            }),
             "command": self.command_line(work_store),
             "log": self.log_path,
             "timeout_seconds": self.timeout.map(|t| t.as_secs()),
