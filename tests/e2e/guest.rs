@@ -84,10 +84,26 @@ impl TestUser {
                     .unwrap(),
             );
         }
-        let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+        // useradd gives a new user subordinate ids where /etc/subuid exists; make sure.
+        let has = |f: &str| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}:")))
+        };
+        if !has("/etc/subuid") || !has("/etc/subgid") {
+            ok(
+                "usermod --add-subuids",
+                Command::new("usermod")
+                    .args(["--add-subuids", "4000000-4065535"])
+                    .args(["--add-subgids", "4000000-4065535", name])
+                    .output()
+                    .unwrap(),
+            );
+        }
         assert!(
-            subuid.lines().any(|l| l.starts_with(&format!("{name}:"))),
-            "useradd gave {name} no /etc/subuid range"
+            has("/etc/subuid") && has("/etc/subgid"),
+            "no subordinate ids for {name}"
         );
         ok(
             "chown",
