@@ -188,19 +188,7 @@ fn boot_and_check(w: &World, vm: &str) -> (XlBoot, Seen) {
             .output()
             .unwrap(),
     );
-    let o = Command::new("ssh")
-        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
-        .args([
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
-        .arg("-i")
-        .arg(&other)
-        .args(["-p", &g.ssh_port.to_string(), "root@127.0.0.1", "true"])
-        .output()
-        .unwrap();
+    let o = g.ssh_command(&other, "true").output().unwrap();
     assert!(!o.status.success(), "a key that was not configured got in");
     (xl, seen)
 }

@@ -382,29 +382,35 @@ impl Guest {
             .to_string()
     }
 
-    /// Runs a command over SSH as root with `key` (BatchMode: the key or nothing),
-    /// retrying while sshd is still starting.
+    /// `ssh` as root to the guest's forwarded port with `key` only (BatchMode: the key or
+    /// nothing, never a password prompt).
+    pub fn ssh_command(&self, key: &Path, cmd: &str) -> Command {
+        let mut c = Command::new("ssh");
+        for opt in [
+            "BatchMode=yes",
+            "StrictHostKeyChecking=no",
+            "UserKnownHostsFile=/dev/null",
+            "ConnectTimeout=10",
+            "LogLevel=ERROR",
+            "IdentitiesOnly=yes",
+        ] {
+            c.args(["-o", opt]);
+        }
+        c.arg("-i")
+            .arg(key)
+            .arg("-p")
+            .arg(self.ssh_port.to_string())
+            .arg("root@127.0.0.1")
+            .arg(cmd)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a command over SSH with `key`, retrying while sshd is still starting.
     pub fn ssh(&self, key: &Path, cmd: &str) -> Output {
         let end = Instant::now() + Duration::from_secs(60);
         loop {
-            let o = Command::new("ssh")
-                .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
-                .args([
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                    "-o",
-                    "ConnectTimeout=10",
-                ])
-                .args(["-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"])
-                .arg("-i")
-                .arg(key)
-                .arg("-p")
-                .arg(self.ssh_port.to_string())
-                .arg("root@127.0.0.1")
-                .arg(cmd)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
+            let o = self.ssh_command(key, cmd).output().unwrap();
             if o.status.success() || Instant::now() > end {
                 return o;
             }
