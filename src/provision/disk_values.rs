@@ -34,7 +34,9 @@ pub const DISK_TYPES: &[&str] = &[
 ];
 /// What `make_fs` makes.
 pub const FS_TYPES: &[&str] = &["ext2", "ext3", "ext4", "swap"];
-pub const SRC_TYPES: &[&str] = &["disk_image", "disk_content"];
+/// Where a created disk's content comes from: a disk image, a tar/zip/directory, or the
+/// guest tree a `common/guest` image builds (docs/images.md).
+pub const SRC_TYPES: &[&str] = &["disk_image", "disk_content", "guest_tree"];
 pub const SRC_FORMATS: &[&str] = &[
     "gzip",
     "bzip",

@@ -8,6 +8,7 @@ mod conf;
 mod edit;
 mod faults;
 mod fixtures;
+mod guest_image;
 mod hardening;
 mod help;
 mod outputs;
