@@ -32,7 +32,7 @@ fn main() {
     println!("cargo:rerun-if-changed=image_store");
     let mut paths = Vec::new();
     walk(&root, &mut paths);
-    let mut code = String::from("pub static FILES: &[EmbeddedFile] = &[\n");
+    let mut code = String::from("pub(super) static FILES: &[EmbeddedFile] = &[\n");
     for p in &paths {
         println!("cargo:rerun-if-changed={}", p.display());
         let rel = p

@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Writes `data` to `path` atomically with the given mode. With `overwrite` false an existing
 /// `path` is left alone and the call fails with `AlreadyExists`.
-pub fn write(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> std::io::Result<()> {
+pub(crate) fn write(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 /// The fallback when the host has no bridge: what Xen's own scripts used to create.
-pub const FALLBACK: &str = "xenbr0";
+pub(crate) const FALLBACK: &str = "xenbr0";
 
 /// Bridges that container and NAT tools make for themselves; a Xen guest's network belongs
 /// on the admin's bridge, never on one of these (docs/decisions.md).
@@ -13,7 +13,7 @@ const NOT_FOR_GUESTS: &[&str] = &["docker", "br-", "virbr", "lxcbr", "lxdbr", "c
 
 /// The default bridge and how it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefaultBridge {
+pub(crate) struct DefaultBridge {
     pub name: String,
     /// Where it came from, for `image show` / `--dry-run` origins.
     pub origin: String,
@@ -21,7 +21,7 @@ pub struct DefaultBridge {
 
 /// The bridges under a `/sys/class/net`-like directory, in interface index order (the order
 /// they were made), without those of container tools.
-pub fn bridges_in(sys_class_net: &Path) -> Vec<String> {
+pub(crate) fn bridges_in(sys_class_net: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(sys_class_net) else {
         return vec![];
     };
@@ -48,7 +48,7 @@ pub fn bridges_in(sys_class_net: &Path) -> Vec<String> {
 }
 
 /// Decides the default bridge from a `/sys/class/net`-like directory.
-pub fn detect_in(sys_class_net: &Path) -> DefaultBridge {
+pub(crate) fn detect_in(sys_class_net: &Path) -> DefaultBridge {
     match bridges_in(sys_class_net).into_iter().next() {
         Some(name) => DefaultBridge {
             origin: format!(
@@ -65,7 +65,7 @@ pub fn detect_in(sys_class_net: &Path) -> DefaultBridge {
 }
 
 /// The local host's default bridge, looked up once per process.
-pub fn local() -> &'static DefaultBridge {
+pub(crate) fn local() -> &'static DefaultBridge {
     static BRIDGE: OnceLock<DefaultBridge> = OnceLock::new();
     BRIDGE.get_or_init(|| detect_in(Path::new("/sys/class/net")))
 }

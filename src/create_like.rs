@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 /// What `create_like` made.
 #[derive(Debug)]
-pub struct Created {
+pub(crate) struct Created {
     pub name: String,
     pub dir: PathBuf,
     /// The edits of image.conf and vm_conf.template.
@@ -26,7 +26,7 @@ pub struct Created {
 
 /// Creates image `new` from image `src`: copy, then `image_name` in the VM template (when the
 /// template assigns it), then `edits`, then the description's title.
-pub fn create_like(
+pub(crate) fn create_like(
     store: &Store,
     src: &str,
     new: &str,

@@ -5,16 +5,16 @@
 use crate::diagnostic::Diagnostic;
 
 /// Routes SIGINT and SIGTERM to the flag (the same one a provisioning run polls).
-pub fn install() {
+pub(crate) fn install() {
     crate::provision::run::install_interrupt_handler();
 }
 
-pub fn interrupted() -> bool {
+pub(crate) fn interrupted() -> bool {
     crate::provision::run::interrupted()
 }
 
 /// An error when Ctrl-C was pressed, naming the operation that stops.
-pub fn check(what: &str) -> Result<(), Diagnostic> {
+pub(crate) fn check(what: &str) -> Result<(), Diagnostic> {
     if interrupted() {
         Err(Diagnostic::error(format!(
             "{what} was interrupted (Ctrl-C)"
@@ -25,7 +25,7 @@ pub fn check(what: &str) -> Result<(), Diagnostic> {
 }
 
 /// The same as an I/O error, for loops that speak `io::Result`.
-pub fn check_io() -> std::io::Result<()> {
+pub(crate) fn check_io() -> std::io::Result<()> {
     if interrupted() {
         Err(std::io::Error::new(
             std::io::ErrorKind::Interrupted,

@@ -7,17 +7,17 @@ use std::io;
 use std::path::Path;
 
 /// Whether convirt runs as root (effective uid 0): root and non-root defaults differ.
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
 /// The effective user id, for messages.
-pub fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
 /// The fields of `uname(2)`: sysname, nodename, release, version, machine.
-pub fn uname() -> [String; 5] {
+pub(crate) fn uname() -> [String; 5] {
     let u = rustix::system::uname();
     let s = |c: &std::ffi::CStr| c.to_string_lossy().into_owned();
     [
@@ -31,7 +31,7 @@ pub fn uname() -> [String; 5] {
 
 /// Fills `buf` with random bytes from the kernel (`getrandom(2)`), or fails: a MAC or a
 /// UUID must never come from a guessable source such as the clock.
-pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+pub(crate) fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         match rustix::rand::getrandom(&mut buf[done..], rustix::rand::GetRandomFlags::empty()) {
@@ -51,7 +51,7 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
 /// `rename(2)` that fails with `AlreadyExists` instead of replacing what is at `to`
 /// (`renameat2(RENAME_NOREPLACE)`); on a file system without that flag, a check then a
 /// plain rename.
-pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
@@ -71,7 +71,7 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Where the next data (`hole == false`) or hole (`hole == true`) of a file starts at or
 /// after `off` (`lseek(SEEK_DATA/SEEK_HOLE)`); `None` when there is none (ENXIO).
-pub fn seek_data_or_hole(file: &File, off: u64, hole: bool) -> io::Result<Option<u64>> {
+pub(crate) fn seek_data_or_hole(file: &File, off: u64, hole: bool) -> io::Result<Option<u64>> {
     use rustix::fs::SeekFrom;
     let pos = if hole {
         SeekFrom::Hole(off)
@@ -87,7 +87,7 @@ pub fn seek_data_or_hole(file: &File, off: u64, hole: bool) -> io::Result<Option
 
 /// Takes an exclusive `flock(2)` on a file without waiting; `false` when someone else
 /// holds it.
-pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
     use rustix::fs::{FlockOperation, flock};
     match flock(file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(true),
@@ -96,8 +96,21 @@ pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
     }
 }
 
+/// Whether someone holds an exclusive `flock(2)` on a file: a shared, non-blocking probe,
+/// released at once. An error counts as not held.
+pub(crate) fn exclusively_locked(file: &File) -> bool {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(file, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {
+            let _ = flock(file, FlockOperation::Unlock);
+            false
+        }
+        Err(e) => e == rustix::io::Errno::WOULDBLOCK,
+    }
+}
+
 /// Sends signal `sig` to process group `pgid`; a group already gone is not an error.
-pub fn kill_group(pgid: i32, sig: i32) {
+pub(crate) fn kill_group(pgid: i32, sig: i32) {
     let (Some(pid), Some(sig)) = (
         rustix::process::Pid::from_raw(pgid),
         rustix::process::Signal::from_named_raw(sig),
@@ -109,7 +122,8 @@ pub fn kill_group(pgid: i32, sig: i32) {
 
 /// Routes SIGINT and SIGTERM to `handler`, which must be async-signal-safe (store to an
 /// atomic and nothing else).
-pub fn on_interrupt(handler: extern "C" fn(libc::c_int)) {
+#[allow(unsafe_code)] // the one handler rustix offers only in its unstable runtime API
+pub(crate) fn on_interrupt(handler: extern "C" fn(libc::c_int)) {
     // SAFETY: `signal` only records the handler's address; the caller's handler is
     // async-signal-safe (documented contract above).
     unsafe {
@@ -119,25 +133,25 @@ pub fn on_interrupt(handler: extern "C" fn(libc::c_int)) {
 }
 
 /// Bytes an unprivileged writer may still use on the file system holding `path`.
-pub fn free_bytes(path: &Path) -> io::Result<u64> {
+pub(crate) fn free_bytes(path: &Path) -> io::Result<u64> {
     let s = rustix::fs::statvfs(path)?;
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Flushes the whole file system holding `dir` (`syncfs`), then the directory itself.
-pub fn sync_tree(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_tree(dir: &Path) -> io::Result<()> {
     let f = File::open(dir)?;
     rustix::fs::syncfs(&f)?;
     f.sync_all()
 }
 
 /// `fsync` of a directory, so a rename inside it survives a crash.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// Whether an I/O error means the disk (or a quota, or a file-size limit) is full.
-pub fn is_full(e: &io::Error) -> bool {
+pub(crate) fn is_full(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
@@ -146,7 +160,8 @@ pub fn is_full(e: &io::Error) -> bool {
 
 /// Makes a file-size limit (`ulimit -f`) an `EFBIG` error convirt reports with the path,
 /// instead of SIGXFSZ killing it mid-write.
-pub fn file_size_limit_is_an_error() {
+#[allow(unsafe_code)] // setting SIG_IGN installs no code
+pub(crate) fn file_size_limit_is_an_error() {
     // SAFETY: setting a signal to SIG_IGN installs no handler code; it is always sound.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
@@ -154,7 +169,7 @@ pub fn file_size_limit_is_an_error() {
 }
 
 /// What a full-disk error means for `path`, for a hint.
-pub fn full_hint(e: &io::Error, path: &Path) -> String {
+pub(crate) fn full_hint(e: &io::Error, path: &Path) -> String {
     match e.raw_os_error() {
         Some(libc::EFBIG) => format!(
             "a file-size limit (`ulimit -f`) or the largest file the file system of `{}` holds was reached",

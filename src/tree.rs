@@ -11,11 +11,11 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-pub use crate::sys::rename_noreplace;
+pub(crate) use crate::sys::rename_noreplace;
 
 /// What an entry of an image is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Dir,
     File,
     /// A symlink, with its target in normal form: relative, `..` only leading (see
@@ -25,7 +25,7 @@ pub enum Kind {
 
 /// One entry of an image directory.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Relative to the image directory; empty for the directory itself.
     pub rel: PathBuf,
     pub abs: PathBuf,
@@ -41,7 +41,7 @@ pub struct Entry {
 /// that leave it (or pass through another symlink), devices, FIFOs and sockets. Every
 /// problem is reported, not just the first. `skip` leaves out entries (and whole
 /// directories) by their relative path.
-pub fn walk(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<Vec<Entry>, Diagnostics> {
+pub(crate) fn walk(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<Vec<Entry>, Diagnostics> {
     let canon = dir
         .canonicalize()
         .map_err(|e| Diagnostic::error(format!("cannot read `{}`: {e}", dir.display())))?;
@@ -145,7 +145,7 @@ pub fn walk(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<Vec<Entry>, Diag
 /// - a target leaving the image, or passing through a component that is not a directory of
 ///   the image (a symlink, a missing name) before a `..`, is refused: its meaning could not
 ///   be kept.
-pub fn link_target(
+pub(crate) fn link_target(
     rel: &Path,
     link: &Path,
     dir: &Path,
@@ -226,7 +226,7 @@ fn resolve(p: &Path, dir: &Path) -> Result<PathBuf, String> {
 
 /// Whether a relative target is in the form archives carry: `..` only leading and never
 /// above the image, no `.` or empty components.
-pub fn normal_form(rel: &Path, target: &str) -> bool {
+pub(crate) fn normal_form(rel: &Path, target: &str) -> bool {
     let mut depth = rel.components().count().saturating_sub(1);
     let mut named = false;
     for c in target.split('/') {
@@ -248,7 +248,7 @@ pub fn normal_form(rel: &Path, target: &str) -> bool {
 /// Copies the walked `entries` of `src` into the existing directory `dst`: files with their
 /// modes, symlinks with their normal-form targets. Directory modes are set afterwards with
 /// [`set_dir_modes`], so a read-only source directory can still be filled.
-pub fn copy(src: &Path, dst: &Path, entries: &[Entry]) -> Result<(), Diagnostic> {
+pub(crate) fn copy(src: &Path, dst: &Path, entries: &[Entry]) -> Result<(), Diagnostic> {
     for item in entries {
         if item.rel.as_os_str().is_empty() {
             continue;
@@ -283,7 +283,7 @@ pub fn copy(src: &Path, dst: &Path, entries: &[Entry]) -> Result<(), Diagnostic>
 }
 
 /// Gives the copied directories their modes (with `extra` bits added), deepest first.
-pub fn set_dir_modes(dst: &Path, entries: &[Entry], extra: u32) -> Result<(), Diagnostic> {
+pub(crate) fn set_dir_modes(dst: &Path, entries: &[Entry], extra: u32) -> Result<(), Diagnostic> {
     for item in entries.iter().rev() {
         if let Kind::Dir = item.kind {
             let p = dst.join(&item.rel);
@@ -297,7 +297,7 @@ pub fn set_dir_modes(dst: &Path, entries: &[Entry], extra: u32) -> Result<(), Di
 
 /// Copies a directory tree for a private work dir, skipping dot names (as ConVirt did),
 /// with the same symlink policy as every other copy of an image.
-pub fn copy_plain(src: &Path, dst: &Path) -> io::Result<()> {
+pub(crate) fn copy_plain(src: &Path, dst: &Path) -> io::Result<()> {
     let hidden = |rel: &Path| {
         rel.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with('.'))
@@ -316,7 +316,7 @@ fn messages(d: &Diagnostics) -> String {
 }
 
 /// Removes a tree even where a directory lost its write bit.
-pub fn remove(path: &Path) -> io::Result<()> {
+pub(crate) fn remove(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -335,16 +335,16 @@ pub fn remove(path: &Path) -> io::Result<()> {
 // Hidden temporary directories and their leftovers
 
 /// Prefixes of what convirt leaves, hidden, in the store while it works.
-pub const NEW_PREFIX: &str = ".convirt-new-";
-pub const IMPORT_PREFIX: &str = ".convirt-import-";
+pub(crate) const NEW_PREFIX: &str = ".convirt-new-";
+pub(crate) const IMPORT_PREFIX: &str = ".convirt-import-";
 /// Temporary files of atomic writes (`atomic::write`).
-pub const TMP_FILE_PREFIX: &str = ".convirt-tmp-";
+pub(crate) const TMP_FILE_PREFIX: &str = ".convirt-tmp-";
 /// An image put aside by `import --force`: `<import dir>-old-<image>`.
-pub const ASIDE_INFIX: &str = "-old-";
+pub(crate) const ASIDE_INFIX: &str = "-old-";
 
 /// A hidden temporary directory holding an exclusive `flock` for as long as it lives: the
 /// mark that it is in use. Removed on drop unless [`TempDir::keep`] was called.
-pub struct TempDir {
+pub(crate) struct TempDir {
     path: Option<PathBuf>,
     _lock: File,
 }
@@ -353,7 +353,7 @@ impl TempDir {
     /// Creates `<parent>/<prefix><random>` (mode 0700) and locks it. A sweep by another
     /// convirt may catch it in the instant between the two (it holds the lock while it
     /// removes): then the directory is gone or locked, and a fresh name is tried.
-    pub fn new(parent: &Path, prefix: &str) -> io::Result<TempDir> {
+    pub(crate) fn new(parent: &Path, prefix: &str) -> io::Result<TempDir> {
         let mut last = None;
         for _ in 0..5 {
             let path = tempfile::Builder::new()
@@ -373,12 +373,12 @@ impl TempDir {
         Err(last.unwrap_or_else(|| io::Error::other("cannot lock a temporary directory")))
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.path.as_deref().unwrap_or(Path::new(""))
     }
 
     /// Removes the directory now, saying whether that worked.
-    pub fn close(mut self) -> io::Result<()> {
+    pub(crate) fn close(mut self) -> io::Result<()> {
         match self.path.take() {
             Some(p) => remove(&p),
             None => Ok(()),
@@ -386,7 +386,7 @@ impl TempDir {
     }
 
     /// Forgets the directory (it was renamed into place); the lock stays until exit.
-    pub fn keep(mut self) {
+    pub(crate) fn keep(mut self) {
         self.path = None;
     }
 }
@@ -428,7 +428,7 @@ fn take_if_free(path: &Path) -> Option<File> {
 /// thing done (or that could not be done). `is_image_name` is the store's naming rule, which
 /// an aside's image name must pass before it is moved back; it is passed in so that this
 /// module stays below `store` (no import cycle).
-pub fn sweep_store(root: &Path, is_image_name: &dyn Fn(&str) -> bool) -> Diagnostics {
+pub(crate) fn sweep_store(root: &Path, is_image_name: &dyn Fn(&str) -> bool) -> Diagnostics {
     let mut out = Diagnostics::default();
     let Ok(rd) = fs::read_dir(root) else {
         return out;
@@ -504,7 +504,7 @@ pub fn sweep_store(root: &Path, is_image_name: &dyn Fn(&str) -> bool) -> Diagnos
 /// Private work dirs of VM `vm` (`<work_root>/<vm>.XXXXXX`) left by provisioning runs that
 /// died (SIGKILL, a crash). Only sound while the caller holds the VM's provisioning lock:
 /// then no live run can own one. Removes each and returns what was removed (or could not be).
-pub fn sweep_work_dirs(work_root: &Path, vm: &str) -> Vec<String> {
+pub(crate) fn sweep_work_dirs(work_root: &Path, vm: &str) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir(work_root) else {
         return out;

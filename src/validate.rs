@@ -9,7 +9,7 @@ use crate::value::Value;
 
 /// The problems of one image (spec §9.2): its files, script, description, custom script
 /// directories, variables and `xl` rendering.
-pub fn validate_one(ctx: &Context, store: &Store, name: &str, strict: bool) -> Diagnostics {
+pub(crate) fn validate_one(ctx: &Context, store: &Store, name: &str, strict: bool) -> Diagnostics {
     let mut diags = Diagnostics::default();
     let dir = match store.image_dir(name) {
         Ok(d) => d,
@@ -103,7 +103,7 @@ pub fn validate_one(ctx: &Context, store: &Store, name: &str, strict: bool) -> D
 
 /// Validates images on every core (each image is independent); the results come back in
 /// the order of `names`.
-pub fn validate_all(
+pub(crate) fn validate_all(
     ctx: &Context,
     store: &Store,
     names: &[String],

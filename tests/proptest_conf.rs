@@ -1,6 +1,8 @@
 //! Property tests of the config language through the library API: whatever bytes a config
 //! file holds, reading, parsing, evaluating and substituting it never panics and finishes
 //! quickly. Random bytes, soups of Python tokens and random nestings of expressions.
+// A test crate has no public API: its helpers are `pub` for its own modules.
+#![allow(unreachable_pub)]
 
 use convirt::diagnostic::SourceFile;
 use convirt::eval::{self, Host, Limits};

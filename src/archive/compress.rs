@@ -18,12 +18,12 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-pub const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 const GZIP_LEVEL: u32 = 6;
 const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
+pub(super) enum Codec {
     Gzip,
     Zstd,
 }
@@ -75,7 +75,7 @@ fn incompressible(data: &[u8]) -> bool {
 type Job = (Vec<u8>, SyncSender<io::Result<Vec<u8>>>);
 
 /// A `Write` that compresses in parallel into `out`.
-pub struct ParallelWriter {
+pub(super) struct ParallelWriter {
     buf: Vec<u8>,
     jobs: Option<SyncSender<Job>>,
     order: Option<SyncSender<Receiver<io::Result<Vec<u8>>>>>,
@@ -84,7 +84,7 @@ pub struct ParallelWriter {
 }
 
 impl ParallelWriter {
-    pub fn new(out: File, codec: Codec, threads: usize) -> ParallelWriter {
+    pub(super) fn new(out: File, codec: Codec, threads: usize) -> ParallelWriter {
         let threads = threads.max(1);
         let (job_tx, job_rx) = sync_channel::<Job>(threads);
         let job_rx = Arc::new(Mutex::new(job_rx));
@@ -156,7 +156,7 @@ impl ParallelWriter {
     }
 
     /// Compresses what is left, waits for every chunk to be written and returns the file.
-    pub fn finish(mut self) -> io::Result<File> {
+    pub(super) fn finish(mut self) -> io::Result<File> {
         if !self.buf.is_empty() {
             self.dispatch()?;
         }
@@ -189,13 +189,13 @@ impl Drop for ParallelWriter {
 
 /// How an archive file is compressed, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detected {
+pub(super) enum Detected {
     Gzip,
     Zstd,
     Tar,
 }
 
-pub fn detect(file: &mut File) -> io::Result<Result<Detected, &'static str>> {
+pub(super) fn detect(file: &mut File) -> io::Result<Result<Detected, &'static str>> {
     use std::io::Seek;
     let mut magic = [0u8; 6];
     let n = super::tarfmt::fill(file, &mut magic)?;
@@ -229,14 +229,14 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// The uncompressed stream, produced by a decoder thread in 1 MiB blocks.
-pub struct ThreadedReader {
+pub(super) struct ThreadedReader {
     rx: Receiver<io::Result<Vec<u8>>>,
     cur: Vec<u8>,
     pos: usize,
     done: bool,
 }
 
-pub fn spawn_decoder(file: File, kind: Detected, count: Arc<AtomicU64>) -> ThreadedReader {
+pub(super) fn spawn_decoder(file: File, kind: Detected, count: Arc<AtomicU64>) -> ThreadedReader {
     let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(4);
     std::thread::spawn(move || {
         let src = Counting {

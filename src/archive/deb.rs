@@ -16,19 +16,19 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 /// Where the package puts images: the store's default location for root (spec §1.1).
-pub const INSTALL_DIR: &str = "var/cache/convirt/image_store";
+pub(super) const INSTALL_DIR: &str = "var/cache/convirt/image_store";
 
 /// `Linux_CD_Install` becomes `convirt-image-linux-cd-install`.
-pub fn package_name(image: &str) -> String {
+pub(super) fn package_name(image: &str) -> String {
     format!("convirt-image-{}", image.to_lowercase().replace('_', "-"))
 }
 
-pub fn version(epoch: Option<u64>) -> String {
+pub(super) fn version(epoch: Option<u64>) -> String {
     epoch.map_or_else(|| "1.0".to_string(), |e| e.to_string())
 }
 
 /// Debian's file name convention: `<package>_<version>_all.deb`.
-pub fn file_name(image: &str, epoch: Option<u64>) -> String {
+pub(super) fn file_name(image: &str, epoch: Option<u64>) -> String {
     format!("{}_{}_all.deb", package_name(image), version(epoch))
 }
 

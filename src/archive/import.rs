@@ -88,7 +88,7 @@ fn interrupted(archive: &str) -> Diagnostic {
 }
 
 /// `1.5 GiB`, `300 MiB`, `512 bytes`: sizes in messages.
-pub fn show_size(n: u64) -> String {
+pub(super) fn show_size(n: u64) -> String {
     const UNITS: [(&str, u64); 4] = [
         ("TiB", 1 << 40),
         ("GiB", 1 << 30),

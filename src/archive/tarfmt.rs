@@ -9,7 +9,7 @@
 use std::io::{self, Read, Write};
 use tar::{EntryType, GnuExtSparseHeader, Header};
 
-pub const BLOCK: usize = 512;
+pub(super) const BLOCK: usize = 512;
 /// GNU tar pads the archive to records of 20 blocks.
 const RECORD: u64 = 20 * BLOCK as u64;
 /// The header holds four sparse map entries, each extension block 21 more.
@@ -21,21 +21,21 @@ const MAX_PAX: u64 = 1024 * 1024;
 const MAX_SPARSE_EXTENTS: usize = 1 << 20;
 /// The largest size, sparse offset or length accepted: what `off_t` holds. More cannot be a
 /// file on Linux, and every sum of two such numbers still fits a `u64`.
-pub const MAX_OFFSET: u64 = i64::MAX as u64;
+pub(super) const MAX_OFFSET: u64 = i64::MAX as u64;
 /// The latest modification time kept: 9999-12-31T23:59:59Z. Later times are clamped to it and
 /// times before 1970 to 0 (docs/archive.md), so no time can overflow when it is applied.
-pub const MAX_MTIME: u64 = 253_402_300_799;
+pub(super) const MAX_MTIME: u64 = 253_402_300_799;
 /// Owner and device numbers: what `uid_t`, `gid_t` and a device number part hold.
 const MAX_ID: i128 = u32::MAX as i128;
 /// The mode field holds seven octal digits; only the 12 permission bits are kept.
 const MAX_MODE: i128 = 0o7777777;
 
 /// One data region of a sparse file: offset and length.
-pub type Extent = (u64, u64);
+pub(super) type Extent = (u64, u64);
 
 /// What an entry is, as far as convirt cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(super) enum Kind {
     File,
     /// A file with holes: its data regions and full (apparent) size.
     Sparse {
@@ -52,14 +52,14 @@ pub enum Kind {
 }
 
 /// The writer: a stream of GNU tar blocks into any `Write`.
-pub struct TarWriter<W: Write> {
+pub(super) struct TarWriter<W: Write> {
     out: W,
     written: u64,
 }
 
 /// Metadata of one entry to write. `path` is relative, with `/` separators; directories get
 /// their trailing `/` here.
-pub struct Meta<'a> {
+pub(super) struct Meta<'a> {
     pub path: &'a str,
     pub mode: u32,
     pub mtime: u64,
@@ -80,7 +80,7 @@ fn base_header(kind: EntryType, meta: &Meta) -> Header {
 }
 
 impl<W: Write> TarWriter<W> {
-    pub fn new(out: W) -> Self {
+    pub(super) fn new(out: W) -> Self {
         TarWriter { out, written: 0 }
     }
 
@@ -132,14 +132,14 @@ impl<W: Write> TarWriter<W> {
         Ok(())
     }
 
-    pub fn dir(&mut self, meta: &Meta) -> io::Result<()> {
+    pub(super) fn dir(&mut self, meta: &Meta) -> io::Result<()> {
         let mut h = base_header(EntryType::Directory, meta);
         self.names(&mut h, meta.path.as_bytes(), None)?;
         h.set_cksum();
         self.put(h.as_bytes())
     }
 
-    pub fn symlink(&mut self, meta: &Meta, target: &str) -> io::Result<()> {
+    pub(super) fn symlink(&mut self, meta: &Meta, target: &str) -> io::Result<()> {
         let mut h = base_header(EntryType::Symlink, meta);
         self.names(&mut h, meta.path.as_bytes(), Some(target.as_bytes()))?;
         h.set_cksum();
@@ -148,7 +148,7 @@ impl<W: Write> TarWriter<W> {
 
     /// A regular file of `size` bytes; the caller then writes exactly `size` bytes with
     /// [`TarWriter::data`] and calls [`TarWriter::end_data`].
-    pub fn file(&mut self, meta: &Meta, size: u64) -> io::Result<()> {
+    pub(super) fn file(&mut self, meta: &Meta, size: u64) -> io::Result<()> {
         let mut h = base_header(EntryType::Regular, meta);
         h.set_size(size);
         self.names(&mut h, meta.path.as_bytes(), None)?;
@@ -160,7 +160,12 @@ impl<W: Write> TarWriter<W> {
     /// four data regions, extension blocks hold the rest, and only the data regions follow,
     /// back to back. The map ends with a zero-length region at the end of the file, as GNU
     /// tar writes it, so a trailing hole is kept.
-    pub fn sparse(&mut self, meta: &Meta, extents: &[Extent], real_size: u64) -> io::Result<()> {
+    pub(super) fn sparse(
+        &mut self,
+        meta: &Meta,
+        extents: &[Extent],
+        real_size: u64,
+    ) -> io::Result<()> {
         let mut map: Vec<Extent> = extents.to_vec();
         map.push((real_size, 0));
         let on_disk: u64 = extents.iter().map(|e| e.1).sum();
@@ -197,17 +202,17 @@ impl<W: Write> TarWriter<W> {
         Ok(())
     }
 
-    pub fn data(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(super) fn data(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.put(bytes)
     }
 
     /// Pads the data of an entry of `len` bytes to a whole block.
-    pub fn end_data(&mut self, len: u64) -> io::Result<()> {
+    pub(super) fn end_data(&mut self, len: u64) -> io::Result<()> {
         self.pad(len)
     }
 
     /// Two zero blocks, then zeros up to a whole record, as GNU tar ends an archive.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub(super) fn finish(mut self) -> io::Result<W> {
         self.put(&[0u8; 2 * BLOCK])?;
         let rest = (RECORD - self.written % RECORD) % RECORD;
         let zeros = vec![0u8; rest as usize];
@@ -218,7 +223,7 @@ impl<W: Write> TarWriter<W> {
 
 /// Why a stream is not an acceptable tar archive.
 #[derive(Debug)]
-pub enum ReadError {
+pub(super) enum ReadError {
     Io(io::Error),
     /// The stream ended inside an entry or before the end-of-archive blocks.
     Truncated(String),
@@ -243,7 +248,7 @@ impl From<io::Error> for ReadError {
 
 /// One entry's header, after long names and pax records were applied.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(super) struct Entry {
     pub path: Vec<u8>,
     pub kind: Kind,
     pub mode: u32,
@@ -253,13 +258,13 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn path_lossy(&self) -> String {
+    pub(super) fn path_lossy(&self) -> String {
         String::from_utf8_lossy(&self.path).into_owned()
     }
 }
 
 /// A strict, streaming tar reader.
-pub struct TarReader<R: Read> {
+pub(super) struct TarReader<R: Read> {
     r: R,
     pos: u64,
     /// Data bytes of the current entry not read yet, and the padding after them.
@@ -269,7 +274,7 @@ pub struct TarReader<R: Read> {
     ended: bool,
 }
 
-pub fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
@@ -305,7 +310,7 @@ fn trim_nul(b: &[u8]) -> &[u8] {
 }
 
 impl<R: Read> TarReader<R> {
-    pub fn new(r: R) -> Self {
+    pub(super) fn new(r: R) -> Self {
         TarReader {
             r,
             pos: 0,
@@ -316,7 +321,7 @@ impl<R: Read> TarReader<R> {
         }
     }
 
-    pub fn into_inner(self) -> R {
+    pub(super) fn into_inner(self) -> R {
         self.r
     }
 
@@ -384,7 +389,7 @@ impl<R: Read> TarReader<R> {
     }
 
     /// Reads data of the current entry; 0 at its end. A stream that ends early is an error.
-    pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
+    pub(super) fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
@@ -407,7 +412,7 @@ impl<R: Read> TarReader<R> {
     }
 
     /// The next entry, or `None` after the end-of-archive blocks.
-    pub fn next_entry(&mut self) -> Result<Option<Entry>, ReadError> {
+    pub(super) fn next_entry(&mut self) -> Result<Option<Entry>, ReadError> {
         if self.ended {
             return Ok(None);
         }

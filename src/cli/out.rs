@@ -10,7 +10,7 @@ use std::io::{self, Write};
 
 /// The reader of stdout went away; nothing more can be shown, and nothing is wrong.
 #[derive(Debug)]
-pub struct StdoutClosed;
+pub(crate) struct StdoutClosed;
 
 impl std::fmt::Display for StdoutClosed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -20,12 +20,12 @@ pub(crate) fn module(name: &str) -> Option<&'static ModuleDef> {
 }
 
 /// Whether a config may import `name`: the allow-list of the dialect check.
-pub fn importable(name: &str) -> bool {
+pub(crate) fn importable(name: &str) -> bool {
     module(name).is_some()
 }
 
 /// The modules a config may import, in table order, for messages.
-pub fn importable_names() -> Vec<&'static str> {
+pub(crate) fn importable_names() -> Vec<&'static str> {
     MODULES.iter().map(|m| m.name).collect()
 }
 

@@ -13,7 +13,7 @@ use crate::value::Value;
 use std::path::Path;
 
 /// The disk kinds `common/functions` knows (`create_disk`).
-pub const DISK_TYPES: &[&str] = &[
+pub(crate) const DISK_TYPES: &[&str] = &[
     "VBD",
     "vbd",
     "file",
@@ -33,11 +33,11 @@ pub const DISK_TYPES: &[&str] = &[
     "phy",
 ];
 /// What `make_fs` makes.
-pub const FS_TYPES: &[&str] = &["ext2", "ext3", "ext4", "swap"];
+pub(crate) const FS_TYPES: &[&str] = &["ext2", "ext3", "ext4", "swap"];
 /// Where a created disk's content comes from: a disk image, a tar/zip/directory, or the
 /// guest tree a `common/guest` image builds (docs/images.md).
-pub const SRC_TYPES: &[&str] = &["disk_image", "disk_content", "guest_tree"];
-pub const SRC_FORMATS: &[&str] = &[
+pub(crate) const SRC_TYPES: &[&str] = &["disk_image", "disk_content", "guest_tree"];
+pub(crate) const SRC_FORMATS: &[&str] = &[
     "gzip",
     "bzip",
     "xz",
@@ -53,10 +53,10 @@ pub const SRC_FORMATS: &[&str] = &[
 ];
 /// The largest disk: 16 TiB in MB, the largest file ext4 (the usual home of
 /// `VM_DISKS_DIR`) holds with 4 KiB blocks.
-pub const MAX_SIZE_MB: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_SIZE_MB: u64 = 16 * 1024 * 1024;
 
 /// Every problem of the disk values, each pointing where the value was set.
-pub fn check(image: &Image, resolved: &Resolved) -> Diagnostics {
+pub(crate) fn check(image: &Image, resolved: &Resolved) -> Diagnostics {
     let mut out = Diagnostics::default();
     for e in &resolved.image {
         let Some((_, what)) = split_key(&e.key) else {
@@ -174,7 +174,7 @@ fn optional(resolved: &Resolved, dev: &str) -> bool {
 /// Read-only sources that do not exist: a read-only or CD-ROM disk file, and a local
 /// `<dev>_image_src` of a disk to create. Warnings for `--dry-run` and `image validate`;
 /// with `for_real`, errors unless the image marks the device optional.
-pub fn missing_sources(disks: &[Disk], resolved: &Resolved, for_real: bool) -> Diagnostics {
+pub(crate) fn missing_sources(disks: &[Disk], resolved: &Resolved, for_real: bool) -> Diagnostics {
     let mut out = Diagnostics::default();
     for d in disks {
         let mut sources = Vec::new();

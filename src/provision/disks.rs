@@ -6,7 +6,7 @@ use crate::resolve::Resolved;
 use crate::value::Value;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Disk {
+pub(crate) struct Disk {
     /// The entry as written in the VM config.
     pub spec: String,
     /// `file`, `phy`, `tap:aio`, `VBD`, `qcow2`, `LVM`, ...: `<dev>_disk_type` when set.
@@ -23,7 +23,7 @@ pub struct Disk {
 
 impl Disk {
     /// A regular file convirt may check and, with `--force`, replace.
-    pub fn is_file_backed(&self) -> bool {
+    pub(crate) fn is_file_backed(&self) -> bool {
         !matches!(self.kind.as_str(), "phy" | "LVM" | "lvm")
             && self.path.starts_with('/')
             && !self.path.starts_with("/dev/")
@@ -34,7 +34,7 @@ impl Disk {
 /// `common/functions`) reads it; both are checked against one table,
 /// `tests/fixtures/disk_entries.txt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// `file` (also for `aio:`, `raw:` and no protocol), `phy` (also for a bare `/dev/`
     /// path), `qcow2` (also `qcow`), `vmdk`, or a `tap:`/`tap2:` protocol as written.
     pub kind: String,
@@ -48,7 +48,7 @@ pub struct Entry {
 
 /// Parses one entry: `proto:path,dev[:cdrom],mode` (also `tap:aio:path`) or the xl form
 /// `format=...,vdev=...,access=...,target=...` (`target=` takes the rest of the entry).
-pub fn parse(spec: &str) -> Option<Entry> {
+pub(crate) fn parse(spec: &str) -> Option<Entry> {
     let is_xl = spec
         .split(',')
         .any(|p| p.trim_start().starts_with("target="));
@@ -135,7 +135,7 @@ fn split_proto(target: &str) -> Option<(String, &str)> {
 }
 
 /// The disks of a resolved config, with what provisioning does to each.
-pub fn plan(resolved: &Resolved) -> Vec<Disk> {
+pub(crate) fn plan(resolved: &Resolved) -> Vec<Disk> {
     let entries: Vec<String> = match resolved.vm_value("disk") {
         Some(Value::List(v)) | Some(Value::Tuple(v)) => v.iter().map(Value::to_text).collect(),
         Some(Value::Str(s)) => vec![s.clone()],

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// What `--dry-run` says about an image's bootstrap cache.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct CacheInfo {
+pub(crate) struct CacheInfo {
     pub key: String,
     pub mirror: String,
     pub packages: Vec<String>,
@@ -22,7 +22,7 @@ pub struct CacheInfo {
 
 /// The cache of a resolved config, when its image builds a guest tree (a disk with
 /// `<dev>_image_src_type = 'guest_tree'`). `Err` when the mirror or packages are unusable.
-pub fn cache_info(resolved: &Resolved) -> Option<Result<CacheInfo, String>> {
+pub(crate) fn cache_info(resolved: &Resolved) -> Option<Result<CacheInfo, String>> {
     let guest = resolved
         .image
         .iter()
@@ -76,7 +76,7 @@ pub fn cache_info(resolved: &Resolved) -> Option<Result<CacheInfo, String>> {
 }
 
 /// The dry-run lines about the cache.
-pub fn describe(info: &Result<CacheInfo, String>) -> String {
+pub(crate) fn describe(info: &Result<CacheInfo, String>) -> String {
     match info {
         Err(e) => format!("\nguest cache: unusable: {e}\n"),
         Ok(c) => format!(
@@ -152,7 +152,7 @@ fn entry_ok(dir: &Path) -> bool {
 
 /// The first `deb` source of the host's apt configuration (sources.list, then
 /// sources.list.d/ in name order; one-line and deb822 files) that serves `suite`.
-pub fn host_mirror(apt: &Path, suite: &str) -> Option<String> {
+pub(crate) fn host_mirror(apt: &Path, suite: &str) -> Option<String> {
     let mut files = Vec::new();
     if apt.join("sources.list").is_file() {
         files.push(apt.join("sources.list"));

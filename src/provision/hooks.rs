@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// What an earlier run left that this one must reckon with (only with `--force`).
 #[derive(Debug, Default)]
-pub struct Prior {
+pub(crate) struct Prior {
     /// An interrupted run's leftovers, removed before this run starts.
     pub interrupted: Option<Vm>,
     /// A finished record, replaced by this run's (its items still there are carried over).
@@ -40,7 +40,7 @@ fn refuse(vm: &str, what: String, hint: &str) -> anyhow::Error {
 /// written: a running domain (never overridden), a script of a killed run still going (never),
 /// an interrupted run, a config in either format, a record with files still there, an
 /// auto-start link (each refused unless `--force`).
-pub fn preflight(plan: &Plan, opts: &Options) -> anyhow::Result<Prior> {
+pub(crate) fn preflight(plan: &Plan, opts: &Options) -> anyhow::Result<Prior> {
     let vm = &plan.vm;
     match xen::is_running(vm) {
         Ok(true) => {
@@ -166,7 +166,7 @@ fn check_configs(plan: &Plan, opts: &Options) -> anyhow::Result<()> {
 
 /// With `--force`, clears what `preflight` found; then opens the journal and notes the files
 /// convirt itself is about to write. Returns the journal and what was replaced.
-pub fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<String>)> {
+pub(crate) fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<String>)> {
     let mut replaced = Vec::new();
     if let Some(vm) = &prior.interrupted {
         // Only the unfinished run's leftovers: a finished record's files are the VM's.
@@ -235,13 +235,13 @@ pub fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<String>
 }
 
 /// Notes convirt's work directory as soon as it exists.
-pub fn work_dir(j: &mut Journal, dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn work_dir(j: &mut Journal, dir: &Path) -> anyhow::Result<()> {
     j.created(Item::new(dir.display().to_string(), Kind::Workdir))
         .map_err(|e| anyhow::anyhow!("cannot write the journal: {e}"))
 }
 
 /// Notes the config before it is installed.
-pub fn before_install(j: &mut Journal, plan: &Plan) -> std::io::Result<()> {
+pub(crate) fn before_install(j: &mut Journal, plan: &Plan) -> std::io::Result<()> {
     for d in crate::state::missing_parents(&plan.config_path) {
         j.created(Item::new(d.display().to_string(), Kind::Dir))?;
     }
@@ -253,7 +253,7 @@ pub fn before_install(j: &mut Journal, plan: &Plan) -> std::io::Result<()> {
 
 /// What happened after the config was installed.
 #[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct After {
+pub(crate) struct After {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autostart: Option<PathBuf>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -264,7 +264,7 @@ pub struct After {
 }
 
 /// After a successful install: the auto-start link, the record, then `xl create`.
-pub fn finish(
+pub(crate) fn finish(
     plan: &Plan,
     opts: &Options,
     mut j: Journal,

@@ -7,7 +7,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Moves `path` to `path.1`, an existing `path.1` to `path.2`, and so on.
-pub fn rotate(path: &Path) -> std::io::Result<()> {
+pub(crate) fn rotate(path: &Path) -> std::io::Result<()> {
     if !path.exists() {
         return Ok(());
     }
@@ -23,7 +23,7 @@ pub fn rotate(path: &Path) -> std::io::Result<()> {
 }
 
 /// Creates a new private file (0640), rotating an older one out of the way first.
-pub fn create_private(path: &Path) -> std::io::Result<File> {
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
     rotate(path)?;
     let f = OpenOptions::new()
         .write(true)
@@ -36,7 +36,7 @@ pub fn create_private(path: &Path) -> std::io::Result<File> {
 }
 
 /// Writes `text` into a new private file (rotating an older one).
-pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut f = create_private(path)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()
@@ -45,7 +45,7 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 /// Appends one of convirt's own lines, with a UTC timestamp. A write that fails (a full
 /// disk) is never dropped: it is recorded against this log file, and the script run that
 /// writes to it next reports it (see [`failure`]).
-pub fn note(log: &mut File, msg: &str) {
+pub(crate) fn note(log: &mut File, msg: &str) {
     if let Err(e) = writeln!(log, "[{}] convirt: {msg}", timestamp()) {
         record_failure(log, &e);
     }
@@ -63,7 +63,7 @@ fn key(log: &File) -> Option<(u64, u64)> {
 }
 
 /// Remembers that writing to `log` failed with `e` (the first error counts).
-pub fn record_failure(log: &File, e: &std::io::Error) {
+pub(crate) fn record_failure(log: &File, e: &std::io::Error) {
     if let Some(k) = key(log) {
         FAILED.with(|f| {
             let mut f = f.borrow_mut();
@@ -75,7 +75,7 @@ pub fn record_failure(log: &File, e: &std::io::Error) {
 }
 
 /// The first failed write to `log` in this thread, if any.
-pub fn failure(log: &File) -> Option<String> {
+pub(crate) fn failure(log: &File) -> Option<String> {
     let k = key(log)?;
     FAILED.with(|f| {
         f.borrow()
@@ -86,7 +86,7 @@ pub fn failure(log: &File) -> Option<String> {
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn timestamp() -> String {
+pub(crate) fn timestamp() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -94,7 +94,7 @@ pub fn timestamp() -> String {
     format_utc(secs)
 }
 
-pub fn format_utc(secs: i64) -> String {
+pub(crate) fn format_utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm).

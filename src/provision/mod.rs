@@ -2,14 +2,14 @@
 //! directory, write the inputs, run `provision.sh` exactly as ConVirt called it, then install
 //! the config atomically on success or remove what the run created on failure.
 
-pub mod disk_values;
-pub mod disks;
-pub mod guest;
-pub mod log;
-pub mod run;
+pub(crate) mod disk_values;
+pub(crate) mod disks;
+pub(crate) mod guest;
+pub(crate) mod log;
+pub(crate) mod run;
 
 // Where a run meets the VM records of `crate::state`; `state` never imports `provision`.
-pub mod hooks;
+pub(crate) mod hooks;
 
 use crate::diagnostic::Diagnostic;
 use crate::image::Image;
@@ -27,7 +27,7 @@ use std::time::Duration;
 
 /// Everything a provisioning run is going to do, decided before anything is written.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub vm: String,
     pub image: String,
     pub format: Format,
@@ -53,7 +53,7 @@ pub struct Plan {
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     pub image: Option<String>,
     pub overrides: Overrides,
     pub format: Option<Format>,
@@ -70,7 +70,7 @@ pub struct Options {
 /// A failed provisioning, modelled on cargo's `ProcessError`: what happened, the last output,
 /// where the log is, and what was cleaned up or kept.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub vm: String,
     pub status: String,
     pub last_lines: Vec<String>,
@@ -111,7 +111,7 @@ impl std::error::Error for Failure {}
 
 /// The result of a successful run.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Provisioned {
+pub(crate) struct Provisioned {
     pub vm: String,
     pub image: String,
     pub config: PathBuf,
@@ -130,7 +130,7 @@ fn err(msg: impl Into<String>) -> anyhow::Error {
 }
 
 /// Names a fresh UUID (version 4) from the kernel's random bytes, or fails.
-pub fn new_uuid() -> std::io::Result<String> {
+pub(crate) fn new_uuid() -> std::io::Result<String> {
     let mut b = [0u8; 16];
     crate::sys::fill_random(&mut b)?;
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -147,7 +147,7 @@ pub fn new_uuid() -> std::io::Result<String> {
 }
 
 /// The custom script directories of `custom_list`, image's own first (spec §5.1).
-pub fn custom_dirs(
+pub(crate) fn custom_dirs(
     image: &Image,
     store: &Store,
     resolved: &Resolved,
@@ -183,7 +183,7 @@ pub fn custom_dirs(
 }
 
 /// The scripts a directory runs, in byte order of name, without dot files and editor backups.
-pub fn scripts_in(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn scripts_in(dir: &Path) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return vec![];
     };
@@ -213,7 +213,12 @@ pub fn scripts_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Decides everything; writes nothing.
-pub fn plan(vm: &str, store: &Store, ctx_base: &Context, opts: &Options) -> anyhow::Result<Plan> {
+pub(crate) fn plan(
+    vm: &str,
+    store: &Store,
+    ctx_base: &Context,
+    opts: &Options,
+) -> anyhow::Result<Plan> {
     store::check_vm_name(vm).map_err(err)?;
     let image_name = match (&opts.image, &store.conf.default) {
         (Some(i), _) => i.clone(),
@@ -314,7 +319,7 @@ pub fn plan(vm: &str, store: &Store, ctx_base: &Context, opts: &Options) -> anyh
 
 impl Plan {
     /// The script command line, for a work store at `work_store`.
-    pub fn command_line(&self, work_store: &Path) -> Vec<String> {
+    pub(crate) fn command_line(&self, work_store: &Path) -> Vec<String> {
         vec![
             work_store
                 .join(&self.image)
@@ -337,7 +342,7 @@ impl Plan {
     }
 
     /// The instantiated image.conf in the restricted literal format of docs/script-contract.md.
-    pub fn image_conf_text(&self) -> String {
+    pub(crate) fn image_conf_text(&self) -> String {
         literal_file(
             &format!(
                 "image.conf of `{}` instantiated for VM `{}`",
@@ -348,7 +353,7 @@ impl Plan {
         )
     }
 
-    pub fn vm_conf_text(&self) -> String {
+    pub(crate) fn vm_conf_text(&self) -> String {
         let extra = [
             ("uuid", Value::Str(self.uuid.clone())),
             ("image_name", Value::Str(self.image.clone())),
@@ -367,7 +372,7 @@ impl Plan {
         )
     }
 
-    pub fn args_text(&self) -> String {
+    pub(crate) fn args_text(&self) -> String {
         let mut s = String::from("# provisioning arguments, written by convirt (safe to source)\n");
         for (k, v) in [
             ("VM_NAME", self.vm.clone()),
@@ -382,7 +387,7 @@ impl Plan {
         s
     }
 
-    pub fn to_json(&self, work_store: &Path) -> serde_json::Value {
+    pub(crate) fn to_json(&self, work_store: &Path) -> serde_json::Value {
         let entry = |e: &Entry| serde_json::json!({"key": e.key, "value": e.value.to_json(), "origin": e.origin, "computed": e.computed});
         serde_json::json!({
             "vm": self.vm,
@@ -405,7 +410,7 @@ impl Plan {
     }
 
     /// The dry-run report.
-    pub fn describe(&self, work_store: &Path) -> String {
+    pub(crate) fn describe(&self, work_store: &Path) -> String {
         let mut s = format!(
             "plan for VM `{}` from image `{}` (dry run: nothing written)\n\n",
             self.vm, self.image
@@ -511,7 +516,7 @@ fn literal_file(title: &str, entries: &[Entry], extra: &[(&str, Value)]) -> Stri
 }
 
 /// A held per-VM lock; released when dropped.
-pub struct Lock {
+pub(crate) struct Lock {
     _file: File,
     path: PathBuf,
 }
@@ -523,7 +528,7 @@ impl Drop for Lock {
 }
 
 /// Takes the per-VM lock, or fails at once naming the holder.
-pub fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
+pub(crate) fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
     let dir = work_dir.join("locks");
     std::fs::create_dir_all(&dir)
         .map_err(|e| err(format!("cannot create `{}`: {e}", dir.display())))?;
@@ -581,7 +586,7 @@ pub fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
 }
 
 /// Copies a directory tree, keeping modes and symlinks, skipping dot names (as ConVirt did).
-pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
     crate::tree::copy_plain(src, dst)
 }
 
@@ -637,7 +642,7 @@ fn remove_created(entries: &[String], protected: &[PathBuf], log: &mut File) -> 
 }
 
 /// Runs a plan. `watch` sees every line of the script's output.
-pub fn execute(
+pub(crate) fn execute(
     plan: &Plan,
     work_root: &Path,
     opts: &Options,
@@ -900,6 +905,6 @@ pub fn execute(
 
 /// The work directory's store as a plan shows it before the run: the directory is made by
 /// `execute` with the prefix `<vm>.` and a random suffix, shown as `XXXXXX`.
-pub fn work_store_shown(work_root: &Path, vm: &str) -> PathBuf {
+pub(crate) fn work_store_shown(work_root: &Path, vm: &str) -> PathBuf {
     work_root.join(format!("{vm}.XXXXXX")).join("image_store")
 }

@@ -18,18 +18,18 @@ extern "C" fn on_sigint(_: libc::c_int) {
 
 /// Routes SIGINT and SIGTERM to a flag that running scripts poll, so convirt can stop a
 /// script's whole process group and clean up before exiting with 130.
-pub fn install_interrupt_handler() {
+pub(crate) fn install_interrupt_handler() {
     // The handler only stores to an atomic, which is async-signal-safe.
     crate::sys::on_interrupt(on_sigint);
 }
 
-pub fn interrupted() -> bool {
+pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// How a script ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Success,
     Exit(i32),
     Signal(i32),
@@ -43,7 +43,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Outcome::Success => "succeeded".into(),
             Outcome::Exit(c) => format!("exited with status {c}"),
@@ -58,7 +58,7 @@ impl Outcome {
     }
 }
 
-pub fn signal_name(sig: i32) -> String {
+pub(crate) fn signal_name(sig: i32) -> String {
     let name = match sig {
         libc::SIGHUP => "SIGHUP",
         libc::SIGINT => "SIGINT",
@@ -80,11 +80,11 @@ pub fn signal_name(sig: i32) -> String {
 }
 
 /// Where the script's output goes besides the log.
-pub trait Watcher: Send {
+pub(crate) trait Watcher: Send {
     fn line(&mut self, line: &str);
 }
 
-pub struct Run<'a> {
+pub(crate) struct Run<'a> {
     pub command: Command,
     pub log: &'a mut std::fs::File,
     pub timeout: Option<Duration>,
@@ -93,7 +93,7 @@ pub struct Run<'a> {
     pub tail: usize,
 }
 
-pub struct Finished {
+pub(crate) struct Finished {
     pub outcome: Outcome,
     pub last_lines: Vec<String>,
 }
@@ -118,7 +118,7 @@ fn stop_group(pgid: i32, child: &mut std::process::Child) {
 }
 
 impl Run<'_> {
-    pub fn run(mut self) -> Finished {
+    pub(crate) fn run(mut self) -> Finished {
         // convirt's own lines before the run did not fit: the script does not start.
         if let Some(e) = super::log::failure(self.log) {
             return Finished {

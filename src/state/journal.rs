@@ -17,7 +17,7 @@ enum Event {
 }
 
 /// An open journal; every append reaches the disk before the call returns.
-pub struct Journal {
+pub(crate) struct Journal {
     dir: PathBuf,
     file: File,
     header: Header,
@@ -35,7 +35,7 @@ fn fsync_dir(dir: &Path) {
 
 impl Journal {
     /// Starts a journal in `dir` (created if missing), replacing an earlier one.
-    pub fn begin(dir: &Path, header: Header) -> std::io::Result<Journal> {
+    pub(crate) fn begin(dir: &Path, header: Header) -> std::io::Result<Journal> {
         std::fs::create_dir_all(dir)?;
         let created = dir.join(CREATED);
         File::create(&created)?.sync_all()?;
@@ -66,36 +66,36 @@ impl Journal {
     }
 
     /// The file the image's scripts append their created paths to (`CONVIRT_CREATED`).
-    pub fn created_list(&self) -> PathBuf {
+    pub(crate) fn created_list(&self) -> PathBuf {
         self.dir.join(CREATED)
     }
 
     /// Notes something convirt itself is about to create.
-    pub fn created(&mut self, item: Item) -> std::io::Result<()> {
+    pub(crate) fn created(&mut self, item: Item) -> std::io::Result<()> {
         self.append(&Event::Created(item.clone()))?;
         self.own.push(item);
         Ok(())
     }
 
     /// A failed run whose leftovers `--keep` kept: the journal stays for `vm remove`.
-    pub fn failed_kept(mut self) -> std::io::Result<()> {
+    pub(crate) fn failed_kept(mut self) -> std::io::Result<()> {
         self.settled = true;
         self.append(&Event::Failed { kept: true })
     }
 
     /// Everything created so far: convirt's own items and the scripts', oldest first.
-    pub fn items(&self) -> Vec<Item> {
+    pub(crate) fn items(&self) -> Vec<Item> {
         let mut items = self.own.clone();
         items.extend(script_items(&self.created_list(), &self.header));
         items
     }
 
-    pub fn header(&self) -> &Header {
+    pub(crate) fn header(&self) -> &Header {
         &self.header
     }
 
     /// Writes the record atomically, then drops the journal.
-    pub fn finish(mut self, record: &Record) -> std::io::Result<()> {
+    pub(crate) fn finish(mut self, record: &Record) -> std::io::Result<()> {
         self.settled = true;
         let mut text = serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
         text.push('\n');
@@ -144,7 +144,7 @@ fn script_items(list: &Path, header: &Header) -> Vec<Item> {
 
 /// Reads an unfinished run's journal, if there is one. A torn last line (the machine
 /// stopped mid-write) is skipped; anything else unreadable is an error naming the file.
-pub fn read(dir: &Path) -> anyhow::Result<Option<Run>> {
+pub(crate) fn read(dir: &Path) -> anyhow::Result<Option<Run>> {
     let path = dir.join(JOURNAL);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

@@ -7,21 +7,21 @@
 //! in progress or interrupted: JSON lines, each appended and fsync'd before the act it
 //! announces) and `created` (the NUL-separated list the image's scripts append to).
 
-pub mod journal;
-pub mod remove;
-pub mod xen;
+pub(crate) mod journal;
+pub(crate) mod remove;
+pub(crate) mod xen;
 
 use crate::settings::Format;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The host name records use for VMs made on this machine.
-pub const LOCALHOST: &str = "localhost";
+pub(crate) const LOCALHOST: &str = "localhost";
 
 /// What kind of thing a run created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// The installed VM config.
     Config,
     /// The link in Xen's auto-start directory.
@@ -56,7 +56,7 @@ impl std::fmt::Display for Kind {
 /// One thing a run created. Paths are strings, not `PathBuf`, because a record may describe
 /// another host's files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Item {
+pub(crate) struct Item {
     pub path: String,
     pub kind: Kind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,7 +73,7 @@ pub struct Item {
 }
 
 impl Item {
-    pub fn new(path: impl Into<String>, kind: Kind) -> Item {
+    pub(crate) fn new(path: impl Into<String>, kind: Kind) -> Item {
         Item {
             path: path.into(),
             kind,
@@ -85,12 +85,12 @@ impl Item {
     }
 
     /// Whether the item is still there (for LVM: unknown here, so assumed).
-    pub fn exists(&self) -> bool {
+    pub(crate) fn exists(&self) -> bool {
         self.kind == Kind::Lvm || std::fs::symlink_metadata(&self.path).is_ok()
     }
 
     /// Fills size and identity from the file as it is now.
-    pub fn stat(mut self) -> Item {
+    pub(crate) fn stat(mut self) -> Item {
         use std::os::unix::fs::MetadataExt;
         if self.kind != Kind::Lvm
             && let Ok(m) = std::fs::symlink_metadata(&self.path)
@@ -108,7 +108,7 @@ impl Item {
 
 /// What a run states when it begins: the first line of its journal, and the head of its record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Header {
+pub(crate) struct Header {
     pub vm: String,
     pub host: String,
     pub image: String,
@@ -126,7 +126,7 @@ pub struct Header {
 
 /// A finished run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     pub format_version: u32,
     #[serde(flatten)]
     pub header: Header,
@@ -136,11 +136,11 @@ pub struct Record {
     pub values: serde_json::Value,
 }
 
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// An unfinished run, read back from its journal.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Run {
+pub(crate) struct Run {
     pub header: Option<Header>,
     pub items: Vec<Item>,
     /// The run failed and `--keep` kept what it made.
@@ -149,7 +149,7 @@ pub struct Run {
 
 /// Everything the state directory knows about one VM name.
 #[derive(Debug, Clone)]
-pub struct Vm {
+pub(crate) struct Vm {
     pub name: String,
     pub host: String,
     pub dir: PathBuf,
@@ -160,7 +160,7 @@ pub struct Vm {
 /// A VM's state, for `vm list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Status {
+pub(crate) enum Status {
     Provisioned,
     /// A journal without a record: convirt was killed (or the machine stopped) mid-run.
     Interrupted,
@@ -182,7 +182,7 @@ impl std::fmt::Display for Status {
 }
 
 /// The state directory of one VM.
-pub fn vm_dir(state_dir: &Path, host: &str, vm: &str) -> PathBuf {
+pub(crate) fn vm_dir(state_dir: &Path, host: &str, vm: &str) -> PathBuf {
     if host == LOCALHOST {
         state_dir.join("vms").join(vm)
     } else {
@@ -190,13 +190,13 @@ pub fn vm_dir(state_dir: &Path, host: &str, vm: &str) -> PathBuf {
     }
 }
 
-pub const RECORD: &str = "record.json";
-pub const JOURNAL: &str = "journal";
-pub const CREATED: &str = "created";
+pub(crate) const RECORD: &str = "record.json";
+pub(crate) const JOURNAL: &str = "journal";
+pub(crate) const CREATED: &str = "created";
 
 impl Vm {
     /// Reads one VM's state; `None` when the directory holds neither record nor journal.
-    pub fn load(state_dir: &Path, host: &str, vm: &str) -> anyhow::Result<Option<Vm>> {
+    pub(crate) fn load(state_dir: &Path, host: &str, vm: &str) -> anyhow::Result<Option<Vm>> {
         let dir = vm_dir(state_dir, host, vm);
         let record = match std::fs::read(dir.join(RECORD)) {
             Ok(b) => Some(serde_json::from_slice::<Record>(&b).map_err(|e| {
@@ -222,7 +222,7 @@ impl Vm {
     }
 
     /// Every VM in the state directory, this host's first, each sorted by name.
-    pub fn list(state_dir: &Path) -> anyhow::Result<Vec<Vm>> {
+    pub(crate) fn list(state_dir: &Path) -> anyhow::Result<Vec<Vm>> {
         let mut out = Vec::new();
         for name in dir_names(&state_dir.join("vms")) {
             out.extend(Vm::load(state_dir, LOCALHOST, &name)?);
@@ -235,7 +235,7 @@ impl Vm {
         Ok(out)
     }
 
-    pub fn status(&self, work_dir: &Path) -> Status {
+    pub(crate) fn status(&self, work_dir: &Path) -> Status {
         match &self.run {
             None => Status::Provisioned,
             Some(r) if r.failed_kept => Status::FailedKept,
@@ -244,7 +244,7 @@ impl Vm {
         }
     }
 
-    pub fn header(&self) -> Option<&Header> {
+    pub(crate) fn header(&self) -> Option<&Header> {
         self.run
             .as_ref()
             .and_then(|r| r.header.as_ref())
@@ -253,7 +253,7 @@ impl Vm {
 
     /// Everything this VM's runs created, oldest first, each path once: the record's, then
     /// an unfinished run's.
-    pub fn items(&self) -> Vec<Item> {
+    pub(crate) fn items(&self) -> Vec<Item> {
         let mut out: Vec<Item> = Vec::new();
         let from_record = self.record.iter().flat_map(|r| r.created.iter());
         let from_run = self.run.iter().flat_map(|r| r.items.iter());
@@ -267,7 +267,7 @@ impl Vm {
 }
 
 /// A file's birth time, when the file system records one.
-pub fn born(m: &std::fs::Metadata) -> Option<u128> {
+pub(crate) fn born(m: &std::fs::Metadata) -> Option<u128> {
     m.created()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -275,7 +275,7 @@ pub fn born(m: &std::fs::Metadata) -> Option<u128> {
 }
 
 /// The missing directories above `path`, outermost first: what creating it will create.
-pub fn missing_parents(path: &Path) -> Vec<PathBuf> {
+pub(crate) fn missing_parents(path: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = path
         .ancestors()
         .skip(1)
@@ -302,7 +302,7 @@ fn dir_names(dir: &Path) -> Vec<String> {
 /// Whether a provisioning run holds the VM's lock right now (`provision::lock` uses flock,
 /// which the kernel releases when its holder dies, even by SIGKILL). Read from
 /// `/proc/locks`, so that looking never takes the lock from a run that is starting.
-pub fn lock_held(work_dir: &Path, vm: &str) -> bool {
+pub(crate) fn lock_held(work_dir: &Path, vm: &str) -> bool {
     use std::os::unix::fs::MetadataExt;
     let path = work_dir.join("locks").join(format!("{vm}.lock"));
     let Ok(m) = std::fs::metadata(&path) else {
@@ -338,17 +338,15 @@ fn flock_listed(locks: &str, dev: u64, ino: u64) -> bool {
 
 /// Without `/proc/locks`: a shared, non-blocking flock probe, released at once.
 fn probe_lock(path: &Path) -> bool {
-    use std::os::unix::io::AsRawFd;
     let Ok(f) = std::fs::File::open(path) else {
         return false;
     };
-    // SAFETY: flock on a descriptor we own; released when `f` is closed.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+    crate::sys::exclusively_locked(&f)
 }
 
 /// Processes whose working directory is inside `dir`: a script of a killed run that is
 /// still going (convirt runs every script in its work directory).
-pub fn processes_in(dir: &Path) -> Vec<u32> {
+pub(crate) fn processes_in(dir: &Path) -> Vec<u32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return vec![];
     };
@@ -366,7 +364,7 @@ pub fn processes_in(dir: &Path) -> Vec<u32> {
 
 /// A digest of an image directory: every file's relative path, then its bytes (symlinks:
 /// their target), in byte order of path, so the record says exactly which image was used.
-pub fn image_digest(dir: &Path) -> String {
+pub(crate) fn image_digest(dir: &Path) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for e in walkdir::WalkDir::new(dir)
@@ -394,7 +392,7 @@ pub fn image_digest(dir: &Path) -> String {
 
 /// Whether a value must not be written into a record in clear: a key that names a secret,
 /// or a value that looks like a crypt(3) hash.
-pub fn is_secret(key: &str, value: &str) -> bool {
+pub(crate) fn is_secret(key: &str, value: &str) -> bool {
     let k = key.to_ascii_lowercase();
     let by_key = ["pass", "secret", "token", "private", "hash", "credential"]
         .iter()
@@ -407,10 +405,10 @@ pub fn is_secret(key: &str, value: &str) -> bool {
     by_key || crypt
 }
 
-pub const MASK: &str = "********";
+pub(crate) const MASK: &str = "********";
 
 /// The final values of a plan as JSON, secrets masked.
-pub fn masked_values(resolved: &crate::resolve::Resolved) -> serde_json::Value {
+pub(crate) fn masked_values(resolved: &crate::resolve::Resolved) -> serde_json::Value {
     let side = |entries: &[crate::resolve::Entry]| {
         let mut m = serde_json::Map::new();
         for e in entries {
@@ -501,14 +499,12 @@ mod tests {
 
     #[test]
     fn a_held_flock_is_found_in_proc_locks_and_gone_when_released() {
-        use std::os::unix::io::AsRawFd;
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("locks")).unwrap();
         assert!(!lock_held(t.path(), "v"), "no lock file");
         let f = std::fs::File::create(t.path().join("locks/v.lock")).unwrap();
         assert!(!lock_held(t.path(), "v"));
-        // SAFETY: flock on a descriptor this test owns.
-        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        assert!(crate::sys::try_lock_exclusive(&f).unwrap());
         assert!(lock_held(t.path(), "v"));
         assert!(!lock_held(t.path(), "w"));
         drop(f);

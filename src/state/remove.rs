@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// What removing one item did (or, on a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Step {
+pub(crate) struct Step {
     pub item: Item,
     /// `remove`, `removed`, `gone`, `kept`, or `failed`.
     pub action: &'static str,
@@ -42,7 +42,7 @@ fn changed_since(item: &Item) -> Option<String> {
 }
 
 /// Decides, then (unless `dry_run`) removes. Items are taken newest first.
-pub fn remove(vm: &Vm, keep_disks: bool, dry_run: bool) -> Vec<Step> {
+pub(crate) fn remove(vm: &Vm, keep_disks: bool, dry_run: bool) -> Vec<Step> {
     let mut steps = Vec::new();
     for item in vm.items().iter().rev() {
         let step = if keep_disks && matches!(item.kind, Kind::Disk | Kind::Lvm) {
@@ -111,7 +111,7 @@ fn remove_one(item: &Item) -> Step {
 }
 
 /// Drops the VM's state (record, journal, created list, then its directory).
-pub fn forget(vm: &Vm) -> std::io::Result<()> {
+pub(crate) fn forget(vm: &Vm) -> std::io::Result<()> {
     for f in [super::RECORD, super::JOURNAL, super::CREATED] {
         match std::fs::remove_file(vm.dir.join(f)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

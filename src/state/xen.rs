@@ -35,7 +35,7 @@ fn spawn_failure(what: &str, e: &std::io::Error) -> String {
 }
 
 /// The names of the running domains, or why `xl list` could not say.
-pub fn running_domains() -> Result<Vec<String>, String> {
+pub(crate) fn running_domains() -> Result<Vec<String>, String> {
     let out = Command::new("xl")
         .arg("list")
         .output()
@@ -47,7 +47,7 @@ pub fn running_domains() -> Result<Vec<String>, String> {
 }
 
 /// The first column of `xl list` after its header line.
-pub fn parse_list(text: &str) -> Vec<String> {
+pub(crate) fn parse_list(text: &str) -> Vec<String> {
     text.lines()
         .skip_while(|l| !l.trim_start().starts_with("Name"))
         .skip(1)
@@ -56,12 +56,12 @@ pub fn parse_list(text: &str) -> Vec<String> {
 }
 
 /// Whether a domain of this name runs; `Err` says why `xl` could not tell.
-pub fn is_running(vm: &str) -> Result<bool, String> {
+pub(crate) fn is_running(vm: &str) -> Result<bool, String> {
     running_domains().map(|d| d.iter().any(|n| n == vm))
 }
 
 /// `xl create CONFIG`.
-pub fn create(config: &Path) -> Result<(), String> {
+pub(crate) fn create(config: &Path) -> Result<(), String> {
     let what = format!("xl create {}", config.display());
     let out = Command::new("xl")
         .arg("create")
@@ -76,13 +76,13 @@ pub fn create(config: &Path) -> Result<(), String> {
 }
 
 /// The link `provision --autostart` makes for a config.
-pub fn autostart_link(auto_dir: &Path, config: &Path) -> PathBuf {
+pub(crate) fn autostart_link(auto_dir: &Path, config: &Path) -> PathBuf {
     auto_dir.join(config.file_name().unwrap_or(config.as_os_str()))
 }
 
 /// Links the config into the auto-start directory (created when missing). An existing link
 /// is replaced only with `force`.
-pub fn link_autostart(link: &Path, config: &Path, force: bool) -> std::io::Result<()> {
+pub(crate) fn link_autostart(link: &Path, config: &Path, force: bool) -> std::io::Result<()> {
     if let Some(d) = link.parent() {
         std::fs::create_dir_all(d)?;
     }

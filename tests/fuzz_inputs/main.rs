@@ -4,6 +4,8 @@
 //! store's `image_store.conf`. Each
 //! test replays its regression corpus (`tests/fixtures/fuzz/<target>/`), then runs a batch
 //! of mutated inputs; `scripts/fuzz-ci.sh` runs them longer (docs/fuzzing.md).
+// A test crate has no public API: its helpers are `pub` for its own modules.
+#![allow(unreachable_pub)]
 
 mod checks;
 mod harness;

@@ -1,5 +1,9 @@
 //! Integration tests: each test writes a store into a temp dir, runs the real `convirt`
 //! binary with a clean environment and checks whole outputs.
+// A test crate has no public API: its helpers are `pub` for its own modules.
+#![allow(unreachable_pub)]
+// Tests signal their own children and scripts (`libc::kill`).
+#![allow(unsafe_code)]
 
 mod archive;
 mod cli;
