@@ -45,6 +45,18 @@ pub enum Origin {
     Detected { what: String },
 }
 
+impl Origin {
+    /// A value from the site settings (`[variables]`), naming the settings file.
+    fn site(settings: &Settings) -> Origin {
+        Origin::Site {
+            file: settings
+                .config_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        }
+    }
+}
+
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -283,12 +295,7 @@ pub fn resolve(
     let mut vm = file_entries(&image.vm_template, &vm_computed, true);
 
     // Site variables override a VM key, else an image key, else join image.conf (spec §3.4).
-    let site_origin = Origin::Site {
-        file: settings
-            .config_file
-            .as_ref()
-            .map(|p| p.display().to_string()),
-    };
+    let site_origin = Origin::site(settings);
     for (k, v) in &settings.variables {
         if vm.iter().any(|e| &e.key == k) {
             upsert(&mut vm, k, v.clone(), site_origin.clone());
@@ -438,12 +445,7 @@ pub fn resolve_file(file: &ConfFile, ctx: &Context) -> Result<Vec<Entry>, Diagno
     let settings = &ctx.settings;
     let computed = computed_keys(file, settings);
     let mut entries = file_entries(file, &computed, false);
-    let site_origin = Origin::Site {
-        file: settings
-            .config_file
-            .as_ref()
-            .map(|p| p.display().to_string()),
-    };
+    let site_origin = Origin::site(settings);
     for (k, v) in &settings.variables {
         if entries.iter().any(|e| &e.key == k) {
             upsert(&mut entries, k, v.clone(), site_origin.clone());

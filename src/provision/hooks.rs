@@ -203,12 +203,7 @@ pub(crate) fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<
         format: plan.format,
         config: plan.config_path.display().to_string(),
         log: plan.log_path.display().to_string(),
-        disks: plan
-            .disks
-            .iter()
-            .filter(|d| d.create)
-            .map(|d| d.path.clone())
-            .collect(),
+        disks: plan.created_disks(),
         pid: std::process::id(),
         started: super::log::timestamp(),
         convirt_version: env!("CARGO_PKG_VERSION").into(),

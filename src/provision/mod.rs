@@ -319,6 +319,15 @@ pub(crate) fn plan(
 
 impl Plan {
     /// The script command line, for a work store at `work_store`.
+    /// The paths of the disks this provisioning creates.
+    pub(crate) fn created_disks(&self) -> Vec<String> {
+        self.disks
+            .iter()
+            .filter(|d| d.create)
+            .map(|d| d.path.clone())
+            .collect()
+    }
+
     pub(crate) fn command_line(&self, work_store: &Path) -> Vec<String> {
         vec![
             work_store
@@ -862,12 +871,7 @@ pub(crate) fn execute(
             vm: plan.vm.clone(),
             image: plan.image.clone(),
             config: plan.config_path.clone(),
-            disks: plan
-                .disks
-                .iter()
-                .filter(|d| d.create)
-                .map(|d| d.path.clone())
-                .collect(),
+            disks: plan.created_disks(),
             log: plan.log_path.clone(),
             image_conf: plan.image_conf_path.clone(),
             replaced,
