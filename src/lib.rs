@@ -9,6 +9,7 @@ pub mod edit;
 pub mod eval;
 pub mod image;
 pub mod provision;
+pub mod remote;
 pub mod render;
 pub mod resolve;
 pub mod settings;

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 struct Request {
     vms: Vec<String>,
+    /// `--host` values, in order: VMs without `@HOST` are dealt out over them.
+    hosts: Vec<String>,
     dry_run: bool,
     jobs: usize,
     options: Options,
@@ -90,6 +92,10 @@ pub(crate) struct ProvisionArgs {
     /// Stop the script after this many seconds (overrides provision_timeout)
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
+    /// Provision on this managed server: a `[hosts.NAME]` name or `[user@]server[:port]`
+    /// (repeat to spread the VMs over several; `--vm NAME@HOST` places one VM)
+    #[arg(long = "host", value_name = "HOST")]
+    hosts: Vec<String>,
     /// Provision this many VMs at a time
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     jobs: u16,
@@ -101,6 +107,7 @@ pub(crate) struct ProvisionArgs {
 pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
     let req = Request {
         vms: a.vms.clone(),
+        hosts: a.hosts.clone(),
         dry_run: a.dry_run,
         jobs: a.jobs as usize,
         options: Options {
@@ -139,17 +146,84 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         store_path: store.root.clone(),
         settings: env.settings.clone(),
     };
+    // Where each VM goes (docs/remote.md): `NAME@HOST`, else dealt out over `--host`s in
+    // turn, else this machine.
+    let mut placed: Vec<(String, Option<String>)> = Vec::new();
+    let mut turn = 0usize;
+    for v in &req.vms {
+        let (vm, host) = match v.split_once('@') {
+            Some((vm, h)) => (vm.to_string(), Some(h.to_string())),
+            None if !req.hosts.is_empty() => {
+                turn += 1;
+                (
+                    v.clone(),
+                    Some(req.hosts[(turn - 1) % req.hosts.len()].clone()),
+                )
+            }
+            None => (v.clone(), None),
+        };
+        placed.push((vm, host));
+    }
     let mut seen = std::collections::HashSet::new();
-    for vm in &req.vms {
-        if !seen.insert(vm) {
+    for (vm, host) in &placed {
+        if !seen.insert((vm, host)) {
             anyhow::bail!("VM `{vm}` is named twice");
         }
     }
-    // Plan every VM first: a mistake in the command line stops before anything runs.
-    let mut plans: Vec<Plan> = Vec::new();
-    for vm in &req.vms {
-        plans.push(provision::plan(vm, store, &ctx, &req.options)?);
+    // One shared ssh connection per host per run, opened side by side.
+    let mut host_names: Vec<String> = Vec::new();
+    for (_, h) in &placed {
+        if let Some(h) = h {
+            if !host_names.contains(h) {
+                host_names.push(h.clone());
+            }
+        }
     }
+    let mut targets = Vec::new();
+    for h in &host_names {
+        targets.push(crate::remote::parse_target(h, &env.settings.hosts)?);
+    }
+    let sessions: Vec<Result<crate::remote::Session>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|t| scope.spawn(move || crate::remote::Session::open(t)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("connecting panicked")))
+            })
+            .collect()
+    });
+    let host_ctx: Vec<Option<Context>> = sessions
+        .iter()
+        .map(|s| s.as_ref().ok().map(|s| provision::remote::context(&ctx, s)))
+        .collect();
+    // Plan every VM first: a mistake in the command line stops before anything runs. A
+    // server that cannot be reached fails its VMs only.
+    let mut plans: Vec<Plan> = Vec::new();
+    let mut wheres: Vec<Option<usize>> = Vec::new();
+    let mut unreachable: Vec<(String, String, anyhow::Error)> = Vec::new();
+    for (vm, host) in &placed {
+        let hi = host
+            .as_ref()
+            .and_then(|h| host_names.iter().position(|n| n == h));
+        match hi {
+            None => plans.push(provision::plan(vm, store, &ctx, &req.options)?),
+            Some(i) => match (&sessions[i], &host_ctx[i]) {
+                (Ok(_), Some(c)) => plans.push(provision::plan(vm, store, c, &req.options)?),
+                (Err(e), _) => {
+                    unreachable.push((vm.clone(), host_names[i].clone(), anyhow::anyhow!("{e}")));
+                    continue;
+                }
+                _ => continue,
+            },
+        }
+        wheres.push(hi);
+    }
+    let session_of = |i: usize| wheres[i].and_then(|h| sessions[h].as_ref().ok());
+    let host_of = |i: usize| wheres[i].map(|h| host_names[h].clone());
     if !env.quiet {
         for p in &plans {
             for w in p.resolved.warnings.warnings() {
@@ -157,12 +231,33 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             }
         }
     }
+    let work_store = |i: usize| match (wheres[i], session_of(i)) {
+        (Some(h), Some(_)) => host_ctx[h]
+            .as_ref()
+            .map(|c| provision::remote::work_store_for_display(&c.settings, &plans[i].vm))
+            .unwrap_or_default(),
+        _ => work_store_for_display(env.settings, &plans[i].vm),
+    };
     if req.dry_run {
         if env.json {
-            let v: Vec<_> = plans
-                .iter()
-                .map(|p| p.to_json(&work_store_for_display(env.settings, &p.vm)))
+            let mut v: Vec<_> = (0..plans.len())
+                .map(|i| {
+                    let mut j = plans[i].to_json(&work_store(i));
+                    if let (Some(h), Some(s)) = (wheres[i], session_of(i)) {
+                        j["host"] = serde_json::json!({
+                            "name": host_names[h],
+                            "address": s.target.display_address(),
+                            "uname": [s.facts.host.sysname, s.facts.host.nodename, s.facts.host.release, s.facts.host.version, s.facts.host.machine],
+                            "uid": s.facts.uid,
+                            "bridges": s.facts.bridges,
+                        });
+                    }
+                    j
+                })
                 .collect();
+            for (vm, h, e) in &unreachable {
+                v.push(serde_json::json!({"vm": vm, "host": {"name": h}, "error": e.to_string()}));
+            }
             let out = if v.len() == 1 {
                 v.into_iter().next().unwrap_or_default()
             } else {
@@ -170,11 +265,27 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            let texts: Vec<String> = plans
-                .iter()
-                .map(|p| p.describe(&work_store_for_display(env.settings, &p.vm)))
+            let texts: Vec<String> = (0..plans.len())
+                .map(|i| {
+                    let head = match (wheres[i], session_of(i)) {
+                        (Some(h), Some(s)) => host_ctx[h]
+                            .as_ref()
+                            .map(|c| provision::remote::describe_host(s, &c.settings))
+                            .unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    format!("{head}{}", plans[i].describe(&work_store(i)))
+                })
                 .collect();
             print!("{}", texts.join("\n"));
+        }
+        if !unreachable.is_empty() {
+            return Err(report::Failures {
+                errors: unreachable.into_iter().map(|(_, _, e)| e).collect(),
+                interrupted: false,
+                summary: None,
+            }
+            .into());
         }
         return Ok(());
     }
@@ -185,6 +296,27 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         Mutex::new((0..plans.len()).map(|_| None).collect());
     let next = Mutex::new(0usize);
     let jobs = req.jobs.clamp(1, plans.len().max(1));
+    let execute = |i: usize, w: &mut dyn Watcher| -> Result<provision::Provisioned> {
+        let plan = &plans[i];
+        match (wheres[i], session_of(i)) {
+            (Some(h), Some(s)) => {
+                let settings = host_ctx[h]
+                    .as_ref()
+                    .map(|c| &c.settings)
+                    .unwrap_or(env.settings);
+                provision::remote::execute(
+                    plan,
+                    &store.root,
+                    settings,
+                    s,
+                    &req.options,
+                    &local_log_copy(env.settings, &host_names[h], plan),
+                    w,
+                )
+            }
+            _ => provision::execute(plan, &env.settings.work_dir, &req.options, w),
+        }
+    };
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
@@ -206,27 +338,38 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                             )
                             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         );
-                        pb.set_prefix(plan.vm.clone());
+                        pb.set_prefix(match host_of(i) {
+                            Some(h) => format!("{}@{h}", plan.vm),
+                            None => plan.vm.clone(),
+                        });
                         pb.enable_steady_tick(Duration::from_millis(120));
                         let mut w = Bar(pb.clone());
-                        let r =
-                            provision::execute(plan, &env.settings.work_dir, &req.options, &mut w);
+                        let r = execute(i, &mut w);
                         pb.finish_and_clear();
                         r
                     } else {
                         if !env.quiet && !env.json {
-                            eprintln!(
-                                "provisioning `{}` from image `{}` (log: {})",
-                                plan.vm,
-                                plan.image,
-                                plan.log_path.display()
-                            );
+                            match host_of(i) {
+                                Some(h) => eprintln!(
+                                    "provisioning `{}` from image `{}` on `{h}` (log there: {}; local copy: {})",
+                                    plan.vm,
+                                    plan.image,
+                                    plan.log_path.display(),
+                                    local_log_copy(env.settings, &h, plan).display()
+                                ),
+                                None => eprintln!(
+                                    "provisioning `{}` from image `{}` (log: {})",
+                                    plan.vm,
+                                    plan.image,
+                                    plan.log_path.display()
+                                ),
+                            }
                         }
                         let mut w = Plain {
                             vm: plan.vm.clone(),
                             echo: env.verbose > 0,
                         };
-                        provision::execute(plan, &env.settings.work_dir, &req.options, &mut w)
+                        execute(i, &mut w)
                     };
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(result);
@@ -239,14 +382,31 @@ fn provision(env: &Env, req: Request) -> Result<()> {
     let mut errors = Vec::new();
     let mut interrupted = false;
     let mut json_rows = Vec::new();
-    for (plan, r) in plans.iter().zip(results) {
+    let mut lines = Vec::new();
+    for (i, (plan, r)) in plans.iter().zip(results).enumerate() {
+        let host = host_of(i);
+        let on = host
+            .as_ref()
+            .map(|h| format!(" on `{h}`"))
+            .unwrap_or_default();
+        lines.push(format!(
+            "  {}{on}: {}",
+            plan.vm,
+            match &r {
+                Some(Ok(_)) => "provisioned",
+                Some(Err(_)) => "failed",
+                None => "not started",
+            }
+        ));
         match r {
             Some(Ok(p)) => {
                 if env.json {
-                    json_rows.push(serde_json::json!({"vm": p.vm, "ok": true, "result": p}));
+                    json_rows.push(
+                        serde_json::json!({"vm": p.vm, "host": host, "ok": true, "result": p}),
+                    );
                 } else {
                     println!(
-                        "provisioned `{}` from `{}` in {:.1} s",
+                        "provisioned `{}` from `{}`{on} in {:.1} s",
                         p.vm, p.image, p.seconds
                     );
                     println!("  config: {}", p.config.display());
@@ -254,6 +414,12 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                         println!("  disk:   {d}");
                     }
                     println!("  log:    {}", p.log.display());
+                    if let Some(h) = &host {
+                        println!(
+                            "  local copy of the log: {}",
+                            local_log_copy(env.settings, h, plan).display()
+                        );
+                    }
                     for r in &p.replaced {
                         println!("  replaced (--force): {r}");
                     }
@@ -263,14 +429,14 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                 let f = e.downcast_ref::<provision::Failure>();
                 interrupted |= f.is_some_and(|f| f.interrupted);
                 if env.json {
-                    json_rows.push(serde_json::json!({"vm": plan.vm, "ok": false, "error": e.to_string(), "log": f.and_then(|f| f.log.clone())}));
+                    json_rows.push(serde_json::json!({"vm": plan.vm, "host": host, "ok": false, "error": e.to_string(), "log": f.and_then(|f| f.log.clone())}));
                 }
                 errors.push(e);
             }
             None => {
                 interrupted = true;
                 if env.json {
-                    json_rows.push(serde_json::json!({"vm": plan.vm, "ok": false, "error": "not started: interrupted"}));
+                    json_rows.push(serde_json::json!({"vm": plan.vm, "host": host, "ok": false, "error": "not started: interrupted"}));
                 }
                 errors.push(anyhow::anyhow!(
                     "`{}` was not started: interrupted",
@@ -279,6 +445,16 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             }
         }
     }
+    for (vm, h, e) in unreachable {
+        lines.push(format!("  {vm} on `{h}`: failed (not reached)"));
+        if env.json {
+            json_rows.push(
+                serde_json::json!({"vm": vm, "host": h, "ok": false, "error": e.to_string()}),
+            );
+        }
+        errors.push(e.context(format!("`{vm}` was not provisioned on `{h}`")));
+    }
+    let total = lines.len();
     if env.json {
         let out = if json_rows.len() == 1 {
             json_rows.into_iter().next().unwrap_or_default()
@@ -287,12 +463,18 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
-    let summary = (plans.len() > 1 && !env.json).then(|| {
-        format!(
+    let summary = (total > 1 && !env.json).then(|| {
+        let mut s = format!(
             "summary: {} provisioned, {} failed",
-            plans.len() - errors.len(),
+            total - errors.len(),
             errors.len()
-        )
+        );
+        // With managed servers, name the host and VM of every result.
+        if !host_names.is_empty() {
+            s.push('\n');
+            s.push_str(&lines.join("\n"));
+        }
+        s
     });
     if errors.is_empty() {
         if let Some(s) = summary {
@@ -306,4 +488,25 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         summary,
     }
     .into())
+}
+
+/// The local copy of a remote run's log: `<log_dir>/hosts/<host>/<image>/<image>_<vm>.log`,
+/// apart from the local runs' logs.
+fn local_log_copy(settings: &Settings, host: &str, plan: &Plan) -> std::path::PathBuf {
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    settings
+        .log_dir
+        .join("hosts")
+        .join(safe)
+        .join(&plan.image)
+        .join(format!("{}_{}.log", plan.image, plan.vm))
 }

@@ -4,6 +4,7 @@
 
 pub mod disks;
 pub mod log;
+pub mod remote;
 pub mod run;
 
 use crate::diagnostic::Diagnostic;
