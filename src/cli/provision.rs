@@ -196,33 +196,38 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             })
             .collect()
     });
+    // A server that cannot be reached: its error once, its VMs failed in the summary.
+    let mut host_errors: Vec<anyhow::Error> = Vec::new();
+    let sessions: Vec<Option<crate::remote::Session>> = sessions
+        .into_iter()
+        .map(|r| r.map_err(|e| host_errors.push(e)).ok())
+        .collect();
     let host_ctx: Vec<Option<Context>> = sessions
         .iter()
-        .map(|s| s.as_ref().ok().map(|s| provision::remote::context(&ctx, s)))
+        .map(|s| s.as_ref().map(|s| provision::remote::context(&ctx, s)))
         .collect();
     // Plan every VM first: a mistake in the command line stops before anything runs. A
     // server that cannot be reached fails its VMs only.
     let mut plans: Vec<Plan> = Vec::new();
     let mut wheres: Vec<Option<usize>> = Vec::new();
-    let mut unreachable: Vec<(String, String, anyhow::Error)> = Vec::new();
+    let mut unreachable: Vec<(String, String)> = Vec::new();
     for (vm, host) in &placed {
         let hi = host
             .as_ref()
             .and_then(|h| host_names.iter().position(|n| n == h));
         match hi {
             None => plans.push(provision::plan(vm, store, &ctx, &req.options)?),
-            Some(i) => match (&sessions[i], &host_ctx[i]) {
-                (Ok(_), Some(c)) => plans.push(provision::plan(vm, store, c, &req.options)?),
-                (Err(e), _) => {
-                    unreachable.push((vm.clone(), host_names[i].clone(), anyhow::anyhow!("{e}")));
+            Some(i) => match &host_ctx[i] {
+                Some(c) => plans.push(provision::plan(vm, store, c, &req.options)?),
+                None => {
+                    unreachable.push((vm.clone(), host_names[i].clone()));
                     continue;
                 }
-                _ => continue,
             },
         }
         wheres.push(hi);
     }
-    let session_of = |i: usize| wheres[i].and_then(|h| sessions[h].as_ref().ok());
+    let session_of = |i: usize| wheres[i].and_then(|h| sessions[h].as_ref());
     let host_of = |i: usize| wheres[i].map(|h| host_names[h].clone());
     if !env.quiet {
         for p in &plans {
@@ -255,8 +260,10 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                     j
                 })
                 .collect();
-            for (vm, h, e) in &unreachable {
-                v.push(serde_json::json!({"vm": vm, "host": {"name": h}, "error": e.to_string()}));
+            for (vm, h) in &unreachable {
+                v.push(
+                    serde_json::json!({"vm": vm, "host": {"name": h}, "error": "host not reached"}),
+                );
             }
             let out = if v.len() == 1 {
                 v.into_iter().next().unwrap_or_default()
@@ -279,9 +286,9 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                 .collect();
             print!("{}", texts.join("\n"));
         }
-        if !unreachable.is_empty() {
+        if !host_errors.is_empty() {
             return Err(report::Failures {
-                errors: unreachable.into_iter().map(|(_, _, e)| e).collect(),
+                errors: host_errors,
                 interrupted: false,
                 summary: None,
             }
@@ -445,15 +452,16 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             }
         }
     }
-    for (vm, h, e) in unreachable {
-        lines.push(format!("  {vm} on `{h}`: failed (not reached)"));
+    let failed = errors.len() + unreachable.len();
+    for (vm, h) in unreachable {
+        lines.push(format!("  {vm} on `{h}`: failed (host not reached)"));
         if env.json {
             json_rows.push(
-                serde_json::json!({"vm": vm, "host": h, "ok": false, "error": e.to_string()}),
+                serde_json::json!({"vm": vm, "host": h, "ok": false, "error": "host not reached"}),
             );
         }
-        errors.push(e.context(format!("`{vm}` was not provisioned on `{h}`")));
     }
+    errors.extend(host_errors);
     let total = lines.len();
     if env.json {
         let out = if json_rows.len() == 1 {
@@ -464,11 +472,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     let summary = (total > 1 && !env.json).then(|| {
-        let mut s = format!(
-            "summary: {} provisioned, {} failed",
-            total - errors.len(),
-            errors.len()
-        );
+        let mut s = format!("summary: {} provisioned, {} failed", total - failed, failed);
         // With managed servers, name the host and VM of every result.
         if !host_names.is_empty() {
             s.push('\n');

@@ -37,7 +37,9 @@ fn server_path(p: &Path, home: &Path) -> PathBuf {
 }
 
 /// The settings as the server sees them: the root / non-root defaults of the remote user,
-/// then `[hosts.NAME]`; site `[variables]` apply, the host's own variables over them.
+/// then `[hosts.NAME]`; site `[variables]` apply except the host-describing ones
+/// (`VM_DISKS_DIR`, `VM_CONF_DIR`, `VM_CACHE_DIR`, `DEFAULT_BRIDGE`), the host's own
+/// variables over them.
 pub fn host_settings(base: &Settings, t: &Target, facts: &Facts) -> Settings {
     let empty = HostSettings {
         address: t.address.clone(),
@@ -82,6 +84,10 @@ pub fn host_settings(base: &Settings, t: &Target, facts: &Facts) -> Settings {
         },
     );
     s.cache_dir = cache_dir;
+    // Site-wide `[variables]` that name this machine's paths or bridge describe this
+    // machine, not the server: the server's defaults, its bridges and `[hosts.NAME]` decide.
+    s.variables
+        .retain(|(k, _)| !crate::resolve::FALLBACKS.contains(&k.as_str()));
     let mut set = |k: &str, v: Value| match s.variables.iter_mut().find(|(n, _)| n == k) {
         Some(e) => e.1 = v,
         None => s.variables.push((k.to_string(), v)),
@@ -715,5 +721,60 @@ mod tests {
             describe_outcome("signal 9"),
             "was killed by signal SIGKILL (9)"
         );
+    }
+
+    #[test]
+    fn server_settings_use_the_server_defaults_and_the_host_entry() {
+        let mut base = Settings::load(
+            &crate::settings::Overrides::default(),
+            &crate::settings::Env {
+                vars: [
+                    ("HOME".to_string(), "/home/me".to_string()),
+                    ("CONVIRT_CONFIG".to_string(), "/dev/null".to_string()),
+                ]
+                .into_iter()
+                .collect(),
+                is_root: false,
+            },
+        )
+        .unwrap();
+        base.variables = vec![
+            ("VM_DISKS_DIR".into(), Value::Str("/local/disks".into())),
+            ("memory".into(), Value::Int(256)),
+        ];
+        let h: HostSettings = toml::from_str(
+            "address = 'x'\nlog_dir = 'logs'\nVM_CONF_DIR = '~/xen'\n[variables]\nmemory = 2048\n",
+        )
+        .unwrap();
+        let t = Target {
+            name: "x".into(),
+            address: "x".into(),
+            user: None,
+            port: None,
+            settings: Some(h),
+        };
+        let facts = |uid, bridges: &[&str]| Facts {
+            host: crate::eval::Host::local(None),
+            uid,
+            home: PathBuf::from("/home/srv"),
+            bridges: bridges.iter().map(|s| s.to_string()).collect(),
+            missing: vec![],
+        };
+        let s = host_settings(&base, &t, &facts(1000, &["br0"]));
+        assert_eq!(s.log_dir, PathBuf::from("/home/srv/logs"));
+        assert_eq!(s.vm_conf_dir, PathBuf::from("/home/srv/xen"));
+        assert_eq!(s.vm_disks_dir, PathBuf::from("/home/srv/.convirt/vm_disks"));
+        assert_eq!(s.work_dir, PathBuf::from("/home/srv/.convirt/work"));
+        // The local disk path does not travel; the host's memory beats the site's.
+        assert_eq!(s.variable("VM_DISKS_DIR"), None);
+        assert_eq!(s.variable("memory"), Some(&Value::Int(2048)));
+        assert_eq!(
+            s.variable("DEFAULT_BRIDGE"),
+            Some(&Value::Str("br0".into()))
+        );
+        let s = host_settings(&base, &t, &facts(0, &[]));
+        assert_eq!(s.vm_disks_dir, PathBuf::from("/var/cache/convirt/vm_disks"));
+        assert_eq!(s.variable("DEFAULT_BRIDGE"), None);
+        assert!(s.is_root);
     }
 }
