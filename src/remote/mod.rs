@@ -301,7 +301,8 @@ impl Session {
         let errlog = dir.path().join("master.err");
         let errfile = std::fs::File::create(&errlog)
             .map_err(|e| err(format!("cannot write `{}`: {e}", errlog.display())))?;
-        // `-f -N`: log in, then go to the background as the master. Its stderr goes to a
+        // `-f -N`: log in, then go to the background as the master (which exits by itself a
+        // minute after its last use should convirt die without closing it). Its stderr goes to a
         // file: a pipe would be held open by the backgrounded master.
         let status = command(
             target,
@@ -310,7 +311,7 @@ impl Session {
                 "-o",
                 "ControlMaster=yes",
                 "-o",
-                "ControlPersist=yes",
+                "ControlPersist=60",
                 "-f",
                 "-N",
             ],

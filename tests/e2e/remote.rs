@@ -805,3 +805,91 @@ fn a_server_without_the_tools_is_named_before_anything_is_made() {
     assert!(err.contains("tar"), "{err}");
     assert!(!w.srv(0).exists());
 }
+
+/// Every command line on this machine (what `ps` shows), joined.
+fn all_command_lines() -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(b) = std::fs::read(e.path().join("cmdline")) {
+            out.push_str(&text(&b).replace('\0', " "));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stops_the_script() {
+    let w = World::new(1, None);
+    // A value that could be a password hash, for this host only.
+    let mut toml = std::fs::read_to_string(w.root.join("convirt.toml")).unwrap();
+    toml.push_str("[hosts.srv0.variables]\nroot_password = '$6$e2e-secret-marker$x'\n");
+    std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
+    let child = w
+        .cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--vm",
+            "l1",
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=8",
+            "--timeout",
+            "4",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let disk = w.srv(0).join("disks/l1.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    assert!(!all_command_lines().contains("e2e-secret-marker"));
+    let conf = w.srv(0).join("log/Slow/Slow_l1_image.conf");
+    assert!(
+        std::fs::read_to_string(&conf)
+            .unwrap()
+            .contains("e2e-secret-marker")
+    );
+    assert_eq!(
+        std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+
+    // A second console provisioning the same VM on that server is refused at once.
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "l1",
+        "--image",
+        "Slow",
+        "--set",
+        "hda_disk_size=8",
+        "--force",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`l1` is already being provisioned on srv0"),
+        "{err}"
+    );
+    assert!(err.contains("user tester"), "{err}");
+    assert!(
+        disk.exists(),
+        "the refused run touched the running one's disk"
+    );
+
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("timed out after 4 s and was stopped on `srv0`"),
+        "{err}"
+    );
+    assert!(!disk.exists());
+    no_script_left();
+    assert_eq!(tree(&w.srv(0).join("work")), vec!["locks"]);
+}
