@@ -35,8 +35,20 @@ source "$w/plan.sh"
 
 say() { printf 'CONVIRT:%s\n' "$*" >&2; }
 
+# Timestamps in UTC from bash's own printf: no process per log line. The script gets the
+# time zone it would have had.
+script_tz=${TZ-}
+script_tz_set=${TZ+set}
+export TZ=UTC
+
+# parent PATH: the directory of PATH, without a process.
+parent() {
+    local p=${1%/*}
+    printf '%s' "${p:-/}"
+}
+
 note() {
-    printf '[%s] convirt: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >> "$LOG" 2> /dev/null
+    printf '[%(%Y-%m-%dT%H:%M:%SZ)T] convirt: %s\n' -1 "$*" >> "$LOG" 2> /dev/null
 }
 
 lock=''
@@ -66,7 +78,7 @@ fail() {
 writable() {
     local d=$1
     while [[ ! -e "$d" && "$d" != / ]]; do
-        d=$(dirname -- "$d")
+        d=$(parent "$d")
     done
     [[ -d "$d" && -w "$d" ]]
 }
@@ -128,12 +140,12 @@ for d in "${DISKS[@]}"; do
         existing+=("$d")
     fi
 done
-for p in "$LOG_DIR" "$(dirname -- "$CONFIG")"; do
+for p in "$LOG_DIR" "$(parent "$CONFIG")"; do
     writable "$p" || fail "\`$p\` is not writable on $SERVER" \
         "fix its permissions or choose another path in the host's settings; nothing was changed there"
 done
 for d in "${DISKS[@]}"; do
-    writable "$(dirname -- "$d")" || fail "\`$(dirname -- "$d")\` is not writable on $SERVER (disk \`$d\`)" \
+    writable "$(parent "$d")" || fail "\`$(parent "$d")\` is not writable on $SERVER (disk \`$d\`)" \
         "fix its permissions or set VM_DISKS_DIR for this host; nothing was changed there"
 done
 
@@ -173,6 +185,11 @@ tee_pid=$!
 set -m
 (
     trap - PIPE HUP
+    if [[ -n "$script_tz_set" ]]; then
+        export TZ="$script_tz"
+    else
+        unset TZ
+    fi
     cd -- "$w" || exit 126
     umask 022
     export CONVIRT_CREATED="$w/created" CONVIRT_VM_NAME="$VM" CONVIRT_IMAGE_NAME="$IMAGE" \
@@ -195,7 +212,7 @@ stop_group() {
 started=$SECONDS
 stopped=''
 while kill -0 "$pid" 2> /dev/null; do
-    if read -r -t 0.05 -u 3 msg; then
+    if read -r -t 0.02 -u 3 msg; then
         if [[ "$msg" == stop ]]; then
             stopped=interrupted
         fi
@@ -216,9 +233,9 @@ if [[ -n "$stopped" || $status -ne 0 ]]; then
     # A background process of the script must not outlive a failed run.
     kill -KILL -- "-$pid" 2> /dev/null
 fi
-for ((i = 0; i < 40; i++)); do
+for ((i = 0; i < 200; i++)); do
     kill -0 "$tee_pid" 2> /dev/null || break
-    sleep 0.05
+    sleep 0.01
 done
 kill "$tee_pid" 2> /dev/null
 wait "$tee_pid" 2> /dev/null
@@ -290,7 +307,7 @@ fi
 
 # Install the VM config atomically: a temporary file beside it, then a rename (--force) or
 # a hard link, which fails rather than replace a config that appeared meanwhile.
-conf_dir=$(dirname -- "$CONFIG")
+conf_dir=$(parent "$CONFIG")
 install_config() {
     mkdir -p -- "$conf_dir" || return 1
     tmp=$(mktemp -- "$conf_dir/.convirt-tmp-XXXXXX") || return 1
