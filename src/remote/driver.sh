@@ -41,10 +41,23 @@ script_tz=${TZ-}
 script_tz_set=${TZ+set}
 export TZ=UTC
 
-# parent PATH: the directory of PATH, without a process.
+# parent VAR PATH: VAR = the directory of PATH. Builtins only: every process the driver
+# starts is paid once per VM.
 parent() {
-    local p=${1%/*}
-    printf '%s' "${p:-/}"
+    local p=${2%/*}
+    printf -v "$1" '%s' "${p:-/}"
+}
+
+# copy_private SRC DST: a new DST (rotating an older one) of mode 0640 with SRC's text.
+copy_private() {
+    local text=''
+    IFS= read -r -d '' text < "$1"
+    rotate "$2" || return 1
+    umask 027
+    printf '%s' "$text" > "$2"
+    local rc=$?
+    umask 022
+    return "$rc"
 }
 
 note() {
@@ -53,14 +66,14 @@ note() {
 
 lock=''
 finish() {
-    if [[ -n "$lock" ]]; then
-        rm -f -- "$lock"
-    fi
+    local gone=()
+    [[ -n "$lock" ]] && gone+=("$lock")
     if ((KEEP)) && [[ "${1:-}" == failed ]]; then
         say "kept $w"
     else
-        rm -rf -- "$w"
+        gone+=("$w")
     fi
+    ((${#gone[@]} == 0)) || rm -rf -- "${gone[@]}"
 }
 
 # fail MESSAGE [HINT]: stop before anything changed on the server.
@@ -78,7 +91,7 @@ fail() {
 writable() {
     local d=$1
     while [[ ! -e "$d" && "$d" != / ]]; do
-        d=$(parent "$d")
+        parent d "$d"
     done
     [[ -d "$d" && -w "$d" ]]
 }
@@ -108,13 +121,14 @@ if ((${#missing[@]})); then
         "install it on $SERVER; nothing was changed there"
 fi
 
-mkdir -p -- "$WORK_ROOT/locks" 2> /dev/null ||
+[[ -d "$WORK_ROOT/locks" ]] || mkdir -p -- "$WORK_ROOT/locks" 2> /dev/null ||
     fail "cannot create \`$WORK_ROOT/locks\` on $SERVER (the server-side work_dir is not writable)"
 for _ in 1 2 3; do
     exec 9<> "$WORK_ROOT/locks/$VM.lock" ||
         fail "cannot open the lock \`$WORK_ROOT/locks/$VM.lock\` on $SERVER"
     if ! flock -n 9; then
-        holder=$(cat -- "$WORK_ROOT/locks/$VM.lock" 2> /dev/null)
+        holder=''
+        IFS= read -r holder < "$WORK_ROOT/locks/$VM.lock"
         fail "VM \`$VM\` is already being provisioned on $SERVER${holder:+ ($holder)}" \
             "wait for it to finish; the lock is \`$WORK_ROOT/locks/$VM.lock\` on $SERVER"
     fi
@@ -140,24 +154,29 @@ for d in "${DISKS[@]}"; do
         existing+=("$d")
     fi
 done
-for p in "$LOG_DIR" "$(parent "$CONFIG")"; do
+conf_dir='' dd=''
+parent conf_dir "$CONFIG"
+for p in "$LOG_DIR" "$conf_dir"; do
     writable "$p" || fail "\`$p\` is not writable on $SERVER" \
         "fix its permissions or choose another path in the host's settings; nothing was changed there"
 done
 for d in "${DISKS[@]}"; do
-    writable "$(parent "$d")" || fail "\`$(parent "$d")\` is not writable on $SERVER (disk \`$d\`)" \
+    parent dd "$d"
+    writable "$dd" || fail "\`$dd\` is not writable on $SERVER (disk \`$d\`)" \
         "fix its permissions or set VM_DISKS_DIR for this host; nothing was changed there"
 done
 
 # --- the run --------------------------------------------------------------------------------
 
-mkdir -p -- "$LOG_DIR" && chmod 750 -- "$LOG_DIR" 2> /dev/null
-if ! { rotate "$LOG" && : > "$LOG" && chmod 640 -- "$LOG"; }; then
+if [[ ! -d "$LOG_DIR" ]]; then
+    mkdir -p -- "$LOG_DIR" && chmod 750 -- "$LOG_DIR" 2> /dev/null
+fi
+if ! { rotate "$LOG" && umask 027 && : > "$LOG" && umask 022; }; then
     fail "cannot create the log \`$LOG\` on $SERVER"
 fi
 for pair in "image.conf:$IMAGE_CONF" "vm.conf:$VM_CONF" "args:$ARGS"; do
     src=$w/inputs/${pair%%:*} dst=${pair#*:}
-    if ! { rotate "$dst" && install -m 640 -- "$src" "$dst"; }; then
+    if ! copy_private "$src" "$dst"; then
         fail "cannot write \`$dst\` on $SERVER"
     fi
 done
@@ -307,14 +326,22 @@ fi
 
 # Install the VM config atomically: a temporary file beside it, then a rename (--force) or
 # a hard link, which fails rather than replace a config that appeared meanwhile.
-conf_dir=$(parent "$CONFIG")
 install_config() {
-    mkdir -p -- "$conf_dir" || return 1
-    tmp=$(mktemp -- "$conf_dir/.convirt-tmp-XXXXXX") || return 1
-    if ! { cat -- "$w/inputs/config" > "$tmp" && chmod 644 -- "$tmp"; }; then
-        rm -f -- "$tmp"
-        return 1
-    fi
+    [[ -d "$conf_dir" ]] || mkdir -p -- "$conf_dir" || return 1
+    local text='' i
+    IFS= read -r -d '' text < "$w/inputs/config"
+    # A fresh temporary name, made with builtins: noclobber refuses an existing file.
+    for ((i = 0; i < 20; i++)); do
+        tmp=$conf_dir/.convirt-tmp-$$-$RANDOM$RANDOM
+        set -C
+        if { printf '%s' "$text" > "$tmp"; } 2> /dev/null; then
+            set +C
+            break
+        fi
+        set +C
+        tmp=''
+    done
+    [[ -n "$tmp" ]] || return 1
     if ((FORCE)); then
         mv -f -- "$tmp" "$CONFIG" || {
             rm -f -- "$tmp"

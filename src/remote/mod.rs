@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 /// file as a local convirt on that server.
 pub const SERVER_TOOLS: &[&str] = &[
     "bash", "tar", "head", "tee", "mkfifo", "mktemp", "flock", "rm", "mv", "ln", "cat", "sleep",
-    "mkdir", "chmod", "install",
+    "mkdir", "chmod",
 ];
 
 /// Where one `--host` points.
