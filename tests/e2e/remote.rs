@@ -314,6 +314,10 @@ fn provisions_on_the_server_and_nothing_locally() {
     assert!(out.contains(&format!("config: {}", cfg.display())), "{out}");
     assert!(out.contains("on `srv0`"), "{out}");
     xl_accepts(&cfg);
+    assert_eq!(
+        std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
     assert!(
         std::fs::read_to_string(&cfg)
             .unwrap()
