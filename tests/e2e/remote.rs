@@ -117,13 +117,11 @@ impl Sshd {
 
     /// The per-connection sshd processes (the daemon's children).
     fn sessions(&self) -> Vec<i32> {
-        let o = Command::new("pgrep")
-            .args(["-P", &self.child.id().to_string()])
-            .output()
-            .unwrap();
-        text(&o.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
+        let me = self.child.id() as i32;
+        processes()
+            .into_iter()
+            .filter(|(_, ppid, _)| *ppid == me)
+            .map(|(pid, _, _)| pid)
             .collect()
     }
 }
@@ -280,16 +278,36 @@ fn xl_accepts(file: &Path) {
     }
 }
 
+/// Every process: pid, parent pid, command line (from /proc, so no procps is needed).
+fn processes() -> Vec<(i32, i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold blanks and parentheses.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        out.push((pid, ppid, text(&cmd).replace('\0', " ")));
+    }
+    out
+}
+
+fn script_running() -> bool {
+    processes().iter().any(|(_, _, c)| c.trim() == "sleep 373")
+}
+
 fn no_script_left() {
-    let o = Command::new("pgrep")
-        .args(["-f", "sleep 373"])
-        .output()
-        .unwrap();
-    assert!(
-        o.stdout.is_empty(),
-        "a remote script survived: {}",
-        text(&o.stdout)
-    );
+    assert!(!script_running(), "a remote script survived");
 }
 
 #[test]
@@ -463,14 +481,7 @@ fn ctrl_c_stops_the_remote_process_group_and_cleans_up() {
         .unwrap();
     let disk = w.srv(0).join("disks/c1.disk.xm");
     wait_for("the disk on the server", 30, || disk.exists());
-    wait_for("the remote script", 10, || {
-        !Command::new("pgrep")
-            .args(["-f", "sleep 373"])
-            .output()
-            .unwrap()
-            .stdout
-            .is_empty()
-    });
+    wait_for("the remote script", 10, script_running);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
