@@ -198,7 +198,8 @@ mkfifo -- "$w/out"
 argv=("$w/image_store/$IMAGE/provision.sh" -x "$VM_CONF" -p "$ARGS" -s "$w/image_store"
     -i "$IMAGE" -l "$LOG" -c "$IMAGE_CONF")
 note "running: ${argv[*]}"
-tee -p -a -- "$LOG" < "$w/out" &
+# Neither the lifeline (3) nor the lock (9) goes to what the driver starts.
+tee -p -a -- "$LOG" < "$w/out" 3<&- 9>&- &
 tee_pid=$!
 # Job control gives the script its own process group, which a stop signals as a whole.
 set -m
@@ -214,7 +215,7 @@ set -m
     export CONVIRT_CREATED="$w/created" CONVIRT_VM_NAME="$VM" CONVIRT_IMAGE_NAME="$IMAGE" \
         CONVIRT_LOG_FILE="$LOG" CONVIRT_LOG_VIA_STDOUT=1
     exec "${argv[@]}"
-) > "$w/out" 2>&1 < /dev/null &
+) > "$w/out" 2>&1 < /dev/null 3<&- 9>&- &
 pid=$!
 set +m
 
