@@ -777,4 +777,135 @@ mod tests {
         assert_eq!(s.variable("DEFAULT_BRIDGE"), None);
         assert!(s.is_root);
     }
+
+    /// The driver without ssh: the work tree unpacked by the real `tar`, the driver run by
+    /// bash with a pipe as its lifeline, as sshd would run it.
+    fn drive(dir: &Path, image: &str, vm: &str, set: &[(&str, &str)]) -> (bool, Said, PathBuf) {
+        let store_dir = dir.join("store");
+        if !store_dir.exists() {
+            crate::store::init(&store_dir, false).unwrap();
+            let fails = store_dir.join("Fails");
+            let ok = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(store_dir.join("Linux_CD_Install"))
+                .arg(&fails)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            let script = fails.join("provision.sh");
+            let text = std::fs::read_to_string(&script)
+                .unwrap()
+                .replace("exit 0\n", "echo boom; exit 3\n");
+            std::fs::write(&script, text).unwrap();
+        }
+        let store = crate::store::Store::open(&store_dir).unwrap().0;
+        let cfg = dir.join("c.toml");
+        let srv = dir.join("srv");
+        std::fs::write(
+            &cfg,
+            format!(
+                "log_dir = '{s}/log'\nwork_dir = '{s}/work'\n[variables]\nVM_DISKS_DIR = '{s}/disks'\nVM_CONF_DIR = '{s}/xen'\n",
+                s = srv.display()
+            ),
+        )
+        .unwrap();
+        let settings = Settings::load(
+            &crate::settings::Overrides {
+                store: Some(store_dir.clone()),
+                config: Some(cfg),
+            },
+            &crate::settings::Env::current(),
+        )
+        .unwrap();
+        let ctx = Context {
+            vm_name: None,
+            host: crate::eval::Host::local(None),
+            store_path: store_dir.clone(),
+            settings: settings.clone(),
+        };
+        let opts = Options {
+            image: Some(image.into()),
+            overrides: crate::resolve::Overrides {
+                set: set
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                vm_set: vec![],
+            },
+            ..Options::default()
+        };
+        let plan = super::super::plan(vm, &store, &ctx, &opts).unwrap();
+        let tree = work_tree(&plan, &store.root, &settings, &opts, "here").unwrap();
+        let w = dir.join(format!("w-{vm}"));
+        std::fs::create_dir_all(&w).unwrap();
+        let mut tar = std::process::Command::new("tar")
+            .args(["-x", "--no-same-owner", "-f", "-", "-C"])
+            .arg(&w)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        tar.stdin.take().unwrap().write_all(&tree).unwrap();
+        assert!(tar.wait().unwrap().success());
+        let mut driver = std::process::Command::new("bash")
+            .arg(w.join("driver.sh"))
+            .arg(&w)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lifeline = driver.stdin.take();
+        let out = driver.wait_with_output().unwrap();
+        drop(lifeline);
+        let mut said = Said::default();
+        for l in String::from_utf8_lossy(&out.stderr).lines() {
+            said.take(l);
+        }
+        assert!(!w.exists(), "the work dir stays behind");
+        (out.status.success(), said, plan.config_path.clone())
+    }
+
+    #[test]
+    fn the_driver_provisions_and_cleans_up_without_ssh() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ok, said, config) = drive(
+            dir.path(),
+            "Linux_CD_Install",
+            "d1",
+            &[("hda_disk_size", "4")],
+        );
+        assert!(ok, "{said:?}");
+        assert_eq!(said.outcome.as_deref(), Some("success"));
+        assert!(said.done && said.installed.is_some());
+        assert!(
+            std::fs::read_to_string(&config)
+                .unwrap()
+                .contains("name = \"d1\"")
+        );
+        let disk = dir.path().join("srv/disks/d1.disk.xm");
+        assert_eq!(std::fs::metadata(&disk).unwrap().len(), 4 << 20);
+        // Again: refused before anything changes, the lock released.
+        let (ok, said, _) = drive(
+            dir.path(),
+            "Linux_CD_Install",
+            "d1",
+            &[("hda_disk_size", "4")],
+        );
+        assert!(!ok && !said.started);
+        assert!(said.errors[0].contains("already exists"), "{said:?}");
+        assert!(!dir.path().join("srv/work/locks/d1.lock").exists());
+
+        let (ok, said, config) = drive(dir.path(), "Fails", "d2", &[("hda_disk_size", "4")]);
+        assert!(!ok);
+        assert_eq!(said.outcome.as_deref(), Some("exit 3"));
+        let disk = dir.path().join("srv/disks/d2.disk.xm");
+        assert_eq!(said.removed, vec![disk.display().to_string()]);
+        assert!(!disk.exists() && !config.exists());
+        let log = std::fs::read_to_string(dir.path().join("srv/log/Fails/Fails_d2.log")).unwrap();
+        assert!(
+            log.contains("boom") && log.contains("convirt: removed "),
+            "{log}"
+        );
+    }
 }
