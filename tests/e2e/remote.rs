@@ -779,6 +779,32 @@ fn a_normal_user_on_the_server_gets_home_paths_and_clear_permission_errors() {
             .exists()
     );
     assert_eq!(tree(&home.join(".convirt/work")), vec!["locks"]);
+
+    // A server-side work_dir the user cannot write: refused, nothing made.
+    let mut toml = std::fs::read_to_string(w.root.join("convirt.toml")).unwrap();
+    toml.push_str(&format!(
+        "[hosts.nowork]\naddress = '127.0.0.1'\nport = {}\nuser = '{user}'\nwork_dir = '{}/work'\n",
+        w.servers[0].port,
+        locked.display()
+    ));
+    std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "nowork",
+        "--vm",
+        "u3",
+        "--image",
+        "Linux_CD_Install",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("work_dir") && err.contains("is not writable"),
+        "{err}"
+    );
+    assert!(!locked.join("work").exists());
+    assert!(!home.join(".convirt/vm_configs/u3.cfg").exists());
 }
 
 #[test]
