@@ -32,6 +32,8 @@ struct Env<'a> {
     quiet: bool,
     verbose: u8,
     store: Store,
+    /// `--arch`: also replaces a server's architecture.
+    arch: Option<String>,
 }
 
 struct Bar(ProgressBar);
@@ -133,6 +135,7 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
         quiet: app.cli.quiet,
         verbose: app.cli.verbose,
         store,
+        arch: app.cli.arch.clone(),
     };
     provision(&env, req)
 }
@@ -204,7 +207,15 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         .collect();
     let host_ctx: Vec<Option<Context>> = sessions
         .iter()
-        .map(|s| s.as_ref().map(|s| provision::remote::context(&ctx, s)))
+        .map(|s| {
+            s.as_ref().map(|s| {
+                let mut c = provision::remote::context(&ctx, s);
+                if let Some(a) = &env.arch {
+                    c.host.machine = a.clone();
+                }
+                c
+            })
+        })
         .collect();
     // Plan every VM first: a mistake in the command line stops before anything runs. A
     // server that cannot be reached fails its VMs only.

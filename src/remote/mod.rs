@@ -245,7 +245,11 @@ pub fn ssh_error(t: &Target, stderr: &str) -> anyhow::Error {
         ))
         .with_hint("convirt logs in without a password (BatchMode): load a key into ssh-agent or name one with IdentityFile in ~/.ssh/config, and put its public key into the server's authorized_keys"),
         SshProblem::Unreachable => Diagnostic::error(format!("`{host}` ({addr}) is unreachable"))
-            .with_hint("check the address and port, and that sshd runs on the server"),
+            .with_hint(if t.settings.is_none() {
+                "check the address and port, and that sshd runs on the server (the name is not a `[hosts.NAME]` of the settings file)"
+            } else {
+                "check the address and port, and that sshd runs on the server"
+            }),
         SshProblem::Lost => Diagnostic::error(format!("the connection to `{host}` ({addr}) was lost")),
         SshProblem::Other => Diagnostic::error(format!("ssh to `{host}` ({addr}) failed")),
     };

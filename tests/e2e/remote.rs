@@ -426,6 +426,29 @@ fn dry_run_probes_the_server_and_writes_nothing() {
     );
     assert!(!w.srv(0).exists());
     assert!(!w.local().exists());
+    // The server's machine is what computed options see, unless `--arch` says otherwise.
+    let machine = text(&sh(Command::new("uname").arg("-m")).stdout);
+    assert!(
+        out.contains(&format!("arch = '{}'", machine.trim())),
+        "{out}"
+    );
+    let o = w.run(&[
+        "--arch",
+        "aarch64",
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "d1",
+        "--image",
+        "Linux_CD_Install",
+        "--dry-run",
+    ]);
+    assert!(
+        text(&o.stdout).contains("arch = 'aarch64'"),
+        "{}",
+        text(&o.stdout)
+    );
 }
 
 #[test]
