@@ -174,7 +174,7 @@ pub fn describe_host(session: &Session, settings: &Settings) -> String {
 }
 
 /// Adds a directory of the local store to the stream, as the local work-dir copy does.
-fn add_tree(b: &mut tar::Builder<Vec<u8>>, src: &Path, name: &Path) -> std::io::Result<()> {
+fn add_tree<W: Write>(b: &mut tar::Builder<W>, src: &Path, name: &Path) -> std::io::Result<()> {
     b.append_dir(name, src)?;
     let mut entries: Vec<_> = std::fs::read_dir(src)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
@@ -201,7 +201,7 @@ fn add_tree(b: &mut tar::Builder<Vec<u8>>, src: &Path, name: &Path) -> std::io::
 }
 
 fn add_file(
-    b: &mut tar::Builder<Vec<u8>>,
+    b: &mut tar::Builder<impl Write>,
     name: &str,
     mode: u32,
     data: &[u8],
@@ -273,18 +273,25 @@ fn plan_sh(plan: &Plan, settings: &Settings, opts: &Options, server: &str) -> St
 }
 
 /// The work tree as one tar stream: what the local work directory would hold, plus the
-/// inputs (secrets travel here, in files of mode 0600/0640, never on a command line).
+/// inputs (secrets travel here, in files of mode 0600/0640, never on a command line). It is
+/// spooled to an unnamed private temporary file, so a large image does not sit in memory,
+/// and returned rewound with its length.
 pub fn work_tree(
     plan: &Plan,
     local_store: &Path,
     settings: &Settings,
     opts: &Options,
     server: &str,
-) -> anyhow::Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
+) -> anyhow::Result<(std::fs::File, u64)> {
+    let spool = tempfile::tempfile().map_err(|e| {
+        err(format!(
+            "cannot create a temporary file for the work tree: {e}"
+        ))
+    })?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(spool));
     b.mode(tar::HeaderMode::Deterministic);
     b.follow_symlinks(false);
-    let build = |b: &mut tar::Builder<Vec<u8>>| -> std::io::Result<()> {
+    let build = |b: &mut tar::Builder<std::io::BufWriter<std::fs::File>>| -> std::io::Result<()> {
         add_file(b, "driver.sh", 0o700, DRIVER.as_bytes())?;
         add_file(
             b,
@@ -311,14 +318,19 @@ pub fn work_tree(
         }
         Ok(())
     };
-    build(&mut b).map_err(|e| err(format!("cannot pack the work tree for `{}`: {e}", plan.vm)))?;
-    b.into_inner()
-        .map_err(|e| err(format!("cannot pack the work tree for `{}`: {e}", plan.vm)))
+    let finish = |mut b: tar::Builder<std::io::BufWriter<std::fs::File>>| -> std::io::Result<(std::fs::File, u64)> {
+        build(&mut b)?;
+        let mut f = b.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+        let len = std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))?;
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0))?;
+        Ok((f, len))
+    };
+    finish(b).map_err(|e| err(format!("cannot pack the work tree for `{}`: {e}", plan.vm)))
 }
 
 /// The remote command line: a private work dir, the stream unpacked into it, the driver
 /// started. Only paths and a byte count are on it.
-fn bootstrap(work_root: &Path, vm: &str, bytes: usize) -> String {
+fn bootstrap(work_root: &Path, vm: &str, bytes: u64) -> String {
     let root = shell_quote(&work_root.display().to_string());
     format!(
         "umask 077; mkdir -p -- {root} 2>/dev/null || {{ echo \"CONVIRT:error the server-side work_dir \"{root}\" is not writable\" >&2; exit 1; }}; \
@@ -443,7 +455,7 @@ pub fn execute(
 ) -> anyhow::Result<Provisioned> {
     let started = Instant::now();
     let host = &session.target.name;
-    let tree = work_tree(plan, local_store, settings, opts, host)?;
+    let (mut tree, tree_len) = work_tree(plan, local_store, settings, opts, host)?;
     // The local copy is made once the run starts: a refused run changes nothing locally.
     let mut copy: Option<std::fs::File> = None;
     let open_copy = |copy: &mut Option<std::fs::File>| {
@@ -454,7 +466,7 @@ pub fn execute(
             *copy = log::create_private(local_log).ok();
         }
     };
-    let mut cmd = session.command(&bootstrap(&settings.work_dir, &plan.vm, tree.len()));
+    let mut cmd = session.command(&bootstrap(&settings.work_dir, &plan.vm, tree_len));
     // Its own process group: Ctrl-C on the terminal reaches convirt only, which then asks
     // the server to stop the script and waits for the clean-up report.
     cmd.stdin(Stdio::piped())
@@ -506,7 +518,7 @@ pub fn execute(
     let stdin = child.stdin.take();
     let mut send = Some(std::thread::spawn(move || {
         let mut s = stdin?;
-        s.write_all(&tree).ok()?;
+        std::io::copy(&mut tree, &mut s).ok()?;
         s.flush().ok()?;
         Some(s)
     }));
@@ -836,7 +848,10 @@ mod tests {
             ..Options::default()
         };
         let plan = super::super::plan(vm, &store, &ctx, &opts).unwrap();
-        let tree = work_tree(&plan, &store.root, &settings, &opts, "here").unwrap();
+        let (mut spool, len) = work_tree(&plan, &store.root, &settings, &opts, "here").unwrap();
+        let mut tree = Vec::new();
+        spool.read_to_end(&mut tree).unwrap();
+        assert_eq!(tree.len() as u64, len);
         let w = dir.join(format!("w-{vm}"));
         std::fs::create_dir_all(&w).unwrap();
         let mut tar = std::process::Command::new("tar")

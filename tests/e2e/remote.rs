@@ -708,7 +708,7 @@ fn two_servers_in_one_command_with_two_jobs() {
 }
 
 fn normal_user(home: &Path) -> String {
-    let name = "convirt-e2e";
+    let name = "convirt-remote";
     if !Command::new("id")
         .arg(name)
         .output()
