@@ -198,8 +198,9 @@ mkfifo -- "$w/out"
 argv=("$w/image_store/$IMAGE/provision.sh" -x "$VM_CONF" -p "$ARGS" -s "$w/image_store"
     -i "$IMAGE" -l "$LOG" -c "$IMAGE_CONF")
 note "running: ${argv[*]}"
-# Neither the lifeline (3) nor the lock (9) goes to what the driver starts.
-tee -p -a -- "$LOG" < "$w/out" 3<&- 9>&- &
+# Neither the lifeline (3) nor the lock (9) goes to what the driver starts. tee inherits
+# the ignored SIGPIPE: when the connection goes, it keeps writing the log.
+tee -a -- "$LOG" < "$w/out" 3<&- 9>&- &
 tee_pid=$!
 # Job control gives the script its own process group, which a stop signals as a whole.
 set -m
