@@ -4,6 +4,7 @@
 
 mod args;
 mod conf;
+mod hosts;
 mod image;
 mod provision;
 pub mod report;

@@ -2,7 +2,7 @@
 //! (plain lines otherwise), several VMs `--jobs N` at a time, and a summary of every VM's
 //! result; the per-VM errors go back to `report`.
 
-use super::{App, args, report};
+use super::{App, args, hosts, report};
 use crate::eval::Host;
 use crate::provision::{self, Options, Plan, run::Watcher};
 use crate::resolve::Context;
@@ -149,74 +149,19 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         store_path: store.root.clone(),
         settings: env.settings.clone(),
     };
-    // Where each VM goes (docs/remote.md): `NAME@HOST`, else dealt out over `--host`s in
-    // turn, else this machine.
-    let mut placed: Vec<(String, Option<String>)> = Vec::new();
-    let mut turn = 0usize;
-    for v in &req.vms {
-        let (vm, host) = match v.split_once('@') {
-            Some((vm, h)) => (vm.to_string(), Some(h.to_string())),
-            None if !req.hosts.is_empty() => {
-                turn += 1;
-                (
-                    v.clone(),
-                    Some(req.hosts[(turn - 1) % req.hosts.len()].clone()),
-                )
-            }
-            None => (v.clone(), None),
-        };
-        placed.push((vm, host));
-    }
+    let placed = hosts::place(&req.vms, &req.hosts);
     let mut seen = std::collections::HashSet::new();
     for (vm, host) in &placed {
         if !seen.insert((vm, host)) {
             anyhow::bail!("VM `{vm}` is named twice");
         }
     }
-    // One shared ssh connection per host per run, opened side by side.
-    let mut host_names: Vec<String> = Vec::new();
-    for (_, h) in &placed {
-        if let Some(h) = h {
-            if !host_names.contains(h) {
-                host_names.push(h.clone());
-            }
-        }
-    }
-    let mut targets = Vec::new();
-    for h in &host_names {
-        targets.push(crate::remote::parse_target(h, &env.settings.hosts)?);
-    }
-    let sessions: Vec<Result<crate::remote::Session>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = targets
-            .iter()
-            .map(|t| scope.spawn(move || crate::remote::Session::open(t)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("connecting panicked")))
-            })
-            .collect()
-    });
-    // A server that cannot be reached: its error once, its VMs failed in the summary.
-    let mut host_errors: Vec<anyhow::Error> = Vec::new();
-    let sessions: Vec<Option<crate::remote::Session>> = sessions
-        .into_iter()
-        .map(|r| r.map_err(|e| host_errors.push(e)).ok())
-        .collect();
-    let host_ctx: Vec<Option<Context>> = sessions
-        .iter()
-        .map(|s| {
-            s.as_ref().map(|s| {
-                let mut c = provision::remote::context(&ctx, s);
-                if let Some(a) = &env.arch {
-                    c.host.machine = a.clone();
-                }
-                c
-            })
-        })
-        .collect();
+    let hosts::Servers {
+        names: host_names,
+        sessions,
+        contexts: host_ctx,
+        errors: host_errors,
+    } = hosts::Servers::connect(&placed, &ctx, env.arch.as_deref())?;
     // Plan every VM first: a mistake in the command line stops before anything runs. A
     // server that cannot be reached fails its VMs only.
     let mut plans: Vec<Plan> = Vec::new();
@@ -328,7 +273,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                     settings,
                     s,
                     &req.options,
-                    &local_log_copy(env.settings, &host_names[h], plan),
+                    &hosts::local_log_copy(env.settings, &host_names[h], plan),
                     w,
                 )
             }
@@ -373,7 +318,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                                     plan.vm,
                                     plan.image,
                                     plan.log_path.display(),
-                                    local_log_copy(env.settings, &h, plan).display()
+                                    hosts::local_log_copy(env.settings, &h, plan).display()
                                 ),
                                 None => eprintln!(
                                     "provisioning `{}` from image `{}` (log: {})",
@@ -435,7 +380,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                     if let Some(h) = &host {
                         println!(
                             "  local copy of the log: {}",
-                            local_log_copy(env.settings, h, plan).display()
+                            hosts::local_log_copy(env.settings, h, plan).display()
                         );
                     }
                     for r in &p.replaced {
@@ -503,25 +448,4 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         summary,
     }
     .into())
-}
-
-/// The local copy of a remote run's log: `<log_dir>/hosts/<host>/<image>/<image>_<vm>.log`,
-/// apart from the local runs' logs.
-fn local_log_copy(settings: &Settings, host: &str, plan: &Plan) -> std::path::PathBuf {
-    let safe: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    settings
-        .log_dir
-        .join("hosts")
-        .join(safe)
-        .join(&plan.image)
-        .join(format!("{}_{}.log", plan.image, plan.vm))
 }
