@@ -957,3 +957,50 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
     no_script_left();
     assert_eq!(tree(&w.srv(0).join("work")), vec!["locks"]);
 }
+
+#[test]
+fn ctrl_c_stops_both_servers_of_a_two_job_run() {
+    let w = World::new(2, None);
+    let child = w
+        .cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--host",
+            "srv1",
+            "--vm",
+            "x1",
+            "x2",
+            "x3",
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=8",
+            "--jobs",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let d1 = w.srv(0).join("disks/x1.disk.xm");
+    let d2 = w.srv(1).join("disks/x2.disk.xm");
+    wait_for("both disks", 30, || d1.exists() && d2.exists());
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(!d1.exists() && !d2.exists(), "{err}");
+    assert!(
+        err.contains("x1 on `srv0`: failed") && err.contains("x2 on `srv1`: failed"),
+        "{err}"
+    );
+    // The third VM never started anywhere.
+    assert!(err.contains("x3 on `srv0`: not started"), "{err}");
+    assert!(!w.srv(0).join("disks/x3.disk.xm").exists());
+    no_script_left();
+    for i in 0..2 {
+        assert_eq!(tree(&w.srv(i).join("work")), vec!["locks"]);
+    }
+}
