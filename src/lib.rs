@@ -12,6 +12,7 @@ pub mod eval;
 pub mod image;
 pub(crate) mod interrupt;
 pub(crate) mod provision;
+pub(crate) mod remote;
 pub mod render;
 pub mod resolve;
 pub mod settings;

@@ -45,15 +45,26 @@ struct FileSettings {
     xen_auto_dir: Option<PathBuf>,
 }
 
-/// A managed server named in the settings file (`[hosts.NAME]`, spec §7).
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+/// A managed server named in the settings file (`[hosts.NAME]`, spec §7, docs/remote.md).
+/// Paths are paths on the server; `~/` is the remote user's home directory.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HostSettings {
     pub address: String,
     pub user: Option<String>,
     pub port: Option<u16>,
+    /// What `$IMAGE_STORE` names on the server.
     pub store: Option<PathBuf>,
     pub log_dir: Option<PathBuf>,
+    /// The server-side work dir: private work directories and per-VM locks.
+    pub work_dir: Option<PathBuf>,
+    #[serde(rename = "VM_DISKS_DIR", alias = "vm_disks_dir")]
+    pub vm_disks_dir: Option<PathBuf>,
+    #[serde(rename = "VM_CONF_DIR", alias = "vm_conf_dir")]
+    pub vm_conf_dir: Option<PathBuf>,
+    /// `[hosts.NAME.variables]`: site variables for this server, over `[variables]`.
+    #[serde(default)]
+    pub variables: BTreeMap<String, toml::Value>,
 }
 
 /// Where a setting's value came from.
@@ -316,7 +327,7 @@ fn deepest_key(text: &str) -> Span {
     best.map_or(Span::new(0, 0), |(_, s)| s)
 }
 
-fn toml_to_value(v: toml::Value) -> Value {
+pub(crate) fn toml_to_value(v: toml::Value) -> Value {
     match v {
         toml::Value::String(s) => Value::Str(s),
         toml::Value::Integer(i) => Value::Int(i),
@@ -479,5 +490,30 @@ mod tests {
             config: Some("/nonexistent/c.toml".into()),
         };
         assert!(Settings::load(&o, &env(false, &[])).is_err());
+    }
+
+    #[test]
+    fn hosts_hold_server_paths_and_unknown_keys_are_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "[hosts.xen1]\naddress = 'xen1'\nport = 2222\nVM_DISKS_DIR = '/srv/d'\nwork_dir = '~/w'\n[hosts.xen1.variables]\nmemory = 512\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            store: None,
+            config: Some(cfg.clone()),
+        };
+        let s = Settings::load(&o, &env(false, &[])).unwrap();
+        let h = &s.hosts["xen1"];
+        assert_eq!(h.vm_disks_dir, Some(PathBuf::from("/srv/d")));
+        // Server-side paths stay as written: `~` is the remote home, resolved on the server.
+        assert_eq!(h.work_dir, Some(PathBuf::from("~/w")));
+        assert_eq!(h.variables["memory"], toml::Value::Integer(512));
+        std::fs::write(&cfg, "[hosts.xen1]\naddress = 'xen1'\nlogdir = '/x'\n").unwrap();
+        let r = Settings::load(&o, &env(false, &[])).unwrap_err().render();
+        assert!(r.contains("unknown field `logdir`"), "{r}");
+        assert!(r.contains(&format!("{}:3:1", cfg.display())), "{r}");
     }
 }

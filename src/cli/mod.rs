@@ -5,6 +5,7 @@
 mod args;
 mod complete;
 mod conf;
+mod hosts;
 mod image;
 mod manpages;
 pub(crate) mod out;

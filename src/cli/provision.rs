@@ -3,7 +3,7 @@
 //! result; the per-VM errors go back to `report`.
 
 use super::out::{self, err, errln};
-use super::{App, args, report};
+use super::{App, args, hosts, report};
 use crate::eval::Host;
 use crate::provision::{self, Options, Plan, run::Watcher};
 use crate::resolve::Context;
@@ -19,6 +19,8 @@ use std::time::Duration;
 
 struct Request {
     vms: Vec<String>,
+    /// `--host` values, in order: VMs without `@HOST` are dealt out over them.
+    hosts: Vec<String>,
     dry_run: bool,
     jobs: usize,
     options: Options,
@@ -32,6 +34,8 @@ struct Env<'a> {
     quiet: bool,
     verbose: u8,
     store: Store,
+    /// `--arch`: also replaces a server's architecture.
+    arch: Option<String>,
 }
 
 struct Bar(ProgressBar);
@@ -89,6 +93,10 @@ pub(crate) struct ProvisionArgs {
     /// Stop the script after this many seconds (overrides provision_timeout)
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
+    /// Provision on this managed server: a `[hosts.NAME]` name or `[user@]server[:port]`
+    /// (repeat to spread the VMs over several; `--vm NAME@HOST` places one VM)
+    #[arg(id = "host", long = "host", value_name = "HOST")]
+    hosts: Vec<String>,
     /// Provision this many VMs at a time
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     jobs: u16,
@@ -106,6 +114,7 @@ pub(crate) struct ProvisionArgs {
 pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
     let req = Request {
         vms: a.vms.clone(),
+        hosts: a.hosts.clone(),
         dry_run: a.dry_run,
         jobs: a.jobs as usize,
         options: Options {
@@ -133,6 +142,7 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
         quiet: app.cli.quiet,
         verbose: app.cli.verbose,
         store,
+        arch: app.cli.arch.clone(),
     };
     provision(&env, req)
 }
@@ -146,17 +156,49 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         store_path: store.root.clone(),
         settings: env.settings.clone(),
     };
+    let placed = hosts::place(&req.vms, &req.hosts);
+    if (req.options.start || req.options.autostart) && placed.iter().any(|(_, h)| h.is_some()) {
+        return Err(crate::diagnostic::Diagnostic::error(
+            "`--start` and `--autostart` work on this machine only, not with `--host`",
+        )
+        .with_hint("provision on the server, then run `xl create` there")
+        .into());
+    }
     let mut seen = std::collections::HashSet::new();
-    for vm in &req.vms {
-        if !seen.insert(vm) {
+    for (vm, host) in &placed {
+        if !seen.insert((vm, host)) {
             anyhow::bail!("VM `{vm}` is named twice");
         }
     }
-    // Plan every VM first: a mistake in the command line stops before anything runs.
+    let hosts::Servers {
+        names: host_names,
+        sessions,
+        contexts: host_ctx,
+        errors: host_errors,
+    } = hosts::Servers::connect(&placed, &ctx, env.arch.as_deref())?;
+    // Plan every VM first: a mistake in the command line stops before anything runs. A
+    // server that cannot be reached fails its VMs only.
     let mut plans: Vec<Plan> = Vec::new();
-    for vm in &req.vms {
-        plans.push(provision::plan(vm, store, &ctx, &req.options)?);
+    let mut wheres: Vec<Option<usize>> = Vec::new();
+    let mut unreachable: Vec<(String, String)> = Vec::new();
+    for (vm, host) in &placed {
+        let hi = host
+            .as_ref()
+            .and_then(|h| host_names.iter().position(|n| n == h));
+        match hi {
+            None => plans.push(provision::plan(vm, store, &ctx, &req.options)?),
+            Some(i) => match &host_ctx[i] {
+                Some(c) => plans.push(provision::plan(vm, store, c, &req.options)?),
+                None => {
+                    unreachable.push((vm.clone(), host_names[i].clone()));
+                    continue;
+                }
+            },
+        }
+        wheres.push(hi);
     }
+    let session_of = |i: usize| wheres[i].and_then(|h| sessions[h].as_ref());
+    let host_of = |i: usize| wheres[i].map(|h| host_names[h].clone());
     if !env.quiet {
         for p in &plans {
             for w in p.resolved.warnings.warnings() {
@@ -164,12 +206,35 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             }
         }
     }
+    let work_store = |i: usize| match (wheres[i], session_of(i)) {
+        (Some(h), Some(_)) => host_ctx[h]
+            .as_ref()
+            .map(|c| provision::remote::work_store_for_display(&c.settings, &plans[i].vm))
+            .unwrap_or_default(),
+        _ => work_store_for_display(env.settings, &plans[i].vm),
+    };
     if req.dry_run {
         if env.json {
-            let v: Vec<_> = plans
-                .iter()
-                .map(|p| p.to_json(&work_store_for_display(env.settings, &p.vm)))
+            let mut v: Vec<_> = (0..plans.len())
+                .map(|i| {
+                    let mut j = plans[i].to_json(&work_store(i));
+                    if let (Some(h), Some(s)) = (wheres[i], session_of(i)) {
+                        j["host"] = serde_json::json!({
+                            "name": host_names[h],
+                            "address": s.target.display_address(),
+                            "uname": [s.facts.host.sysname, s.facts.host.nodename, s.facts.host.release, s.facts.host.version, s.facts.host.machine],
+                            "uid": s.facts.uid,
+                            "bridges": s.facts.bridges,
+                        });
+                    }
+                    j
+                })
                 .collect();
+            for (vm, h) in &unreachable {
+                v.push(
+                    serde_json::json!({"vm": vm, "host": {"name": h}, "error": "host not reached"}),
+                );
+            }
             let out = if v.len() == 1 {
                 v.into_iter().next().unwrap_or_default()
             } else {
@@ -177,11 +242,27 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             };
             out::print(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
         } else {
-            let texts: Vec<String> = plans
-                .iter()
-                .map(|p| p.describe(&work_store_for_display(env.settings, &p.vm)))
+            let texts: Vec<String> = (0..plans.len())
+                .map(|i| {
+                    let head = match (wheres[i], session_of(i)) {
+                        (Some(h), Some(s)) => host_ctx[h]
+                            .as_ref()
+                            .map(|c| provision::remote::describe_host(s, &c.settings))
+                            .unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    format!("{head}{}", plans[i].describe(&work_store(i)))
+                })
                 .collect();
             out::print(&texts.join("\n"))?;
+        }
+        if !host_errors.is_empty() {
+            return Err(report::Failures {
+                errors: host_errors,
+                interrupted: false,
+                summary: None,
+            }
+            .into());
         }
         return Ok(());
     }
@@ -192,6 +273,27 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         Mutex::new((0..plans.len()).map(|_| None).collect());
     let next = Mutex::new(0usize);
     let jobs = req.jobs.clamp(1, plans.len().max(1));
+    let execute = |i: usize, w: &mut dyn Watcher| -> Result<provision::Provisioned> {
+        let plan = &plans[i];
+        match (wheres[i], session_of(i)) {
+            (Some(h), Some(s)) => {
+                let settings = host_ctx[h]
+                    .as_ref()
+                    .map(|c| &c.settings)
+                    .unwrap_or(env.settings);
+                provision::remote::execute(
+                    plan,
+                    &store.root,
+                    settings,
+                    s,
+                    &req.options,
+                    &hosts::local_log_copy(env.settings, &host_names[h], plan),
+                    w,
+                )
+            }
+            _ => provision::execute(plan, &env.settings.work_dir, &req.options, w),
+        }
+    };
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
@@ -213,27 +315,38 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                             )
                             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         );
-                        pb.set_prefix(plan.vm.clone());
+                        pb.set_prefix(match host_of(i) {
+                            Some(h) => format!("{}@{h}", plan.vm),
+                            None => plan.vm.clone(),
+                        });
                         pb.enable_steady_tick(Duration::from_millis(120));
                         let mut w = Bar(pb.clone());
-                        let r =
-                            provision::execute(plan, &env.settings.work_dir, &req.options, &mut w);
+                        let r = execute(i, &mut w);
                         pb.finish_and_clear();
                         r
                     } else {
                         if !env.quiet && !env.json {
-                            errln!(
-                                "provisioning `{}` from image `{}` (log: {})",
-                                plan.vm,
-                                plan.image,
-                                plan.log_path.display()
-                            );
+                            match host_of(i) {
+                                Some(h) => errln!(
+                                    "provisioning `{}` from image `{}` on `{h}` (log there: {}; local copy: {})",
+                                    plan.vm,
+                                    plan.image,
+                                    plan.log_path.display(),
+                                    hosts::local_log_copy(env.settings, &h, plan).display()
+                                ),
+                                None => errln!(
+                                    "provisioning `{}` from image `{}` (log: {})",
+                                    plan.vm,
+                                    plan.image,
+                                    plan.log_path.display()
+                                ),
+                            }
                         }
                         let mut w = Plain {
                             vm: plan.vm.clone(),
                             echo: env.verbose > 0,
                         };
-                        provision::execute(plan, &env.settings.work_dir, &req.options, &mut w)
+                        execute(i, &mut w)
                     };
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(result);
@@ -249,22 +362,29 @@ fn provision(env: &Env, req: Request) -> Result<()> {
     // The summary is printed once every VM is done; stdout's reader going away then loses
     // only the summary, never a run or its cleanup, nor the exit status of a failure.
     let mut text = String::new();
-    // One line per VM for the summary of a several-VM run.
+    // One line per VM (and its host) for the summary of a several-VM run.
     let mut outcomes: Vec<String> = Vec::new();
-    for (plan, r) in plans.iter().zip(results) {
+    for (i, (plan, r)) in plans.iter().zip(results).enumerate() {
+        let host = host_of(i);
+        let on = host
+            .as_ref()
+            .map(|h| format!(" on `{h}`"))
+            .unwrap_or_default();
         match r {
             Some(Ok(p)) => {
                 outcomes.push(format!(
-                    "  {}: provisioned{}",
+                    "  {}{on}: provisioned{}",
                     p.vm,
                     if p.after.started { ", started" } else { "" }
                 ));
                 if env.json {
-                    json_rows.push(serde_json::json!({"vm": p.vm, "ok": true, "result": p}));
+                    json_rows.push(
+                        serde_json::json!({"vm": p.vm, "host": host, "ok": true, "result": p}),
+                    );
                 } else {
                     let _ = writeln!(
                         text,
-                        "provisioned `{}` from `{}` in {:.1} s",
+                        "provisioned `{}` from `{}`{on} in {:.1} s",
                         p.vm, p.image, p.seconds
                     );
                     let _ = writeln!(text, "  config: {}", p.config.display());
@@ -272,6 +392,13 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                         let _ = writeln!(text, "  disk:   {d}");
                     }
                     let _ = writeln!(text, "  log:    {}", p.log.display());
+                    if let Some(h) = &host {
+                        let _ = writeln!(
+                            text,
+                            "  local copy of the log: {}",
+                            hosts::local_log_copy(env.settings, h, plan).display()
+                        );
+                    }
                     for r in &p.replaced {
                         let _ = writeln!(text, "  replaced (--force): {r}");
                     }
@@ -299,7 +426,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                 let f = e.downcast_ref::<provision::Failure>();
                 let first = e.to_string();
                 outcomes.push(format!(
-                    "  {}: failed: {}",
+                    "  {}{on}: failed: {}",
                     plan.vm,
                     first
                         .lines()
@@ -309,15 +436,15 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                 ));
                 interrupted |= f.is_some_and(|f| f.interrupted);
                 if env.json {
-                    json_rows.push(serde_json::json!({"vm": plan.vm, "ok": false, "error": e.to_string(), "log": f.and_then(|f| f.log.clone())}));
+                    json_rows.push(serde_json::json!({"vm": plan.vm, "host": host, "ok": false, "error": e.to_string(), "log": f.and_then(|f| f.log.clone())}));
                 }
                 errors.push(e);
             }
             None => {
                 interrupted = true;
-                outcomes.push(format!("  {}: not started (interrupted)", plan.vm));
+                outcomes.push(format!("  {}{on}: not started (interrupted)", plan.vm));
                 if env.json {
-                    json_rows.push(serde_json::json!({"vm": plan.vm, "ok": false, "error": "not started: interrupted"}));
+                    json_rows.push(serde_json::json!({"vm": plan.vm, "host": host, "ok": false, "error": "not started: interrupted"}));
                 }
                 errors.push(anyhow::anyhow!(
                     "`{}` was not started: interrupted",
@@ -326,6 +453,15 @@ fn provision(env: &Env, req: Request) -> Result<()> {
             }
         }
     }
+    for (vm, h) in unreachable {
+        outcomes.push(format!("  {vm} on `{h}`: failed (host not reached)"));
+        if env.json {
+            json_rows.push(
+                serde_json::json!({"vm": vm, "host": h, "ok": false, "error": "host not reached"}),
+            );
+        }
+    }
+    errors.extend(host_errors);
     if env.json {
         let out = if json_rows.len() == 1 {
             json_rows.into_iter().next().unwrap_or_default()
@@ -335,15 +471,14 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         text = format!("{}\n", serde_json::to_string_pretty(&out)?);
     }
     let printed = out::print(&text);
-    let failed = plans.len()
-        - outcomes
-            .iter()
-            .filter(|o| o.contains(": provisioned"))
-            .count();
-    let summary = (plans.len() > 1 && !env.json).then(|| {
+    let failed = outcomes
+        .iter()
+        .filter(|o| !o.contains(": provisioned"))
+        .count();
+    let summary = (outcomes.len() > 1 && !env.json).then(|| {
         format!(
             "summary: {} provisioned, {} failed\n{}",
-            plans.len() - failed,
+            outcomes.len() - failed,
             failed,
             outcomes.join("\n")
         )

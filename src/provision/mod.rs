@@ -6,6 +6,7 @@ pub(crate) mod disk_values;
 pub(crate) mod disks;
 pub(crate) mod guest;
 pub(crate) mod log;
+pub(crate) mod remote;
 pub(crate) mod run;
 
 // Where a run meets the VM records of `crate::state`; `state` never imports `provision`.

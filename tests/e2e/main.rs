@@ -8,3 +8,4 @@
 
 mod boot;
 mod guest;
+mod remote;

@@ -212,9 +212,7 @@ fn subcommands_complete() {
     assert_eq!(got, ["validate"]);
 }
 
-// `--host` arrives with remote provisioning (the `remote` branch); un-ignore on merge.
 #[test]
-#[ignore = "needs `provision --host` from remote provisioning"]
 fn host_offers_the_hosts_of_the_settings() {
     let w = world_with_settings(
         "[hosts.xen1]\naddress = 'xen1.example.org'\n[hosts.xen2]\naddress = '10.0.0.2'\n",

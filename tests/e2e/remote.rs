@@ -1,0 +1,1006 @@
+//! Provisioning onto managed servers (issue #9) over the real OpenSSH: each test starts
+//! private `sshd`s on 127.0.0.1 (own host key, own config, free port) and points convirt at
+//! them with `CONVIRT_SSH="ssh -F <test config>"`, so nobody's own ssh setup is touched.
+//! The "server" is this machine through loopback, with server-side paths that differ from
+//! the local ones, so "nothing lands locally" is checked for real.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn sh(cmd: &mut Command) -> Output {
+    let o = cmd.output().expect("run");
+    assert!(o.status.success(), "{cmd:?}: {}", text(&o.stderr));
+    o
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every file and directory under `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(base).unwrap().display().to_string());
+            if p.is_dir() && !p.is_symlink() {
+                walk(base, &p, out);
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A private sshd; stopped (by its pid) when dropped.
+struct Sshd {
+    port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Sshd {
+    fn start(dir: &Path, authorized: &Path, extra: &str) -> Sshd {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let key = dir.join("host_key");
+        sh(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key));
+        let port = free_port();
+        let conf = dir.join("sshd_config");
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nUsePAM no\nStrictModes no\n\
+                 AuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nLogLevel ERROR\n{extra}",
+                key.display(),
+                dir.join("sshd.pid").display(),
+                authorized.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd");
+        wait_for("sshd to listen", 10, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Sshd {
+            port,
+            dir: dir.to_path_buf(),
+            child,
+        }
+    }
+
+    fn known_hosts_line(&self) -> String {
+        let public = std::fs::read_to_string(self.dir.join("host_key.pub")).unwrap();
+        let mut f = public.split_whitespace();
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            self.port,
+            f.next().unwrap(),
+            f.next().unwrap()
+        )
+    }
+
+    /// The per-connection sshd processes (the daemon's children).
+    fn sessions(&self) -> Vec<i32> {
+        let me = self.child.id() as i32;
+        processes()
+            .into_iter()
+            .filter(|(_, ppid, _)| *ppid == me)
+            .map(|(pid, _, _)| pid)
+            .collect()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A local store and settings, a client key and ssh config, and servers.
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    ssh_config: PathBuf,
+    servers: Vec<Sshd>,
+}
+
+const HOSTS: &str = "srv";
+
+impl World {
+    /// `n` servers `srv0`, `srv1`, ... as `[hosts.*]` for `user` (root when None).
+    fn new(n: usize, user: Option<&str>) -> World {
+        let tmp = tempfile::Builder::new()
+            .prefix("convirt-e2e-remote.")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().to_path_buf();
+        // A normal user on the server side must reach the authorized_keys file.
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let key = root.join("client_key");
+        sh(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key));
+        let authorized = root.join("authorized_keys");
+        std::fs::copy(root.join("client_key.pub"), &authorized).unwrap();
+        std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let servers: Vec<Sshd> = (0..n)
+            .map(|i| Sshd::start(&root.join(format!("sshd{i}")), &authorized, ""))
+            .collect();
+        let known: String = servers.iter().map(Sshd::known_hosts_line).collect();
+        std::fs::write(root.join("known_hosts"), known).unwrap();
+        let ssh_config = root.join("ssh_config");
+        std::fs::write(
+            &ssh_config,
+            format!(
+                "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  LogLevel ERROR\n",
+                key.display(),
+                root.join("known_hosts").display()
+            ),
+        )
+        .unwrap();
+        let w = World {
+            _tmp: tmp,
+            root,
+            ssh_config,
+            servers,
+        };
+        let store = w.root.join("store");
+        sh(Command::new(env!("CARGO_BIN_EXE_convirt"))
+            .args(["store", "init"])
+            .arg(&store)
+            .env("HOME", w.root.join("home")));
+        // Two test images: one fails after making its disk, one waits after making it.
+        for (name, last) in [
+            ("Fails", "echo boom; exit 3"),
+            ("Slow", "echo waiting; sleep 373"),
+        ] {
+            let dir = store.join(name);
+            sh(Command::new("cp")
+                .arg("-a")
+                .arg(store.join("Linux_CD_Install"))
+                .arg(&dir));
+            let p = dir.join("provision.sh");
+            let s = std::fs::read_to_string(&p).unwrap();
+            let s = s.replace(
+                "log_msg \"Provisioning of VM ${VM_NAME:-(unknown)} completed\"",
+                last,
+            );
+            std::fs::write(&p, s).unwrap();
+        }
+        let mut toml = format!(
+            "image_store = '{}'\nlog_dir = '{r}/local/log'\nwork_dir = '{r}/local/work'\n\
+             [variables]\nVM_DISKS_DIR = '{r}/local/disks'\nVM_CONF_DIR = '{r}/local/xen'\n",
+            store.display(),
+            r = w.root.display()
+        );
+        for (i, s) in w.servers.iter().enumerate() {
+            let srv = w.srv(i);
+            toml.push_str(&format!(
+                "[hosts.{HOSTS}{i}]\naddress = '127.0.0.1'\nport = {}\n",
+                s.port
+            ));
+            match user {
+                None => toml.push_str(&format!(
+                    "user = 'root'\nlog_dir = '{s}/log'\nwork_dir = '{s}/work'\nVM_DISKS_DIR = '{s}/disks'\nVM_CONF_DIR = '{s}/xen'\n",
+                    s = srv.display()
+                )),
+                Some(u) => toml.push_str(&format!("user = '{u}'\n")),
+            }
+        }
+        std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
+        w
+    }
+
+    fn srv(&self, i: usize) -> PathBuf {
+        self.root.join(format!("srv{i}"))
+    }
+
+    fn local(&self) -> PathBuf {
+        self.root.join("local")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_convirt"));
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.root.join("home"))
+            .env("USER", "tester")
+            .env("CONVIRT_CONFIG", self.root.join("convirt.toml"))
+            .env(
+                "CONVIRT_SSH",
+                format!("ssh -F {}", self.ssh_config.display()),
+            )
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+}
+
+fn xl_accepts(file: &Path) {
+    let o = Command::new("bash")
+        .arg(repo().join("tests/xen/xl-check.sh"))
+        .arg(file)
+        .env("XEN_CHECK_STRICT", "1")
+        .output()
+        .unwrap();
+    match o.status.code() {
+        Some(0) => {}
+        Some(77) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIP xl check: {}", text(&o.stderr))
+        }
+        _ => panic!(
+            "xl refused {}: {}{}",
+            file.display(),
+            text(&o.stdout),
+            text(&o.stderr)
+        ),
+    }
+}
+
+/// Every process: pid, parent pid, command line (from /proc, so no procps is needed).
+fn processes() -> Vec<(i32, i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold blanks and parentheses.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        out.push((pid, ppid, text(&cmd).replace('\0', " ")));
+    }
+    out
+}
+
+fn script_running() -> bool {
+    processes().iter().any(|(_, _, c)| c.trim() == "sleep 373")
+}
+
+fn no_script_left() {
+    assert!(!script_running(), "a remote script survived");
+}
+
+#[test]
+fn provisions_on_the_server_and_nothing_locally() {
+    let w = World::new(1, None);
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "r1",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=16",
+    ]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}{err}");
+    let srv = w.srv(0);
+    let cfg = srv.join("xen/r1.cfg");
+    let log = srv.join("log/Linux_CD_Install/Linux_CD_Install_r1.log");
+    assert!(out.contains(&format!("config: {}", cfg.display())), "{out}");
+    assert!(out.contains("on `srv0`"), "{out}");
+    xl_accepts(&cfg);
+    assert_eq!(
+        std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert!(
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .contains("name = \"r1\"")
+    );
+    let disk = srv.join("disks/r1.disk.xm");
+    assert_eq!(std::fs::metadata(&disk).unwrap().len(), 16 * 1024 * 1024);
+    let logtext = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logtext.contains("Provisioning of VM r1 completed"),
+        "{logtext}"
+    );
+    assert!(logtext.contains("installed VM config"), "{logtext}");
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // The work directory and the lock are gone; only the locks directory stays.
+    assert_eq!(tree(&srv.join("work")), vec!["locks"]);
+    // Locally: only the copy of the log, apart from the local runs' logs.
+    let copy = w
+        .local()
+        .join("log/hosts/srv0/Linux_CD_Install/Linux_CD_Install_r1.log");
+    assert!(out.contains(&copy.display().to_string()), "{out}");
+    assert!(
+        std::fs::read_to_string(&copy)
+            .unwrap()
+            .contains("Provisioning of VM r1 completed")
+    );
+    assert_eq!(
+        tree(&w.local()),
+        vec![
+            "log",
+            "log/hosts",
+            "log/hosts/srv0",
+            "log/hosts/srv0/Linux_CD_Install",
+            "log/hosts/srv0/Linux_CD_Install/Linux_CD_Install_r1.log"
+        ]
+    );
+    // A second run refuses: the config exists on the server.
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "r1",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=16",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("already exists on srv0"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(tree(&srv.join("work")), vec!["locks"]);
+}
+
+#[test]
+fn dry_run_probes_the_server_and_writes_nothing() {
+    let w = World::new(1, None);
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "d1",
+        "--image",
+        "Linux_CD_Install",
+        "--dry-run",
+    ]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let node = text(&sh(Command::new("uname").arg("-n")).stdout);
+    assert!(out.contains(&format!("node name {}", node.trim())), "{out}");
+    assert!(
+        out.contains(&format!("{}/xen/d1.cfg", w.srv(0).display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}/work/d1.XXXXXX/image_store",
+            w.srv(0).display()
+        )),
+        "{out}"
+    );
+    assert!(!w.srv(0).exists());
+    assert!(!w.local().exists());
+    // The server's machine is what computed options see, unless `--arch` says otherwise.
+    let machine = text(&sh(Command::new("uname").arg("-m")).stdout);
+    assert!(
+        out.contains(&format!("arch = '{}'", machine.trim())),
+        "{out}"
+    );
+    let o = w.run(&[
+        "--arch",
+        "aarch64",
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "d1",
+        "--image",
+        "Linux_CD_Install",
+        "--dry-run",
+    ]);
+    assert!(
+        text(&o.stdout).contains("arch = 'aarch64'"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn a_failing_script_leaves_only_the_log_on_the_server() {
+    let w = World::new(1, None);
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "f1",
+        "--image",
+        "Fails",
+        "--set",
+        "hda_disk_size=16",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("exited with status 3 on `srv0`"), "{err}");
+    assert!(err.contains("boom"), "{err}");
+    let srv = w.srv(0);
+    assert!(
+        err.contains(&format!(
+            "removed what this run created: {}/disks/f1.disk.xm",
+            srv.display()
+        )),
+        "{err}"
+    );
+    assert!(!srv.join("disks/f1.disk.xm").exists());
+    assert!(!srv.join("xen/f1.cfg").exists());
+    assert!(srv.join("log/Fails/Fails_f1.log").exists());
+    assert_eq!(tree(&srv.join("work")), vec!["locks"]);
+}
+
+#[test]
+fn ctrl_c_stops_the_remote_process_group_and_cleans_up() {
+    let w = World::new(1, None);
+    let child = w
+        .cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--vm",
+            "c1",
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=16",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let disk = w.srv(0).join("disks/c1.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    wait_for("the remote script", 10, script_running);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted (Ctrl-C) and stopped on `srv0`"),
+        "{err}"
+    );
+    assert!(!disk.exists());
+    no_script_left();
+    assert_eq!(tree(&w.srv(0).join("work")), vec!["locks"]);
+}
+
+#[test]
+fn a_dropped_connection_is_reported_and_the_server_cleans_up() {
+    let w = World::new(1, None);
+    let child = w
+        .cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--vm",
+            "k1",
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=16",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let disk = w.srv(0).join("disks/k1.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    std::thread::sleep(Duration::from_millis(300));
+    let sessions = w.servers[0].sessions();
+    assert!(!sessions.is_empty());
+    for pid in sessions {
+        // SAFETY: the session processes of the sshd this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the connection to `srv0` was lost mid-run"),
+        "{err}"
+    );
+    assert!(err.contains("reconnected to `srv0`"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "removed what this run created: {}",
+            disk.display()
+        )),
+        "{err}"
+    );
+    assert!(!disk.exists());
+    no_script_left();
+    let log = std::fs::read_to_string(w.srv(0).join("log/Slow/Slow_k1.log")).unwrap();
+    assert!(log.contains("the connection to convirt was lost"), "{log}");
+    assert_eq!(tree(&w.srv(0).join("work")), vec!["locks"]);
+}
+
+#[test]
+fn host_keys_authentication_and_reachability_are_clear_errors() {
+    let w = World::new(1, None);
+    let vm = [
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "h1",
+        "--image",
+        "Linux_CD_Install",
+    ];
+    let known = w.root.join("known_hosts");
+    let good = std::fs::read_to_string(&known).unwrap();
+
+    // A changed host key.
+    let other = w.root.join("other_key");
+    sh(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other));
+    let public = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let mut f = public.split_whitespace();
+    let line = format!(
+        "[127.0.0.1]:{} {} {}\n",
+        w.servers[0].port,
+        f.next().unwrap(),
+        f.next().unwrap()
+    );
+    std::fs::write(&known, &line).unwrap();
+    let o = w.run(&vm);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("host key of `srv0`") && err.contains("CHANGED"),
+        "{err}"
+    );
+    assert!(err.contains("ssh-keygen -R"), "{err}");
+
+    // An unknown host key is never accepted.
+    std::fs::write(&known, "").unwrap();
+    let o = w.run(&vm);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not known"), "{err}");
+    assert_eq!(std::fs::read_to_string(&known).unwrap(), "");
+    std::fs::write(&known, &good).unwrap();
+
+    // A refused key.
+    std::fs::write(w.root.join("authorized_keys"), "").unwrap();
+    let o = w.run(&vm);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("refused the authentication"), "{err}");
+    assert!(err.contains("ssh-agent"), "{err}");
+
+    // Nobody listening.
+    let port = free_port().to_string();
+    let target = format!("root@127.0.0.1:{port}");
+    let o = w.run(&[
+        "provision",
+        "--host",
+        &target,
+        "--vm",
+        "h1",
+        "--image",
+        "Linux_CD_Install",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is unreachable"), "{err}");
+    assert!(!w.srv(0).exists());
+    assert!(!w.local().exists());
+}
+
+#[test]
+fn two_servers_in_one_command_with_two_jobs() {
+    let w = World::new(2, None);
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--host",
+        "srv1",
+        "--vm",
+        "a1",
+        "a2",
+        "a3",
+        "b1@srv1",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=8",
+        "--jobs",
+        "2",
+    ]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}{err}");
+    // Dealt out in turn: a1, a3 on srv0; a2 and b1 (placed) on srv1.
+    for (i, vms) in [(0, ["a1", "a3"]), (1, ["a2", "b1"])] {
+        let got: Vec<String> = tree(&w.srv(i).join("xen"));
+        assert_eq!(
+            got,
+            vms.iter().map(|v| format!("{v}.cfg")).collect::<Vec<_>>()
+        );
+    }
+    assert!(err.contains("summary: 4 provisioned, 0 failed"), "{err}");
+    assert!(err.contains("a2 on `srv1`: provisioned"), "{err}");
+    assert!(err.contains("a3 on `srv0`: provisioned"), "{err}");
+
+    // One server down does not stop the other.
+    let mut servers = w.servers;
+    drop(servers.remove(1));
+    let w2 = World { servers, ..w };
+    let o = w2.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--host",
+        "srv1",
+        "--vm",
+        "c1",
+        "c2",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=8",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(w2.srv(0).join("xen/c1.cfg").exists());
+    assert!(err.contains("`srv1` (root@127.0.0.1:"), "{err}");
+    assert!(
+        err.contains("c2 on `srv1`: failed (host not reached)"),
+        "{err}"
+    );
+    assert!(err.contains("summary: 1 provisioned, 1 failed"), "{err}");
+}
+
+fn normal_user(home: &Path) -> String {
+    let name = "convirt-remote";
+    if !Command::new("id")
+        .arg(name)
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        sh(Command::new("useradd").args(["-M", "-s", "/bin/bash", name]));
+    }
+    // `*`: no password, but not a locked account, which sshd without PAM refuses.
+    sh(Command::new("usermod")
+        .args(["-p", "*", "-d"])
+        .arg(home)
+        .arg(name));
+    std::fs::create_dir_all(home).unwrap();
+    sh(Command::new("chown").arg(format!("{name}:")).arg(home));
+    name.to_string()
+}
+
+#[test]
+fn a_normal_user_on_the_server_gets_home_paths_and_clear_permission_errors() {
+    let tmp_user_home = tempfile::Builder::new()
+        .prefix("convirt-e2e-home.")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(tmp_user_home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = tmp_user_home.path().join("h");
+    let user = normal_user(&home);
+    let w = World::new(1, Some(&user));
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "u1",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=8",
+    ]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}{err}");
+    let cfg = home.join(".convirt/vm_configs/u1.cfg");
+    xl_accepts(&cfg);
+    let disk = home.join(".convirt/vm_disks/u1.disk.xm");
+    use std::os::unix::fs::MetadataExt;
+    let uid = text(&sh(Command::new("id").args(["-u", &user])).stdout)
+        .trim()
+        .parse::<u32>()
+        .unwrap();
+    assert_eq!(std::fs::metadata(&disk).unwrap().uid(), uid);
+    assert!(
+        home.join(".convirt/log/Linux_CD_Install/Linux_CD_Install_u1.log")
+            .exists()
+    );
+
+    // A VM_CONF_DIR the user cannot write: refused before anything is made.
+    let locked = w.root.join("root-only");
+    std::fs::create_dir(&locked).unwrap();
+    let mut toml = std::fs::read_to_string(w.root.join("convirt.toml")).unwrap();
+    toml.push_str(&format!(
+        "[hosts.locked]\naddress = '127.0.0.1'\nport = {}\nuser = '{user}'\nVM_CONF_DIR = '{}/xen'\n",
+        w.servers[0].port,
+        locked.display()
+    ));
+    std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "locked",
+        "--vm",
+        "u2",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=8",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "`{}/xen` is not writable on locked",
+            locked.display()
+        )),
+        "{err}"
+    );
+    assert!(!home.join(".convirt/vm_disks/u2.disk.xm").exists());
+    assert!(
+        !home
+            .join(".convirt/log/Linux_CD_Install/Linux_CD_Install_u2.log")
+            .exists()
+    );
+    assert_eq!(tree(&home.join(".convirt/work")), vec!["locks"]);
+
+    // A server-side work_dir the user cannot write: refused, nothing made.
+    let mut toml = std::fs::read_to_string(w.root.join("convirt.toml")).unwrap();
+    toml.push_str(&format!(
+        "[hosts.nowork]\naddress = '127.0.0.1'\nport = {}\nuser = '{user}'\nwork_dir = '{}/work'\n",
+        w.servers[0].port,
+        locked.display()
+    ));
+    std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "nowork",
+        "--vm",
+        "u3",
+        "--image",
+        "Linux_CD_Install",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("work_dir") && err.contains("is not writable"),
+        "{err}"
+    );
+    assert!(!locked.join("work").exists());
+    assert!(!home.join(".convirt/vm_configs/u3.cfg").exists());
+}
+
+#[test]
+fn a_server_without_the_tools_is_named_before_anything_is_made() {
+    let w = World::new(0, None);
+    // A server whose sessions only find a few tools: no tar.
+    let bin = w.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for t in [
+        "sh", "bash", "uname", "id", "printf", "head", "mktemp", "mkdir",
+    ] {
+        let p = text(&sh(Command::new("bash").args(["-c", &format!("command -v {t}")])).stdout);
+        if p.trim().starts_with('/') {
+            std::os::unix::fs::symlink(p.trim(), bin.join(t)).unwrap();
+        }
+    }
+    let s = Sshd::start(
+        &w.root.join("sshd-bare"),
+        &w.root.join("authorized_keys"),
+        &format!("SetEnv PATH={}\n", bin.display()),
+    );
+    std::fs::write(w.root.join("known_hosts"), s.known_hosts_line()).unwrap();
+    let target = format!("root@127.0.0.1:{}", s.port);
+    let o = w.run(&[
+        "provision",
+        "--host",
+        &target,
+        "--vm",
+        "t1",
+        "--image",
+        "Linux_CD_Install",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("lacks tools that convirt needs on the server"),
+        "{err}"
+    );
+    assert!(err.contains("tar"), "{err}");
+    assert!(!w.srv(0).exists());
+}
+
+/// Every command line on this machine (what `ps` shows), joined.
+fn all_command_lines() -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(b) = std::fs::read(e.path().join("cmdline")) {
+            out.push_str(&text(&b).replace('\0', " "));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stops_the_script() {
+    let w = World::new(1, None);
+    // A value that could be a password hash, for this host only.
+    let mut toml = std::fs::read_to_string(w.root.join("convirt.toml")).unwrap();
+    toml.push_str("[hosts.srv0.variables]\nroot_password = '$6$e2e-secret-marker$x'\n");
+    std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
+    let child = w
+        .cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--vm",
+            "l1",
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=8",
+            "--timeout",
+            "4",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let disk = w.srv(0).join("disks/l1.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    assert!(!all_command_lines().contains("e2e-secret-marker"));
+    let conf = w.srv(0).join("log/Slow/Slow_l1_image.conf");
+    assert!(
+        std::fs::read_to_string(&conf)
+            .unwrap()
+            .contains("e2e-secret-marker")
+    );
+    assert_eq!(
+        std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+
+    // A second console provisioning the same VM on that server is refused at once.
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "l1",
+        "--image",
+        "Slow",
+        "--set",
+        "hda_disk_size=8",
+        "--force",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`l1` is already being provisioned on srv0"),
+        "{err}"
+    );
+    assert!(err.contains("user tester"), "{err}");
+    assert!(
+        disk.exists(),
+        "the refused run touched the running one's disk"
+    );
+
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("timed out after 4 s and was stopped on `srv0`"),
+        "{err}"
+    );
+    assert!(!disk.exists());
+    no_script_left();
+    assert_eq!(tree(&w.srv(0).join("work")), vec!["locks"]);
+}
+
+#[test]
+fn ctrl_c_stops_both_servers_of_a_two_job_run() {
+    let w = World::new(2, None);
+    let child = w
+        .cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--host",
+            "srv1",
+            "--vm",
+            "x1",
+            "x2",
+            "x3",
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=8",
+            "--jobs",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let d1 = w.srv(0).join("disks/x1.disk.xm");
+    let d2 = w.srv(1).join("disks/x2.disk.xm");
+    wait_for("both disks", 30, || d1.exists() && d2.exists());
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(!d1.exists() && !d2.exists(), "{err}");
+    assert!(
+        err.contains("x1 on `srv0`: failed") && err.contains("x2 on `srv1`: failed"),
+        "{err}"
+    );
+    // The third VM never started anywhere.
+    assert!(err.contains("x3 on `srv0`: not started"), "{err}");
+    assert!(!w.srv(0).join("disks/x3.disk.xm").exists());
+    no_script_left();
+    for i in 0..2 {
+        assert_eq!(tree(&w.srv(i).join("work")), vec!["locks"]);
+    }
+}
