@@ -36,6 +36,9 @@ cat > "$work/convirt.toml" << EOF
 image_store = '$work/store'
 log_dir = '$work/log'
 work_dir = '$work/work'
+# VM records of the run stay in it (as root the default is /var/lib/convirt,
+# where the names would clash with earlier runs).
+state_dir = '$work/state'
 
 [variables]
 VM_DISKS_DIR = '$work/disks'

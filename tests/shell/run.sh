@@ -918,6 +918,37 @@ FAKE
     check_eq "the base disk of a size is built once" "$e1/base-8M.img" "$(cat "$dir/base" 2> /dev/null)"
     check_eq "it holds the base tree" tool "$(debugfs_cat "$e1/base-8M.img" /usr/bin/tool)"
     check "with root ownership" bash -c 'debugfs -R "stat /usr/bin/tool" "$1" 2>/dev/null | grep -q "User:     0   Group:     0"' _ "$e1/base-8M.img"
+
+    # Readers of a warm entry share its lock: a VM being made from it (here a
+    # process holding the shared lock) does not hold up the next one, but a
+    # REFRESH waits for it. The timeout only turns a hang into a failure.
+    local lock="$dir/cache/guests/.debian-k1.lock" reader runs i
+    rm -f "$dir/ready" "$dir/release"
+    flock -s "$lock" bash -c 'touch "$1"; while [[ ! -e "$2" ]]; do sleep 0.1; done' _ "$dir/ready" "$dir/release" &
+    reader=$!
+    for ((i = 0; i < 100; i++)); do
+        [[ -e "$dir/ready" ]] && break
+        sleep 0.1
+    done
+    if env "${genv[@]}" timeout 60 bash -c "$body" _ "$STORE/common" "$dir/e5" > "$dir/out8" 2>&1; then
+        pass "warm entry: a second reader does not wait for the first"
+    else
+        fail "warm entry: a second reader does not wait for the first" "$(tail -n 3 "$dir/out8")"
+    fi
+    check "and does not say it waits" bash -c '! grep -q "waiting for it" "$1"' _ "$dir/out8"
+    runs=$(grep -c '' "$dir/runs")
+    env "${genv[@]}" REFRESH=1 timeout 60 bash -c "$body" _ "$STORE/common" "$dir/e6" > "$dir/out9" 2>&1 &
+    local refresher=$!
+    for ((i = 0; i < 100; i++)); do
+        grep -q "waiting for it" "$dir/out9" 2> /dev/null && break
+        sleep 0.1
+    done
+    check_contains "a REFRESH waits while a VM is made from the entry" "$dir/out9" "waiting for it"
+    check_eq "and has not rebuilt yet" "$runs" "$(grep -c '' "$dir/runs")"
+    touch "$dir/release"
+    wait "$reader"
+    check "the REFRESH then completes" wait "$refresher"
+    check_eq "rebuilding once" $((runs + 1)) "$(grep -c '' "$dir/runs")"
 }
 
 ###########################################################################
