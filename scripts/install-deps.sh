@@ -5,7 +5,8 @@
 # - Xen's own config parser (xl, libxlutil) and gcc to build the stub in tests/xen/;
 # - shellcheck for the shipped scripts; e2fsprogs/qemu-utils/util-linux for disks;
 # - tar/gzip/zstd/dpkg for archives; curl for downloads;
-# - mmdebstrap + uidmap for the bootable image (a normal user's bootstrap);
+# - mmdebstrap + uidmap for the bootable image (a normal user's bootstrap); openssl for
+#   the test's crypt hash (openssl passwd -6);
 # - qemu-system-x86 to boot the provisioned guest (from bookworm-backports: bookworm's
 #   7.2 conflicts with the preinstalled qemu-utils 10);
 # - openssh-server/openssh-client for the remote-host tests; iproute2 for bridges in a
@@ -16,7 +17,7 @@ set -euo pipefail
 
 packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs qemu-utils util-linux curl gcc libc6-dev
           tar gzip zstd dpkg diffutils mmdebstrap uidmap openssh-server openssh-client iproute2
-          lintian man-db bash-completion)
+          lintian man-db bash-completion openssl)
 backports=(qemu-system-x86)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }

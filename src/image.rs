@@ -105,6 +105,7 @@ fn string_list(
 pub enum Kind {
     Pv,
     Hvm,
+    Pvh,
 }
 
 impl std::fmt::Display for Kind {
@@ -112,6 +113,7 @@ impl std::fmt::Display for Kind {
         f.write_str(match self {
             Kind::Pv => "PV",
             Kind::Hvm => "HVM",
+            Kind::Pvh => "PVH",
         })
     }
 }
@@ -163,12 +165,20 @@ impl Image {
     }
 }
 
-/// HVM when the template says `builder = 'hvm'` or `type = 'hvm'`.
+/// HVM when the template says `builder = 'hvm'` or `type = 'hvm'`, PVH for `type = 'pvh'`.
 pub fn kind_of(values: &Evaluated) -> Kind {
-    let hvm = ["builder", "type"]
-        .iter()
-        .any(|k| values.get(k).and_then(Value::as_str) == Some("hvm"));
-    if hvm { Kind::Hvm } else { Kind::Pv }
+    let is = |want: &str| {
+        ["builder", "type"]
+            .iter()
+            .any(|k| values.get(k).and_then(Value::as_str) == Some(want))
+    };
+    if is("hvm") {
+        Kind::Hvm
+    } else if is("pvh") {
+        Kind::Pvh
+    } else {
+        Kind::Pv
+    }
 }
 
 /// The description as plain text for a terminal.

@@ -34,62 +34,108 @@ impl Disk {
     }
 }
 
+/// One disk entry, normalised the way the shipped shell side (`_cv_parse_disk` in
+/// `common/functions`) reads it; both are checked against one table,
+/// `tests/fixtures/disk_entries.txt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `file` (also for `aio:`, `raw:` and no protocol), `phy` (also for a bare `/dev/`
+    /// path), `qcow2` (also `qcow`), `vmdk`, or a `tap:`/`tap2:` protocol as written.
+    pub kind: String,
+    pub path: String,
+    /// The guest device without `ioemu:` and `:cdrom`.
+    pub dev: String,
+    /// `r` or `w` for the xl form; as written (`w`, `r`, `rw`, ...) for the legacy one.
+    pub mode: String,
+    pub cdrom: bool,
+}
+
 /// Parses one entry: `proto:path,dev[:cdrom],mode` (also `tap:aio:path`) or the xl form
-/// `target=...,vdev=...,access=...`.
-pub fn parse_entry(spec: &str) -> Option<(String, String, String, String, bool)> {
-    if spec.contains("target=") || spec.contains("vdev=") {
-        let mut target = String::new();
-        let mut vdev = String::new();
-        let mut access = "rw".to_string();
-        let mut format = "raw".to_string();
+/// `format=...,vdev=...,access=...,target=...` (`target=` takes the rest of the entry).
+pub fn parse(spec: &str) -> Option<Entry> {
+    let is_xl = spec
+        .split(',')
+        .any(|p| p.trim_start().starts_with("target="));
+    let (mut kind, path, dev, mode, mut cdrom) = if is_xl {
+        let at = spec.find("target=")?;
+        let path = spec[at + "target=".len()..].trim().to_string();
+        let (mut vdev, mut access, mut format, mut backend) =
+            (String::new(), "w".to_string(), String::new(), String::new());
         let mut cdrom = false;
-        for part in spec.split(',') {
-            let part = part.trim();
+        for part in spec[..at].split(',').map(str::trim) {
             match part.split_once('=') {
-                Some(("target", v)) => target = v.to_string(),
                 Some(("vdev", v)) => vdev = v.to_string(),
                 Some(("access", v)) => access = v.to_string(),
                 Some(("format", v)) => format = v.to_string(),
+                Some(("backendtype", v)) => backend = v.to_string(),
                 Some(("devtype", "cdrom")) => cdrom = true,
                 None if part == "cdrom" => cdrom = true,
                 _ => {}
             }
         }
-        let kind = if target.starts_with("/dev/") {
-            "phy".to_string()
-        } else if format == "qcow2" {
-            "qcow2".into()
-        } else {
-            "file".into()
+        let kind = match format.as_str() {
+            _ if backend == "phy" => "phy",
+            "qcow" | "qcow2" => "qcow2",
+            "vmdk" => "vmdk",
+            _ => "",
         };
         let mode = if access.starts_with('r') && !access.contains('w') {
-            "r".to_string()
+            "r"
         } else {
-            "w".to_string()
+            "w"
         };
-        return Some((kind, target, vdev, mode, cdrom));
-    }
-    let mut parts = spec.split(',').map(str::trim);
-    let target = parts.next()?;
-    let dev = parts.next()?.to_string();
-    let mode = parts.next().unwrap_or("w").to_string();
-    let (kind, path) = if let Some(rest) = target
-        .strip_prefix("tap:")
-        .or_else(|| target.strip_prefix("tap2:"))
-    {
-        match rest.split_once(':') {
-            Some((sub, p)) => (format!("tap:{sub}"), p.to_string()),
-            None => ("tap:aio".to_string(), rest.to_string()),
-        }
+        (kind.to_string(), path, vdev, mode.to_string(), cdrom)
     } else {
-        match target.split_once(':') {
-            Some((proto, p)) => (proto.to_string(), p.to_string()),
-            None if target.starts_with("/dev/") => ("phy".to_string(), target.to_string()),
-            None => ("file".to_string(), target.to_string()),
+        let mut fields: Vec<&str> = spec.split(',').collect();
+        if fields.len() < 3 {
+            return None;
         }
+        let mode = fields.pop()?.trim().to_string();
+        let dev = fields.pop()?.trim().to_string();
+        let target = fields.join(",");
+        let target = target.trim();
+        let (kind, path) = match split_proto(target) {
+            Some((k, p)) => (k, p.to_string()),
+            None => (String::new(), target.to_string()),
+        };
+        (kind, path, dev, mode, false)
     };
-    let cdrom = dev.contains(":cdrom");
-    Some((kind, path, dev, mode, cdrom))
+    let dev = dev.strip_prefix("ioemu:").unwrap_or(&dev);
+    if dev.ends_with(":cdrom") {
+        cdrom = true;
+    }
+    let dev = dev.split(':').next().unwrap_or("").to_string();
+    kind = match kind.as_str() {
+        "" if path.starts_with("/dev/") => "phy".into(),
+        "" | "aio" | "raw" => "file".into(),
+        "qcow" => "qcow2".into(),
+        _ => kind,
+    };
+    Some(Entry {
+        kind,
+        path,
+        dev,
+        mode,
+        cdrom,
+    })
+}
+
+/// `tap:aio:/p` → (`tap:aio`, `/p`), `tap:/p` → (`tap:aio`, `/p`), `file:/p` → (`file`,
+/// `/p`); `None` without a protocol.
+fn split_proto(target: &str) -> Option<(String, &str)> {
+    let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    for tap in ["tap:", "tap2:"] {
+        if let Some(rest) = target.strip_prefix(tap) {
+            return match rest.split_once(':') {
+                Some((sub, p)) if word(sub) => Some((format!("{tap}{sub}"), p)),
+                _ => Some(("tap:aio".to_string(), rest)),
+            };
+        }
+    }
+    match target.split_once(':') {
+        Some((proto, p)) if word(proto) => Some((proto.to_string(), p)),
+        _ => None,
+    }
 }
 
 /// The disks of a resolved config, with what provisioning does to each.
@@ -102,20 +148,23 @@ pub fn plan(resolved: &Resolved) -> Vec<Disk> {
     let key = |dev: &str, suffix: &str| resolved.image_value(&format!("{dev}_{suffix}")).cloned();
     let mut out = Vec::new();
     for spec in entries {
-        let Some((proto, path, dev_raw, mode, cdrom)) = parse_entry(&spec) else {
+        let Some(Entry {
+            kind: proto,
+            path,
+            dev,
+            mode,
+            cdrom,
+        }) = parse(&spec)
+        else {
             continue;
         };
-        let dev = dev_raw
-            .trim_start_matches("ioemu:")
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
         let text = |v: Option<Value>| v.map(|v| v.to_text()).filter(|s| !s.is_empty());
         let kind = text(key(&dev, "disk_type")).unwrap_or(proto);
-        let read_only = mode == "r" || cdrom;
+        let read_only = mode == "r" || mode == "ro" || cdrom;
         let wants_create = text(key(&dev, "disk_create")).is_some_and(|s| s == "yes");
-        let image_src = text(key(&dev, "image_src"));
+        // `guest_tree`: the image's own steps make the disk from a staged guest tree.
+        let image_src = text(key(&dev, "image_src"))
+            .or_else(|| text(key(&dev, "image_src_type")).filter(|t| t == "guest_tree"));
         let size_mb = key(&dev, "disk_size").and_then(|v| match v {
             Value::Int(i) => Some(i),
             Value::Float(f) => Some(f as i64),
@@ -141,36 +190,34 @@ pub fn plan(resolved: &Resolved) -> Vec<Disk> {
 mod tests {
     use super::*;
 
+    /// The shared table: every row is also read by `tests/shell/run.sh` against
+    /// `_cv_parse_disk`, so the two parsers cannot drift apart.
     #[test]
-    fn entries() {
-        let cases = [
-            (
-                "file:/d/a.img,hda,w",
-                ("file", "/d/a.img", "hda", "w", false),
-            ),
-            (
-                "phy:/dev/cdrom,hdc:cdrom,r",
-                ("phy", "/dev/cdrom", "hdc:cdrom", "r", true),
-            ),
-            (
-                "tap:aio:/d/x.img,xvda,w",
-                ("tap:aio", "/d/x.img", "xvda", "w", false),
-            ),
-            (
-                "/dev/sr0,hdc:cdrom,r",
-                ("phy", "/dev/sr0", "hdc:cdrom", "r", true),
-            ),
-            (
-                "target=/d/b.qcow2,vdev=xvdb,format=qcow2,access=rw",
-                ("qcow2", "/d/b.qcow2", "xvdb", "w", false),
-            ),
-        ];
-        for (spec, (k, p, d, m, c)) in cases {
-            assert_eq!(
-                parse_entry(spec),
-                Some((k.into(), p.into(), d.into(), m.into(), c)),
-                "{spec}"
-            );
+    fn the_shared_disk_entry_table() {
+        let table = include_str!("../../tests/fixtures/disk_entries.txt");
+        let mut rows = 0;
+        for (n, line) in table.lines().enumerate() {
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+            assert_eq!(cols.len(), 6, "line {}: {line}", n + 1);
+            let want = Entry {
+                kind: cols[1].into(),
+                path: cols[2].into(),
+                dev: cols[3].into(),
+                mode: cols[4].into(),
+                cdrom: cols[5] == "1",
+            };
+            assert_eq!(parse(cols[0]), Some(want), "line {}: {}", n + 1, cols[0]);
+            rows += 1;
         }
+        assert!(rows >= 15, "the table lost rows: {rows}");
+    }
+
+    #[test]
+    fn malformed_legacy_entries_are_none() {
+        assert_eq!(parse("file:/d/a.img"), None);
+        assert_eq!(parse("file:/d/a.img,hda"), None);
     }
 }

@@ -3,6 +3,7 @@
 //! the config atomically on success or remove what the run created on failure.
 
 pub mod disks;
+pub mod guest;
 pub mod log;
 pub mod remote;
 pub mod run;
@@ -371,6 +372,10 @@ impl Plan {
             "vm_conf": self.resolved.vm.iter().map(entry).collect::<Vec<_>>(),
             "disks": self.disks,
             "custom_scripts": self.custom_scripts,
+            "guest_cache": guest::cache_info(&self.resolved).map(|r| match r {
+                Ok(c) => serde_json::to_value(c).unwrap_or_default(),
+                Err(e) => serde_json::json!({ "error": e }),
+            }),
             "command": self.command_line(work_store),
             "log": self.log_path,
             "timeout_seconds": self.timeout.map(|t| t.as_secs()),
@@ -428,6 +433,9 @@ impl Plan {
                 "used as is".into()
             };
             s.push_str(&format!("  {} ({}, {}): {what}\n", d.path, d.kind, d.dev));
+        }
+        if let Some(g) = guest::cache_info(&self.resolved) {
+            s.push_str(&guest::describe(&g));
         }
         s.push_str("\ncustom scripts, in order:\n");
         if self.custom_scripts.is_empty() {

@@ -805,11 +805,19 @@ mod tests {
                 .unwrap()
                 .success();
             assert!(ok);
+            // The shipped steps (they make the disk), then a failure.
             let script = fails.join("provision.sh");
-            let text = std::fs::read_to_string(&script)
-                .unwrap()
-                .replace("exit 0\n", "echo boom; exit 3\n");
-            std::fs::write(&script, text).unwrap();
+            std::fs::rename(&script, fails.join("provision.orig.sh")).unwrap();
+            std::fs::write(
+                &script,
+                "#!/bin/bash\n\"$(dirname -- \"$0\")/provision.orig.sh\" \"$@\" || exit\necho boom\nexit 3\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(
+                &script,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+            )
+            .unwrap();
         }
         let store = crate::store::Store::open(&store_dir).unwrap().0;
         let cfg = dir.join("c.toml");

@@ -6,6 +6,7 @@ mod cli;
 mod conf;
 mod edit;
 mod fixtures;
+mod guest_image;
 mod provision;
 mod shell;
 mod store;

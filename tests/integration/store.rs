@@ -24,6 +24,7 @@ fn init_then_list_shows_exactly_the_shipped_images() {
     assert_eq!(
         names,
         [
+            "Debian_12_Minimal",
             "Fedora_Core_Install",
             "Linux_CD_Install",
             "Windows_CD_Install"
@@ -40,10 +41,12 @@ fn init_then_list_shows_exactly_the_shipped_images() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     let rows = v.as_array().unwrap();
-    assert_eq!(rows.len(), 3);
-    assert_eq!(rows[1]["name"], "Linux_CD_Install");
-    assert_eq!(rows[1]["kind"], "HVM");
-    assert_eq!(rows[0]["kind"], "PV");
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["name"], "Debian_12_Minimal");
+    assert_eq!(rows[0]["kind"], "PVH");
+    assert_eq!(rows[2]["name"], "Linux_CD_Install");
+    assert_eq!(rows[2]["kind"], "HVM");
+    assert_eq!(rows[1]["kind"], "PV");
     assert!(
         rows.iter()
             .all(|r| r["broken"].is_null() && !r["title"].as_str().unwrap().is_empty())

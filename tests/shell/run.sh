@@ -729,6 +729,231 @@ test_store_custom_scripts() {
 }
 
 ###########################################################################
+# Guest tree helpers, the guest customization scripts, common/guest
+###########################################################################
+
+# The bash -c snippets get their values as "$1" on purpose.
+# shellcheck disable=SC2016
+test_guest_helpers() {
+    local dir="$TMP/guest" g img out
+    g="$dir/root"
+    mkdir -p "$g/etc/ssh" "$g/root" "$dir/outside"
+    ln -s "$dir/outside" "$g/evil"
+    printf 'root:*:19000:0:99999:7:::\n' > "$g/etc/shadow"
+    chmod 0640 "$g/etc/shadow"
+    check "guest_path refuses a link out of the tree" bash -c '! (GUEST_ROOT="$1" guest_path evil/x) 2>/dev/null' _ "$g"
+    check "guest_path refuses .." bash -c '! (GUEST_ROOT="$1" guest_path etc/../../x) 2>/dev/null' _ "$g"
+    check "guest_root refuses /" bash -c '! (GUEST_ROOT=/ guest_root) 2>/dev/null' _
+    (GUEST_ROOT=$g && printf 'x\n' | guest_write_file etc/new/file 0600) > /dev/null
+    check_eq "guest_write_file writes with its mode and makes parents" "600 x" "$(stat -c %a "$g/etc/new/file") $(cat "$g/etc/new/file")"
+    (GUEST_ROOT=$g && printf 'y\n' | guest_write_file etc/shadow keep) > /dev/null
+    check_eq "guest_write_file keep keeps the mode" 640 "$(stat -c %a "$g/etc/shadow")"
+    check "guest_write_file leaves no temporary file" bash -c '! ls "$1"/etc/*.convirt.* 2>/dev/null' _ "$g"
+
+    local -a env=(CONVIRT_COMMON_DIR="$STORE/common" log_file="$dir/log" GUEST_ROOT="$g" VM_NAME=vm1)
+    printf 'root:*:19000:0:99999:7:::\n' > "$g/etc/shadow"
+    printf "root_password_hash = 'hunter2'\n" > "$dir/clear.conf"
+    if quiet env "${env[@]}" IMAGE_CONF="$dir/clear.conf" "$STORE/custom_scripts/root_password/S10root_password"; then
+        fail "root_password refuses a clear-text password"
+    else
+        pass "root_password refuses a clear-text password"
+        check_contains "with a hint to hash it" "$TMP/last.out" "openssl passwd -6"
+    fi
+    check_eq "shadow untouched after the refusal" 'root:*:19000:0:99999:7:::' "$(cat "$g/etc/shadow")"
+
+    ssh-keygen -q -t ed25519 -N '' -C k1 -f "$dir/k1" && ssh-keygen -q -t ed25519 -N '' -C k2 -f "$dir/k2"
+    printf "ssh_authorized_keys = '%s\\\\n%s'\n" "$(cat "$dir/k1.pub")" "$(cat "$dir/k2.pub")" > "$dir/keys.conf"
+    check "ssh_authorized_keys script runs" quiet env "${env[@]}" IMAGE_CONF="$dir/keys.conf" "$STORE/custom_scripts/ssh_authorized_keys/S10ssh_authorized_keys"
+    check_eq "both keys installed" "$(cat "$dir/k1.pub" "$dir/k2.pub")" "$(cat "$g/root/.ssh/authorized_keys" 2> /dev/null)"
+    check_eq "authorized_keys modes" "700 600" "$(stat -c %a "$g/root/.ssh") $(stat -c %a "$g/root/.ssh/authorized_keys")"
+    printf "ssh_authorized_keys = '%s'\n" "$(head -1 "$dir/k1")" > "$dir/priv.conf"
+    if quiet env "${env[@]}" IMAGE_CONF="$dir/priv.conf" "$STORE/custom_scripts/ssh_authorized_keys/S10ssh_authorized_keys"; then
+        fail "ssh_authorized_keys refuses a private key"
+    else
+        pass "ssh_authorized_keys refuses a private key"
+    fi
+
+    check "serial_console script runs" quiet env "${env[@]}" "$STORE/custom_scripts/serial_console/S10serial_console"
+    check_eq "getty on ttyS0 and hvc0" "/lib/systemd/system/serial-getty@.service /lib/systemd/system/serial-getty@.service" \
+        "$(readlink "$g/etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service") $(readlink "$g/etc/systemd/system/getty.target.wants/serial-getty@hvc0.service")"
+    check "dhcp_network script runs" quiet env "${env[@]}" "$STORE/custom_scripts/dhcp_network/S10dhcp_network"
+    check_contains "eth0 by DHCP" "$g/etc/network/interfaces.d/eth0" "iface eth0 inet dhcp"
+    check "fstab script runs" quiet env "${env[@]}" "$STORE/custom_scripts/fstab/S10fstab"
+    check_contains "fstab root by label" "$g/etc/fstab" $'LABEL=root\t/\text4'
+    touch "$g/etc/ssh/ssh_host_ed25519_key"
+    check "machine_identity script runs" quiet env "${env[@]}" "$STORE/custom_scripts/machine_identity/S10machine_identity"
+    local id1 key1
+    id1=$(cat "$g/etc/machine-id")
+    key1=$(cat "$g/etc/ssh/ssh_host_ed25519_key.pub")
+    check "machine-id is 32 hex digits" bash -c '[[ "$1" =~ ^[0-9a-f]{32}$ ]]' _ "$id1"
+    quiet env "${env[@]}" "$STORE/custom_scripts/machine_identity/S10machine_identity"
+    check "machine-id and host key fresh on each run" test "$id1" != "$(cat "$g/etc/machine-id")" -a "$key1" != "$(cat "$g/etc/ssh/ssh_host_ed25519_key.pub")"
+
+    # common/guest: the package list and the cache key.
+    # shellcheck source=../../image_store/common/guest
+    source "$STORE/common/guest"
+    out=$(DEBIAN_PACKAGES="['zsh', 'bash']" extra_packages='curl, bash' guest_packages | tr '\n' ' ')
+    check_eq "guest_packages: sorted, unique, list or string" "bash curl zsh " "$out"
+    check "guest_packages refuses a bad name" bash -c '! (DEBIAN_PACKAGES="[\x27a;b\x27]" guest_packages) >/dev/null 2>&1'
+    check_eq "cache key changes with the packages" 1 "$(
+        a=$(DEBIAN_PACKAGES="['bash']" guest_cache_key http://m)
+        b=$(DEBIAN_PACKAGES="['bash', 'zsh']" guest_cache_key http://m)
+        [[ "$a" =~ ^[0-9a-f]{16}$ && "$a" != "$b" ]] && echo 1
+    )"
+    check_eq "cache key changes with the mirror" 1 "$(
+        [[ "$(guest_cache_key http://m1)" != "$(guest_cache_key http://m2)" ]] && echo 1
+    )"
+    check "DEBIAN_MIRROR must be a URL" bash -c '! (DEBIAN_MIRROR="a b" guest_mirror) >/dev/null 2>&1'
+
+    # The write-back: what the scripts changed in a staged tree lands in an
+    # ext4 image made from the pristine tree, without mounting.
+    mkdir -p "$dir/p/etc/keep" "$dir/p/etc/gone.d"
+    printf 'old\n' > "$dir/p/etc/hostname"
+    printf 'same\n' > "$dir/p/etc/keep/same"
+    printf 'bye\n' > "$dir/p/etc/gone"
+    printf 'bye\n' > "$dir/p/etc/gone.d/f"
+    printf 'mode\n' > "$dir/p/etc/mode"
+    cp -a "$dir/p" "$dir/s"
+    printf 'new\n' > "$dir/s/etc/hostname"
+    rm -r "$dir/s/etc/gone" "$dir/s/etc/gone.d"
+    chmod 0600 "$dir/s/etc/mode"
+    mkdir -p "$dir/s/root/.ssh"
+    printf 'key\n' > "$dir/s/root/.ssh/authorized_keys"
+    ln -s /lib/x "$dir/s/etc/link"
+    # The disk also holds files outside the staged part (usr/).
+    cp -a "$dir/p" "$dir/full"
+    mkdir -p "$dir/full/usr/local/bin"
+    printf 'base\n' > "$dir/full/usr/local/bin/tool"
+    (cd "$dir/full" && find . -mindepth 1 -printf '%y %P\n') > "$dir/paths.list"
+    mkdir -p "$dir/s/usr/local/bin/new.d"
+    printf 'mine\n' > "$dir/s/usr/local/bin/tool"
+    img="$dir/disk.img"
+    mkfs.ext4 -q -F -O metadata_csum_seed -d "$dir/full" "$img" 8M > /dev/null
+    _guest_debugfs_script "$dir/p" "$dir/s" "$dir/paths.list" > "$dir/cmds" 2> /dev/null
+    check "debugfs script has no line for an unchanged file" bash -c '! grep -q keep/same "$1"' _ "$dir/cmds"
+    check "debugfs script applies" quiet _guest_apply "$img" "$dir/cmds"
+    check_eq "changed file written" new "$(debugfs_cat "$img" /etc/hostname)"
+    check_eq "new file in a new directory written" key "$(debugfs_cat "$img" /root/.ssh/authorized_keys)"
+    check_eq "unchanged file kept" same "$(debugfs_cat "$img" /etc/keep/same)"
+    check_eq "a file outside the staged part replaced" mine "$(debugfs_cat "$img" /usr/local/bin/tool)"
+    check "a new directory beside existing ones made" bash -c 'debugfs -R "stat /usr/local/bin/new.d" "$1" 2>/dev/null | grep -q "Type: directory"' _ "$img"
+    check "removed file and directory removed" bash -c '! debugfs -R "stat /etc/gone" "$1" 2>&1 | grep -q Inode; ! debugfs -R "stat /etc/gone.d" "$1" 2>&1 | grep -q Inode' _ "$img"
+    check "mode change written" bash -c 'debugfs -R "stat /etc/mode" "$1" 2>/dev/null | grep -q "Mode:  0600"' _ "$img"
+    check "symbolic link written" bash -c 'debugfs -R "stat /etc/link" "$1" 2>/dev/null | grep -q "Fast link dest: \"/lib/x\""' _ "$img"
+    check "file system still clean" quiet e2fsck -fn "$img"
+    printf 'rm /no/such/file\n' > "$dir/bad.cmds"
+    check "a failing debugfs command is an error" bash -c '! _guest_apply "$1" "$2" >/dev/null 2>&1' _ "$img" "$dir/bad.cmds"
+}
+
+###########################################################################
+# common/guest's cache: one build under a lock, damaged entries, REFRESH
+###########################################################################
+
+# The real bootstrap (mmdebstrap from a mirror, a minute or more) is proved by
+# tests/e2e/boot.rs. Here a stand-in `mmdebstrap` on PATH writes a small but
+# real tar of a tree with a kernel, an initrd, /etc and /root, and counts its
+# runs, so the cache logic (locking, completeness, REFRESH, failure) is
+# tested in seconds. Everything else (tar, mkfs.ext4 -d, flock) is real.
+# shellcheck disable=SC2016
+test_guest_cache() {
+    local dir="$TMP/gcache" fake e1 e2
+    fake="$dir/bin"
+    mkdir -p "$fake"
+    cat > "$fake/mmdebstrap" << 'FAKE'
+#!/bin/bash
+# Stand-in for mmdebstrap: SUITE TARGET MIRROR are the last three arguments.
+set -eu
+out=${@: -2:1}
+printf '%s\n' "$*" >> "$FAKE_RUNS"
+[[ -z "${FAKE_FAIL:-}" ]] || { echo "E: mirror unreachable" >&2; exit 1; }
+t=$(mktemp -d)
+mkdir -p "$t/boot" "$t/etc/ssh" "$t/root" "$t/usr/bin"
+echo kernel > "$t/boot/vmlinuz-6.1.0-1-cloud-amd64"
+echo initrd > "$t/boot/initrd.img-6.1.0-1-cloud-amd64"
+echo base > "$t/etc/hostname"
+echo 'root:*:19000:0:99999:7:::' > "$t/etc/shadow"
+echo tool > "$t/usr/bin/tool"
+sleep 1
+tar -C "$t" -cf "$out" .
+rm -rf "$t"
+FAKE
+    chmod +x "$fake/mmdebstrap"
+    local -a genv=(PATH="$fake:$PATH" FAKE_RUNS="$dir/runs" VM_CACHE_DIR="$dir/cache" log_file="$dir/log"
+        DEBIAN_PACKAGES="['linux-image-cloud-amd64']")
+    local body='source "$1/functions"; source "$1/guest"; guest_ensure_cache http://m k1 && printf "%s\n" "$guest_entry" > "$2"'
+    env "${genv[@]}" bash -c "$body" _ "$STORE/common" "$dir/e1" > "$dir/out1" 2>&1 &
+    env "${genv[@]}" bash -c "$body" _ "$STORE/common" "$dir/e2" > "$dir/out2" 2>&1 &
+    wait
+    e1=$(cat "$dir/e1" 2> /dev/null)
+    e2=$(cat "$dir/e2" 2> /dev/null)
+    check_eq "two concurrent provisionings: one bootstrap" 1 "$(grep -c '' "$dir/runs" 2> /dev/null)"
+    check_eq "both use the same entry" "$dir/cache/guests/debian-k1 $dir/cache/guests/debian-k1" "$e1 $e2"
+    check "the second waited for the first" grep -q "waiting for it" "$dir/out1" "$dir/out2"
+    check "the entry is complete" test -f "$e1/complete" -a -f "$e1/vmlinuz" -a -f "$e1/overlay.tar" -a -f "$e1/paths.list"
+    check_contains "paths.list knows the base's files" "$e1/paths.list" "f usr/bin/tool"
+
+    env "${genv[@]}" bash -c "$body" _ "$STORE/common" "$dir/e3" > /dev/null 2>&1
+    check_eq "a warm entry is reused" 1 "$(grep -c '' "$dir/runs")"
+    printf 'x' >> "$e1/overlay.tar"
+    env "${genv[@]}" bash -c "$body" _ "$STORE/common" "$dir/e3" > "$dir/out3" 2>&1
+    check_eq "a damaged entry is rebuilt, never used" 2 "$(grep -c '' "$dir/runs")"
+    check_contains "and the log says so" "$dir/out3" "incomplete or damaged"
+    env "${genv[@]}" REFRESH=1 bash -c "$body" _ "$STORE/common" "$dir/e3" > "$dir/out6" 2>&1 &
+    env "${genv[@]}" REFRESH=1 bash -c "$body" _ "$STORE/common" "$dir/e4" > "$dir/out7" 2>&1 &
+    wait
+    check_eq "REFRESH=1 rebuilds, once for two concurrent provisionings" 3 "$(grep -c '' "$dir/runs")"
+    local manifest
+    manifest=$(cat "$e1/complete")
+    if env "${genv[@]}" REFRESH=1 FAKE_FAIL=1 bash -c "$body" _ "$STORE/common" "$dir/e3" > "$dir/out4" 2>&1; then
+        fail "a failed bootstrap is an error"
+    else
+        pass "a failed bootstrap is an error"
+    fi
+    check_contains "naming the step" "$dir/out4" "step bootstrap"
+    check_eq "a failed rebuild leaves the entry as it was" "$manifest" "$(cat "$e1/complete")"
+    check "and no half-built directory" bash -c '! ls -d "$1"/.debian-k1.new.* 2>/dev/null' _ "$dir/cache/guests"
+
+    env "${genv[@]}" bash -c 'source "$1/functions"; source "$1/guest"; guest_ensure_cache http://m k1 && guest_base_disk "$guest_entry" 8 && printf "%s\n" "$guest_base" > "$2"' \
+        _ "$STORE/common" "$dir/base" > "$dir/out5" 2>&1
+    check_eq "the base disk of a size is built once" "$e1/base-8M.img" "$(cat "$dir/base" 2> /dev/null)"
+    check_eq "it holds the base tree" tool "$(debugfs_cat "$e1/base-8M.img" /usr/bin/tool)"
+    check "with root ownership" bash -c 'debugfs -R "stat /usr/bin/tool" "$1" 2>/dev/null | grep -q "User:     0   Group:     0"' _ "$e1/base-8M.img"
+}
+
+###########################################################################
+# The disk-entry table shared with convirt's Rust parser
+###########################################################################
+
+# test_disk_entry_table: every row of tests/fixtures/disk_entries.txt read by
+# _cv_parse_disk (the Rust side reads the same rows in src/provision/disks.rs).
+test_disk_entry_table() {
+    local line entry want got rows=0 bad=0
+    local d_type d_path d_dev d_mode d_cdrom
+    local -a cols=()
+    while IFS= read -r line; do
+        [[ -z "${line//[[:space:]]/}" || "$line" == '#'* ]] && continue
+        IFS='|' read -r -a cols <<< "$line"
+        for i in "${!cols[@]}"; do
+            cols[i]=$(_cv_trim "${cols[i]}")
+        done
+        entry=${cols[0]}
+        want="${cols[1]}|${cols[2]}|${cols[3]}|${cols[4]}|${cols[5]}"
+        if _cv_parse_disk "$entry" > /dev/null 2>&1; then
+            got="$d_type|$d_path|$d_dev|$d_mode|$d_cdrom"
+        else
+            got="(parse error)"
+        fi
+        rows=$((rows + 1))
+        if [[ "$got" != "$want" ]]; then
+            bad=$((bad + 1))
+            fail "disk entry table: $entry" "expected $want, got $got"
+        fi
+    done < "$HERE/../fixtures/disk_entries.txt"
+    check "disk entry table has rows" test "$rows" -ge 15
+    check_eq "disk entry table: every row as convirt reads it" 0 "$bad"
+}
+
+###########################################################################
 # The shipped provision.sh scripts, end to end
 ###########################################################################
 
@@ -972,6 +1197,9 @@ test_convirt_created
 test_provision_disks
 test_run_custom_scripts
 test_store_custom_scripts
+test_guest_helpers
+test_guest_cache
+test_disk_entry_table
 test_e2e_hvm Linux_CD_Install
 test_e2e_hvm Windows_CD_Install
 test_e2e_fedora

@@ -1,0 +1,104 @@
+#!/bin/bash
+# bench/boot.sh: provisioning Debian_12_Minimal, side by side in one run.
+#
+#   bench/boot.sh [WORK_DIR]        (default: target/bench-boot, emptied first)
+#
+# Measures, with the release binary (built if missing) and a fresh cache:
+#   1. the first VM on a cold cache (mmdebstrap bootstrap + base disk + VM),
+#   2. a second VM on the warm cache,
+#   3. four VMs with --jobs 2 on the warm cache,
+#   4. the bytes each VM's 2 GiB disk allocates (du),
+#   5. the naive warm path for comparison: cp -a of the unpacked base tree, then
+#      mkfs.ext4 -d into a 2 GiB sparse file.
+# Prints a Markdown table for docs/performance.md. Needs what the image needs
+# (mmdebstrap, e2fsprogs, openssh-client; uidmap as a normal user) and the
+# network access to the apt mirror this host uses.
+set -euo pipefail
+cd "$(dirname -- "$0")/.."
+
+work=${1:-target/bench-boot}
+work=$(mkdir -p -- "$work" && cd -- "$work" && pwd -P)
+# The cache holds files of subordinate ids for a normal user: remove it inside
+# the user namespace that made it.
+if ((EUID == 0)); then
+    rm -rf -- "$work"
+else
+    unshare --map-auto --map-root-user rm -rf -- "$work"
+fi
+mkdir -p -- "$work"
+
+if [[ ! -x target/release/convirt ]]; then
+    cargo build --release --locked
+fi
+bin=$PWD/target/release/convirt
+cp -a image_store "$work/store"
+cat > "$work/convirt.toml" << EOF
+image_store = '$work/store'
+log_dir = '$work/log'
+work_dir = '$work/work'
+
+[variables]
+VM_DISKS_DIR = '$work/disks'
+VM_CONF_DIR = '$work/conf'
+VM_CACHE_DIR = '$work/cache'
+EOF
+ssh-keygen -q -t ed25519 -N '' -f "$work/key"
+hash=$(openssl passwd -6 bench)
+
+# now: seconds since the epoch, with nanoseconds.
+now() { date +%s.%N; }
+# elapsed START: seconds since START, 1 decimal.
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+# timed CMD...: run CMD; print "WALL s | CPU s" (CPU: user + sys of CMD and its
+# children), so that figures from a busy shared machine can be read.
+timed() {
+    local TIMEFORMAT='%R %U %S' t
+    { t=$({ time "$@" > /dev/null 2>&1; } 2>&1); } || return 1
+    awk -v t="$t" 'BEGIN { split(t, a, " "); printf "%.1f s | %.1f s", a[1], a[2] + a[3] }'
+}
+
+provision() {
+    "$bin" --config "$work/convirt.toml" -q provision --image Debian_12_Minimal \
+        --set root_password_hash="$hash" --set ssh_authorized_keys="$(cat "$work/key.pub")" "$@"
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+cold=$(timed provision --vm cold1)
+warm=$(timed provision --vm warm1)
+warm2=$(timed provision --vm warm2)
+jobs4=$(timed provision --jobs 2 --vm j1 j2 j3 j4)
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+alloc=$(du --block-size=1 "$work/disks/warm1.disk" | cut -f1)
+apparent=$(stat -c %s "$work/disks/warm1.disk")
+
+# The naive warm path: copy an unpacked tree, then mkfs.ext4 -d.
+entry=$(find "$work/cache/guests" -maxdepth 1 -name 'debian-*' | head -n 1)
+naive() {
+    local tree="$work/naive-tree" copy="$work/naive-copy" img="$work/naive.img" t
+    mkdir -p "$tree" && tar -x -p --numeric-owner --exclude='./dev/*' -f "$entry/rootfs.tar" -C "$tree"
+    t=$(now)
+    cp -a "$tree" "$copy"
+    mkfs.ext4 -q -F -L root -d "$copy" "$img" 2G > /dev/null
+    elapsed "$t"
+}
+if ((EUID == 0)); then
+    naive_s=$(naive)
+else
+    naive_s=$(unshare --map-auto --map-root-user bash -c "$(declare -f now elapsed naive); work='$work' entry='$entry' naive")
+fi
+
+cat << EOF
+Measured with \`bench/boot.sh\` on $(date -u +%Y-%m-%d), commit \`$(git -c safe.directory='*' rev-parse --short HEAD 2> /dev/null || echo unknown)\`,
+as $(id -un) (uid $EUID), release build; load average $load_before before, $load_after after.
+
+| what | wall | CPU (user + sys) |
+| --- | ---: | ---: |
+| first VM, cold cache (bootstrap + base disk + VM) | ${cold} |
+| second VM, warm cache | ${warm} |
+| third VM, warm cache | ${warm2} |
+| 4 VMs, \`--jobs 2\`, warm cache | ${jobs4} |
+| naive warm path for comparison (\`cp -a\` tree + \`mkfs.ext4 -d\`), wall only | ${naive_s} s | |
+
+Each VM's 2 GiB disk ($apparent bytes apparent) allocates $alloc bytes.
+EOF
