@@ -802,6 +802,7 @@ mod tests {
                 .unwrap()
                 .success();
             assert!(ok);
+            // The shipped steps (they make the disk), then a failure.
             let script = fails.join("provision.sh");
             let text = std::fs::read_to_string(&script)
                 .unwrap()

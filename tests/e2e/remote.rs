@@ -196,13 +196,17 @@ impl World {
                 .arg("-a")
                 .arg(store.join("Linux_CD_Install"))
                 .arg(&dir));
+            // The shipped steps first (they make the disk), then the test's last step.
             let p = dir.join("provision.sh");
-            let s = std::fs::read_to_string(&p).unwrap();
-            let s = s.replace(
-                "log_msg \"Provisioning of VM ${VM_NAME:-(unknown)} completed\"",
-                last,
-            );
-            std::fs::write(&p, s).unwrap();
+            std::fs::rename(&p, dir.join("provision.orig.sh")).unwrap();
+            std::fs::write(
+                &p,
+                format!(
+                    "#!/bin/bash\n\"$(dirname -- \"$0\")/provision.orig.sh\" \"$@\" || exit\n{last}\n"
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let mut toml = format!(
             "image_store = '{}'\nlog_dir = '{r}/local/log'\nwork_dir = '{r}/local/work'\n\
@@ -1003,4 +1007,140 @@ fn ctrl_c_stops_both_servers_of_a_two_job_run() {
     for i in 0..2 {
         assert_eq!(tree(&w.srv(i).join("work")), vec!["locks"]);
     }
+}
+
+/// The issue's slow proof: a Debian guest (the Debian_12_Minimal image, with lvm2) booted
+/// under QEMU TCG is the server; an LVM-backed image is provisioned onto it over ssh. A real
+/// logical volume is made in the guest (this machine's kernel has no device-mapper), the
+/// config lands in the guest's /etc/xen, and a failing run removes the LV it created and
+/// nothing else.
+#[test]
+#[ignore = "the guest's sshd did not answer within 5 min in 2 of 3 runs (passed once, and by hand); run with --ignored"]
+fn an_lvm_backed_image_onto_a_debian_guest_under_qemu() {
+    use crate::guest::{Guest, read_xl};
+    let boot = crate::boot::world()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let o = boot.provision(&["lvmsrv"], &["--set", "extra_packages=lvm2"]);
+    assert!(
+        o.status.success(),
+        "provision the guest: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let mut xl = read_xl(&boot.path("conf/lvmsrv.cfg"));
+    let w = World::new(0, None);
+    // A second disk in the guest for the volume group.
+    let pv = w.root.join("pv.img");
+    std::fs::File::create(&pv)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    xl.disks.push((pv.display().to_string(), "raw".into()));
+    let g = Guest::boot(&xl);
+    // sshd in the guest: up to five minutes under TCG on a busy machine.
+    let mut up = g.ssh(&boot.key, "true");
+    for _ in 0..4 {
+        if up.status.success() {
+            break;
+        }
+        up = g.ssh(&boot.key, "true");
+    }
+    assert!(
+        up.status.success(),
+        "ssh into the guest: {}\nqemu: {}",
+        text(&up.stderr),
+        g.qemu_log()
+    );
+    let setup = g.ssh(
+        &boot.key,
+        "modprobe dm_mod; pvcreate -q /dev/vdb && vgcreate -q vgt /dev/vdb && lvcreate -q -L 8M -n keepme vgt",
+    );
+    assert!(
+        setup.status.success(),
+        "{}{}\nqemu: {}",
+        text(&setup.stdout),
+        text(&setup.stderr),
+        g.qemu_log()
+    );
+    // The guest's host key, as an admin would record it; then strict checking as always.
+    let scan = sh(Command::new("ssh-keyscan").args([
+        "-t",
+        "ed25519",
+        "-p",
+        &g.ssh_port.to_string(),
+        "127.0.0.1",
+    ]));
+    std::fs::write(w.root.join("known_hosts"), &scan.stdout).unwrap();
+    std::fs::write(
+        &w.ssh_config,
+        format!(
+            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  LogLevel ERROR\n",
+            boot.key.display(),
+            w.root.join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let mut toml = std::fs::read_to_string(w.root.join("convirt.toml")).unwrap();
+    toml.push_str(&format!(
+        "[hosts.guest]\naddress = '127.0.0.1'\nport = {}\nuser = 'root'\nVM_DISKS_DIR = '/dev/vgt'\n",
+        g.ssh_port
+    ));
+    std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
+    // The image's disk as a logical volume, as a Xen admin writes it: `phy:/dev/VG/LV`.
+    let lvm = |vm: &str| {
+        vec![
+            "--set".to_string(),
+            "hda_disk_type=LVM".to_string(),
+            "--set".to_string(),
+            "hda_disk_size=8".to_string(),
+            "--vm-set".to_string(),
+            format!("disk=['phy:/dev/vgt/{vm},hda,w']"),
+        ]
+    };
+    let run = |vm: &str, image: &str| {
+        let mut args: Vec<String> = ["provision", "--host", "guest", "--vm", vm, "--image", image]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(lvm(vm));
+        w.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let o = run("lv1", "Linux_CD_Install");
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let lvs = |g: &Guest| {
+        text(
+            &g.ssh(
+                &boot.key,
+                "lvs --noheadings -o lv_name vgt | tr -d ' ' | sort",
+            )
+            .stdout,
+        )
+    };
+    assert_eq!(lvs(&g), "keepme\nlv1\n");
+    let cfg = g.ssh(&boot.key, "cat /etc/xen/lv1.cfg");
+    assert!(
+        text(&cfg.stdout).contains("\"phy:/dev/vgt/lv1,hda,w\""),
+        "{}",
+        text(&cfg.stdout)
+    );
+    let copy = w.root.join("lv1.cfg");
+    std::fs::write(&copy, &cfg.stdout).unwrap();
+    xl_accepts(&copy);
+    assert!(!w.local().join("xen").exists() && !w.local().join("disks").exists());
+
+    // A failing run removes the volume it created, and nothing else.
+    let o = run("lv2", "Fails");
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("removed what this run created: lvm:vgt/lv2"),
+        "{err}"
+    );
+    assert_eq!(lvs(&g), "keepme\nlv1\n");
+    let o = g.ssh(
+        &boot.key,
+        "test ! -e /etc/xen/lv2.cfg && ls /var/cache/convirt/work",
+    );
+    assert_eq!(text(&o.stdout), "locks\n", "{}", text(&o.stderr));
 }
