@@ -1,7 +1,8 @@
 #!/bin/bash
 # bench/boot-peer.sh: the peer of bench/boot.sh, xen-tools, in the same run.
 #
-#   bench/boot-peer.sh [WORK_DIR]   (as root; default: a new temp dir)
+#   bench/boot-peer.sh [WORK_DIR]   (as root; works in a new directory in
+#                                    WORK_DIR, default the system temp dir)
 #
 # Times xen-tools' `xen-create-image` for a first Debian 12 guest (empty .deb
 # cache) and a second one (the .deb cache from the first: xen-tools' warm path),
@@ -12,7 +13,7 @@
 # builds the image and the config. Installs xen-tools with apt when missing and
 # says so on stderr. The mirror is the host's apt mirror for bookworm.
 #
-# Everything it makes stays in WORK_DIR (disks, configs via `--output`, the
+# Everything it makes stays in that new directory (disks, configs via `--output`, the
 # .deb cache via `--cachedir`, xen-tools' loop mounts via TMPDIR) and is
 # removed at the end, with the logs it writes to /var/log/xen-tools/.
 #
@@ -42,8 +43,11 @@ version=$(dpkg-query -W -f '${Version}' xen-tools 2> /dev/null || echo unknown)
 source <(sed -n '/^guest_host_mirror()/,/^}/p' image_store/common/guest)
 mirror=$(guest_host_mirror bookworm) || fail "no apt source for bookworm in /etc/apt/sources.list{,.d}"
 
+# A fresh directory of its own (inside WORK_DIR when given), so that the
+# cleanup removes only what this run made.
 if [[ -n "${1:-}" ]]; then
-    work=$(mkdir -p -- "$1" && cd -- "$1" && pwd -P)
+    mkdir -p -- "$1"
+    work=$(mktemp -d -p "$(cd -- "$1" && pwd -P)" peer.XXXXXX)
 else
     work=$(mktemp -d)
 fi
