@@ -10,6 +10,9 @@
 #   4. the bytes each VM's 2 GiB disk allocates (du),
 #   5. the naive warm path for comparison: cp -a of the unpacked base tree, then
 #      mkfs.ext4 -d into a 2 GiB sparse file.
+# As root, 6. the peer in the same run: xen-tools' first and second guest and
+# the bytes its disk allocates (bench/boot-peer.sh; installs xen-tools if
+# missing; set BOOT_PEER=0 to skip it).
 # Prints a Markdown table for docs/performance.md. Needs what the image needs
 # (mmdebstrap, e2fsprogs, openssh-client; uidmap as a normal user) and the
 # network access to the apt mirror this host uses.
@@ -91,6 +94,14 @@ else
     naive_s=$(unshare --map-auto --map-root-user bash -c "$(declare -f now elapsed naive); work='$work' entry='$entry' naive")
 fi
 
+# The peer after convirt's runs, so that neither slows the other.
+peer_ran=0 peer_error='' peer_version='' peer_first='' peer_second='' peer_alloc='' peer_load_after=''
+if ((EUID == 0)) && [[ "${BOOT_PEER:-1}" != 0 ]]; then
+    peer_out=$(bash bench/boot-peer.sh "$work/peer") || peer_out="peer_error='bench/boot-peer.sh failed'"
+    eval "$peer_out"
+    peer_ran=1
+fi
+
 cat << EOF
 Measured with \`bench/boot.sh\` on $(date -u +%Y-%m-%d), commit \`$(git -c safe.directory='*' rev-parse --short HEAD 2> /dev/null || echo unknown)\`,
 as $(id -un) (uid $EUID), release build; load average $load_before before, $load_after after.
@@ -105,3 +116,21 @@ as $(id -un) (uid $EUID), release build; load average $load_before before, $load
 
 Each VM's 2 GiB disk ($apparent bytes apparent) allocates $alloc bytes.
 EOF
+
+if ((peer_ran)) && [[ -n "${peer_error:-}" ]]; then
+    printf '\nThe peer, xen-tools, could not run here: %s\n' "$peer_error"
+elif ((peer_ran)); then
+    cat << EOF
+
+Side by side in the same run, the peer after convirt (load average $peer_load_after after it):
+xen-tools $peer_version, \`xen-create-image --dist=bookworm --size=2G --noswap --dhcp --pygrub\`
+(debootstrap from the same mirror, a .deb cache of its own that the second guest reuses).
+
+| what | convirt wall / CPU | xen-tools wall / CPU |
+| --- | ---: | ---: |
+| first guest, cold cache | ${cold/|//} | ${peer_first/|//} |
+| second guest, warm cache | ${warm/|//} | ${peer_second/|//} |
+| 4 guests, \`--jobs 2\`, warm cache | ${jobs4/|//} | not measured (one guest per \`xen-create-image\`) |
+| bytes a 2 GiB disk allocates | $alloc | $peer_alloc |
+EOF
+fi
