@@ -27,4 +27,10 @@ fi
 export CONVIRT_FUZZ_SECONDS="$seconds" CONVIRT_FUZZ_SEED
 
 echo "fuzzing each input path for ${seconds}s (CONVIRT_FUZZ_SEED=${CONVIRT_FUZZ_SEED})"
-cargo test --locked --test fuzz_inputs -- --test-threads=2 --nocapture
+# A hang is a bug too: past a generous bound (every target's budget, twice over, plus the
+# build) the run is stopped and fails instead of holding CI until its own limit.
+limit=$((seconds * 6 * 2 + 600))
+if ! timeout --signal=KILL "$limit" cargo test --locked --test fuzz_inputs -- --test-threads=2 --nocapture; then
+    echo "fuzz-ci: a target failed or ran past ${limit}s (a hang); see the output above" >&2
+    exit 1
+fi

@@ -12,8 +12,12 @@ use crate::value::Value;
 
 const DIV_ZERO_HINT: &str = "the divisor is 0 here; check the values it is computed from";
 
-/// `v` repeated `times` times (already bounded by the caller).
+/// `v` repeated `times` times (already bounded by the caller). An empty sequence stays empty
+/// at once: `[] * 10**9` must not loop a billion times (found by the fuzzer).
 fn repeat(v: &[Value], times: usize) -> Vec<Value> {
+    if v.is_empty() {
+        return Vec::new();
+    }
     let mut out = Vec::with_capacity(v.len() * times);
     for _ in 0..times {
         out.extend_from_slice(v);
