@@ -203,16 +203,22 @@ impl Settings {
             absolute(&log_dir),
             absolute(&work_dir),
         );
-        let state_dir = absolute(&from_file(&file.state_dir).unwrap_or_else(|| {
-            if env.is_root {
-                PathBuf::from("/var/lib/convirt")
-            } else {
-                env.get("XDG_DATA_HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| home.join(".local/share"))
-                    .join("convirt")
-            }
-        }));
+        // Like the store: the environment before the file (tests and scripts keep records apart).
+        let state_dir = env.get("CONVIRT_STATE_DIR").map(PathBuf::from);
+        let state_dir = absolute(
+            &state_dir
+                .or_else(|| from_file(&file.state_dir))
+                .unwrap_or_else(|| {
+                    if env.is_root {
+                        PathBuf::from("/var/lib/convirt")
+                    } else {
+                        env.get("XDG_DATA_HOME")
+                            .map(PathBuf::from)
+                            .unwrap_or_else(|| home.join(".local/share"))
+                            .join("convirt")
+                    }
+                }),
+        );
         let xen_auto_dir =
             absolute(&from_file(&file.xen_auto_dir).unwrap_or_else(|| vm_conf_dir.join("auto")));
         Ok(Settings {

@@ -495,6 +495,16 @@ mod tests {
         let s = Settings::load(&over, &env(false, &[("HOME", "/home/u")])).unwrap();
         assert_eq!(s.state_dir, t.path().join("st"));
         assert_eq!(s.xen_auto_dir, Path::new("/srv/auto"));
+        // The environment comes before the file, as for the store.
+        let s = Settings::load(
+            &over,
+            &env(
+                false,
+                &[("HOME", "/home/u"), ("CONVIRT_STATE_DIR", "/srv/st")],
+            ),
+        )
+        .unwrap();
+        assert_eq!(s.state_dir, Path::new("/srv/st"));
     }
 
     #[test]

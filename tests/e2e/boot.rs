@@ -45,7 +45,7 @@ impl World {
         let user = TestUser::new(USER, &dir);
         let d = &user.dir;
         // Fresh per run: settings, store, disks, configs, logs (never the cache).
-        for sub in ["store", "disks", "conf", "log", "work", "bin"] {
+        for sub in ["store", "disks", "conf", "log", "work", "bin", "state"] {
             let _ = std::fs::remove_dir_all(d.join(sub));
         }
         std::fs::create_dir_all(d.join("bin")).unwrap();
@@ -68,7 +68,7 @@ impl World {
         std::fs::write(
             &config,
             format!(
-                "image_store = '{p}/store'\nlog_dir = '{p}/log'\nwork_dir = '{p}/work'\n\n[variables]\nVM_DISKS_DIR = '{p}/disks'\nVM_CONF_DIR = '{p}/conf'\nVM_CACHE_DIR = '{p}/cache'\n"
+                "image_store = '{p}/store'\nlog_dir = '{p}/log'\nwork_dir = '{p}/work'\nstate_dir = '{p}/state'\n\n[variables]\nVM_DISKS_DIR = '{p}/disks'\nVM_CONF_DIR = '{p}/conf'\nVM_CACHE_DIR = '{p}/cache'\n"
             ),
         )
         .unwrap();

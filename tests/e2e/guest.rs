@@ -136,8 +136,12 @@ impl TestUser {
         let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
         let mut c = match &self.name {
             Some(n) => {
+                // `runuser` sets HOME from the passwd entry, which another test (or an earlier
+                // run) may have pointed elsewhere: `env` puts the world's own back.
                 let mut c = Command::new("runuser");
-                c.args(["-u", n, "--"]).arg(program);
+                c.args(["-u", n, "--", "env"])
+                    .arg(format!("HOME={}", self.dir.display()))
+                    .arg(program);
                 c
             }
             None => Command::new(program),

@@ -247,6 +247,7 @@ impl World {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.root.join("home"))
             .env("USER", "tester")
+            .env("CONVIRT_STATE_DIR", self.root.join("local/state"))
             .env("CONVIRT_CONFIG", self.root.join("convirt.toml"))
             .env(
                 "CONVIRT_SSH",

@@ -94,12 +94,22 @@ impl World {
     pub fn command(&self) -> std::process::Command {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_convirt"));
         c.env_clear()
-            .env("HOME", self.home())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env())
             .env("XDG_CONFIG_HOME", self.path().join("xdg"))
-            .env("NO_COLOR", "1")
             .current_dir(self.path());
         c
+    }
+
+    /// The environment every run of the binary gets (after `env_clear`): HOME in the world,
+    /// the caller's PATH, no colour, and records kept in the world (root's default,
+    /// `/var/lib/convirt`, would be shared by parallel tests and outlive them).
+    pub fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("HOME", self.home().into()),
+            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+            ("NO_COLOR", "1".into()),
+            ("CONVIRT_STATE_DIR", self.path().join("state").into()),
+        ]
     }
 
     /// `command()` as an `assert_cmd` command.
@@ -132,11 +142,7 @@ impl World {
         } else {
             std::process::Command::new(assert_cmd::cargo::cargo_bin("convirt"))
         };
-        c.env_clear()
-            .env("HOME", self.home())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1")
-            .current_dir(self.path());
+        c.env_clear().envs(self.env()).current_dir(self.path());
         c
     }
 

@@ -423,9 +423,7 @@ fn a_file_size_limit_while_writing_a_disk_fails_cleanly() {
     let mut c = Command::new("prlimit");
     c.arg("--fsize=1048576")
         .arg(assert_cmd::cargo::cargo_bin("convirt"));
-    c.env_clear()
-        .env("HOME", w.home())
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.env_clear().envs(w.env());
     c.arg("--config").arg(w.path().join("convirt.toml")).args([
         "provision",
         "--vm",

@@ -677,9 +677,7 @@ fn in_netns(w: &World, bridges: &[&str], args: &[&str]) -> std::process::Output 
         .arg(w.path().join("convirt.toml"))
         .args(args)
         .env_clear()
-        .env("HOME", w.home())
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1");
+        .envs(w.env());
     c.output().unwrap()
 }
 
@@ -826,9 +824,7 @@ fn on_a_terminal_vm_remove_asks_and_no_keeps_everything() {
         let mut c = Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .env_clear()
-            .env("HOME", w.home())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1")
+            .envs(w.env())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
