@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The repository root.
@@ -244,10 +245,19 @@ pub fn read_xl(path: &Path) -> XlBoot {
 pub struct Guest {
     child: Child,
     serial: UnixStream,
-    /// Everything read from the serial console so far.
-    pub console: Vec<u8>,
+    /// Everything the serial console printed so far, read by a thread from the start: a
+    /// console nobody reads fills the socket, and the guest then stalls on its next
+    /// console write (systemd's status lines), which looks like a hung boot.
+    console: Arc<Mutex<Console>>,
     pub ssh_port: u16,
     dir: tempfile::TempDir,
+}
+
+/// The serial console's bytes, and whether QEMU closed it.
+#[derive(Default)]
+struct Console {
+    text: Vec<u8>,
+    closed: bool,
 }
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; QEMU binds it right after).
@@ -315,13 +325,23 @@ impl Guest {
                 Err(e) => panic!("qemu's serial socket: {e}"),
             }
         };
-        serial
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
+        let console = Arc::new(Mutex::new(Console::default()));
+        let mut reader = serial.try_clone().unwrap();
+        let shared = Arc::clone(&console);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => shared.lock().unwrap().text.extend_from_slice(&buf[..n]),
+                }
+            }
+            shared.lock().unwrap().closed = true;
+        });
         Guest {
             child,
             serial,
-            console: Vec::new(),
+            console,
             ssh_port,
             dir,
         }
@@ -331,27 +351,41 @@ impl Guest {
     /// offset just past it. Panics with the console's tail after `timeout`.
     pub fn wait_from(&mut self, from: usize, needle: &str, timeout: Duration) -> usize {
         let end = Instant::now() + timeout;
-        let mut buf = [0u8; 4096];
         loop {
-            if let Some(i) = find(&self.console[from.min(self.console.len())..], needle) {
+            let (found, len, closed) = {
+                let c = self.console.lock().unwrap();
+                let found = find(&c.text[from.min(c.text.len())..], needle);
+                (found, c.text.len(), c.closed)
+            };
+            if let Some(i) = found {
                 return from + i + needle.len();
             }
+            if closed {
+                panic!("the serial console closed; qemu exited?\n{}", self.tail());
+            }
             if Instant::now() > end {
-                let tail = text(&self.console);
-                let tail = &tail[tail.len().saturating_sub(3000)..];
-                panic!("no `{needle}` on the serial console after {timeout:?}:\n{tail}");
+                panic!(
+                    "no `{needle}` on the serial console after {timeout:?} ({len} bytes):\n{}",
+                    self.tail()
+                );
             }
-            match self.serial.read(&mut buf) {
-                Ok(0) => panic!("the serial console closed; qemu exited?"),
-                Ok(n) => self.console.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => panic!("serial console: {e}"),
-            }
+            std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The last 3000 bytes of the console, for failures.
+    pub fn tail(&self) -> String {
+        let c = self.console.lock().unwrap();
+        let t = text(&c.text);
+        let mut at = t.len().saturating_sub(3000);
+        while !t.is_char_boundary(at) {
+            at += 1;
+        }
+        t[at..].to_string()
+    }
+
+    fn console_len(&self) -> usize {
+        self.console.lock().unwrap().text.len()
     }
 
     /// Waits for a line (or prompt) on the serial console, from the start of the boot.
@@ -366,7 +400,7 @@ impl Guest {
 
     /// Logs in on the serial console (after `<name> login:` was seen).
     pub fn login(&mut self, user: &str, password: &str) {
-        let at = self.console.len();
+        let at = self.console_len();
         self.send(user);
         let at = self.wait_from(at, "Password:", Duration::from_secs(30));
         self.send(password);
@@ -376,11 +410,11 @@ impl Guest {
     /// Runs a shell command on the logged-in serial console; returns what it printed
     /// between two markers (which the echo of the command line cannot contain).
     pub fn run(&mut self, cmd: &str) -> String {
-        let at = self.console.len();
+        let at = self.console_len();
         self.send(&format!("echo BEGIN''MARK; {cmd}; echo END''MARK"));
         let start = self.wait_from(at, "BEGINMARK", Duration::from_secs(60));
         let end = self.wait_from(start, "ENDMARK", Duration::from_secs(60));
-        text(&self.console[start..end - "ENDMARK".len()])
+        text(&self.console.lock().unwrap().text[start..end - "ENDMARK".len()])
             .replace('\r', "")
             .trim()
             .to_string()
@@ -424,7 +458,8 @@ impl Guest {
 
     /// The qemu log (stderr), for failures.
     pub fn qemu_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("qemu.log")).unwrap_or_default()
+        let log = std::fs::read_to_string(self.dir.path().join("qemu.log")).unwrap_or_default();
+        format!("{log}\nserial console (tail):\n{}", self.tail())
     }
 }
 

@@ -1016,7 +1016,6 @@ fn ctrl_c_stops_both_servers_of_a_two_job_run() {
 /// config lands in the guest's /etc/xen, and a failing run removes the LV it created and
 /// nothing else.
 #[test]
-#[ignore = "the guest's sshd did not answer within 5 min in 2 of 3 runs (passed once, and by hand); run with --ignored"]
 fn an_lvm_backed_image_onto_a_debian_guest_under_qemu() {
     use crate::guest::{Guest, read_xl};
     let boot = crate::boot::world()
@@ -1038,15 +1037,10 @@ fn an_lvm_backed_image_onto_a_debian_guest_under_qemu() {
         .set_len(256 << 20)
         .unwrap();
     xl.disks.push((pv.display().to_string(), "raw".into()));
-    let g = Guest::boot(&xl);
-    // sshd in the guest: up to five minutes under TCG on a busy machine.
-    let mut up = g.ssh(&boot.key, "true");
-    for _ in 0..4 {
-        if up.status.success() {
-            break;
-        }
-        up = g.ssh(&boot.key, "true");
-    }
+    let mut g = Guest::boot(&xl);
+    // The login prompt first (the console is read all along), then sshd.
+    g.wait_for("lvmsrv login:", std::time::Duration::from_secs(600));
+    let up = g.ssh(&boot.key, "true");
     assert!(
         up.status.success(),
         "ssh into the guest: {}\nqemu: {}",
