@@ -455,6 +455,10 @@ pub(crate) fn execute(
 ) -> anyhow::Result<Provisioned> {
     let started = Instant::now();
     let host = &session.target.name;
+    // Records (#10): a record of this VM on this host refuses the run before anything is
+    // made; the journal header is written before the script starts.
+    let mut record = super::remote_record::begin(plan, &session.target, opts)?;
+    let mut report = crate::state::remote::Collector::default();
     let (mut tree, tree_len) = work_tree(plan, local_store, settings, opts, host)?;
     // The local copy is made once the run starts: a refused run changes nothing locally.
     let mut copy: Option<std::fs::File> = None;
@@ -528,11 +532,13 @@ pub(crate) fn execute(
     let mut asked_stop = false;
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok((true, bytes)) if report.feed(&bytes) => {}
             Ok((true, bytes)) => {
                 let line = String::from_utf8_lossy(&bytes).trim_end().to_string();
                 said.take(&line);
                 if said.started {
                     open_copy(&mut copy);
+                    record.started(plan);
                 }
             }
             Ok((false, bytes)) => {
@@ -584,6 +590,7 @@ pub(crate) fn execute(
         return Err(ssh_error(&session.target, &said.other.join("\n")));
     }
     if said.done && said.outcome.as_deref() == Some("success") && said.installed.is_some() {
+        let problems = record.finish(plan, report.done.as_deref(), opts);
         return Ok(Provisioned {
             vm: plan.vm.clone(),
             image: plan.image.clone(),
@@ -594,7 +601,10 @@ pub(crate) fn execute(
             replaced: said.replaced,
             seconds: started.elapsed().as_secs_f64(),
             // `--start` / `--autostart` are refused with `--host` before anything runs.
-            after: Default::default(),
+            after: super::hooks::After {
+                problems,
+                ..Default::default()
+            },
         });
     }
     let interrupted = asked_stop || said.outcome.as_deref() == Some("interrupted");
@@ -664,6 +674,9 @@ pub(crate) fn execute(
                 .unwrap_or_else(|| format!("ended without a report (ssh status {status:?})"))
         )
     };
+    if opts.keep {
+        record.kept(plan, report.done.as_deref());
+    }
     let mut kept = said.kept;
     kept.extend(
         said.not_removed

@@ -306,6 +306,80 @@ remove_created() {
     done
 }
 
+# report: what the run created, with size, device, inode and birth time, for convirt's
+# record (docs/records.md). Entries `kind TAB size TAB dev TAB ino TAB birth TAB type TAB
+# path NUL` (paths may hold any byte but NUL), then a newline; sent on stderr as
+# `CONVIRT:report <bytes>` and the bytes, counted because they may hold newlines.
+installed=0 made_dirs=()
+is_disk() {
+    local d
+    for d in "${DISKS[@]}"; do
+        [[ "$d" == "$1" ]] && return 0
+    done
+    return 1
+}
+report() {
+    local kinds=() paths=() entries=() e k i j
+    if ((KEEP)); then
+        kinds+=(workdir) paths+=("$w")
+    fi
+    for e in "$LOG" "$IMAGE_CONF" "$VM_CONF" "$ARGS"; do
+        kinds+=(log) paths+=("$e")
+    done
+    mapfile -d '' -t entries < "$w/created"
+    for e in "${entries[@]}"; do
+        if [[ "$e" == lvm:* ]]; then
+            k=lvm e=${e#lvm:}
+        elif [[ "$e" != /* ]]; then
+            continue
+        elif is_disk "$e"; then
+            k=disk
+        elif [[ -d "$e" && ! -L "$e" ]]; then
+            k=dir
+        else
+            k='file'
+        fi
+        kinds+=("$k") paths+=("$e")
+    done
+    if ((installed)); then
+        for e in "${made_dirs[@]}"; do
+            kinds+=(dir) paths+=("$e")
+        done
+        kinds+=(config) paths+=("$CONFIG")
+    fi
+    # One `stat` for all: a process per item would cost each VM dearly.
+    local ex=() idx=() st=() info=()
+    for i in "${!paths[@]}"; do
+        if [[ "${kinds[i]}" != lvm ]] && [[ -e "${paths[i]}" || -L "${paths[i]}" ]]; then
+            ex+=("${paths[i]}") idx+=("$i")
+        fi
+    done
+    if ((${#ex[@]})); then
+        mapfile -t st < <(stat --printf='%s\t%d\t%i\t%.9W\t%F\n' -- "${ex[@]}" 2> /dev/null)
+        if ((${#st[@]} == ${#ex[@]})); then
+            for j in "${!idx[@]}"; do
+                info[idx[j]]=${st[j]}
+            done
+        fi
+    fi
+    {
+        for i in "${!paths[@]}"; do
+            if [[ "${kinds[i]}" == lvm ]]; then
+                printf 'lvm\t\t\t\t\t\t%s\0' "${paths[i]}"
+            elif [[ -n "${info[i]+set}" ]]; then
+                printf '%s\t%s\t%s\0' "${kinds[i]}" "${info[i]}" "${paths[i]}"
+            elif [[ -e "${paths[i]}" || -L "${paths[i]}" ]]; then
+                printf '%s\t\t\t\t\t\t%s\0' "${kinds[i]}" "${paths[i]}"
+            fi
+        done
+        printf '\n'
+    } > "$w/report" || return
+    local size
+    size=$(wc -c < "$w/report") || return
+    say "report $size"
+    cat -- "$w/report" >&2
+}
+
 failed() {
     if ((KEEP)); then
         note "--keep: nothing removed"
@@ -314,6 +388,7 @@ failed() {
         for e in "${entries[@]}"; do
             say "kept $e"
         done
+        report
     else
         remove_created
     fi
@@ -329,6 +404,11 @@ fi
 # Install the VM config atomically: a temporary file beside it, then a rename (--force) or
 # a hard link, which fails rather than replace a config that appeared meanwhile.
 install_config() {
+    local d=$conf_dir
+    while [[ ! -e "$d" && "$d" != / ]]; do
+        made_dirs=("$d" "${made_dirs[@]}")
+        parent d "$d"
+    done
     [[ -d "$conf_dir" ]] || mkdir -p -- "$conf_dir" || return 1
     local text='' i
     IFS= read -r -d '' text < "$w/inputs/config"
@@ -364,6 +444,8 @@ if ! install_config; then
 fi
 note "installed VM config $CONFIG"
 say "installed $CONFIG"
+installed=1
+report
 if ((KEEP)); then
     note "work directory kept at $w"
     finish failed

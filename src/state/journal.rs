@@ -195,6 +195,7 @@ mod tests {
             pid: 1,
             started: "t".into(),
             convirt_version: "0".into(),
+            server: None,
         }
     }
 
