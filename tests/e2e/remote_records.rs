@@ -232,3 +232,228 @@ fn convirt_killed_mid_remote_run_leaves_an_interrupted_entry_for_that_host() {
         "{err}"
     );
 }
+
+/// Every file under `dir` with its inode, to tell "untouched" from "made again".
+fn files_with_inodes(dir: &Path) -> Vec<(String, u64)> {
+    tree(dir)
+        .into_iter()
+        .map(|p| {
+            let ino = std::fs::symlink_metadata(dir.join(&p)).unwrap().ino();
+            (p, ino)
+        })
+        .collect()
+}
+
+#[test]
+fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
+    let w = World::new(1, None);
+    let srv = w.srv(0);
+    // A file that was there before, beside the disks: never touched.
+    std::fs::create_dir_all(srv.join("disks")).unwrap();
+    std::fs::write(srv.join("disks/keep.me"), b"mine").unwrap();
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "r1",
+        "r2",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=16",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let port = w.servers[0].port.to_string();
+    let root = w.root.display().to_string();
+    let masked = |s: &str| s.replace(&root, "[ROOT]").replace(&port, "[PORT]");
+
+    // `vm list`: the host, the server paths, and no claim about what is there.
+    let o = w.run(&["vm", "list"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        masked(&text(&o.stdout)),
+        "NAME  STATUS       HOST  IMAGE             CONFIG                 DISKS\n\
+         r1    provisioned  srv0  Linux_CD_Install  not checked (on srv0)  1 not checked\n\
+         r2    provisioned  srv0  Linux_CD_Install  not checked (on srv0)  1 not checked\n"
+    );
+    let o = w.run(&["--json", "vm", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    for (i, vm) in ["r1", "r2"].iter().enumerate() {
+        assert_eq!(v[i]["name"], *vm);
+        assert_eq!(v[i]["host"], "srv0");
+        assert_eq!(v[i]["checked"], false);
+        assert_eq!(
+            v[i]["config"],
+            serde_json::json!({"path": srv.join(format!("xen/{vm}.cfg")).display().to_string(), "present": null})
+        );
+        assert_eq!(
+            v[i]["disks"][0]["path"],
+            srv.join(format!("disks/{vm}.disk.xm"))
+                .display()
+                .to_string()
+        );
+        assert_eq!(v[i]["disks"][0]["present"], serde_json::Value::Null);
+    }
+    let o = w.run(&["vm", "show", "r1"]);
+    let out = masked(&text(&o.stdout));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        out.starts_with("VM `r1` on srv0 (root@127.0.0.1:[PORT], over ssh)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  config:   [ROOT]/srv0/xen/r1.cfg (xl, not checked: on srv0)\n"),
+        "{out}"
+    );
+    assert!(!out.contains("missing"), "{out}");
+
+    // The dry run asks the server and changes nothing.
+    let before = files_with_inodes(&srv);
+    let o = w.run(&["vm", "remove", "r1", "--dry-run"]);
+    let out = masked(&text(&o.stdout));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        out.starts_with("would remove VM `r1` on `srv0` (dry run: nothing removed)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  remove   disk      [ROOT]/srv0/disks/r1.disk.xm\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  remove   config    [ROOT]/srv0/xen/r1.cfg\n"),
+        "{out}"
+    );
+    assert_eq!(files_with_inodes(&srv), before);
+    assert!(record_dir(&w, "r1").join("record.json").exists());
+    // `xl` cannot answer on this server (no hypervisor): said, not hidden.
+    assert!(
+        text(&o.stderr).contains("could not check whether `r1` is running on `srv0`"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Without --yes and without a terminal: refused.
+    let o = w.run(&["vm", "remove", "r1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(files_with_inodes(&srv), before);
+
+    let o = w.run(&["vm", "remove", "r1", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with("removed VM `r1` on `srv0`\n"),
+        "{}",
+        text(&o.stdout)
+    );
+    let after = files_with_inodes(&srv);
+    let gone: Vec<&(String, u64)> = before.iter().filter(|f| !after.contains(f)).collect();
+    let left_of_r1: Vec<&(String, u64)> = after.iter().filter(|(p, _)| p.contains("r1")).collect();
+    assert!(left_of_r1.is_empty(), "{left_of_r1:?}");
+    // Exactly r1's files went; r2's and the pre-existing file are the very same files.
+    assert!(gone.iter().all(|(p, _)| p.contains("r1")), "{gone:?}");
+    assert!(after.iter().all(|f| before.contains(f)), "{after:?}");
+    assert_eq!(std::fs::read(srv.join("disks/keep.me")).unwrap(), b"mine");
+    for f in [
+        "xen/r2.cfg",
+        "disks/r2.disk.xm",
+        "log/Linux_CD_Install/Linux_CD_Install_r2.log",
+    ] {
+        assert!(srv.join(f).exists(), "{f}");
+    }
+    assert!(!record_dir(&w, "r1").exists());
+    let o = w.run(&["vm", "list"]);
+    assert!(!text(&o.stdout).contains("r1"), "{}", text(&o.stdout));
+}
+
+#[test]
+fn a_name_on_several_hosts_needs_host_and_a_replaced_file_is_left_alone() {
+    let w = World::new(1, None);
+    assert!(
+        provision(&w, "n1", "Linux_CD_Install", &[])
+            .status
+            .success()
+    );
+    // The same name on this machine (the local paths of the test's settings).
+    let o = w.run(&[
+        "provision",
+        "--vm",
+        "n1",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=16",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = w.run(&["vm", "remove", "n1", "--yes"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("VM `n1` is recorded on several hosts: `localhost`, `srv0`"),
+        "{err}"
+    );
+    assert!(w.srv(0).join("xen/n1.cfg").exists());
+    assert!(w.local().join("xen/n1.cfg").exists());
+    // The disk on the server is replaced by another file since: it stays.
+    let disk = w.srv(0).join("disks/n1.disk.xm");
+    std::fs::remove_file(&disk).unwrap();
+    std::fs::write(w.srv(0).join("disks/pad"), b"").unwrap();
+    std::fs::write(&disk, b"someone else's").unwrap();
+    let o = w.run(&["vm", "remove", "n1", "--host", "srv0", "--yes"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.contains("replaced since provisioning"), "{out}");
+    assert_eq!(std::fs::read(&disk).unwrap(), b"someone else's");
+    assert!(!w.srv(0).join("xen/n1.cfg").exists());
+    // The local VM of that name is untouched, and now found by name alone.
+    assert!(w.local().join("xen/n1.cfg").exists());
+    let o = w.run(&["vm", "show", "n1"]);
+    assert!(
+        text(&o.stdout).starts_with("VM `n1` on localhost\n"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn an_interrupted_remote_run_is_removed_over_ssh() {
+    let w = World::new(1, None);
+    let child = w
+        .cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--vm",
+            "i1",
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=16",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let disk = w.srv(0).join("disks/i1.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let mut child = child;
+    let _ = child.wait();
+    wait_for("the server's clean-up", 30, || !disk.exists());
+    let log = w.srv(0).join("log/Slow/Slow_i1.log");
+    wait_for("the server's lock", 30, || {
+        !w.srv(0).join("work/locks/i1.lock").exists()
+    });
+    assert!(log.exists());
+    let o = w.run(&["vm", "remove", "i1", "--yes"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(
+        out.contains(&format!("  removed  log       {}\n", log.display())),
+        "{out}"
+    );
+    assert!(!log.exists());
+    assert!(!record_dir(&w, "i1").exists());
+}
