@@ -1,6 +1,7 @@
 //! `convirt vm list|show|remove`: the VMs convirt made, read from their records and
 //! journals (docs/records.md), and their removal, which touches only what a record names.
 
+use super::vm_remote::Presence;
 use super::{App, report};
 use crate::diagnostic::Diagnostic;
 use crate::state::{self, Item, Kind, Status, Vm, remove::Step, xen};
@@ -70,19 +71,42 @@ fn config(vm: &Vm) -> Option<String> {
     vm.header().map(|h| h.config.clone())
 }
 
-/// Whether a VM's file is there: known for this machine; for a managed server not checked
-/// from here (`null`), never claimed missing.
-fn present(vm: &Vm, path: &str) -> Option<bool> {
-    (!vm.remote).then(|| std::path::Path::new(path).exists())
+/// Whether a VM's file is there: looked at here for this machine; for a managed server what
+/// the server said (`vm_remote::check`), `None` when it could not be asked (never claimed
+/// missing then).
+fn present(vm: &Vm, path: &str, kind: Kind, checks: &Presence) -> Option<bool> {
+    if !vm.remote {
+        return Some(if kind == Kind::Config {
+            std::path::Path::new(path).exists()
+        } else {
+            Item::new(path, kind).exists()
+        });
+    }
+    match checks.get(&vm.host) {
+        Some(Ok(m)) => m.get(path).copied(),
+        _ => None,
+    }
 }
 
-fn item_json(vm: &Vm, i: &Item) -> serde_json::Value {
+/// Why a remote VM's files were not checked, if they were not.
+fn not_checked(vm: &Vm, checks: &Presence) -> Option<String> {
+    if !vm.remote {
+        return None;
+    }
+    match checks.get(&vm.host) {
+        Some(Ok(_)) => None,
+        Some(Err(why)) => Some(format!("{}: {why}", vm.host)),
+        None => Some(vm.host.clone()),
+    }
+}
+
+fn item_json(vm: &Vm, i: &Item, checks: &Presence) -> serde_json::Value {
     let mut v = serde_json::to_value(i).unwrap_or_default();
-    v["present"] = (!vm.remote).then(|| i.exists()).into();
+    v["present"] = present(vm, &i.path, i.kind, checks).into();
     v
 }
 
-fn vm_json(app: &App, vm: &Vm, full: bool) -> serde_json::Value {
+fn vm_json(app: &App, vm: &Vm, full: bool, checks: &Presence) -> serde_json::Value {
     let h = vm.header();
     let cfg = config(vm);
     let mut v = serde_json::json!({
@@ -92,14 +116,21 @@ fn vm_json(app: &App, vm: &Vm, full: bool) -> serde_json::Value {
         "image": h.map(|h| h.image.clone()),
         "image_digest": h.map(|h| h.image_digest.clone()),
         "format": h.map(|h| h.format),
-        "config": cfg.as_ref().map(|c| serde_json::json!({"path": c, "present": present(vm, c)})),
-        "disks": disks(vm).iter().map(|i| item_json(vm, i)).collect::<Vec<_>>(),
-        "checked": !vm.remote,
+        "config": cfg.as_ref().map(|c| serde_json::json!({"path": c, "present": present(vm, c, Kind::Config, checks)})),
+        "disks": disks(vm).iter().map(|i| item_json(vm, i, checks)).collect::<Vec<_>>(),
         "started": h.map(|h| h.started.clone()),
         "finished": vm.record.as_ref().map(|r| r.finished.clone()),
     });
+    if vm.remote {
+        // Why the server's files were not checked (`null` when they were).
+        v["not_checked"] = not_checked(vm, checks).into();
+    }
     if full {
-        v["created"] = vm.items().iter().map(|i| item_json(vm, i)).collect();
+        v["created"] = vm
+            .items()
+            .iter()
+            .map(|i| item_json(vm, i, checks))
+            .collect();
         v["server"] = h.and_then(|h| h.server.clone()).into();
         v["log"] = h.map(|h| h.log.clone()).into();
         v["pid"] = h.map(|h| h.pid).into();
@@ -116,8 +147,12 @@ fn vm_json(app: &App, vm: &Vm, full: bool) -> serde_json::Value {
 
 fn list(app: &App) -> Result<()> {
     let vms = Vm::list(&app.settings.state_dir)?;
+    let checks = super::vm_remote::check(app, &vms);
     if app.cli.json {
-        let rows: Vec<_> = vms.iter().map(|v| vm_json(app, v, false)).collect();
+        let rows: Vec<_> = vms
+            .iter()
+            .map(|v| vm_json(app, v, false, &checks))
+            .collect();
         return app.print_json(&serde_json::Value::Array(rows));
     }
     if vms.is_empty() {
@@ -139,20 +174,24 @@ fn list(app: &App) -> Result<()> {
     ]];
     for vm in &vms {
         let d = disks(vm);
-        let cfg = match config(vm) {
-            _ if vm.remote => format!("not checked (on {})", vm.host),
-            Some(c) if std::path::Path::new(&c).exists() => "present".into(),
-            Some(_) => "missing".into(),
-            None => "-".into(),
+        let unchecked = not_checked(vm, &checks);
+        let cfg = match (&unchecked, config(vm)) {
+            (Some(why), _) => format!("not checked ({why})"),
+            (None, Some(c)) if present(vm, &c, Kind::Config, &checks) == Some(true) => {
+                "present".into()
+            }
+            (None, Some(_)) => "missing".into(),
+            (None, None) => "-".into(),
         };
-        let disks_text = if vm.remote {
-            format!("{} not checked", d.len())
-        } else {
-            format!(
+        let disks_text = match unchecked {
+            Some(_) => format!("{} not checked", d.len()),
+            None => format!(
                 "{}/{} present",
-                d.iter().filter(|i| i.exists()).count(),
+                d.iter()
+                    .filter(|i| present(vm, &i.path, i.kind, &checks) == Some(true))
+                    .count(),
                 d.len()
-            )
+            ),
         };
         rows.push([
             vm.name.clone(),
@@ -226,8 +265,9 @@ fn load(app: &App, name: &str, host: Option<&str>) -> Result<Vm> {
 
 fn show(app: &App, name: &str, host: Option<&str>) -> Result<()> {
     let vm = load(app, name, host)?;
+    let checks = super::vm_remote::check(app, std::slice::from_ref(&vm));
     if app.cli.json {
-        return app.print_json(&vm_json(app, &vm, true));
+        return app.print_json(&vm_json(app, &vm, true, &checks));
     }
     let mut s = format!("VM `{}` on {}", vm.name, vm.host);
     if let Some(server) = vm.header().and_then(|h| h.server.as_ref()) {
@@ -247,10 +287,13 @@ fn show(app: &App, name: &str, host: Option<&str>) -> Result<()> {
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default(),
-            match present(&vm, &h.config) {
+            match present(&vm, &h.config, Kind::Config, &checks) {
                 Some(true) => "present".to_string(),
                 Some(false) => "missing".to_string(),
-                None => format!("not checked: on {}", vm.host),
+                None => format!(
+                    "not checked: {}",
+                    not_checked(&vm, &checks).unwrap_or_default()
+                ),
             }
         ));
         s.push_str(&format!("  log:      {}\n", h.log));
@@ -272,18 +315,16 @@ fn show(app: &App, name: &str, host: Option<&str>) -> Result<()> {
             i.kind.to_string(),
             i.path,
             i.size.map(|b| format!(" ({b} bytes)")).unwrap_or_default(),
-            if vm.remote || i.exists() {
-                ""
-            } else {
-                " [missing]"
+            match present(&vm, &i.path, i.kind, &checks) {
+                Some(false) => " [missing]",
+                _ => "",
             }
         ));
     }
-    if vm.remote && !items.is_empty() {
-        s.push_str(&format!(
-            "  (paths on {}; not checked from here: `vm remove --dry-run` looks there)\n",
-            vm.host
-        ));
+    if let Some(why) = not_checked(&vm, &checks)
+        && !items.is_empty()
+    {
+        s.push_str(&format!("  (not checked: {why})\n"));
     }
     if let Some(r) = &vm.record {
         for side in ["image", "vm"] {

@@ -1,14 +1,16 @@
 //! `vm remove` of a VM made on a managed server (docs/records.md): one ssh round trip runs
 //! the removal script of `state::remote` on the server (fed on standard input, never on a
 //! command line), which refuses a running domain, then removes exactly what the record
-//! names, each item only while it is still the file the run created.
+//! names, each item only while it is still the file the run created. `vm list` and `vm show`
+//! ask each server in one round trip which of its VMs' files are still there.
 
 use super::App;
 use crate::diagnostic::Diagnostic;
-use crate::remote::{Target, parse_target, ssh_error};
-use crate::state::remote::{parse_removal, removal_script};
-use crate::state::{Kind, Vm, remove::Step};
+use crate::remote::{SshProblem, Target, classify, parse_target, ssh_error};
+use crate::state::remote::{parse_presence, parse_removal, presence_script, removal_script};
+use crate::state::{Item, Kind, Vm, remove::Step};
 use anyhow::Result;
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::Stdio;
 
@@ -113,4 +115,77 @@ pub(crate) fn remove(
         }
     }
     Ok((steps, note))
+}
+
+/// What each server said about its VMs' files (host → path → there), or why it could not.
+pub(crate) type Presence = HashMap<String, Result<HashMap<String, bool>, String>>;
+
+/// The paths `vm list` and `vm show` look at: the config and everything the runs created.
+fn looked_at(vm: &Vm) -> Vec<Item> {
+    let mut items = vm.items();
+    if let Some(h) = vm.header()
+        && !items.iter().any(|i| i.path == h.config)
+    {
+        items.push(Item::new(h.config.clone(), Kind::Config));
+    }
+    items
+}
+
+/// Asks every server of `vms` (side by side, one ssh round trip each) which files are there.
+pub(crate) fn check(app: &App, vms: &[Vm]) -> Presence {
+    let mut by_host: Vec<(String, Vec<&Vm>)> = Vec::new();
+    for vm in vms.iter().filter(|v| v.remote) {
+        match by_host.iter_mut().find(|(h, _)| *h == vm.host) {
+            Some((_, v)) => v.push(vm),
+            None => by_host.push((vm.host.clone(), vec![vm])),
+        }
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = by_host
+            .iter()
+            .map(|(h, vms)| (h.clone(), scope.spawn(move || check_host(app, vms))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(h, t)| {
+                let r = t
+                    .join()
+                    .unwrap_or_else(|_| Err("the check failed".to_string()));
+                (h, r)
+            })
+            .collect()
+    })
+}
+
+fn check_host(app: &App, vms: &[&Vm]) -> Result<HashMap<String, bool>, String> {
+    let first = vms.first().ok_or("no VM")?;
+    let target = target(app, first).map_err(|e| e.to_string())?;
+    let items: Vec<Item> = vms.iter().flat_map(|v| looked_at(v)).collect();
+    let refs: Vec<&Item> = items.iter().collect();
+    let script = presence_script(&refs);
+    let mut child = crate::remote::command(&target, None, &[], "bash -s")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run ssh: {e}"))?;
+    let stdin = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        if let Some(mut s) = stdin {
+            let _ = s.write_all(script.as_bytes());
+        }
+    });
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let _ = writer.join();
+    let Some(there) = parse_presence(&String::from_utf8_lossy(&out.stdout), items.len()) else {
+        return Err(match classify(&String::from_utf8_lossy(&out.stderr)) {
+            SshProblem::Unreachable => "unreachable",
+            SshProblem::AuthRefused => "authentication refused",
+            SshProblem::HostKeyChanged | SshProblem::HostKeyUnknown => "host key not accepted",
+            SshProblem::Lost => "connection lost",
+            SshProblem::Other => "no answer over ssh",
+        }
+        .to_string());
+    };
+    Ok(items.into_iter().map(|i| i.path).zip(there).collect())
 }

@@ -30,7 +30,22 @@ fn refuse(vm: &str, host: &str, what: String, hint: String) -> anyhow::Error {
 pub(crate) fn begin(plan: &Plan, target: &Target, opts: &Options) -> anyhow::Result<Recorder> {
     let host = &target.name;
     let vm = &plan.vm;
-    let lock = super::lock(&rs::lock_root(&plan.state_dir, host), vm, &plan.image)?;
+    let root = rs::lock_root(&plan.state_dir, host);
+    if state::lock_held(&root, vm) {
+        // Another convirt of this machine provisions (or removes) it there right now.
+        let path = root.join("locks").join(format!("{vm}.lock"));
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        return Err(Diagnostic::error(format!(
+            "VM `{vm}` is already being provisioned on {host} from this machine ({})",
+            holder.trim()
+        ))
+        .with_hint(format!(
+            "wait for it to finish; the lock is `{}`",
+            path.display()
+        ))
+        .into());
+    }
+    let lock = super::lock(&root, vm, &plan.image)?;
     let mut prior = None;
     if let Some(old) = Vm::load_remote(&plan.state_dir, host, vm)? {
         let hint = format!(

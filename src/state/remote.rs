@@ -279,6 +279,52 @@ one() {
 }
 "#;
 
+/// The bash script (fed to `bash -s` on the server) that says which of `paths` exist there:
+/// `CONVIRT:p N 1|0` per path, then `CONVIRT:end`. An LVM volume `VG/LV` is looked for as
+/// `/dev/VG/LV` (present while the volume is active).
+pub(crate) fn presence_script(items: &[&Item]) -> String {
+    let mut s = String::from(
+        "set -u\nt() { if [[ -e \"$2\" || -L \"$2\" ]]; then echo \"CONVIRT:p $1 1\"; else echo \"CONVIRT:p $1 0\"; fi; }\n",
+    );
+    for (n, i) in items.iter().enumerate() {
+        let path = if i.kind == Kind::Lvm {
+            format!("/dev/{}", i.path)
+        } else {
+            i.path.clone()
+        };
+        s.push_str(&format!("t {n} {}\n", shell_quote(&path)));
+    }
+    s.push_str("echo CONVIRT:end\n");
+    s
+}
+
+/// Reads the presence script's answer: per path index, there or not; `None` when the answer
+/// did not arrive whole.
+pub(crate) fn parse_presence(out: &str, count: usize) -> Option<Vec<bool>> {
+    let mut got: Vec<Option<bool>> = vec![None; count];
+    let mut end = false;
+    for line in out.lines() {
+        if line == "CONVIRT:end" {
+            end = true;
+        }
+        let Some(rest) = line.strip_prefix("CONVIRT:p ") else {
+            continue;
+        };
+        let Some((n, v)) = rest.split_once(' ') else {
+            continue;
+        };
+        if let (Ok(n), Some(v)) = (n.parse::<usize>(), ["0", "1"].iter().position(|x| *x == v))
+            && let Some(slot) = got.get_mut(n)
+        {
+            *slot = Some(v == 1);
+        }
+    }
+    if !end {
+        return None;
+    }
+    got.into_iter().collect()
+}
+
 /// What the removal script answered.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Removal {
@@ -447,6 +493,43 @@ dir\t4096\t64\t9\t-\tdirectory\t/srv/d\0\n";
         );
         assert!(r.complete);
         assert!(!parse_removal("CONVIRT:xl running\n").complete);
+    }
+
+    #[test]
+    fn the_presence_script_answers_per_path() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("it's here");
+        std::fs::write(&f, b"").unwrap();
+        let items = [
+            Item::new(f.display().to_string(), Kind::Disk),
+            Item::new("/nonexistent/x", Kind::Config),
+            Item::new("novg/nolv", Kind::Lvm),
+        ];
+        let refs: Vec<&Item> = items.iter().collect();
+        let mut c = std::process::Command::new("bash")
+            .arg("-s")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(presence_script(&refs).as_bytes())
+            .unwrap();
+        let out = String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap();
+        assert_eq!(parse_presence(&out, 3), Some(vec![true, false, false]));
+        // Truncated, hostile or short answers are no answer.
+        assert_eq!(parse_presence("CONVIRT:p 0 1\n", 1), None);
+        assert_eq!(parse_presence("CONVIRT:p 0 1\nCONVIRT:end\n", 2), None);
+        assert_eq!(
+            parse_presence(
+                "CONVIRT:p 99 1\nCONVIRT:p 0 2\nCONVIRT:p x\nCONVIRT:p 0 0\nCONVIRT:end\n",
+                1
+            ),
+            Some(vec![false])
+        );
     }
 
     /// The script runs here, as the server would run it: `bash -s` on its standard input.

@@ -936,8 +936,9 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
         0o640
     );
 
-    // A second console provisioning the same VM on that server is refused at once.
-    let o = w.run(&[
+    // A second console provisioning the same VM on that server is refused at once: another
+    // machine (its own records), so the server's lock does it; this machine's lock first.
+    let mut second = w.cmd(&[
         "provision",
         "--host",
         "srv0",
@@ -949,10 +950,30 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
         "hda_disk_size=8",
         "--force",
     ]);
+    let o = second
+        .env("CONVIRT_STATE_DIR", w.root.join("console2/state"))
+        .output()
+        .unwrap();
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("`l1` is already being provisioned on srv0"),
+        err.contains("`l1` is already being provisioned on srv0 ("),
+        "{err}"
+    );
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "l1",
+        "--image",
+        "Slow",
+        "--force",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`l1` is already being provisioned on srv0 from this machine"),
         "{err}"
     );
     assert!(err.contains("user tester"), "{err}");

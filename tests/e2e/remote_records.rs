@@ -246,7 +246,7 @@ fn files_with_inodes(dir: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
-    let w = World::new(1, None);
+    let mut w = World::new(1, None);
     let srv = w.srv(0);
     // A file that was there before, beside the disks: never touched.
     std::fs::create_dir_all(srv.join("disks")).unwrap();
@@ -268,14 +268,15 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
     let root = w.root.display().to_string();
     let masked = |s: &str| s.replace(&root, "[ROOT]").replace(&port, "[PORT]");
 
-    // `vm list`: the host, the server paths, and no claim about what is there.
+    // `vm list`: the host and the server paths; the server says what is still there.
+    std::fs::remove_file(srv.join("disks/r2.disk.xm")).unwrap();
     let o = w.run(&["vm", "list"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(
         masked(&text(&o.stdout)),
-        "NAME  STATUS       HOST  IMAGE             CONFIG                 DISKS\n\
-         r1    provisioned  srv0  Linux_CD_Install  not checked (on srv0)  1 not checked\n\
-         r2    provisioned  srv0  Linux_CD_Install  not checked (on srv0)  1 not checked\n"
+        "NAME  STATUS       HOST  IMAGE             CONFIG   DISKS\n\
+         r1    provisioned  srv0  Linux_CD_Install  present  1/1 present\n\
+         r2    provisioned  srv0  Linux_CD_Install  present  0/1 present\n"
     );
     let o = w.run(&["--json", "vm", "list"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -283,10 +284,11 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
     for (i, vm) in ["r1", "r2"].iter().enumerate() {
         assert_eq!(v[i]["name"], *vm);
         assert_eq!(v[i]["host"], "srv0");
-        assert_eq!(v[i]["checked"], false);
+        assert_eq!(v[i]["not_checked"], serde_json::Value::Null);
+        let cfg = srv.join(format!("xen/{vm}.cfg")).display().to_string();
         assert_eq!(
             v[i]["config"],
-            serde_json::json!({"path": srv.join(format!("xen/{vm}.cfg")).display().to_string(), "present": null})
+            serde_json::json!({"path": cfg, "present": true})
         );
         assert_eq!(
             v[i]["disks"][0]["path"],
@@ -294,7 +296,7 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
                 .display()
                 .to_string()
         );
-        assert_eq!(v[i]["disks"][0]["present"], serde_json::Value::Null);
+        assert_eq!(v[i]["disks"][0]["present"], *vm == "r1");
     }
     let o = w.run(&["vm", "show", "r1"]);
     let out = masked(&text(&o.stdout));
@@ -304,10 +306,17 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
         "{out}"
     );
     assert!(
-        out.contains("  config:   [ROOT]/srv0/xen/r1.cfg (xl, not checked: on srv0)\n"),
+        out.contains("  config:   [ROOT]/srv0/xen/r1.cfg (xl, present)\n"),
         "{out}"
     );
     assert!(!out.contains("missing"), "{out}");
+    let o = w.run(&["vm", "show", "r2"]);
+    let out = masked(&text(&o.stdout));
+    assert!(
+        out.contains("  disk      [ROOT]/srv0/disks/r2.disk.xm (16777216 bytes) [missing]\n"),
+        "{out}"
+    );
+    std::fs::write(srv.join("disks/r2.disk.xm"), b"").unwrap();
 
     // The dry run asks the server and changes nothing.
     let before = files_with_inodes(&srv);
@@ -365,6 +374,27 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
     assert!(!record_dir(&w, "r1").exists());
     let o = w.run(&["vm", "list"]);
     assert!(!text(&o.stdout).contains("r1"), "{}", text(&o.stdout));
+
+    // A server that does not answer: its VMs are "not checked", never "missing".
+    drop(w.servers.pop());
+    let o = w.run(&["vm", "list"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "NAME  STATUS       HOST  IMAGE             CONFIG                           DISKS\n\
+         r2    provisioned  srv0  Linux_CD_Install  not checked (srv0: unreachable)  1 not checked\n"
+    );
+    let o = w.run(&["--json", "vm", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["not_checked"], "srv0: unreachable", "{v}");
+    assert_eq!(v[0]["config"]["present"], serde_json::Value::Null, "{v}");
+    // Removing there needs the server: a clear error, the record kept.
+    let o = w.run(&["vm", "remove", "r2", "--yes"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("`srv0` (root@127.0.0.1:"), "{err}");
+    assert!(err.contains("is unreachable"), "{err}");
+    assert!(record_dir(&w, "r2").join("record.json").exists());
 }
 
 #[test]
