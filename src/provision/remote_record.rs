@@ -208,3 +208,64 @@ impl Recorder {
         let _ = self.journal.failed_kept();
     }
 }
+
+/// `--start` / `--autostart` for the driver: `START`, and `AUTO_LINK`, the link in the
+/// server's auto-start directory (empty without `--autostart`).
+pub(crate) fn after_sh(
+    plan: &Plan,
+    settings: &crate::settings::Settings,
+    opts: &Options,
+) -> String {
+    let link = if opts.autostart {
+        crate::state::xen::autostart_link(&settings.xen_auto_dir, &plan.config_path)
+            .display()
+            .to_string()
+    } else {
+        String::new()
+    };
+    format!(
+        "START={}\nAUTO_LINK={}\n",
+        u8::from(opts.start),
+        crate::value::shell_quote(&link)
+    )
+}
+
+/// What the driver said about `--start` / `--autostart`, as the local run reports it.
+#[derive(Debug, Default)]
+pub(crate) struct AfterSaid {
+    pub autostart: Option<String>,
+    pub problems: Vec<String>,
+    pub started: bool,
+}
+
+impl AfterSaid {
+    /// Takes one `CONVIRT:` status word of `--start` / `--autostart`.
+    pub(crate) fn take(&mut self, word: &str, text: &str, host: &str, config: &str) {
+        match word {
+            "autostart" => self.autostart = Some(text.to_string()),
+            "autostartfailed" => self.problems.push(format!(
+                "cannot link it into the auto-start directory on {host}: {text}"
+            )),
+            "xlstarted" => self.started = true,
+            "xlmissing" => self.problems.push(format!(
+                "it was not started: `xl create {config}` on {host}: `xl` is not installed (no Xen tools on the server's PATH)"
+            )),
+            "xlfailed" => {
+                let (status, last) = text.split_once(' ').unwrap_or((text, ""));
+                let hint = if ["hypervisor", "xenstore", "/proc/xen"]
+                    .iter()
+                    .any(|w| last.contains(w))
+                {
+                    " (the server is not running under the Xen hypervisor)"
+                } else {
+                    ""
+                };
+                let last = if last.is_empty() { "no error output" } else { last };
+                self.problems.push(format!(
+                    "it was not started: `xl create {config}` on {host} failed (exit status {status}): {last}{hint}"
+                ));
+            }
+            _ => {}
+        }
+    }
+}

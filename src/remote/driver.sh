@@ -28,7 +28,7 @@ exec 3<&0 0< /dev/null
 
 # Set by plan.sh (written by convirt, every value shell-quoted).
 VM='' IMAGE='' LOG='' LOG_DIR='' IMAGE_CONF='' VM_CONF='' ARGS='' CONFIG='' WORK_ROOT=''
-FORCE=0 KEEP=0 TIMEOUT=0 HOLDER='' SERVER=''
+FORCE=0 KEEP=0 TIMEOUT=0 HOLDER='' SERVER='' START=0 AUTO_LINK=''
 DISKS=() TOOLS=()
 # shellcheck source=/dev/null
 source "$w/plan.sh"
@@ -145,6 +145,9 @@ printf '%s' "$HOLDER" > "$lock"
 if ! ((FORCE)) && [[ -e "$CONFIG" || -L "$CONFIG" ]]; then
     fail "VM config \`$CONFIG\` already exists on $SERVER" \
         "choose another VM name, or pass \`--force\` to replace the config and the disks the image names"
+fi
+if [[ -n "$AUTO_LINK" ]] && ! ((FORCE)) && [[ -e "$AUTO_LINK" || -L "$AUTO_LINK" ]]; then
+    fail "the auto-start link \`$AUTO_LINK\` already exists on $SERVER" "pass \`--force\` to replace it"
 fi
 existing=()
 for d in "${DISKS[@]}"; do
@@ -310,7 +313,7 @@ remove_created() {
 # record (docs/records.md). Entries `kind TAB size TAB dev TAB ino TAB birth TAB type TAB
 # path NUL` (paths may hold any byte but NUL), then a newline; sent on stderr as
 # `CONVIRT:report <bytes>` and the bytes, counted because they may hold newlines.
-installed=0 made_dirs=()
+installed=0 made_dirs=() auto_dirs=() linked=0
 is_disk() {
     local d
     for d in "${DISKS[@]}"; do
@@ -346,6 +349,12 @@ report() {
             kinds+=(dir) paths+=("$e")
         done
         kinds+=(config) paths+=("$CONFIG")
+        for e in "${auto_dirs[@]}"; do
+            kinds+=(dir) paths+=("$e")
+        done
+        if ((linked)); then
+            kinds+=(autostart) paths+=("$AUTO_LINK")
+        fi
     fi
     # One `stat` for all: a process per item would cost each VM dearly.
     local ex=() idx=() st=() info=()
@@ -445,7 +454,54 @@ fi
 note "installed VM config $CONFIG"
 say "installed $CONFIG"
 installed=1
+
+# --autostart: the config linked into the server's auto-start directory. A failure here
+# leaves the VM provisioned (as locally); convirt reports it.
+link_autostart() {
+    local dir d
+    parent dir "$AUTO_LINK"
+    d=$dir
+    while [[ ! -e "$d" && "$d" != / ]]; do
+        auto_dirs=("$d" "${auto_dirs[@]}")
+        parent d "$d"
+    done
+    if ! why=$(mkdir -p -- "$dir" 2>&1); then
+        return 1
+    fi
+    if ((FORCE)) && [[ -L "$AUTO_LINK" ]]; then
+        rm -f -- "$AUTO_LINK"
+    fi
+    why=$(ln -s -- "$CONFIG" "$AUTO_LINK" 2>&1) || return 1
+    linked=1
+}
+if [[ -n "$AUTO_LINK" ]]; then
+    why=''
+    if link_autostart; then
+        note "auto-start link $AUTO_LINK"
+        say "autostart $AUTO_LINK"
+    else
+        note "cannot link the config into the auto-start directory: $why"
+        say "autostartfailed ${why//$'\n'/ }"
+    fi
+fi
 report
+
+# --start: `xl create` after the record's report, so a VM that fails to start stays
+# provisioned and recorded.
+if ((START)); then
+    if ! command -v xl > /dev/null 2>&1; then
+        note "not started: xl is not installed"
+        say "xlmissing"
+    elif out=$(xl create "$CONFIG" 2>&1 < /dev/null 3<&- 9>&-); then
+        note "started with xl create"
+        say "xlstarted"
+    else
+        rc=$?
+        out=${out%$'\n'}
+        note "not started: xl create exited with status $rc: ${out##*$'\n'}"
+        say "xlfailed $rc ${out##*$'\n'}"
+    fi
+fi
 if ((KEEP)); then
     note "work directory kept at $w"
     finish failed

@@ -487,3 +487,66 @@ fn an_interrupted_remote_run_is_removed_over_ssh() {
     assert!(!log.exists());
     assert!(!record_dir(&w, "i1").exists());
 }
+
+#[test]
+fn start_and_autostart_on_the_server_keep_the_vm_provisioned_when_xl_cannot_run() {
+    let w = World::new(1, None);
+    let srv = w.srv(0);
+    let o = provision(&w, "s1", "Linux_CD_Install", &["--start", "--autostart"]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    let cfg = srv.join("xen/s1.cfg");
+    let link = srv.join("xen/auto/s1.cfg");
+    // The server's `xl` (xen-utils) finds no hypervisor: said plainly, the VM stays.
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "`s1` is provisioned, but it was not started: `xl create {}` on srv0",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("(the server is not running under the Xen hypervisor)")
+            || err.contains("`xl` is not installed"),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!("  autostart: {}", link.display())),
+        "{out}"
+    );
+    assert!(cfg.exists());
+    assert_eq!(std::fs::read_link(&link).unwrap(), cfg);
+    let r = json(&record_dir(&w, "s1").join("record.json"));
+    let got = items(&r);
+    assert!(
+        got.contains(&("autostart".into(), link.display().to_string())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("dir".into(), srv.join("xen/auto").display().to_string())),
+        "{got:?}"
+    );
+
+    // An auto-start link that is there already refuses the next VM before anything is made.
+    std::os::unix::fs::symlink("/nowhere", srv.join("xen/auto/s2.cfg")).unwrap();
+    let before = tree(&srv);
+    let o = provision(&w, "s2", "Linux_CD_Install", &["--autostart"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the auto-start link `{}` already exists on srv0",
+            srv.join("xen/auto/s2.cfg").display()
+        )),
+        "{err}"
+    );
+    assert_eq!(tree(&srv), before);
+    assert!(!record_dir(&w, "s2").exists());
+
+    // `vm remove` takes the link with the VM; the directory stays while it holds s2's link.
+    let o = w.run(&["vm", "remove", "s1", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(std::fs::symlink_metadata(&link).is_err());
+    assert!(!cfg.exists());
+    assert!(std::fs::symlink_metadata(srv.join("xen/auto/s2.cfg")).is_ok());
+}
