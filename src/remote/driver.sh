@@ -142,6 +142,18 @@ done
 [[ -n "$lock" ]] || fail "cannot take the lock \`$WORK_ROOT/locks/$VM.lock\` on $SERVER"
 printf '%s' "$HOLDER" > "$lock"
 
+# A running domain of that name is refused, even with --force (as locally), where the
+# server's `xl list` works; a server without Xen running is not asked twice.
+if command -v xl > /dev/null 2>&1 && domains=$(xl list 2> /dev/null < /dev/null 3<&- 9>&-); then
+    seen=0
+    while read -r name _; do
+        if ((seen)) && [[ "$name" == "$VM" ]]; then
+            fail "a domain \`$VM\` is running on $SERVER (\`xl list\`)" \
+                "stop it first (\`xl shutdown $VM\` there); \`--force\` never replaces a running VM's files"
+        fi
+        [[ "$name" == Name ]] && seen=1
+    done <<< "$domains"
+fi
 if ! ((FORCE)) && [[ -e "$CONFIG" || -L "$CONFIG" ]]; then
     fail "VM config \`$CONFIG\` already exists on $SERVER" \
         "choose another VM name, or pass \`--force\` to replace the config and the disks the image names"

@@ -532,6 +532,45 @@ dir\t4096\t64\t9\t-\tdirectory\t/srv/d\0\n";
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a server sends, reading it never panics, and what is accepted is sane.
+        #[test]
+        fn any_bytes_from_a_server_are_read_without_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..80), 0..8),
+            header in 0usize..200,
+        ) {
+            let mut c = Collector::default();
+            c.feed(format!("CONVIRT:report {header}\n").as_bytes());
+            for ch in &chunks {
+                c.feed(ch);
+            }
+            let all: Vec<u8> = chunks.concat();
+            if let Ok(items) = parse_report(&all) {
+                for i in items {
+                    proptest::prop_assert!(i.kind == Kind::Lvm || i.path.starts_with('/'));
+                }
+            }
+            if let Some(block) = &c.done {
+                proptest::prop_assert_eq!(block.len(), header);
+                let _ = parse_report(block);
+            }
+            let text = String::from_utf8_lossy(&all);
+            let _ = parse_removal(&text);
+            let _ = parse_presence(&text, header);
+            let _ = parse_birth(&text);
+            let _ = host_from_dir_name(&text);
+        }
+
+        /// Every host name has its own directory name, safe and reversible.
+        #[test]
+        fn host_directory_names_are_safe_and_reversible(host in "\\PC{1,30}") {
+            let dir = host_dir_name(&host);
+            proptest::prop_assert!(!dir.contains('/') && dir != "." && dir != ".." && !dir.starts_with('.'));
+            proptest::prop_assert!(dir != crate::state::LOCALHOST);
+            proptest::prop_assert_eq!(host_from_dir_name(&dir), Some(host));
+        }
+    }
+
     /// The script runs here, as the server would run it: `bash -s` on its standard input.
     fn run_script(items: &[(usize, &Item)], dry: bool, path: &str) -> Removal {
         use std::io::Write;

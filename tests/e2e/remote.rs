@@ -146,6 +146,11 @@ const HOSTS: &str = "srv";
 impl World {
     /// `n` servers `srv0`, `srv1`, ... as `[hosts.*]` for `user` (root when None).
     pub fn new(n: usize, user: Option<&str>) -> World {
+        World::new_with(n, user, "")
+    }
+
+    /// As `new`, with lines added to every sshd's config (e.g. `SetEnv PATH=...`).
+    pub fn new_with(n: usize, user: Option<&str>, sshd_extra: &str) -> World {
         let tmp = tempfile::Builder::new()
             .prefix("convirt-e2e-remote.")
             .tempdir()
@@ -161,7 +166,7 @@ impl World {
         std::fs::copy(root.join("client_key.pub"), &authorized).unwrap();
         std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(0o644)).unwrap();
         let servers: Vec<Sshd> = (0..n)
-            .map(|i| Sshd::start(&root.join(format!("sshd{i}")), &authorized, ""))
+            .map(|i| Sshd::start(&root.join(format!("sshd{i}")), &authorized, sshd_extra))
             .collect();
         let known: String = servers.iter().map(Sshd::known_hosts_line).collect();
         std::fs::write(root.join("known_hosts"), known).unwrap();

@@ -550,3 +550,91 @@ fn start_and_autostart_on_the_server_keep_the_vm_provisioned_when_xl_cannot_run(
     assert!(!cfg.exists());
     assert!(std::fs::symlink_metadata(srv.join("xen/auto/s2.cfg")).is_ok());
 }
+
+/// A recording stand-in for the server's `xl` (NOT the real xl): `xl list` lists Domain-0
+/// and the names in `running`, `xl create CFG` appends CFG to `created`.
+fn xl_stand_in(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let xl = bin.join("xl");
+    std::fs::write(
+        &xl,
+        format!(
+            "#!/bin/bash\n# stand-in for xl, for tests\nd={d}\ncase $1 in\n\
+             list) echo 'Name                                        ID   Mem VCPUs\tState\tTime(s)'\n\
+                   echo 'Domain-0                                     0  1024     2     r-----      1.0'\n\
+                   [[ -f $d/running ]] && while read -r n; do echo \"$n 7 512 1 -b---- 1.0\"; done < \"$d/running\"; exit 0 ;;\n\
+             create) echo \"$2\" >> \"$d/created\"; exit 0 ;;\n\
+             *) exit 2 ;;\nesac\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn the_servers_xl_decides_running_and_starts_the_vm() {
+    let xl = tempfile::tempdir().unwrap();
+    let bin = xl_stand_in(xl.path());
+    let w = World::new_with(
+        1,
+        None,
+        &format!(
+            "SetEnv PATH={}:/usr/sbin:/usr/bin:/sbin:/bin\n",
+            bin.display()
+        ),
+    );
+    let srv = w.srv(0);
+    // --start with the server's (stand-in) xl: started, exit 0.
+    let o = provision(&w, "x1", "Linux_CD_Install", &["--start"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let cfg = srv.join("xen/x1.cfg");
+    assert!(
+        out.contains(&format!("  started: xl create {}", cfg.display())),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(xl.path().join("created")).unwrap(),
+        format!("{}\n", cfg.display())
+    );
+    // The server's xl says x1 runs: `vm remove` refuses before anything is touched.
+    std::fs::write(xl.path().join("running"), "x1\nx2\n").unwrap();
+    let before = files_with_inodes(&srv);
+    for args in [
+        &["vm", "remove", "x1", "--yes"][..],
+        &["vm", "remove", "x1", "--dry-run"],
+    ] {
+        let o = w.run(args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("cannot remove `x1`: it is running on `srv0` (`xl list` there)"),
+            "{err}"
+        );
+    }
+    assert_eq!(files_with_inodes(&srv), before);
+    assert!(record_dir(&w, "x1").join("record.json").exists());
+    // ... and a new VM of a running domain's name is refused on the server, even forced.
+    let o = provision(&w, "x2", "Linux_CD_Install", &["--force"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a domain `x2` is running on srv0 (`xl list`)"),
+        "{err}"
+    );
+    assert_eq!(files_with_inodes(&srv), before);
+    // Stopped: removed, and no note about xl (it answered).
+    std::fs::write(xl.path().join("running"), "").unwrap();
+    let o = w.run(&["vm", "remove", "x1", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stderr).contains("could not check"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!cfg.exists());
+}
