@@ -640,7 +640,9 @@ pub(crate) fn execute(
             ));
         }
         let (mut removed, mut kept) = (said.removed.clone(), vec![]);
-        match recover(&session.target, plan, settings) {
+        let recovered = recover(&session.target, plan, settings);
+        record.lost(plan, recovered.as_ref().map(|(_, not)| not.as_slice()));
+        match recovered {
             Some((r, not)) => {
                 status.push_str(&format!(
                     "\nreconnected to `{host}`: the server stopped the script and cleaned up{}",

@@ -197,6 +197,29 @@ impl Recorder {
         problems
     }
 
+    /// The connection was lost mid-run. When convirt reconnected and the server removed
+    /// everything, the run leaves nothing (as a failed run); otherwise (`None`: could not
+    /// reconnect, or items the server could not remove) the journal stays, naming them, so
+    /// `vm list` shows the run as interrupted for that host and `vm remove` can finish it.
+    pub(crate) fn lost(self, plan: &Plan, not_removed: Option<&[String]>) {
+        if not_removed.is_some_and(<[String]>::is_empty) {
+            return;
+        }
+        let mut journal = self.journal;
+        let disks = plan.created_disks();
+        for p in not_removed.unwrap_or_default() {
+            let item = match p.strip_prefix("lvm:") {
+                Some(lv) => Item::new(lv, Kind::Lvm),
+                None if disks.contains(p) => Item::new(p.clone(), Kind::Disk),
+                None => Item::new(p.clone(), Kind::File),
+            };
+            if let Err(e) = journal.created(item) {
+                tracing::warn!("cannot write the journal of `{}`: {e}", plan.vm);
+            }
+        }
+        journal.leave_unfinished();
+    }
+
     /// A failed run with `--keep`: the journal stays, naming what the server kept.
     pub(crate) fn kept(mut self, plan: &Plan, report: Option<&[u8]>) {
         let (items, _) = reported(plan, report, false);

@@ -116,7 +116,7 @@ impl Sshd {
     }
 
     /// The per-connection sshd processes (the daemon's children).
-    fn sessions(&self) -> Vec<i32> {
+    pub fn sessions(&self) -> Vec<i32> {
         let me = self.child.id() as i32;
         processes()
             .into_iter()

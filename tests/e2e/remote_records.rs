@@ -638,3 +638,64 @@ fn the_servers_xl_decides_running_and_starts_the_vm() {
     );
     assert!(!cfg.exists());
 }
+
+#[test]
+fn a_lost_connection_leaves_a_record_only_when_the_clean_up_is_not_confirmed() {
+    let mut w = World::new(1, None);
+    let slow = |w: &World, vm: &str| {
+        w.cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--vm",
+            vm,
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=16",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    // The session dies, convirt reconnects and the server cleaned up: nothing is recorded.
+    let child = slow(&w, "l1");
+    let disk = w.srv(0).join("disks/l1.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    for pid in w.servers[0].sessions() {
+        // SAFETY: the session processes of the sshd this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        text(&o.stderr).contains("reconnected to `srv0`"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!record_dir(&w, "l1").exists());
+
+    // The server goes away entirely: the clean-up cannot be confirmed, so the run stays
+    // known as interrupted on that host.
+    let child = slow(&w, "l2");
+    let disk = w.srv(0).join("disks/l2.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    let sessions = w.servers[0].sessions();
+    drop(w.servers.pop());
+    for pid in sessions {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not reconnect to `srv0`"), "{err}");
+    wait_for("the server's own clean-up", 30, || !disk.exists());
+    no_script_left();
+    let o = w.run(&["--json", "vm", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["name"], "l2");
+    assert_eq!(v[0]["status"], "interrupted");
+    assert_eq!(v[0]["not_checked"], "srv0: unreachable");
+}
