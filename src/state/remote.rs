@@ -632,6 +632,56 @@ dir\t4096\t64\t9\t-\tdirectory\t/srv/d\0\n";
     }
 
     #[test]
+    fn logical_volumes_go_with_lvremove() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let bin = t.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        // A recording stand-in for `lvremove` (this kernel has no device-mapper): it fails
+        // for `vg0/busy`, as LVM does for an open volume.
+        let log = t.path().join("calls");
+        std::fs::write(
+            bin.join("lvremove"),
+            format!(
+                "#!/bin/bash
+echo \"$*\" >> {}
+[[ $3 == vg0/busy ]] && {{ echo '  Logical volume vg0/busy in use.' >&2; exit 5; }}
+exit 0
+",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(bin.join("lvremove"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let ok = Item::new("vg0/v1", Kind::Lvm);
+        let busy = Item::new("vg0/busy", Kind::Lvm);
+        let path = format!("{}:/usr/bin:/bin", bin.display());
+        let dry = run_script(&[(1, &busy), (0, &ok)], true, &path);
+        assert_eq!(
+            dry.steps,
+            vec![(1, "remove", String::new()), (0, "remove", String::new())]
+        );
+        assert!(!log.exists(), "a dry run ran lvremove");
+        let r = run_script(&[(1, &busy), (0, &ok)], false, &path);
+        assert_eq!(
+            r.steps,
+            vec![
+                (
+                    1,
+                    "failed",
+                    "lvremove:   Logical volume vg0/busy in use.".to_string()
+                ),
+                (0, "removed", String::new())
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "-f -- vg0/busy\n-f -- vg0/v1\n"
+        );
+    }
+
+    #[test]
     fn a_running_domain_stops_the_script_before_anything_goes() {
         let t = tempfile::tempdir().unwrap();
         let bin = t.path().join("bin");

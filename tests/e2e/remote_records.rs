@@ -149,6 +149,19 @@ fn a_recorded_name_on_that_host_is_refused_before_anything_is_made_unless_forced
             .unwrap()
             .ino()
     );
+    // `--keep-disks`: the config and the logs go on the server, the disk stays.
+    let o = w.run(&["vm", "remove", "c1", "--keep-disks", "--yes"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(out.contains("  kept     disk      "), "{out}");
+    assert!(w.srv(0).join("disks/c1.disk.xm").exists());
+    assert!(!w.srv(0).join("xen/c1.cfg").exists());
+    assert!(
+        !w.srv(0)
+            .join("log/Linux_CD_Install/Linux_CD_Install_c1.log")
+            .exists()
+    );
+    assert!(!record_dir(&w, "c1").exists());
 }
 
 #[test]
