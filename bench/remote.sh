@@ -107,6 +107,8 @@ Host *
   LogLevel ERROR
 CONF
 export CONVIRT_SSH="ssh -F $tmp/ssh_config"
+# The VM records (local and remote runs) stay in the bench's own directory.
+export CONVIRT_STATE_DIR="$tmp/state"
 sleep 0.5
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

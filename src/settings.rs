@@ -62,6 +62,10 @@ pub struct HostSettings {
     pub vm_disks_dir: Option<PathBuf>,
     #[serde(rename = "VM_CONF_DIR", alias = "vm_conf_dir")]
     pub vm_conf_dir: Option<PathBuf>,
+    /// Xen's auto-start directory on the server, for `provision --autostart` (default: the
+    /// server's `VM_CONF_DIR/auto`, as locally).
+    #[serde(default)]
+    pub xen_auto_dir: Option<PathBuf>,
     /// `[hosts.NAME.variables]`: site variables for this server, over `[variables]`.
     #[serde(default)]
     pub variables: BTreeMap<String, toml::Value>,

@@ -13,6 +13,7 @@ mod provision;
 pub mod report;
 mod store;
 mod vm;
+mod vm_remote;
 
 use crate::eval::Host;
 use crate::resolve::Context;

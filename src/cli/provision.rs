@@ -157,13 +157,6 @@ fn provision(env: &Env, req: Request) -> Result<()> {
         settings: env.settings.clone(),
     };
     let placed = hosts::place(&req.vms, &req.hosts);
-    if (req.options.start || req.options.autostart) && placed.iter().any(|(_, h)| h.is_some()) {
-        return Err(crate::diagnostic::Diagnostic::error(
-            "`--start` and `--autostart` work on this machine only, not with `--host`",
-        )
-        .with_hint("provision on the server, then run `xl create` there")
-        .into());
-    }
     let mut seen = std::collections::HashSet::new();
     for (vm, host) in &placed {
         if !seen.insert((vm, host)) {

@@ -1,6 +1,7 @@
 //! `convirt vm list|show|remove`: the VMs convirt made, read from their records and
 //! journals (docs/records.md), and their removal, which touches only what a record names.
 
+use super::vm_remote::Presence;
 use super::{App, report};
 use crate::diagnostic::Diagnostic;
 use crate::state::{self, Item, Kind, Status, Vm, remove::Step, xen};
@@ -17,6 +18,9 @@ pub(crate) enum VmCmd {
     Show {
         /// The VM name
         name: String,
+        /// The host it was provisioned on (needed when the name is recorded on several)
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
     },
     /// Remove VMs: their config and the disks and files their provisioning created, nothing else
     #[command(after_help = "Examples:
@@ -36,19 +40,23 @@ pub(crate) enum VmCmd {
         /// Print what would be removed, and remove nothing
         #[arg(long)]
         dry_run: bool,
+        /// The host the VMs were provisioned on (`--host` of `provision`); removes there over ssh
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
     },
 }
 
 pub(crate) fn run(app: &App, cmd: &VmCmd) -> Result<()> {
     match cmd {
         VmCmd::List => list(app),
-        VmCmd::Show { name } => show(app, name),
+        VmCmd::Show { name, host } => show(app, name, host.as_deref()),
         VmCmd::Remove {
             names,
             yes,
             keep_disks,
             dry_run,
-        } => remove(app, names, *yes, *keep_disks, *dry_run),
+            host,
+        } => remove(app, names, host.as_deref(), *yes, *keep_disks, *dry_run),
     }
 }
 
@@ -63,13 +71,42 @@ fn config(vm: &Vm) -> Option<String> {
     vm.header().map(|h| h.config.clone())
 }
 
-fn item_json(i: &Item) -> serde_json::Value {
+/// Whether a VM's file is there: looked at here for this machine; for a managed server what
+/// the server said (`vm_remote::check`), `None` when it could not be asked (never claimed
+/// missing then).
+fn present(vm: &Vm, path: &str, kind: Kind, checks: &Presence) -> Option<bool> {
+    if !vm.remote {
+        return Some(if kind == Kind::Config {
+            std::path::Path::new(path).exists()
+        } else {
+            Item::new(path, kind).exists()
+        });
+    }
+    match checks.get(&vm.host) {
+        Some(Ok(m)) => m.get(path).copied(),
+        _ => None,
+    }
+}
+
+/// Why a remote VM's files were not checked, if they were not.
+fn not_checked(vm: &Vm, checks: &Presence) -> Option<String> {
+    if !vm.remote {
+        return None;
+    }
+    match checks.get(&vm.host) {
+        Some(Ok(_)) => None,
+        Some(Err(why)) => Some(format!("{}: {why}", vm.host)),
+        None => Some(vm.host.clone()),
+    }
+}
+
+fn item_json(vm: &Vm, i: &Item, checks: &Presence) -> serde_json::Value {
     let mut v = serde_json::to_value(i).unwrap_or_default();
-    v["present"] = i.exists().into();
+    v["present"] = present(vm, &i.path, i.kind, checks).into();
     v
 }
 
-fn vm_json(app: &App, vm: &Vm, full: bool) -> serde_json::Value {
+fn vm_json(app: &App, vm: &Vm, full: bool, checks: &Presence) -> serde_json::Value {
     let h = vm.header();
     let cfg = config(vm);
     let mut v = serde_json::json!({
@@ -79,13 +116,22 @@ fn vm_json(app: &App, vm: &Vm, full: bool) -> serde_json::Value {
         "image": h.map(|h| h.image.clone()),
         "image_digest": h.map(|h| h.image_digest.clone()),
         "format": h.map(|h| h.format),
-        "config": cfg.as_ref().map(|c| serde_json::json!({"path": c, "present": std::path::Path::new(c).exists()})),
-        "disks": disks(vm).iter().map(item_json).collect::<Vec<_>>(),
+        "config": cfg.as_ref().map(|c| serde_json::json!({"path": c, "present": present(vm, c, Kind::Config, checks)})),
+        "disks": disks(vm).iter().map(|i| item_json(vm, i, checks)).collect::<Vec<_>>(),
         "started": h.map(|h| h.started.clone()),
         "finished": vm.record.as_ref().map(|r| r.finished.clone()),
     });
+    if vm.remote {
+        // Why the server's files were not checked (`null` when they were).
+        v["not_checked"] = not_checked(vm, checks).into();
+    }
     if full {
-        v["created"] = vm.items().iter().map(item_json).collect();
+        v["created"] = vm
+            .items()
+            .iter()
+            .map(|i| item_json(vm, i, checks))
+            .collect();
+        v["server"] = h.and_then(|h| h.server.clone()).into();
         v["log"] = h.map(|h| h.log.clone()).into();
         v["pid"] = h.map(|h| h.pid).into();
         v["convirt_version"] = h.map(|h| h.convirt_version.clone()).into();
@@ -101,8 +147,12 @@ fn vm_json(app: &App, vm: &Vm, full: bool) -> serde_json::Value {
 
 fn list(app: &App) -> Result<()> {
     let vms = Vm::list(&app.settings.state_dir)?;
+    let checks = super::vm_remote::check(app, &vms);
     if app.cli.json {
-        let rows: Vec<_> = vms.iter().map(|v| vm_json(app, v, false)).collect();
+        let rows: Vec<_> = vms
+            .iter()
+            .map(|v| vm_json(app, v, false, &checks))
+            .collect();
         return app.print_json(&serde_json::Value::Array(rows));
     }
     if vms.is_empty() {
@@ -124,10 +174,24 @@ fn list(app: &App) -> Result<()> {
     ]];
     for vm in &vms {
         let d = disks(vm);
-        let cfg = match config(vm) {
-            Some(c) if std::path::Path::new(&c).exists() => "present",
-            Some(_) => "missing",
-            None => "-",
+        let unchecked = not_checked(vm, &checks);
+        let cfg = match (&unchecked, config(vm)) {
+            (Some(why), _) => format!("not checked ({why})"),
+            (None, Some(c)) if present(vm, &c, Kind::Config, &checks) == Some(true) => {
+                "present".into()
+            }
+            (None, Some(_)) => "missing".into(),
+            (None, None) => "-".into(),
+        };
+        let disks_text = match unchecked {
+            Some(_) => format!("{} not checked", d.len()),
+            None => format!(
+                "{}/{} present",
+                d.iter()
+                    .filter(|i| present(vm, &i.path, i.kind, &checks) == Some(true))
+                    .count(),
+                d.len()
+            ),
         };
         rows.push([
             vm.name.clone(),
@@ -136,12 +200,8 @@ fn list(app: &App) -> Result<()> {
             vm.header()
                 .map(|h| h.image.clone())
                 .unwrap_or_else(|| "-".into()),
-            cfg.into(),
-            format!(
-                "{}/{} present",
-                d.iter().filter(|i| i.exists()).count(),
-                d.len()
-            ),
+            cfg,
+            disks_text,
         ]);
     }
     let widths: Vec<usize> = (0..6)
@@ -159,24 +219,61 @@ fn list(app: &App) -> Result<()> {
     Ok(())
 }
 
-fn load(app: &App, name: &str) -> Result<Vm> {
+/// The VM of that name: on `host` when given (`localhost` is this machine), else wherever
+/// it is recorded, which must be one host only.
+fn load(app: &App, name: &str, host: Option<&str>) -> Result<Vm> {
     crate::store::check_vm_name(name).map_err(|m| anyhow::Error::from(Diagnostic::error(m)))?;
-    Vm::load(&app.settings.state_dir, state::LOCALHOST, name)?.ok_or_else(|| {
-        Diagnostic::error(format!("no record of a VM `{name}`"))
+    let dir = &app.settings.state_dir;
+    let found: Vec<Vm> = match host {
+        Some(h) if h == state::LOCALHOST => {
+            let local = Vm::load(dir, h, name)?;
+            match local {
+                Some(v) => vec![v],
+                None => Vm::load_remote(dir, h, name)?.into_iter().collect(),
+            }
+        }
+        Some(h) => Vm::load_remote(dir, h, name)?.into_iter().collect(),
+        None => Vm::list(dir)?
+            .into_iter()
+            .filter(|v| v.name == name)
+            .collect(),
+    };
+    let on = host.map(|h| format!(" on `{h}`")).unwrap_or_default();
+    match found.len() {
+        0 => Err(Diagnostic::error(format!("no record of a VM `{name}`{on}"))
             .with_hint(format!(
                 "`convirt vm list` shows the VMs recorded in `{}`",
-                app.settings.state_dir.display()
+                dir.display()
             ))
-            .into()
-    })
+            .into()),
+        1 => Ok(found.into_iter().next().unwrap_or_else(|| unreachable!())),
+        _ => Err(Diagnostic::error(format!(
+            "VM `{name}` is recorded on several hosts: {}",
+            found
+                .iter()
+                .map(|v| format!("`{}`", v.host))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .with_hint(format!(
+            "name one with `--host`, e.g. `--host {}`",
+            found[0].host
+        ))
+        .into()),
+    }
 }
 
-fn show(app: &App, name: &str) -> Result<()> {
-    let vm = load(app, name)?;
+fn show(app: &App, name: &str, host: Option<&str>) -> Result<()> {
+    let vm = load(app, name, host)?;
+    let checks = super::vm_remote::check(app, std::slice::from_ref(&vm));
     if app.cli.json {
-        return app.print_json(&vm_json(app, &vm, true));
+        return app.print_json(&vm_json(app, &vm, true, &checks));
     }
-    let mut s = format!("VM `{}` on {}\n", vm.name, vm.host);
+    let mut s = format!("VM `{}` on {}", vm.name, vm.host);
+    if let Some(server) = vm.header().and_then(|h| h.server.as_ref()) {
+        s.push_str(&format!(" ({server}, over ssh)"));
+    }
+    s.push('\n');
     s.push_str(&format!(
         "  status:   {}\n",
         vm.status(&app.settings.work_dir)
@@ -190,10 +287,13 @@ fn show(app: &App, name: &str) -> Result<()> {
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default(),
-            if std::path::Path::new(&h.config).exists() {
-                "present"
-            } else {
-                "missing"
+            match present(&vm, &h.config, Kind::Config, &checks) {
+                Some(true) => "present".to_string(),
+                Some(false) => "missing".to_string(),
+                None => format!(
+                    "not checked: {}",
+                    not_checked(&vm, &checks).unwrap_or_default()
+                ),
             }
         ));
         s.push_str(&format!("  log:      {}\n", h.log));
@@ -215,8 +315,16 @@ fn show(app: &App, name: &str) -> Result<()> {
             i.kind.to_string(),
             i.path,
             i.size.map(|b| format!(" ({b} bytes)")).unwrap_or_default(),
-            if i.exists() { "" } else { " [missing]" }
+            match present(&vm, &i.path, i.kind, &checks) {
+                Some(false) => " [missing]",
+                _ => "",
+            }
         ));
+    }
+    if let Some(why) = not_checked(&vm, &checks)
+        && !items.is_empty()
+    {
+        s.push_str(&format!("  (not checked: {why})\n"));
     }
     if let Some(r) = &vm.record {
         for side in ["image", "vm"] {
@@ -234,7 +342,9 @@ fn show(app: &App, name: &str) -> Result<()> {
 
 /// Why a VM must not be removed now, if it must not.
 fn blocker(app: &App, vm: &Vm, running: &Result<Vec<String>, String>) -> Option<String> {
-    if let Ok(domains) = running
+    // A remote VM: its server's `xl list` is asked in the removal's own round trip.
+    if !vm.remote
+        && let Ok(domains) = running
         && domains.iter().any(|d| d == &vm.name)
     {
         return Some(format!(
@@ -245,7 +355,11 @@ fn blocker(app: &App, vm: &Vm, running: &Result<Vec<String>, String>) -> Option<
     if vm.status(&app.settings.work_dir) == Status::Running {
         return Some(format!("`{}` is being provisioned right now", vm.name));
     }
-    for w in vm.items().iter().filter(|i| i.kind == Kind::Workdir) {
+    for w in vm
+        .items()
+        .iter()
+        .filter(|i| i.kind == Kind::Workdir && !vm.remote)
+    {
         let pids = state::processes_in(std::path::Path::new(&w.path));
         if !pids.is_empty() {
             return Some(format!(
@@ -289,10 +403,47 @@ fn confirm(names: &[String]) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-fn remove(app: &App, names: &[String], yes: bool, keep_disks: bool, dry_run: bool) -> Result<()> {
+/// The removal steps of one VM: here, or on its server over ssh.
+fn steps(app: &App, vm: &Vm, keep_disks: bool, dry_run: bool) -> Result<Vec<Step>> {
+    if !vm.remote {
+        return Ok(state::remove::remove(vm, keep_disks, dry_run));
+    }
+    let (steps, note) = super::vm_remote::remove(app, vm, keep_disks, dry_run)?;
+    if let Some(n) = note
+        && !app.cli.quiet
+    {
+        eprintln!("note: {n}");
+    }
+    Ok(steps)
+}
+
+fn on_host(vm: &Vm) -> String {
+    if vm.remote {
+        format!(" on `{}`", vm.host)
+    } else {
+        String::new()
+    }
+}
+
+fn remove(
+    app: &App,
+    names: &[String],
+    host: Option<&str>,
+    yes: bool,
+    keep_disks: bool,
+    dry_run: bool,
+) -> Result<()> {
     // Every name must be known before anything is removed.
-    let vms: Vec<Vm> = names.iter().map(|n| load(app, n)).collect::<Result<_>>()?;
-    let running = xen::running_domains();
+    let vms: Vec<Vm> = names
+        .iter()
+        .map(|n| load(app, n, host))
+        .collect::<Result<_>>()?;
+    let any_local = vms.iter().any(|v| !v.remote);
+    let running = if any_local {
+        xen::running_domains()
+    } else {
+        Ok(vec![])
+    };
     if let Err(why) = &running
         && !app.cli.quiet
     {
@@ -312,12 +463,22 @@ fn remove(app: &App, names: &[String], yes: bool, keep_disks: bool, dry_run: boo
     let mut json_rows = Vec::new();
     if dry_run {
         for vm in &ready {
-            let steps = state::remove::remove(vm, keep_disks, true);
+            let steps = match steps(app, vm, keep_disks, true) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
             if app.cli.json {
-                json_rows.push(serde_json::json!({"vm": vm.name, "dry_run": true, "steps": steps}));
+                json_rows.push(serde_json::json!({"vm": vm.name, "host": vm.host, "dry_run": true, "steps": steps}));
                 continue;
             }
-            println!("would remove VM `{}` (dry run: nothing removed)", vm.name);
+            println!(
+                "would remove VM `{}`{} (dry run: nothing removed)",
+                vm.name,
+                on_host(vm)
+            );
             for step in &steps {
                 println!("{}", describe(step));
             }
@@ -345,13 +506,23 @@ fn remove(app: &App, names: &[String], yes: bool, keep_disks: bool, dry_run: boo
         }
         for vm in &ready {
             // The VM's lock: no provisioning of this name may run while its files go.
-            let _lock = crate::provision::lock(&app.settings.work_dir, &vm.name, "(vm remove)")?;
-            let steps = state::remove::remove(vm, keep_disks, false);
-            if app.cli.json {
-                json_rows
-                    .push(serde_json::json!({"vm": vm.name, "dry_run": false, "steps": steps}));
+            let lock_root = if vm.remote {
+                state::remote::lock_root(&app.settings.state_dir, &vm.host)
             } else {
-                println!("removed VM `{}`", vm.name);
+                app.settings.work_dir.clone()
+            };
+            let _lock = crate::provision::lock(&lock_root, &vm.name, "(vm remove)")?;
+            let steps = match steps(app, vm, keep_disks, false) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            if app.cli.json {
+                json_rows.push(serde_json::json!({"vm": vm.name, "host": vm.host, "dry_run": false, "steps": steps}));
+            } else {
+                println!("removed VM `{}`{}", vm.name, on_host(vm));
                 for step in &steps {
                     println!("{}", describe(step));
                 }

@@ -207,6 +207,7 @@ pub(crate) fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<
         pid: std::process::id(),
         started: super::log::timestamp(),
         convirt_version: env!("CARGO_PKG_VERSION").into(),
+        server: None,
     };
     let dir = crate::state::vm_dir(&plan.state_dir, LOCALHOST, &plan.vm);
     let journal_err = |e: std::io::Error| {

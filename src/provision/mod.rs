@@ -7,6 +7,7 @@ pub(crate) mod disks;
 pub(crate) mod guest;
 pub(crate) mod log;
 pub(crate) mod remote;
+pub(crate) mod remote_record;
 pub(crate) mod run;
 
 // Where a run meets the VM records of `crate::state`; `state` never imports `provision`.

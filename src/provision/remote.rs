@@ -50,6 +50,7 @@ pub(crate) fn host_settings(base: &Settings, t: &Target, facts: &Facts) -> Setti
         work_dir: None,
         vm_disks_dir: None,
         vm_conf_dir: None,
+        xen_auto_dir: None,
         variables: Default::default(),
     };
     let h = t.settings.as_ref().unwrap_or(&empty);
@@ -83,6 +84,7 @@ pub(crate) fn host_settings(base: &Settings, t: &Target, facts: &Facts) -> Setti
             cache_dir.join("vm_configs")
         },
     );
+    s.xen_auto_dir = pick(&h.xen_auto_dir, s.vm_conf_dir.join("auto"));
     s.cache_dir = cache_dir;
     // Site-wide `[variables]` that name this machine's paths or bridge describe this
     // machine, not the server: the server's defaults, its bridges and `[hosts.NAME]` decide.
@@ -248,7 +250,7 @@ fn plan_sh(plan: &Plan, settings: &Settings, opts: &Options, server: &str) -> St
         log::timestamp()
     );
     format!(
-        "# written by convirt for driver.sh\nVM={}\nIMAGE={}\nLOG={}\nLOG_DIR={}\nIMAGE_CONF={}\nVM_CONF={}\nARGS={}\nCONFIG={}\nWORK_ROOT={}\nFORCE={}\nKEEP={}\nTIMEOUT={}\nHOLDER={}\nSERVER={}\nDISKS=({})\nTOOLS=({})\n",
+        "# written by convirt for driver.sh\nVM={}\nIMAGE={}\nLOG={}\nLOG_DIR={}\nIMAGE_CONF={}\nVM_CONF={}\nARGS={}\nCONFIG={}\nWORK_ROOT={}\nFORCE={}\nKEEP={}\nTIMEOUT={}\nHOLDER={}\nSERVER={}\nDISKS=({})\nTOOLS=({})\n{}",
         shell_quote(&plan.vm),
         shell_quote(&plan.image),
         q(&plan.log_path),
@@ -269,6 +271,7 @@ fn plan_sh(plan: &Plan, settings: &Settings, opts: &Options, server: &str) -> St
             .map(|t| shell_quote(t))
             .collect::<Vec<_>>()
             .join(" "),
+        super::remote_record::after_sh(plan, settings, opts),
     )
 }
 
@@ -355,6 +358,8 @@ struct Said {
     installed: Option<String>,
     install_failed: bool,
     done: bool,
+    /// `--start` / `--autostart` reports, read by `remote_record::AfterSaid`.
+    after: Vec<(String, String)>,
     other: Vec<String>,
 }
 
@@ -378,6 +383,9 @@ impl Said {
             "installed" => self.installed = Some(text),
             "installfailed" => self.install_failed = true,
             "done" => self.done = true,
+            "autostart" | "autostartfailed" | "xlstarted" | "xlmissing" | "xlfailed" => {
+                self.after.push((word.to_string(), text))
+            }
             _ => self.other.push(line.to_string()),
         }
     }
@@ -455,6 +463,10 @@ pub(crate) fn execute(
 ) -> anyhow::Result<Provisioned> {
     let started = Instant::now();
     let host = &session.target.name;
+    // Records (#10): a record of this VM on this host refuses the run before anything is
+    // made; the journal header is written before the script starts.
+    let mut record = super::remote_record::begin(plan, &session.target, opts)?;
+    let mut report = crate::state::remote::Collector::default();
     let (mut tree, tree_len) = work_tree(plan, local_store, settings, opts, host)?;
     // The local copy is made once the run starts: a refused run changes nothing locally.
     let mut copy: Option<std::fs::File> = None;
@@ -528,11 +540,13 @@ pub(crate) fn execute(
     let mut asked_stop = false;
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok((true, bytes)) if report.feed(&bytes) => {}
             Ok((true, bytes)) => {
                 let line = String::from_utf8_lossy(&bytes).trim_end().to_string();
                 said.take(&line);
                 if said.started {
                     open_copy(&mut copy);
+                    record.started(plan);
                 }
             }
             Ok((false, bytes)) => {
@@ -584,6 +598,12 @@ pub(crate) fn execute(
         return Err(ssh_error(&session.target, &said.other.join("\n")));
     }
     if said.done && said.outcome.as_deref() == Some("success") && said.installed.is_some() {
+        let mut after = super::remote_record::AfterSaid::default();
+        for (w, t) in &said.after {
+            after.take(w, t, host, &plan.config_path.display().to_string());
+        }
+        let mut problems = record.finish(plan, report.done.as_deref(), opts);
+        problems.extend(after.problems);
         return Ok(Provisioned {
             vm: plan.vm.clone(),
             image: plan.image.clone(),
@@ -593,8 +613,11 @@ pub(crate) fn execute(
             image_conf: plan.image_conf_path.clone(),
             replaced: said.replaced,
             seconds: started.elapsed().as_secs_f64(),
-            // `--start` / `--autostart` are refused with `--host` before anything runs.
-            after: Default::default(),
+            after: super::hooks::After {
+                autostart: after.autostart.map(PathBuf::from),
+                started: after.started,
+                problems,
+            },
         });
     }
     let interrupted = asked_stop || said.outcome.as_deref() == Some("interrupted");
@@ -617,7 +640,9 @@ pub(crate) fn execute(
             ));
         }
         let (mut removed, mut kept) = (said.removed.clone(), vec![]);
-        match recover(&session.target, plan, settings) {
+        let recovered = recover(&session.target, plan, settings);
+        record.lost(plan, recovered.as_ref().map(|(_, not)| not.as_slice()));
+        match recovered {
             Some((r, not)) => {
                 status.push_str(&format!(
                     "\nreconnected to `{host}`: the server stopped the script and cleaned up{}",
@@ -664,6 +689,9 @@ pub(crate) fn execute(
                 .unwrap_or_else(|| format!("ended without a report (ssh status {status:?})"))
         )
     };
+    if opts.keep {
+        record.kept(plan, report.done.as_deref());
+    }
     let mut kept = said.kept;
     kept.extend(
         said.not_removed

@@ -28,7 +28,7 @@ exec 3<&0 0< /dev/null
 
 # Set by plan.sh (written by convirt, every value shell-quoted).
 VM='' IMAGE='' LOG='' LOG_DIR='' IMAGE_CONF='' VM_CONF='' ARGS='' CONFIG='' WORK_ROOT=''
-FORCE=0 KEEP=0 TIMEOUT=0 HOLDER='' SERVER=''
+FORCE=0 KEEP=0 TIMEOUT=0 HOLDER='' SERVER='' START=0 AUTO_LINK=''
 DISKS=() TOOLS=()
 # shellcheck source=/dev/null
 source "$w/plan.sh"
@@ -142,9 +142,24 @@ done
 [[ -n "$lock" ]] || fail "cannot take the lock \`$WORK_ROOT/locks/$VM.lock\` on $SERVER"
 printf '%s' "$HOLDER" > "$lock"
 
+# A running domain of that name is refused, even with --force (as locally), where the
+# server's `xl list` works; a server without Xen running is not asked twice.
+if command -v xl > /dev/null 2>&1 && domains=$(xl list 2> /dev/null < /dev/null 3<&- 9>&-); then
+    seen=0
+    while read -r name _; do
+        if ((seen)) && [[ "$name" == "$VM" ]]; then
+            fail "a domain \`$VM\` is running on $SERVER (\`xl list\`)" \
+                "stop it first (\`xl shutdown $VM\` there); \`--force\` never replaces a running VM's files"
+        fi
+        [[ "$name" == Name ]] && seen=1
+    done <<< "$domains"
+fi
 if ! ((FORCE)) && [[ -e "$CONFIG" || -L "$CONFIG" ]]; then
     fail "VM config \`$CONFIG\` already exists on $SERVER" \
         "choose another VM name, or pass \`--force\` to replace the config and the disks the image names"
+fi
+if [[ -n "$AUTO_LINK" ]] && ! ((FORCE)) && [[ -e "$AUTO_LINK" || -L "$AUTO_LINK" ]]; then
+    fail "the auto-start link \`$AUTO_LINK\` already exists on $SERVER" "pass \`--force\` to replace it"
 fi
 existing=()
 for d in "${DISKS[@]}"; do
@@ -306,6 +321,86 @@ remove_created() {
     done
 }
 
+# report: what the run created, with size, device, inode and birth time, for convirt's
+# record (docs/records.md). Entries `kind TAB size TAB dev TAB ino TAB birth TAB type TAB
+# path NUL` (paths may hold any byte but NUL), then a newline; sent on stderr as
+# `CONVIRT:report <bytes>` and the bytes, counted because they may hold newlines.
+installed=0 made_dirs=() auto_dirs=() linked=0
+is_disk() {
+    local d
+    for d in "${DISKS[@]}"; do
+        [[ "$d" == "$1" ]] && return 0
+    done
+    return 1
+}
+report() {
+    local kinds=() paths=() entries=() e k i j
+    if ((KEEP)); then
+        kinds+=(workdir) paths+=("$w")
+    fi
+    for e in "$LOG" "$IMAGE_CONF" "$VM_CONF" "$ARGS"; do
+        kinds+=(log) paths+=("$e")
+    done
+    mapfile -d '' -t entries < "$w/created"
+    for e in "${entries[@]}"; do
+        if [[ "$e" == lvm:* ]]; then
+            k=lvm e=${e#lvm:}
+        elif [[ "$e" != /* ]]; then
+            continue
+        elif is_disk "$e"; then
+            k=disk
+        elif [[ -d "$e" && ! -L "$e" ]]; then
+            k=dir
+        else
+            k='file'
+        fi
+        kinds+=("$k") paths+=("$e")
+    done
+    if ((installed)); then
+        for e in "${made_dirs[@]}"; do
+            kinds+=(dir) paths+=("$e")
+        done
+        kinds+=(config) paths+=("$CONFIG")
+        for e in "${auto_dirs[@]}"; do
+            kinds+=(dir) paths+=("$e")
+        done
+        if ((linked)); then
+            kinds+=(autostart) paths+=("$AUTO_LINK")
+        fi
+    fi
+    # One `stat` for all: a process per item would cost each VM dearly.
+    local ex=() idx=() st=() info=()
+    for i in "${!paths[@]}"; do
+        if [[ "${kinds[i]}" != lvm ]] && [[ -e "${paths[i]}" || -L "${paths[i]}" ]]; then
+            ex+=("${paths[i]}") idx+=("$i")
+        fi
+    done
+    if ((${#ex[@]})); then
+        mapfile -t st < <(stat --printf='%s\t%d\t%i\t%.9W\t%F\n' -- "${ex[@]}" 2> /dev/null)
+        if ((${#st[@]} == ${#ex[@]})); then
+            for j in "${!idx[@]}"; do
+                info[idx[j]]=${st[j]}
+            done
+        fi
+    fi
+    {
+        for i in "${!paths[@]}"; do
+            if [[ "${kinds[i]}" == lvm ]]; then
+                printf 'lvm\t\t\t\t\t\t%s\0' "${paths[i]}"
+            elif [[ -n "${info[i]+set}" ]]; then
+                printf '%s\t%s\t%s\0' "${kinds[i]}" "${info[i]}" "${paths[i]}"
+            elif [[ -e "${paths[i]}" || -L "${paths[i]}" ]]; then
+                printf '%s\t\t\t\t\t\t%s\0' "${kinds[i]}" "${paths[i]}"
+            fi
+        done
+        printf '\n'
+    } > "$w/report" || return
+    local size
+    size=$(wc -c < "$w/report") || return
+    say "report $size"
+    cat -- "$w/report" >&2
+}
+
 failed() {
     if ((KEEP)); then
         note "--keep: nothing removed"
@@ -314,6 +409,7 @@ failed() {
         for e in "${entries[@]}"; do
             say "kept $e"
         done
+        report
     else
         remove_created
     fi
@@ -329,6 +425,11 @@ fi
 # Install the VM config atomically: a temporary file beside it, then a rename (--force) or
 # a hard link, which fails rather than replace a config that appeared meanwhile.
 install_config() {
+    local d=$conf_dir
+    while [[ ! -e "$d" && "$d" != / ]]; do
+        made_dirs=("$d" "${made_dirs[@]}")
+        parent d "$d"
+    done
     [[ -d "$conf_dir" ]] || mkdir -p -- "$conf_dir" || return 1
     local text='' i
     IFS= read -r -d '' text < "$w/inputs/config"
@@ -364,6 +465,55 @@ if ! install_config; then
 fi
 note "installed VM config $CONFIG"
 say "installed $CONFIG"
+installed=1
+
+# --autostart: the config linked into the server's auto-start directory. A failure here
+# leaves the VM provisioned (as locally); convirt reports it.
+link_autostart() {
+    local dir d
+    parent dir "$AUTO_LINK"
+    d=$dir
+    while [[ ! -e "$d" && "$d" != / ]]; do
+        auto_dirs=("$d" "${auto_dirs[@]}")
+        parent d "$d"
+    done
+    if ! why=$(mkdir -p -- "$dir" 2>&1); then
+        return 1
+    fi
+    if ((FORCE)) && [[ -L "$AUTO_LINK" ]]; then
+        rm -f -- "$AUTO_LINK"
+    fi
+    why=$(ln -s -- "$CONFIG" "$AUTO_LINK" 2>&1) || return 1
+    linked=1
+}
+if [[ -n "$AUTO_LINK" ]]; then
+    why=''
+    if link_autostart; then
+        note "auto-start link $AUTO_LINK"
+        say "autostart $AUTO_LINK"
+    else
+        note "cannot link the config into the auto-start directory: $why"
+        say "autostartfailed ${why//$'\n'/ }"
+    fi
+fi
+report
+
+# --start: `xl create` after the record's report, so a VM that fails to start stays
+# provisioned and recorded.
+if ((START)); then
+    if ! command -v xl > /dev/null 2>&1; then
+        note "not started: xl is not installed"
+        say "xlmissing"
+    elif out=$(xl create "$CONFIG" 2>&1 < /dev/null 3<&- 9>&-); then
+        note "started with xl create"
+        say "xlstarted"
+    else
+        rc=$?
+        out=${out%$'\n'}
+        note "not started: xl create exited with status $rc: ${out##*$'\n'}"
+        say "xlfailed $rc ${out##*$'\n'}"
+    fi
+fi
 if ((KEEP)); then
     note "work directory kept at $w"
     finish failed

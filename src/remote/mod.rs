@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 /// file as a local convirt on that server.
 pub(crate) const SERVER_TOOLS: &[&str] = &[
     "bash", "tar", "head", "tee", "mkfifo", "mktemp", "flock", "rm", "mv", "ln", "cat", "sleep",
-    "mkdir", "chmod",
+    "mkdir", "chmod", "stat", "wc",
 ];
 
 /// Where one `--host` points.

@@ -83,6 +83,12 @@ impl Journal {
         self.append(&Event::Failed { kept: true })
     }
 
+    /// Leaves the journal as it is, an unfinished run for `vm list` and `vm remove` (a
+    /// remote run whose clean-up could not be confirmed).
+    pub(crate) fn leave_unfinished(mut self) {
+        self.settled = true;
+    }
+
     /// Everything created so far: convirt's own items and the scripts', oldest first.
     pub(crate) fn items(&self) -> Vec<Item> {
         let mut items = self.own.clone();
@@ -195,6 +201,7 @@ mod tests {
             pid: 1,
             started: "t".into(),
             convirt_version: "0".into(),
+            server: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! announces) and `created` (the NUL-separated list the image's scripts append to).
 
 pub(crate) mod journal;
+pub(crate) mod remote;
 pub(crate) mod remove;
 pub(crate) mod xen;
 
@@ -122,6 +123,10 @@ pub(crate) struct Header {
     pub pid: u32,
     pub started: String,
     pub convirt_version: String,
+    /// A remote run: the server's ssh address (`user@server:port`) when it was provisioned,
+    /// used to reach it again if its `[hosts.NAME]` entry is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// A finished run.
@@ -155,6 +160,8 @@ pub(crate) struct Vm {
     pub dir: PathBuf,
     pub record: Option<Record>,
     pub run: Option<Run>,
+    /// Made on a managed server (`hosts/<host>/`), even one named `localhost`.
+    pub remote: bool,
 }
 
 /// A VM's state, for `vm list`.
@@ -186,7 +193,7 @@ pub(crate) fn vm_dir(state_dir: &Path, host: &str, vm: &str) -> PathBuf {
     if host == LOCALHOST {
         state_dir.join("vms").join(vm)
     } else {
-        state_dir.join("hosts").join(host).join(vm)
+        remote::host_dir(state_dir, host).join(vm)
     }
 }
 
@@ -197,7 +204,19 @@ pub(crate) const CREATED: &str = "created";
 impl Vm {
     /// Reads one VM's state; `None` when the directory holds neither record nor journal.
     pub(crate) fn load(state_dir: &Path, host: &str, vm: &str) -> anyhow::Result<Option<Vm>> {
-        let dir = vm_dir(state_dir, host, vm);
+        Vm::load_at(vm_dir(state_dir, host, vm), host, vm, host != LOCALHOST)
+    }
+
+    /// Reads one VM of a managed server (`host` as given to `--host`).
+    pub(crate) fn load_remote(
+        state_dir: &Path,
+        host: &str,
+        vm: &str,
+    ) -> anyhow::Result<Option<Vm>> {
+        Vm::load_at(remote::host_dir(state_dir, host).join(vm), host, vm, true)
+    }
+
+    fn load_at(dir: PathBuf, host: &str, vm: &str, remote: bool) -> anyhow::Result<Option<Vm>> {
         let record = match std::fs::read(dir.join(RECORD)) {
             Ok(b) => Some(serde_json::from_slice::<Record>(&b).map_err(|e| {
                 anyhow::anyhow!(
@@ -218,6 +237,7 @@ impl Vm {
             dir,
             record,
             run,
+            remote,
         }))
     }
 
@@ -227,9 +247,13 @@ impl Vm {
         for name in dir_names(&state_dir.join("vms")) {
             out.extend(Vm::load(state_dir, LOCALHOST, &name)?);
         }
-        for host in dir_names(&state_dir.join("hosts")) {
-            for name in dir_names(&state_dir.join("hosts").join(&host)) {
-                out.extend(Vm::load(state_dir, &host, &name)?);
+        for dir in dir_names(&state_dir.join("hosts")) {
+            // A directory convirt did not name is not a host's.
+            let Some(host) = remote::host_from_dir_name(&dir) else {
+                continue;
+            };
+            for name in dir_names(&state_dir.join("hosts").join(&dir)) {
+                out.extend(Vm::load_remote(state_dir, &host, &name)?);
             }
         }
         Ok(out)
@@ -239,9 +263,17 @@ impl Vm {
         match &self.run {
             None => Status::Provisioned,
             Some(r) if r.failed_kept => Status::FailedKept,
-            Some(_) if lock_held(work_dir, &self.name) => Status::Running,
+            Some(_) if self.remote && self.remote_lock_held() => Status::Running,
+            Some(_) if !self.remote && lock_held(work_dir, &self.name) => Status::Running,
             Some(_) => Status::Interrupted,
         }
+    }
+
+    /// Whether a convirt of this machine is provisioning or removing this remote VM now.
+    fn remote_lock_held(&self) -> bool {
+        // `<state_dir>/hosts/<host>/<vm>`
+        let state_dir = self.dir.ancestors().nth(3).unwrap_or(Path::new("/"));
+        lock_held(&remote::lock_root(state_dir, &self.host), &self.name)
     }
 
     pub(crate) fn header(&self) -> Option<&Header> {

@@ -16,7 +16,7 @@ pub(crate) struct Step {
 }
 
 impl Step {
-    fn new(item: &Item, action: &'static str, why: impl Into<String>) -> Step {
+    pub(crate) fn new(item: &Item, action: &'static str, why: impl Into<String>) -> Step {
         Step {
             item: item.clone(),
             action,

@@ -9,3 +9,4 @@
 mod boot;
 mod guest;
 mod remote;
+mod remote_records;

@@ -10,21 +10,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn text(b: &[u8]) -> String {
+pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn sh(cmd: &mut Command) -> Output {
+pub fn sh(cmd: &mut Command) -> Output {
     let o = cmd.output().expect("run");
     assert!(o.status.success(), "{cmd:?}: {}", text(&o.stderr));
     o
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -32,7 +32,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
@@ -41,7 +41,7 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 }
 
 /// Every file and directory under `dir`, relative, sorted.
-fn tree(dir: &Path) -> Vec<String> {
+pub fn tree(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
         let Ok(rd) = std::fs::read_dir(d) else { return };
@@ -59,8 +59,8 @@ fn tree(dir: &Path) -> Vec<String> {
 }
 
 /// A private sshd; stopped (by its pid) when dropped.
-struct Sshd {
-    port: u16,
+pub struct Sshd {
+    pub port: u16,
     dir: PathBuf,
     child: Child,
 }
@@ -116,7 +116,7 @@ impl Sshd {
     }
 
     /// The per-connection sshd processes (the daemon's children).
-    fn sessions(&self) -> Vec<i32> {
+    pub fn sessions(&self) -> Vec<i32> {
         let me = self.child.id() as i32;
         processes()
             .into_iter()
@@ -134,18 +134,23 @@ impl Drop for Sshd {
 }
 
 /// A local store and settings, a client key and ssh config, and servers.
-struct World {
+pub struct World {
     _tmp: tempfile::TempDir,
-    root: PathBuf,
+    pub root: PathBuf,
     ssh_config: PathBuf,
-    servers: Vec<Sshd>,
+    pub servers: Vec<Sshd>,
 }
 
 const HOSTS: &str = "srv";
 
 impl World {
     /// `n` servers `srv0`, `srv1`, ... as `[hosts.*]` for `user` (root when None).
-    fn new(n: usize, user: Option<&str>) -> World {
+    pub fn new(n: usize, user: Option<&str>) -> World {
+        World::new_with(n, user, "")
+    }
+
+    /// As `new`, with lines added to every sshd's config (e.g. `SetEnv PATH=...`).
+    pub fn new_with(n: usize, user: Option<&str>, sshd_extra: &str) -> World {
         let tmp = tempfile::Builder::new()
             .prefix("convirt-e2e-remote.")
             .tempdir()
@@ -161,7 +166,7 @@ impl World {
         std::fs::copy(root.join("client_key.pub"), &authorized).unwrap();
         std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(0o644)).unwrap();
         let servers: Vec<Sshd> = (0..n)
-            .map(|i| Sshd::start(&root.join(format!("sshd{i}")), &authorized, ""))
+            .map(|i| Sshd::start(&root.join(format!("sshd{i}")), &authorized, sshd_extra))
             .collect();
         let known: String = servers.iter().map(Sshd::known_hosts_line).collect();
         std::fs::write(root.join("known_hosts"), known).unwrap();
@@ -232,15 +237,15 @@ impl World {
         w
     }
 
-    fn srv(&self, i: usize) -> PathBuf {
+    pub fn srv(&self, i: usize) -> PathBuf {
         self.root.join(format!("srv{i}"))
     }
 
-    fn local(&self) -> PathBuf {
+    pub fn local(&self) -> PathBuf {
         self.root.join("local")
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_convirt"));
         c.args(args)
             .env_clear()
@@ -257,12 +262,12 @@ impl World {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
 }
 
-fn xl_accepts(file: &Path) {
+pub fn xl_accepts(file: &Path) {
     let o = Command::new("bash")
         .arg(repo().join("tests/xen/xl-check.sh"))
         .arg(file)
@@ -284,7 +289,7 @@ fn xl_accepts(file: &Path) {
 }
 
 /// Every process: pid, parent pid, command line (from /proc, so no procps is needed).
-fn processes() -> Vec<(i32, i32, String)> {
+pub fn processes() -> Vec<(i32, i32, String)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -307,11 +312,11 @@ fn processes() -> Vec<(i32, i32, String)> {
     out
 }
 
-fn script_running() -> bool {
+pub fn script_running() -> bool {
     processes().iter().any(|(_, _, c)| c.trim() == "sleep 373")
 }
 
-fn no_script_left() {
+pub fn no_script_left() {
     assert!(!script_running(), "a remote script survived");
 }
 
@@ -370,6 +375,7 @@ fn provisions_on_the_server_and_nothing_locally() {
             .unwrap()
             .contains("Provisioning of VM r1 completed")
     );
+    // ... and the record of the remote VM (docs/records.md).
     assert_eq!(
         tree(&w.local()),
         vec![
@@ -377,10 +383,18 @@ fn provisions_on_the_server_and_nothing_locally() {
             "log/hosts",
             "log/hosts/srv0",
             "log/hosts/srv0/Linux_CD_Install",
-            "log/hosts/srv0/Linux_CD_Install/Linux_CD_Install_r1.log"
+            "log/hosts/srv0/Linux_CD_Install/Linux_CD_Install_r1.log",
+            "state",
+            "state/hosts",
+            "state/hosts/srv0",
+            "state/hosts/srv0/r1",
+            "state/hosts/srv0/r1/record.json",
+            "state/remote-locks",
+            "state/remote-locks/srv0",
+            "state/remote-locks/srv0/locks",
         ]
     );
-    // A second run refuses: the config exists on the server.
+    // A second run refuses: the VM is recorded on that server.
     let o = w.run(&[
         "provision",
         "--host",
@@ -394,7 +408,8 @@ fn provisions_on_the_server_and_nothing_locally() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        text(&o.stderr).contains("already exists on srv0"),
+        text(&o.stderr)
+            .contains("cannot provision `r1` on `srv0`: it was provisioned there already"),
         "{}",
         text(&o.stderr)
     );
@@ -926,8 +941,9 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
         0o640
     );
 
-    // A second console provisioning the same VM on that server is refused at once.
-    let o = w.run(&[
+    // A second console provisioning the same VM on that server is refused at once: another
+    // machine (its own records), so the server's lock does it; this machine's lock first.
+    let mut second = w.cmd(&[
         "provision",
         "--host",
         "srv0",
@@ -939,10 +955,30 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
         "hda_disk_size=8",
         "--force",
     ]);
+    let o = second
+        .env("CONVIRT_STATE_DIR", w.root.join("console2/state"))
+        .output()
+        .unwrap();
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("`l1` is already being provisioned on srv0"),
+        err.contains("`l1` is already being provisioned on srv0 ("),
+        "{err}"
+    );
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "l1",
+        "--image",
+        "Slow",
+        "--force",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`l1` is already being provisioned on srv0 from this machine"),
         "{err}"
     );
     assert!(err.contains("user tester"), "{err}");

@@ -23,6 +23,7 @@ mod shell;
 mod store;
 mod test;
 mod vm;
+mod vm_remote;
 mod xen;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,191 @@
+//! `vm remove` of a VM made on a managed server (docs/records.md): one ssh round trip runs
+//! the removal script of `state::remote` on the server (fed on standard input, never on a
+//! command line), which refuses a running domain, then removes exactly what the record
+//! names, each item only while it is still the file the run created. `vm list` and `vm show`
+//! ask each server in one round trip which of its VMs' files are still there.
+
+use super::App;
+use crate::diagnostic::Diagnostic;
+use crate::remote::{SshProblem, Target, classify, parse_target, ssh_error};
+use crate::state::remote::{parse_presence, parse_removal, presence_script, removal_script};
+use crate::state::{Item, Kind, Vm, remove::Step};
+use anyhow::Result;
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::Stdio;
+
+/// Where the VM's server is now: its `[hosts.NAME]` entry when there is one, else the
+/// address the record kept, else the host text itself.
+fn target(app: &App, vm: &Vm) -> Result<Target> {
+    let hosts = &app.settings.hosts;
+    let server = vm.header().and_then(|h| h.server.clone());
+    let mut t = match server {
+        Some(s) if !hosts.contains_key(&vm.host) => parse_target(&s, hosts)?,
+        _ => parse_target(&vm.host, hosts)?,
+    };
+    t.name = vm.host.clone();
+    Ok(t)
+}
+
+/// What removing a remote VM did (or would do), newest first, and a note when the server
+/// could not say whether the domain runs.
+pub(crate) fn remove(
+    app: &App,
+    vm: &Vm,
+    keep_disks: bool,
+    dry_run: bool,
+) -> Result<(Vec<Step>, Option<String>)> {
+    let items = vm.items();
+    // Decided here, like the local removal: what is never sent to the server.
+    let mut local: Vec<(usize, Step)> = Vec::new();
+    let mut send = Vec::new();
+    for (i, item) in items.iter().enumerate().rev() {
+        if keep_disks && matches!(item.kind, Kind::Disk | Kind::Lvm) {
+            local.push((i, Step::new(item, "kept", "--keep-disks")));
+        } else if item.kind != Kind::Lvm && !item.path.starts_with('/') {
+            local.push((i, Step::new(item, "kept", "not an absolute path")));
+        } else {
+            send.push((i, item));
+        }
+    }
+    let target = target(app, vm)?;
+    let script = removal_script(&vm.name, &send, dry_run);
+    let mut child = crate::remote::command(&target, None, &[], "bash -s")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Diagnostic::error(format!("cannot run ssh: {e}")))?;
+    let stdin = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        if let Some(mut s) = stdin {
+            let _ = s.write_all(script.as_bytes());
+        }
+    });
+    let out = child.wait_with_output()?;
+    let _ = writer.join();
+    let answer = parse_removal(&String::from_utf8_lossy(&out.stdout));
+    let host = &vm.host;
+    if answer.running.is_none() {
+        // The script never started: ssh itself failed (unreachable, refused, host key).
+        return Err(ssh_error(&target, &String::from_utf8_lossy(&out.stderr)));
+    }
+    let note = match &answer.running {
+        Some(Ok(true)) => {
+            return Err(Diagnostic::error(format!(
+                "cannot remove `{}`: it is running on `{host}` (`xl list` there)",
+                vm.name
+            ))
+            .with_hint(format!(
+                "stop it first (`xl shutdown {}` on {host}); nothing was removed",
+                vm.name
+            ))
+            .into());
+        }
+        Some(Err(why)) => Some(format!(
+            "could not check whether `{}` is running on `{host}`: {why}",
+            vm.name
+        )),
+        _ => None,
+    };
+    let mut steps = Vec::new();
+    let mut sent = send.iter().peekable();
+    let mut local = local.into_iter().peekable();
+    // Both lists are newest first; merge them back into one order.
+    loop {
+        let take_local = match (local.peek(), sent.peek()) {
+            (Some((a, _)), Some((b, _))) => a > b,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        if take_local {
+            if let Some((_, s)) = local.next() {
+                steps.push(s);
+            }
+        } else if let Some((i, item)) = sent.next() {
+            steps.push(match answer.steps.iter().find(|(n, _, _)| n == i) {
+                Some((_, action, why)) => Step::new(item, action, why.clone()),
+                None => Step::new(
+                    item,
+                    "failed",
+                    format!("no answer from `{host}` (the connection broke off?)"),
+                ),
+            });
+        }
+    }
+    Ok((steps, note))
+}
+
+/// What each server said about its VMs' files (host → path → there), or why it could not.
+pub(crate) type Presence = HashMap<String, Result<HashMap<String, bool>, String>>;
+
+/// The paths `vm list` and `vm show` look at: the config and everything the runs created.
+fn looked_at(vm: &Vm) -> Vec<Item> {
+    let mut items = vm.items();
+    if let Some(h) = vm.header()
+        && !items.iter().any(|i| i.path == h.config)
+    {
+        items.push(Item::new(h.config.clone(), Kind::Config));
+    }
+    items
+}
+
+/// Asks every server of `vms` (side by side, one ssh round trip each) which files are there.
+pub(crate) fn check(app: &App, vms: &[Vm]) -> Presence {
+    let mut by_host: Vec<(String, Vec<&Vm>)> = Vec::new();
+    for vm in vms.iter().filter(|v| v.remote) {
+        match by_host.iter_mut().find(|(h, _)| *h == vm.host) {
+            Some((_, v)) => v.push(vm),
+            None => by_host.push((vm.host.clone(), vec![vm])),
+        }
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = by_host
+            .iter()
+            .map(|(h, vms)| (h.clone(), scope.spawn(move || check_host(app, vms))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(h, t)| {
+                let r = t
+                    .join()
+                    .unwrap_or_else(|_| Err("the check failed".to_string()));
+                (h, r)
+            })
+            .collect()
+    })
+}
+
+fn check_host(app: &App, vms: &[&Vm]) -> Result<HashMap<String, bool>, String> {
+    let first = vms.first().ok_or("no VM")?;
+    let target = target(app, first).map_err(|e| e.to_string())?;
+    let items: Vec<Item> = vms.iter().flat_map(|v| looked_at(v)).collect();
+    let refs: Vec<&Item> = items.iter().collect();
+    let script = presence_script(&refs);
+    let mut child = crate::remote::command(&target, None, &[], "bash -s")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run ssh: {e}"))?;
+    let stdin = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        if let Some(mut s) = stdin {
+            let _ = s.write_all(script.as_bytes());
+        }
+    });
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let _ = writer.join();
+    let Some(there) = parse_presence(&String::from_utf8_lossy(&out.stdout), items.len()) else {
+        return Err(match classify(&String::from_utf8_lossy(&out.stderr)) {
+            SshProblem::Unreachable => "unreachable",
+            SshProblem::AuthRefused => "authentication refused",
+            SshProblem::HostKeyChanged | SshProblem::HostKeyUnknown => "host key not accepted",
+            SshProblem::Lost => "connection lost",
+            SshProblem::Other => "no answer over ssh",
+        }
+        .to_string());
+    };
+    Ok(items.into_iter().map(|i| i.path).zip(there).collect())
+}

@@ -1,0 +1,714 @@
+//! Records of VMs provisioned on managed servers (issues #9 + #10, docs/records.md): the
+//! record written on this machine with the server-side paths and identities, name collisions
+//! per host, a convirt killed mid-run, `vm list/show` with the host, and `vm remove --host`
+//! over the real OpenSSH (the private sshd's of `remote.rs`).
+
+use super::remote::{World, no_script_left, text, tree, wait_for};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn record_dir(w: &World, vm: &str) -> PathBuf {
+    w.local().join("state/hosts/srv0").join(vm)
+}
+
+fn provision(w: &World, vm: &str, image: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        vm,
+        "--image",
+        image,
+        "--set",
+        "hda_disk_size=16",
+    ];
+    args.extend_from_slice(extra);
+    w.run(&args)
+}
+
+/// The created items of a record or journal: (kind, path).
+fn items(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["created"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().to_string(),
+                i["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn remote_runs_are_recorded_with_server_paths_and_identities() {
+    let w = World::new(1, None);
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "r1",
+        "r2",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=16",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let srv = w.srv(0);
+    let port = w.servers[0].port;
+    for vm in ["r1", "r2"] {
+        let r = json(&record_dir(&w, vm).join("record.json"));
+        assert_eq!(r["vm"], vm);
+        assert_eq!(r["host"], "srv0");
+        assert_eq!(r["server"], format!("root@127.0.0.1:{port}"));
+        assert_eq!(r["image"], "Linux_CD_Install");
+        assert!(r["image_digest"].as_str().unwrap().starts_with("sha256:"));
+        let cfg = srv.join(format!("xen/{vm}.cfg"));
+        let disk = srv.join(format!("disks/{vm}.disk.xm"));
+        let log = srv.join(format!("log/Linux_CD_Install/Linux_CD_Install_{vm}.log"));
+        assert_eq!(r["config"], cfg.display().to_string());
+        assert_eq!(r["log"], log.display().to_string());
+        let got = items(&r);
+        for want in [
+            ("config", cfg.display().to_string()),
+            ("disk", disk.display().to_string()),
+            ("log", log.display().to_string()),
+        ] {
+            assert!(
+                got.contains(&(want.0.to_string(), want.1.clone())),
+                "{want:?} not in {got:?}"
+            );
+        }
+        // The identities come from the server's `stat`: this machine, so checkable here.
+        let d = r["created"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["kind"] == "disk")
+            .unwrap();
+        let m = std::fs::metadata(&disk).unwrap();
+        assert_eq!(d["size"], 16 * 1024 * 1024);
+        assert_eq!(d["ino"], m.ino());
+        assert_eq!(d["dev"], m.dev());
+        assert!(r["values"]["vm"]["name"] == vm, "{}", r["values"]);
+        // No workdir without --keep; the journal is gone.
+        assert!(!got.iter().any(|(k, _)| k == "workdir"), "{got:?}");
+        assert!(!record_dir(&w, vm).join("journal").exists());
+    }
+}
+
+#[test]
+fn a_recorded_name_on_that_host_is_refused_before_anything_is_made_unless_forced() {
+    let w = World::new(1, None);
+    assert!(
+        provision(&w, "c1", "Linux_CD_Install", &[])
+            .status
+            .success()
+    );
+    let srv_before = tree(&w.srv(0));
+    let record = record_dir(&w, "c1").join("record.json");
+    let rec_before = std::fs::read_to_string(&record).unwrap();
+    // The config is moved away on the server: the record alone refuses the run.
+    std::fs::rename(w.srv(0).join("xen/c1.cfg"), w.root.join("c1.cfg.away")).unwrap();
+    let o = provision(&w, "c1", "Linux_CD_Install", &[]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot provision `c1` on `srv0`: it was provisioned there already"),
+        "{err}"
+    );
+    assert!(err.contains("vm remove c1 --host srv0"), "{err}");
+    let mut srv_now = tree(&w.srv(0));
+    srv_now.push("xen/c1.cfg".into());
+    srv_now.sort();
+    assert_eq!(srv_now, srv_before, "the refused run changed the server");
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), rec_before);
+    // `--force`: provisioned again, the record replaced.
+    let o = provision(&w, "c1", "Linux_CD_Install", &["--force"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(w.srv(0).join("xen/c1.cfg").exists());
+    let r = json(&record);
+    assert_ne!(std::fs::read_to_string(&record).unwrap(), rec_before);
+    assert_eq!(
+        r["created"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["kind"] == "config")
+            .unwrap()["ino"],
+        std::fs::metadata(w.srv(0).join("xen/c1.cfg"))
+            .unwrap()
+            .ino()
+    );
+    // `--keep-disks`: the config and the logs go on the server, the disk stays.
+    let o = w.run(&["vm", "remove", "c1", "--keep-disks", "--yes"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(out.contains("  kept     disk      "), "{out}");
+    assert!(w.srv(0).join("disks/c1.disk.xm").exists());
+    assert!(!w.srv(0).join("xen/c1.cfg").exists());
+    assert!(
+        !w.srv(0)
+            .join("log/Linux_CD_Install/Linux_CD_Install_c1.log")
+            .exists()
+    );
+    assert!(!record_dir(&w, "c1").exists());
+}
+
+#[test]
+fn a_failed_remote_run_leaves_no_record_and_keep_leaves_a_kept_journal() {
+    let w = World::new(1, None);
+    let o = provision(&w, "f1", "Fails", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(!record_dir(&w, "f1").exists());
+    let o = provision(&w, "f2", "Fails", &["--keep"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let journal = std::fs::read_to_string(record_dir(&w, "f2").join("journal")).unwrap();
+    let disk = w.srv(0).join("disks/f2.disk.xm");
+    assert!(disk.exists());
+    assert!(
+        journal.contains(r#"{"event":"failed","kept":true}"#),
+        "{journal}"
+    );
+    assert!(
+        journal.contains(&format!(
+            r#""path":"{}","kind":"disk","size":16777216"#,
+            disk.display()
+        )),
+        "{journal}"
+    );
+    assert!(journal.contains(r#""kind":"workdir""#), "{journal}");
+}
+
+#[test]
+fn convirt_killed_mid_remote_run_leaves_an_interrupted_entry_for_that_host() {
+    let w = World::new(1, None);
+    let child = w
+        .cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--vm",
+            "k1",
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=16",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let disk = w.srv(0).join("disks/k1.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    let journal = record_dir(&w, "k1").join("journal");
+    let head = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        head.starts_with(r#"{"event":"start","vm":"k1","host":"srv0""#),
+        "{head}"
+    );
+    // `vm list` while it runs: running, not interrupted.
+    let o = w.run(&["--json", "vm", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["status"], "running", "{v}");
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let mut child = child;
+    let _ = child.wait();
+    // The server notices the lost connection and cleans up on its own.
+    wait_for("the server's clean-up", 30, || !disk.exists());
+    wait_for("the remote script to stop", 10, || {
+        !super::remote::script_running()
+    });
+    no_script_left();
+    let o = w.run(&["--json", "vm", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["name"], "k1", "{v}");
+    assert_eq!(v[0]["host"], "srv0", "{v}");
+    assert_eq!(v[0]["status"], "interrupted", "{v}");
+    // The next run names it instead of starting over it.
+    let o = provision(&w, "k1", "Linux_CD_Install", &[]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("an earlier provisioning run there was interrupted"),
+        "{err}"
+    );
+}
+
+/// Every file under `dir` with its inode, to tell "untouched" from "made again".
+fn files_with_inodes(dir: &Path) -> Vec<(String, u64)> {
+    tree(dir)
+        .into_iter()
+        .map(|p| {
+            let ino = std::fs::symlink_metadata(dir.join(&p)).unwrap().ino();
+            (p, ino)
+        })
+        .collect()
+}
+
+#[test]
+fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
+    let mut w = World::new(1, None);
+    let srv = w.srv(0);
+    // A file that was there before, beside the disks: never touched.
+    std::fs::create_dir_all(srv.join("disks")).unwrap();
+    std::fs::write(srv.join("disks/keep.me"), b"mine").unwrap();
+    let o = w.run(&[
+        "provision",
+        "--host",
+        "srv0",
+        "--vm",
+        "r1",
+        "r2",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=16",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let port = w.servers[0].port.to_string();
+    let root = w.root.display().to_string();
+    let masked = |s: &str| s.replace(&root, "[ROOT]").replace(&port, "[PORT]");
+
+    // `vm list`: the host and the server paths; the server says what is still there.
+    std::fs::remove_file(srv.join("disks/r2.disk.xm")).unwrap();
+    let o = w.run(&["vm", "list"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        masked(&text(&o.stdout)),
+        "NAME  STATUS       HOST  IMAGE             CONFIG   DISKS\n\
+         r1    provisioned  srv0  Linux_CD_Install  present  1/1 present\n\
+         r2    provisioned  srv0  Linux_CD_Install  present  0/1 present\n"
+    );
+    let o = w.run(&["--json", "vm", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    for (i, vm) in ["r1", "r2"].iter().enumerate() {
+        assert_eq!(v[i]["name"], *vm);
+        assert_eq!(v[i]["host"], "srv0");
+        assert_eq!(v[i]["not_checked"], serde_json::Value::Null);
+        let cfg = srv.join(format!("xen/{vm}.cfg")).display().to_string();
+        assert_eq!(
+            v[i]["config"],
+            serde_json::json!({"path": cfg, "present": true})
+        );
+        assert_eq!(
+            v[i]["disks"][0]["path"],
+            srv.join(format!("disks/{vm}.disk.xm"))
+                .display()
+                .to_string()
+        );
+        assert_eq!(v[i]["disks"][0]["present"], *vm == "r1");
+    }
+    let o = w.run(&["vm", "show", "r1"]);
+    let out = masked(&text(&o.stdout));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        out.starts_with("VM `r1` on srv0 (root@127.0.0.1:[PORT], over ssh)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  config:   [ROOT]/srv0/xen/r1.cfg (xl, present)\n"),
+        "{out}"
+    );
+    assert!(!out.contains("missing"), "{out}");
+    let o = w.run(&["vm", "show", "r2"]);
+    let out = masked(&text(&o.stdout));
+    assert!(
+        out.contains("  disk      [ROOT]/srv0/disks/r2.disk.xm (16777216 bytes) [missing]\n"),
+        "{out}"
+    );
+    std::fs::write(srv.join("disks/r2.disk.xm"), b"").unwrap();
+
+    // The dry run asks the server and changes nothing.
+    let before = files_with_inodes(&srv);
+    let o = w.run(&["vm", "remove", "r1", "--dry-run"]);
+    let out = masked(&text(&o.stdout));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        out.starts_with("would remove VM `r1` on `srv0` (dry run: nothing removed)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  remove   disk      [ROOT]/srv0/disks/r1.disk.xm\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  remove   config    [ROOT]/srv0/xen/r1.cfg\n"),
+        "{out}"
+    );
+    assert_eq!(files_with_inodes(&srv), before);
+    assert!(record_dir(&w, "r1").join("record.json").exists());
+    // `xl` cannot answer on this server (no hypervisor): said, not hidden.
+    assert!(
+        text(&o.stderr).contains("could not check whether `r1` is running on `srv0`"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Without --yes and without a terminal: refused.
+    let o = w.run(&["vm", "remove", "r1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(files_with_inodes(&srv), before);
+
+    let o = w.run(&["vm", "remove", "r1", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with("removed VM `r1` on `srv0`\n"),
+        "{}",
+        text(&o.stdout)
+    );
+    let after = files_with_inodes(&srv);
+    let gone: Vec<&(String, u64)> = before.iter().filter(|f| !after.contains(f)).collect();
+    let left_of_r1: Vec<&(String, u64)> = after.iter().filter(|(p, _)| p.contains("r1")).collect();
+    assert!(left_of_r1.is_empty(), "{left_of_r1:?}");
+    // Exactly r1's files went; r2's and the pre-existing file are the very same files.
+    assert!(gone.iter().all(|(p, _)| p.contains("r1")), "{gone:?}");
+    assert!(after.iter().all(|f| before.contains(f)), "{after:?}");
+    assert_eq!(std::fs::read(srv.join("disks/keep.me")).unwrap(), b"mine");
+    for f in [
+        "xen/r2.cfg",
+        "disks/r2.disk.xm",
+        "log/Linux_CD_Install/Linux_CD_Install_r2.log",
+    ] {
+        assert!(srv.join(f).exists(), "{f}");
+    }
+    assert!(!record_dir(&w, "r1").exists());
+    let o = w.run(&["vm", "list"]);
+    assert!(!text(&o.stdout).contains("r1"), "{}", text(&o.stdout));
+
+    // A server that does not answer: its VMs are "not checked", never "missing".
+    drop(w.servers.pop());
+    let o = w.run(&["vm", "list"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "NAME  STATUS       HOST  IMAGE             CONFIG                           DISKS\n\
+         r2    provisioned  srv0  Linux_CD_Install  not checked (srv0: unreachable)  1 not checked\n"
+    );
+    let o = w.run(&["--json", "vm", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["not_checked"], "srv0: unreachable", "{v}");
+    assert_eq!(v[0]["config"]["present"], serde_json::Value::Null, "{v}");
+    // Removing there needs the server: a clear error, the record kept.
+    let o = w.run(&["vm", "remove", "r2", "--yes"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("`srv0` (root@127.0.0.1:"), "{err}");
+    assert!(err.contains("is unreachable"), "{err}");
+    assert!(record_dir(&w, "r2").join("record.json").exists());
+}
+
+#[test]
+fn a_name_on_several_hosts_needs_host_and_a_replaced_file_is_left_alone() {
+    let w = World::new(1, None);
+    assert!(
+        provision(&w, "n1", "Linux_CD_Install", &[])
+            .status
+            .success()
+    );
+    // The same name on this machine (the local paths of the test's settings).
+    let o = w.run(&[
+        "provision",
+        "--vm",
+        "n1",
+        "--image",
+        "Linux_CD_Install",
+        "--set",
+        "hda_disk_size=16",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = w.run(&["vm", "remove", "n1", "--yes"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("VM `n1` is recorded on several hosts: `localhost`, `srv0`"),
+        "{err}"
+    );
+    assert!(w.srv(0).join("xen/n1.cfg").exists());
+    assert!(w.local().join("xen/n1.cfg").exists());
+    // The disk on the server is replaced by another file since: it stays.
+    let disk = w.srv(0).join("disks/n1.disk.xm");
+    std::fs::remove_file(&disk).unwrap();
+    std::fs::write(w.srv(0).join("disks/pad"), b"").unwrap();
+    std::fs::write(&disk, b"someone else's").unwrap();
+    let o = w.run(&["vm", "remove", "n1", "--host", "srv0", "--yes"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.contains("replaced since provisioning"), "{out}");
+    assert_eq!(std::fs::read(&disk).unwrap(), b"someone else's");
+    assert!(!w.srv(0).join("xen/n1.cfg").exists());
+    // The local VM of that name is untouched, and now found by name alone.
+    assert!(w.local().join("xen/n1.cfg").exists());
+    let o = w.run(&["vm", "show", "n1"]);
+    assert!(
+        text(&o.stdout).starts_with("VM `n1` on localhost\n"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn an_interrupted_remote_run_is_removed_over_ssh() {
+    let w = World::new(1, None);
+    let child = w
+        .cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--vm",
+            "i1",
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=16",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let disk = w.srv(0).join("disks/i1.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let mut child = child;
+    let _ = child.wait();
+    wait_for("the server's clean-up", 30, || !disk.exists());
+    let log = w.srv(0).join("log/Slow/Slow_i1.log");
+    wait_for("the server's lock", 30, || {
+        !w.srv(0).join("work/locks/i1.lock").exists()
+    });
+    assert!(log.exists());
+    let o = w.run(&["vm", "remove", "i1", "--yes"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(
+        out.contains(&format!("  removed  log       {}\n", log.display())),
+        "{out}"
+    );
+    assert!(!log.exists());
+    assert!(!record_dir(&w, "i1").exists());
+}
+
+#[test]
+fn start_and_autostart_on_the_server_keep_the_vm_provisioned_when_xl_cannot_run() {
+    let w = World::new(1, None);
+    let srv = w.srv(0);
+    let o = provision(&w, "s1", "Linux_CD_Install", &["--start", "--autostart"]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    let cfg = srv.join("xen/s1.cfg");
+    let link = srv.join("xen/auto/s1.cfg");
+    // The server's `xl` (xen-utils) finds no hypervisor: said plainly, the VM stays.
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "`s1` is provisioned, but it was not started: `xl create {}` on srv0",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("(the server is not running under the Xen hypervisor)")
+            || err.contains("`xl` is not installed"),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!("  autostart: {}", link.display())),
+        "{out}"
+    );
+    assert!(cfg.exists());
+    assert_eq!(std::fs::read_link(&link).unwrap(), cfg);
+    let r = json(&record_dir(&w, "s1").join("record.json"));
+    let got = items(&r);
+    assert!(
+        got.contains(&("autostart".into(), link.display().to_string())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("dir".into(), srv.join("xen/auto").display().to_string())),
+        "{got:?}"
+    );
+
+    // An auto-start link that is there already refuses the next VM before anything is made.
+    std::os::unix::fs::symlink("/nowhere", srv.join("xen/auto/s2.cfg")).unwrap();
+    let before = tree(&srv);
+    let o = provision(&w, "s2", "Linux_CD_Install", &["--autostart"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the auto-start link `{}` already exists on srv0",
+            srv.join("xen/auto/s2.cfg").display()
+        )),
+        "{err}"
+    );
+    assert_eq!(tree(&srv), before);
+    assert!(!record_dir(&w, "s2").exists());
+
+    // `vm remove` takes the link with the VM; the directory stays while it holds s2's link.
+    let o = w.run(&["vm", "remove", "s1", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(std::fs::symlink_metadata(&link).is_err());
+    assert!(!cfg.exists());
+    assert!(std::fs::symlink_metadata(srv.join("xen/auto/s2.cfg")).is_ok());
+}
+
+/// A recording stand-in for the server's `xl` (NOT the real xl): `xl list` lists Domain-0
+/// and the names in `running`, `xl create CFG` appends CFG to `created`.
+fn xl_stand_in(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let xl = bin.join("xl");
+    std::fs::write(
+        &xl,
+        format!(
+            "#!/bin/bash\n# stand-in for xl, for tests\nd={d}\ncase $1 in\n\
+             list) echo 'Name                                        ID   Mem VCPUs\tState\tTime(s)'\n\
+                   echo 'Domain-0                                     0  1024     2     r-----      1.0'\n\
+                   [[ -f $d/running ]] && while read -r n; do echo \"$n 7 512 1 -b---- 1.0\"; done < \"$d/running\"; exit 0 ;;\n\
+             create) echo \"$2\" >> \"$d/created\"; exit 0 ;;\n\
+             *) exit 2 ;;\nesac\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn the_servers_xl_decides_running_and_starts_the_vm() {
+    let xl = tempfile::tempdir().unwrap();
+    let bin = xl_stand_in(xl.path());
+    let w = World::new_with(
+        1,
+        None,
+        &format!(
+            "SetEnv PATH={}:/usr/sbin:/usr/bin:/sbin:/bin\n",
+            bin.display()
+        ),
+    );
+    let srv = w.srv(0);
+    // --start with the server's (stand-in) xl: started, exit 0.
+    let o = provision(&w, "x1", "Linux_CD_Install", &["--start"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let cfg = srv.join("xen/x1.cfg");
+    assert!(
+        out.contains(&format!("  started: xl create {}", cfg.display())),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(xl.path().join("created")).unwrap(),
+        format!("{}\n", cfg.display())
+    );
+    // The server's xl says x1 runs: `vm remove` refuses before anything is touched.
+    std::fs::write(xl.path().join("running"), "x1\nx2\n").unwrap();
+    let before = files_with_inodes(&srv);
+    for args in [
+        &["vm", "remove", "x1", "--yes"][..],
+        &["vm", "remove", "x1", "--dry-run"],
+    ] {
+        let o = w.run(args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("cannot remove `x1`: it is running on `srv0` (`xl list` there)"),
+            "{err}"
+        );
+    }
+    assert_eq!(files_with_inodes(&srv), before);
+    assert!(record_dir(&w, "x1").join("record.json").exists());
+    // ... and a new VM of a running domain's name is refused on the server, even forced.
+    let o = provision(&w, "x2", "Linux_CD_Install", &["--force"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a domain `x2` is running on srv0 (`xl list`)"),
+        "{err}"
+    );
+    assert_eq!(files_with_inodes(&srv), before);
+    // Stopped: removed, and no note about xl (it answered).
+    std::fs::write(xl.path().join("running"), "").unwrap();
+    let o = w.run(&["vm", "remove", "x1", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stderr).contains("could not check"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!cfg.exists());
+}
+
+#[test]
+fn a_lost_connection_leaves_a_record_only_when_the_clean_up_is_not_confirmed() {
+    let mut w = World::new(1, None);
+    let slow = |w: &World, vm: &str| {
+        w.cmd(&[
+            "provision",
+            "--host",
+            "srv0",
+            "--vm",
+            vm,
+            "--image",
+            "Slow",
+            "--set",
+            "hda_disk_size=16",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    // The session dies, convirt reconnects and the server cleaned up: nothing is recorded.
+    let child = slow(&w, "l1");
+    let disk = w.srv(0).join("disks/l1.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    for pid in w.servers[0].sessions() {
+        // SAFETY: the session processes of the sshd this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        text(&o.stderr).contains("reconnected to `srv0`"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!record_dir(&w, "l1").exists());
+
+    // The server goes away entirely: the clean-up cannot be confirmed, so the run stays
+    // known as interrupted on that host.
+    let child = slow(&w, "l2");
+    let disk = w.srv(0).join("disks/l2.disk.xm");
+    wait_for("the disk on the server", 30, || disk.exists());
+    let sessions = w.servers[0].sessions();
+    drop(w.servers.pop());
+    for pid in sessions {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not reconnect to `srv0`"), "{err}");
+    wait_for("the server's own clean-up", 30, || !disk.exists());
+    no_script_left();
+    let o = w.run(&["--json", "vm", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["name"], "l2");
+    assert_eq!(v[0]["status"], "interrupted");
+    assert_eq!(v[0]["not_checked"], "srv0: unreachable");
+}
