@@ -1174,4 +1174,17 @@ fn an_lvm_backed_image_onto_a_debian_guest_under_qemu() {
         "test ! -e /etc/xen/lv2.cfg && ls /var/cache/convirt/work",
     );
     assert_eq!(text(&o.stdout), "locks\n", "{}", text(&o.stderr));
+
+    // The record of lv1 names its volume: `vm remove` takes it away with the guest's real
+    // lvremove, with the config, and leaves the volume it did not create.
+    let o = w.run(&["vm", "remove", "lv1", "--yes"]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("removed VM `lv1` on `guest`"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(lvs(&g), "keepme\n");
+    let o = g.ssh(&boot.key, "test ! -e /etc/xen/lv1.cfg && echo gone");
+    assert_eq!(text(&o.stdout), "gone\n", "{}", text(&o.stderr));
 }
