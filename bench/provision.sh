@@ -32,6 +32,7 @@ cat > "$tmp/c.toml" <<CONF
 image_store = "$tmp/store"
 log_dir = "$tmp/log"
 work_dir = "$tmp/work"
+state_dir = "$tmp/state"
 [variables]
 VM_DISKS_DIR = "$tmp/disks"
 VM_CONF_DIR = "$tmp/conf"
