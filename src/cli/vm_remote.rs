@@ -49,21 +49,8 @@ pub(crate) fn remove(
         }
     }
     let target = target(app, vm)?;
-    let script = removal_script(&vm.name, &send, dry_run);
-    let mut child = crate::remote::command(&target, None, &[], "bash -s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Diagnostic::error(format!("cannot run ssh: {e}")))?;
-    let stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let Some(mut s) = stdin {
-            let _ = s.write_all(script.as_bytes());
-        }
-    });
-    let out = child.wait_with_output()?;
-    let _ = writer.join();
+    let out =
+        run_script(&target, removal_script(&vm.name, &send, dry_run)).map_err(Diagnostic::error)?;
     let answer = parse_removal(&String::from_utf8_lossy(&out.stdout));
     let host = &vm.host;
     if answer.running.is_none() {
@@ -114,7 +101,34 @@ pub(crate) fn remove(
             });
         }
     }
+    // Last (it was made first): the copy of the server's log this machine kept.
+    if let Some(copy) = vm.header().and_then(|h| h.local_log.as_ref()) {
+        let item = Item::new(copy.clone(), Kind::Log);
+        steps.push(crate::state::remove::remove_item(
+            &item, keep_disks, dry_run,
+        ));
+    }
     Ok((steps, note))
+}
+
+/// Runs `script` with `bash -s` on the server, fed on standard input (never on a command
+/// line: it may name paths a user would rather not show in `ps`).
+fn run_script(target: &Target, script: String) -> Result<std::process::Output, String> {
+    let mut child = crate::remote::command(target, None, &[], "bash -s")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run ssh: {e}"))?;
+    let stdin = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        if let Some(mut s) = stdin {
+            let _ = s.write_all(script.as_bytes());
+        }
+    });
+    let out = child.wait_with_output().map_err(|e| e.to_string());
+    let _ = writer.join();
+    out
 }
 
 /// What each server said about its VMs' files (host → path → there), or why it could not.
@@ -162,21 +176,7 @@ fn check_host(app: &App, vms: &[&Vm]) -> Result<HashMap<String, bool>, String> {
     let target = target(app, first).map_err(|e| e.to_string())?;
     let items: Vec<Item> = vms.iter().flat_map(|v| looked_at(v)).collect();
     let refs: Vec<&Item> = items.iter().collect();
-    let script = presence_script(&refs);
-    let mut child = crate::remote::command(&target, None, &[], "bash -s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run ssh: {e}"))?;
-    let stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let Some(mut s) = stdin {
-            let _ = s.write_all(script.as_bytes());
-        }
-    });
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    let _ = writer.join();
+    let out = run_script(&target, presence_script(&refs))?;
     let Some(there) = parse_presence(&String::from_utf8_lossy(&out.stdout), items.len()) else {
         return Err(match classify(&String::from_utf8_lossy(&out.stderr)) {
             SshProblem::Unreachable => "unreachable",

@@ -7,7 +7,7 @@ use super::{Options, Plan};
 use crate::diagnostic::Diagnostic;
 use crate::settings::Format;
 use crate::state::journal::Journal;
-use crate::state::{Header, Item, Kind, LOCALHOST, Record, Vm, xen};
+use crate::state::{Item, Kind, LOCALHOST, Record, Vm, xen};
 use std::path::{Path, PathBuf};
 
 /// What an earlier run left that this one must reckon with (only with `--force`).
@@ -195,20 +195,7 @@ pub(crate) fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<
         })?;
         replaced.push(other.display().to_string());
     }
-    let header = Header {
-        vm: plan.vm.clone(),
-        host: LOCALHOST.into(),
-        image: plan.image.clone(),
-        image_digest: crate::state::image_digest(&plan.store_root.join(&plan.image)),
-        format: plan.format,
-        config: plan.config_path.display().to_string(),
-        log: plan.log_path.display().to_string(),
-        disks: plan.created_disks(),
-        pid: std::process::id(),
-        started: super::log::timestamp(),
-        convirt_version: env!("CARGO_PKG_VERSION").into(),
-        server: None,
-    };
+    let header = plan.run_header(LOCALHOST, None);
     let dir = crate::state::vm_dir(&plan.state_dir, LOCALHOST, &plan.vm);
     let journal_err = |e: std::io::Error| {
         anyhow::anyhow!(

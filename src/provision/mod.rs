@@ -320,7 +320,6 @@ pub(crate) fn plan(
 }
 
 impl Plan {
-    /// The script command line, for a work store at `work_store`.
     /// The paths of the disks this provisioning creates.
     pub(crate) fn created_disks(&self) -> Vec<String> {
         self.disks
@@ -330,6 +329,36 @@ impl Plan {
             .collect()
     }
 
+    /// What a run of this plan states first in its journal: on this machine (`host`
+    /// `localhost`, no `server`) or on a managed server (its address, and where the local
+    /// copy of its log goes).
+    pub(crate) fn run_header(
+        &self,
+        host: &str,
+        server: Option<(String, &Path)>,
+    ) -> crate::state::Header {
+        let (server, local_log) = match server {
+            Some((s, l)) => (Some(s), Some(l.display().to_string())),
+            None => (None, None),
+        };
+        crate::state::Header {
+            vm: self.vm.clone(),
+            host: host.into(),
+            image: self.image.clone(),
+            image_digest: crate::state::image_digest(&self.store_root.join(&self.image)),
+            format: self.format,
+            config: self.config_path.display().to_string(),
+            log: self.log_path.display().to_string(),
+            disks: self.created_disks(),
+            pid: std::process::id(),
+            started: log::timestamp(),
+            convirt_version: env!("CARGO_PKG_VERSION").into(),
+            server,
+            local_log,
+        }
+    }
+
+    /// The script command line, for a work store at `work_store`.
     pub(crate) fn command_line(&self, work_store: &Path) -> Vec<String> {
         vec![
             work_store

@@ -465,7 +465,7 @@ pub(crate) fn execute(
     let host = &session.target.name;
     // Records (#10): a record of this VM on this host refuses the run before anything is
     // made; the journal header is written before the script starts.
-    let mut record = super::remote_record::begin(plan, &session.target, opts)?;
+    let mut record = super::remote_record::begin(plan, &session.target, local_log, opts)?;
     let mut report = crate::state::remote::Collector::default();
     let (mut tree, tree_len) = work_tree(plan, local_store, settings, opts, host)?;
     // The local copy is made once the run starts: a refused run changes nothing locally.

@@ -9,7 +9,7 @@ use super::{Lock, Options, Plan};
 use crate::diagnostic::Diagnostic;
 use crate::remote::Target;
 use crate::state::journal::Journal;
-use crate::state::{self, Header, Item, Kind, Record, Vm, remote as rs};
+use crate::state::{self, Item, Kind, Record, Vm, remote as rs};
 
 /// A remote run's record in the making; holds the console-side lock of that VM on that host.
 pub(crate) struct Recorder {
@@ -27,7 +27,12 @@ fn refuse(vm: &str, host: &str, what: String, hint: String) -> anyhow::Error {
 
 /// Before anything is made: the lock, the name-collision check against this host's records,
 /// then the journal with its header.
-pub(crate) fn begin(plan: &Plan, target: &Target, opts: &Options) -> anyhow::Result<Recorder> {
+pub(crate) fn begin(
+    plan: &Plan,
+    target: &Target,
+    local_log: &std::path::Path,
+    opts: &Options,
+) -> anyhow::Result<Recorder> {
     let host = &target.name;
     let vm = &plan.vm;
     let root = rs::lock_root(&plan.state_dir, host);
@@ -86,20 +91,7 @@ pub(crate) fn begin(plan: &Plan, target: &Target, opts: &Options) -> anyhow::Res
         }
         prior = old.record;
     }
-    let header = Header {
-        vm: vm.clone(),
-        host: host.clone(),
-        image: plan.image.clone(),
-        image_digest: state::image_digest(&plan.store_root.join(&plan.image)),
-        format: plan.format,
-        config: plan.config_path.display().to_string(),
-        log: plan.log_path.display().to_string(),
-        disks: plan.created_disks(),
-        pid: std::process::id(),
-        started: super::log::timestamp(),
-        convirt_version: env!("CARGO_PKG_VERSION").into(),
-        server: Some(target.display_address()),
-    };
+    let header = plan.run_header(host, Some((target.display_address(), local_log)));
     let dir = rs::host_dir(&plan.state_dir, host).join(vm);
     let journal = Journal::begin(&dir, header).map_err(|e| {
         anyhow::anyhow!(

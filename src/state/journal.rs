@@ -202,6 +202,7 @@ mod tests {
             started: "t".into(),
             convirt_version: "0".into(),
             server: None,
+            local_log: None,
         }
     }
 

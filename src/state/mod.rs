@@ -127,6 +127,10 @@ pub(crate) struct Header {
     /// used to reach it again if its `[hosts.NAME]` entry is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// A remote run: the copy of the server's log kept on this machine, which `vm remove`
+    /// removes here after the server's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_log: Option<String>,
 }
 
 /// A finished run.

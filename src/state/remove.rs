@@ -43,26 +43,30 @@ fn changed_since(item: &Item) -> Option<String> {
 
 /// Decides, then (unless `dry_run`) removes. Items are taken newest first.
 pub(crate) fn remove(vm: &Vm, keep_disks: bool, dry_run: bool) -> Vec<Step> {
-    let mut steps = Vec::new();
-    for item in vm.items().iter().rev() {
-        let step = if keep_disks && matches!(item.kind, Kind::Disk | Kind::Lvm) {
-            Step::new(item, "kept", "--keep-disks")
-        } else if item.kind != Kind::Lvm && !Path::new(&item.path).is_absolute() {
-            Step::new(item, "kept", "not an absolute path")
-        } else if !item.exists() {
-            Step::new(item, "gone", "")
-        } else if let Some(why) = changed_since(item) {
-            Step::new(item, "kept", why)
-        } else if dry_run {
-            let dir = item.kind == Kind::Dir
-                || std::fs::symlink_metadata(&item.path).is_ok_and(|m| m.is_dir());
-            Step::new(item, "remove", if dir { "if empty" } else { "" })
-        } else {
-            remove_one(item)
-        };
-        steps.push(step);
+    vm.items()
+        .iter()
+        .rev()
+        .map(|item| remove_item(item, keep_disks, dry_run))
+        .collect()
+}
+
+/// Decides about one item of this machine, then (unless `dry_run`) removes it.
+pub(crate) fn remove_item(item: &Item, keep_disks: bool, dry_run: bool) -> Step {
+    if keep_disks && matches!(item.kind, Kind::Disk | Kind::Lvm) {
+        Step::new(item, "kept", "--keep-disks")
+    } else if item.kind != Kind::Lvm && !Path::new(&item.path).is_absolute() {
+        Step::new(item, "kept", "not an absolute path")
+    } else if !item.exists() {
+        Step::new(item, "gone", "")
+    } else if let Some(why) = changed_since(item) {
+        Step::new(item, "kept", why)
+    } else if dry_run {
+        let dir = item.kind == Kind::Dir
+            || std::fs::symlink_metadata(&item.path).is_ok_and(|m| m.is_dir());
+        Step::new(item, "remove", if dir { "if empty" } else { "" })
+    } else {
+        remove_one(item)
     }
-    steps
 }
 
 fn remove_one(item: &Item) -> Step {

@@ -350,6 +350,17 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
     );
     assert_eq!(files_with_inodes(&srv), before);
     assert!(record_dir(&w, "r1").join("record.json").exists());
+    // The copy of the server's log on this machine goes too, last.
+    let copy = w
+        .local()
+        .join("log/hosts/srv0/Linux_CD_Install/Linux_CD_Install_r1.log");
+    assert!(copy.exists(), "{}", copy.display());
+    assert!(
+        out.contains(
+            "  remove   log       [ROOT]/local/log/hosts/srv0/Linux_CD_Install/Linux_CD_Install_r1.log\n  forget   record"
+        ),
+        "{out}"
+    );
     // `xl` cannot answer on this server (no hypervisor): said, not hidden.
     assert!(
         text(&o.stderr).contains("could not check whether `r1` is running on `srv0`"),
@@ -385,6 +396,12 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
         assert!(srv.join(f).exists(), "{f}");
     }
     assert!(!record_dir(&w, "r1").exists());
+    assert!(!copy.exists(), "{}", copy.display());
+    assert!(
+        w.local()
+            .join("log/hosts/srv0/Linux_CD_Install/Linux_CD_Install_r2.log")
+            .exists()
+    );
     let o = w.run(&["vm", "list"]);
     assert!(!text(&o.stdout).contains("r1"), "{}", text(&o.stdout));
 
