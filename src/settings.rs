@@ -115,6 +115,34 @@ impl Env {
     }
 }
 
+/// The built-in paths of a user, root or not, with that home: the same rules on this
+/// machine and, for `--host`, on a server. The store, work and disk directories are below
+/// `cache_dir` (`image_store`, `work`, `vm_disks`).
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub cache_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub vm_conf_dir: PathBuf,
+}
+
+impl Defaults {
+    pub fn of(root: bool, home: &Path) -> Defaults {
+        if root {
+            Defaults {
+                cache_dir: PathBuf::from("/var/cache/convirt"),
+                log_dir: PathBuf::from("/var/log/convirt"),
+                vm_conf_dir: PathBuf::from("/etc/xen"),
+            }
+        } else {
+            Defaults {
+                cache_dir: home.join(".convirt"),
+                log_dir: home.join(".convirt/log"),
+                vm_conf_dir: home.join(".convirt/vm_configs"),
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Settings {
     pub config_file: Option<PathBuf>,
@@ -168,11 +196,8 @@ impl Settings {
             .unwrap_or(Path::new("."));
         let from_file = |p: &Option<PathBuf>| p.as_ref().map(|p| expand(p, base, &home));
 
-        let cache_dir = if env.is_root {
-            PathBuf::from("/var/cache/convirt")
-        } else {
-            home.join(".convirt")
-        };
+        let defaults = Defaults::of(env.is_root, &home);
+        let cache_dir = defaults.cache_dir.clone();
         let (image_store, image_store_from) = match (
             &over.store,
             env.get("CONVIRT_IMAGE_STORE"),
@@ -183,19 +208,9 @@ impl Settings {
             (None, None, Some(s)) => (s, From::File),
             _ => (cache_dir.join("image_store"), From::Default),
         };
-        let log_dir = from_file(&file.log_dir).unwrap_or_else(|| {
-            if env.is_root {
-                PathBuf::from("/var/log/convirt")
-            } else {
-                home.join(".convirt/log")
-            }
-        });
+        let log_dir = from_file(&file.log_dir).unwrap_or(defaults.log_dir);
         let work_dir = from_file(&file.work_dir).unwrap_or_else(|| cache_dir.join("work"));
-        let vm_conf_dir = if env.is_root {
-            PathBuf::from("/etc/xen")
-        } else {
-            cache_dir.join("vm_configs")
-        };
+        let vm_conf_dir = defaults.vm_conf_dir;
         let variables = file
             .variables
             .into_iter()

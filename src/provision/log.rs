@@ -116,6 +116,31 @@ pub(crate) fn format_utc(secs: i64) -> String {
     )
 }
 
+/// Reads `stream` line by line in a thread and sends each line (with its newline) through
+/// `tx`, tagged by `tag`, until the stream ends or the receiver is gone: how the script's
+/// (or the driver's) stdout and stderr reach the log and the terminal.
+pub(crate) fn forward_lines<T: Send + 'static>(
+    stream: impl std::io::Read + Send + 'static,
+    tx: std::sync::mpsc::Sender<T>,
+    tag: impl Fn(Vec<u8>) -> T + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    use std::io::BufRead;
+    std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(stream);
+        loop {
+            let mut buf = Vec::new();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(tag(buf)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

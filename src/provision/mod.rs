@@ -127,6 +127,28 @@ pub(crate) struct Provisioned {
     pub after: hooks::After,
 }
 
+impl Provisioned {
+    /// The result of a successful run of `plan` (here or on a server) that began at `started`.
+    pub(crate) fn of(
+        plan: &Plan,
+        replaced: Vec<String>,
+        started: std::time::Instant,
+        after: hooks::After,
+    ) -> Provisioned {
+        Provisioned {
+            vm: plan.vm.clone(),
+            image: plan.image.clone(),
+            config: plan.config_path.clone(),
+            disks: plan.created_disks(),
+            log: plan.log_path.clone(),
+            image_conf: plan.image_conf_path.clone(),
+            replaced,
+            seconds: started.elapsed().as_secs_f64(),
+            after,
+        }
+    }
+}
+
 fn err(msg: impl Into<String>) -> anyhow::Error {
     Diagnostic::error(msg.into()).into()
 }
@@ -898,17 +920,7 @@ pub(crate) fn execute(
             );
         }
         let after = hooks::finish(plan, opts, journal, &prior, &mut logf);
-        return Ok(Provisioned {
-            vm: plan.vm.clone(),
-            image: plan.image.clone(),
-            config: plan.config_path.clone(),
-            disks: plan.created_disks(),
-            log: plan.log_path.clone(),
-            image_conf: plan.image_conf_path.clone(),
-            replaced,
-            seconds: started.elapsed().as_secs_f64(),
-            after,
-        });
+        return Ok(Provisioned::of(plan, replaced, started, after));
     }
 
     let created = created_paths(&created_list);

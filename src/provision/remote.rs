@@ -11,7 +11,7 @@ use crate::resolve::Context;
 use crate::settings::{HostSettings, Settings};
 use crate::value::{Value, shell_quote};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -58,32 +58,15 @@ pub(crate) fn host_settings(base: &Settings, t: &Target, facts: &Facts) -> Setti
     let home = &facts.home;
     let pick =
         |p: &Option<PathBuf>, d: PathBuf| p.as_ref().map(|p| server_path(p, home)).unwrap_or(d);
-    let cache_dir = if root {
-        PathBuf::from("/var/cache/convirt")
-    } else {
-        home.join(".convirt")
-    };
+    let defaults = crate::settings::Defaults::of(root, home);
+    let cache_dir = defaults.cache_dir;
     let mut s = base.clone();
     s.is_root = root;
     s.image_store = pick(&h.store, cache_dir.join("image_store"));
-    s.log_dir = pick(
-        &h.log_dir,
-        if root {
-            PathBuf::from("/var/log/convirt")
-        } else {
-            home.join(".convirt/log")
-        },
-    );
+    s.log_dir = pick(&h.log_dir, defaults.log_dir);
     s.work_dir = pick(&h.work_dir, cache_dir.join("work"));
     s.vm_disks_dir = pick(&h.vm_disks_dir, cache_dir.join("vm_disks"));
-    s.vm_conf_dir = pick(
-        &h.vm_conf_dir,
-        if root {
-            PathBuf::from("/etc/xen")
-        } else {
-            cache_dir.join("vm_configs")
-        },
-    );
+    s.vm_conf_dir = pick(&h.vm_conf_dir, defaults.vm_conf_dir);
     s.xen_auto_dir = pick(&h.xen_auto_dir, s.vm_conf_dir.join("auto"));
     s.cache_dir = cache_dir;
     // Site-wide `[variables]` that name this machine's paths or bridge describe this
@@ -490,39 +473,11 @@ pub(crate) fn execute(
         .map_err(|e| err(format!("cannot run ssh: {e}")))?;
     let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
     let mut readers = Vec::new();
-    for (is_err, stream) in [
-        (
-            false,
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ),
-        (
-            true,
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ),
-    ] {
-        let Some(stream) = stream else { continue };
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            let mut r = BufReader::new(stream);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if tx.send((is_err, buf.clone())).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        }));
+    if let Some(out) = child.stdout.take() {
+        readers.push(log::forward_lines(out, tx.clone(), |l| (false, l)));
+    }
+    if let Some(e) = child.stderr.take() {
+        readers.push(log::forward_lines(e, tx.clone(), |l| (true, l)));
     }
     drop(tx);
     // The stream goes in from a thread: the server may answer (an error) before reading it.
@@ -604,21 +559,12 @@ pub(crate) fn execute(
         }
         let mut problems = record.finish(plan, report.done.as_deref(), opts);
         problems.extend(after.problems);
-        return Ok(Provisioned {
-            vm: plan.vm.clone(),
-            image: plan.image.clone(),
-            config: plan.config_path.clone(),
-            disks: plan.created_disks(),
-            log: plan.log_path.clone(),
-            image_conf: plan.image_conf_path.clone(),
-            replaced: said.replaced,
-            seconds: started.elapsed().as_secs_f64(),
-            after: super::hooks::After {
-                autostart: after.autostart.map(PathBuf::from),
-                started: after.started,
-                problems,
-            },
-        });
+        let after = super::hooks::After {
+            autostart: after.autostart.map(PathBuf::from),
+            started: after.started,
+            problems,
+        };
+        return Ok(Provisioned::of(plan, said.replaced, started, after));
     }
     let interrupted = asked_stop || said.outcome.as_deref() == Some("interrupted");
     let local_copy = format!("local copy of the log: {}", local_log.display());
@@ -713,6 +659,7 @@ pub(crate) fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn the_driver_is_shellcheck_clean_bash() {

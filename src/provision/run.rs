@@ -3,7 +3,7 @@
 //! outcome as an exit status or a named signal.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,35 +143,11 @@ impl Run<'_> {
         let pgid = child.id() as i32;
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
         let mut readers = Vec::new();
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            readers.push(std::thread::spawn(move || {
-                let mut r = BufReader::new(stream);
-                let mut buf = Vec::new();
-                loop {
-                    buf.clear();
-                    match r.read_until(b'\n', &mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            if tx.send(buf.clone()).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            }));
+        if let Some(out) = child.stdout.take() {
+            readers.push(super::log::forward_lines(out, tx.clone(), |l| l));
+        }
+        if let Some(e) = child.stderr.take() {
+            readers.push(super::log::forward_lines(e, tx.clone(), |l| l));
         }
         drop(tx);
         let start = Instant::now();
