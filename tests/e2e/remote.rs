@@ -192,10 +192,8 @@ impl World {
             .arg(&store)
             .env("HOME", w.root.join("home")));
         // Two test images: one fails after making its disk, one waits after making it.
-        for (name, last) in [
-            ("Fails", "echo boom; exit 3"),
-            ("Slow", "echo waiting; sleep 373"),
-        ] {
+        let slow = format!("echo waiting; {}", slow_sleep());
+        for (name, last) in [("Fails", "echo boom; exit 3"), ("Slow", slow.as_str())] {
             let dir = store.join(name);
             sh(Command::new("cp")
                 .arg("-a")
@@ -312,8 +310,15 @@ pub fn processes() -> Vec<(i32, i32, String)> {
     out
 }
 
+/// The `Slow` image's last step: a sleep whose command line is this test process's own, so
+/// that the process checks never see another run's scripts (two test runs on one machine).
+fn slow_sleep() -> String {
+    format!("sleep 373.{}", std::process::id())
+}
+
 pub fn script_running() -> bool {
-    processes().iter().any(|(_, _, c)| c.trim() == "sleep 373")
+    let me = slow_sleep();
+    processes().iter().any(|(_, _, c)| c.trim() == me)
 }
 
 pub fn no_script_left() {
