@@ -254,6 +254,25 @@ fn create_like_refused(w: &World) -> String {
     w.filter(&stderr(&o))
 }
 
+/// `args` run with the world's store and environment, in its directory, under
+/// `prlimit --fsize=1048576` (no file over 1 MiB), which must exit with status 1: its stderr.
+#[track_caller]
+fn refused_under_fsize_limit(w: &World, args: &[&str]) -> String {
+    let o = Command::new("prlimit")
+        .arg("--fsize=1048576")
+        .arg(assert_cmd::cargo::cargo_bin("convirt"))
+        .env_clear()
+        .envs(w.env())
+        .current_dir(w.path())
+        .arg("--store")
+        .arg(w.store())
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    stderr(&o)
+}
+
 /// A world whose image `Big` (a 3 MiB random file) is packed as `big.tgz` in it.
 fn packed_big() -> World {
     let src = World::new();
@@ -480,18 +499,10 @@ fn a_full_store_refuses_import_and_create_like_and_keeps_what_it_had() {
 fn a_file_size_limit_stops_create_like_with_the_path_and_nothing_left() {
     let w = World::new();
     let before = src_image(&w, 2);
-    let o = Command::new("prlimit")
-        .arg("--fsize=1048576")
-        .arg(assert_cmd::cargo::cargo_bin("convirt"))
-        .env_clear()
-        .envs(w.env())
-        .arg("--store")
-        .arg(w.store())
-        .args(["image", "create-like", "Src", "Copy"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = w.filter(&stderr(&o));
+    let err = w.filter(&refused_under_fsize_limit(
+        &w,
+        &["image", "create-like", "Src", "Copy"],
+    ));
     assert!(
         err.contains(
             "error: cannot copy `[TMP]/store/Src/data` to `[TMP]/store/.convirt-new-Copy-"
@@ -802,19 +813,7 @@ fn a_file_size_limit_while_packing_leaves_no_partial_archive() {
     let w = World::new();
     w.image("Big", "a = 1\n", "name = ''\n");
     random_file(&w.store().join("Big/data"), 3);
-    let o = Command::new("prlimit")
-        .arg("--fsize=1048576")
-        .arg(assert_cmd::cargo::cargo_bin("convirt"))
-        .env_clear()
-        .envs(w.env())
-        .current_dir(w.path())
-        .arg("--store")
-        .arg(w.store())
-        .args(["image", "pack", "Big", "-o", "big.tgz"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
+    let err = refused_under_fsize_limit(&w, &["image", "pack", "Big", "-o", "big.tgz"]);
     assert!(
         err.contains("error: cannot write `big.tgz`: File too large"),
         "{err}"
@@ -875,20 +874,8 @@ fn a_write_failure_during_import_names_the_entry_and_leaves_the_store_as_it_was(
     let w = World::new();
     w.image("Other", "a = 1\n", "name = ''\n");
     let before = snapshot(&w.store());
-    let o = Command::new("prlimit")
-        .arg("--fsize=1048576")
-        .arg(assert_cmd::cargo::cargo_bin("convirt"))
-        .env_clear()
-        .envs(w.env())
-        .arg("--store")
-        .arg(w.store())
-        .arg("image")
-        .arg("import")
-        .arg(src.path().join("big.tgz"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
+    let archive = src.path().join("big.tgz");
+    let err = refused_under_fsize_limit(&w, &["image", "import", archive.to_str().unwrap()]);
     assert!(
         err.contains("error: cannot unpack `Big/data` from `") && err.contains("File too large"),
         "{err}"

@@ -221,11 +221,15 @@ fn signals_and_timeouts_are_named_and_cleaned_up() {
     fails_saying(&o, "timed out after 1 s");
     assert!(start.elapsed() < Duration::from_secs(20));
     assert!(!w.path().join("disks/t.disk").exists());
+    background_child_stopped(&w, "the script's background child survived the timeout");
+}
+
+/// The probe's `sleep` mode starts a child that touches `mark` after 3 s: it must have been
+/// stopped with the script (`survived` says otherwise).
+#[track_caller]
+fn background_child_stopped(w: &World, survived: &str) {
     std::thread::sleep(Duration::from_millis(3500));
-    assert!(
-        !w.path().join("mark").exists(),
-        "the script's background child survived the timeout"
-    );
+    assert!(!w.path().join("mark").exists(), "{survived}");
 }
 
 #[test]
@@ -244,11 +248,7 @@ fn ctrl_c_stops_the_script_group_cleans_up_and_exits_130() {
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
     assert!(!w.path().join("disks/i.disk").exists());
     assert!(!w.path().join("conf/i.cfg").exists());
-    std::thread::sleep(Duration::from_millis(3500));
-    assert!(
-        !w.path().join("mark").exists(),
-        "background child survived Ctrl-C"
-    );
+    background_child_stopped(&w, "background child survived Ctrl-C");
 }
 
 #[test]
