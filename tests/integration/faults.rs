@@ -76,19 +76,29 @@ fn random_file(path: &Path, mib: u32) {
     assert!(st.success());
 }
 
-/// The binary on the world's store, started in the background.
-fn spawn(w: &World, args: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("convirt"))
-        .env_clear()
+/// `c` (the binary, or a wrapper that runs it next) with the world's environment, in its
+/// directory, on its store, with `args`.
+fn on_store(mut c: Command, w: &World, args: &[&str]) -> Command {
+    c.env_clear()
         .envs(w.env())
         .current_dir(w.path())
         .arg("--store")
         .arg(w.store())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .args(args);
+    c
+}
+
+/// The binary on the world's store, started in the background.
+fn spawn(w: &World, args: &[&str]) -> Child {
+    on_store(
+        Command::new(assert_cmd::cargo::cargo_bin("convirt")),
+        w,
+        args,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
 }
 
 /// Names in `dir` starting with `prefix`.
@@ -258,17 +268,11 @@ fn create_like_refused(w: &World) -> String {
 /// `prlimit --fsize=1048576` (no file over 1 MiB), which must exit with status 1: its stderr.
 #[track_caller]
 fn refused_under_fsize_limit(w: &World, args: &[&str]) -> String {
-    let o = Command::new("prlimit")
+    let mut prlimit = Command::new("prlimit");
+    prlimit
         .arg("--fsize=1048576")
-        .arg(assert_cmd::cargo::cargo_bin("convirt"))
-        .env_clear()
-        .envs(w.env())
-        .current_dir(w.path())
-        .arg("--store")
-        .arg(w.store())
-        .args(args)
-        .output()
-        .unwrap();
+        .arg(assert_cmd::cargo::cargo_bin("convirt"));
+    let o = on_store(prlimit, w, args).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     stderr(&o)
 }
