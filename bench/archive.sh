@@ -9,7 +9,9 @@
 # "Maximum resident set size").
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+REPO="$BENCH_ROOT"
 RUNS="${RUNS:-5}"
 DOC="$REPO/docs/performance.md"
 
@@ -26,8 +28,7 @@ need_time() {
 
 build() {
     log "building the release binary"
-    (cd "$REPO" && cargo build --release --quiet)
-    CONVIRT="$REPO/target/release/convirt"
+    CONVIRT="$(bench_binary)"
 }
 
 # 4 MiB of disk content for run $1 (head closing the pipe early is expected).

@@ -8,11 +8,11 @@
 # Each case runs RUNS completions (default 50) in one bash and reports the mean wall time.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-50}"
 
-(cd "$REPO" && cargo build --release --quiet)
-bin_dir="$REPO/target/release"
+bin_dir="$(dirname -- "$(bench_binary)")"
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
 

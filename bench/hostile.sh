@@ -9,7 +9,9 @@
 # (tests/fixtures/fuzz/) and the issue's config lines.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+REPO="$BENCH_ROOT"
 RUNS="${RUNS:-5}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -17,8 +19,7 @@ trap 'rm -rf "$WORK"' EXIT
 log() { printf '[bench] %s\n' "$*" >&2; }
 
 log "building the release binary"
-(cd "$REPO" && cargo build --release --quiet)
-CONVIRT="$REPO/target/release/convirt"
+CONVIRT="$(bench_binary)"
 FUZZ="$REPO/tests/fixtures/fuzz"
 
 # One example: a label, then the command's arguments. Prints a table row.

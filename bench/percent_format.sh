@@ -8,7 +8,9 @@
 # Usage: bench/percent_format.sh [--runs N] [--no-write]
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+root="$BENCH_ROOT"
 runs=5
 write=1
 while [[ $# -gt 0 ]]; do
@@ -19,8 +21,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-bin="$root/target/release/convirt"
+bin="$(bench_binary)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -91,21 +92,6 @@ EOT
 
 echo "$section"
 if [[ "$write" == 1 ]]; then
-    doc="$root/docs/performance.md"
-    SECTION="$section" python3 - "$doc" <<'PY'
-import os, re, sys
-path = sys.argv[1]
-section = os.environ["SECTION"].rstrip("\n") + "\n"
-title = "## `%` formatting at the string bound"
-text = open(path).read() if os.path.exists(path) else "# Performance\n"
-start = text.find(title)
-if start < 0:
-    text = text.rstrip("\n") + "\n\n" + section
-else:
-    nxt = re.search(r"^## ", text[start + len(title):], re.M)
-    end = start + len(title) + nxt.start() if nxt else len(text)
-    text = text[:start] + section + ("\n" + text[end:] if nxt else "")
-open(path, "w").write(text)
-PY
-    echo "wrote $doc" >&2
+    printf '%s\n' "$section" | bench_write_section "$root/docs/performance.md" \
+        "\`%\` formatting at the string bound"
 fi

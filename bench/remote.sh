@@ -14,12 +14,10 @@
 # another).
 # Prints a Markdown table for docs/performance.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bin=${CONVIRT_BIN:-}
-if [[ -z "$bin" ]]; then
-    cargo build --release --quiet
-    bin=$PWD/target/release/convirt
-fi
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+cd "$BENCH_ROOT"
+bin=$(bench_binary)
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 pids=()
@@ -38,22 +36,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$tmp/store/Noop" "$tmp/store/Sleep" /run/sshd
-cp -a image_store/common "$tmp/store/common"
-for img in Noop Sleep; do
-    printf "hda_disk_create = 'no'\n" > "$tmp/store/$img/image.conf"
-    cat > "$tmp/store/$img/vm_conf.template" << 'CONF'
-name = ''
-memory = 256
-kernel = '/boot/vmlinuz'
-disk = ['file:$VM_DISKS_DIR/$VM_NAME.disk,xvda,w']
-vif = ['mac=$AUTOGEN_MAC,bridge=$DEFAULT_BRIDGE']
-CONF
-    echo "<body>$img</body>" > "$tmp/store/$img/description.htm"
-done
-printf '#!/bin/bash\nexit 0\n' > "$tmp/store/Noop/provision.sh"
-printf '#!/bin/bash\nsleep 0.2\n' > "$tmp/store/Sleep/provision.sh"
-chmod +x "$tmp/store/Noop/provision.sh" "$tmp/store/Sleep/provision.sh"
+mkdir -p /run/sshd
+bench_noop_sleep_images "$tmp/store"
 
 ssh-keygen -q -t ed25519 -N '' -f "$tmp/client_key"
 cp "$tmp/client_key.pub" "$tmp/authorized_keys"

@@ -9,7 +9,9 @@
 # Needs bash, python3 and cargo; uses hyperfine when it is installed.
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+root="$BENCH_ROOT"
 runs=10
 count=1000
 store=''
@@ -191,8 +193,7 @@ generate
 
 # --- the programs ----------------------------------------------------------------------
 echo "building convirt (release)" >&2
-(cd "$root" && cargo build --release --quiet)
-convirt="$root/target/release/convirt"
+convirt="$(bench_binary)"
 
 # A clean environment and settings of our own, so nothing on the machine changes the run.
 export HOME="$tmp/home" XDG_CONFIG_HOME="$tmp/xdg" NO_COLOR=1
@@ -324,21 +325,6 @@ EOF
 
 echo "$section"
 if [[ "$write" == 1 ]]; then
-    doc="$root/docs/performance.md"
-    SECTION="$section" python3 - "$doc" <<'EOF'
-import os, re, sys
-path = sys.argv[1]
-section = os.environ["SECTION"].rstrip("\n") + "\n"
-title = "## Validating a store of 1,000 images"
-text = open(path).read() if os.path.exists(path) else "# Performance\n"
-start = text.find(title)
-if start < 0:
-    text = text.rstrip("\n") + "\n\n" + section
-else:
-    nxt = re.search(r"^## ", text[start + len(title):], re.M)
-    end = start + len(title) + nxt.start() if nxt else len(text)
-    text = text[:start] + section + ("\n" + text[end:] if nxt else "")
-open(path, "w").write(text)
-EOF
-    echo "wrote $doc" >&2
+    printf '%s\n' "$section" | bench_write_section "$root/docs/performance.md" \
+        'Validating a store of 1,000 images'
 fi

@@ -263,6 +263,88 @@ impl World {
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
+
+    /// `provision` of `vms` with `image` on `host`, then `extra`.
+    pub fn provision(&self, host: &str, vms: &[&str], image: &str, extra: &[&str]) -> Output {
+        self.run(&provision_args(host, vms, image, extra))
+    }
+
+    /// `args` in the background, stdout and stderr piped (`quiet`: discarded).
+    pub fn spawn(&self, args: &[&str], quiet: bool) -> Child {
+        let out = || if quiet { Stdio::null() } else { Stdio::piped() };
+        self.cmd(args).stdout(out()).stderr(out()).spawn().unwrap()
+    }
+
+    /// The Slow image's provisioning of `vm` on srv0 (with `extra`) in the background, as
+    /// `spawn`; returned with the path of its disk once that is on the server.
+    pub fn slow_on_srv0(&self, vm: &str, extra: &[&str], quiet: bool) -> (Child, PathBuf) {
+        let child = self.spawn(&provision_args("srv0", &[vm], "Slow", extra), quiet);
+        let disk = self.srv(0).join(format!("disks/{vm}.disk.xm"));
+        wait_for("the disk on the server", 30, || disk.exists());
+        (child, disk)
+    }
+
+    /// `--json vm list`, parsed.
+    pub fn json_list(&self) -> serde_json::Value {
+        let o = self.run(&["--json", "vm", "list"]);
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    /// Appends `text` to the settings file.
+    pub fn add_settings(&self, text: &str) {
+        let path = self.root.join("convirt.toml");
+        let mut toml = std::fs::read_to_string(&path).unwrap();
+        toml.push_str(text);
+        std::fs::write(path, toml).unwrap();
+    }
+}
+
+/// The test disks' size, as most runs set it.
+pub const DISK16: &[&str] = &["--set", "hda_disk_size=16"];
+
+/// `provision --host HOST --vm VMS... --image IMAGE EXTRA...`.
+pub fn provision_args<'a>(
+    host: &'a str,
+    vms: &[&'a str],
+    image: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["provision", "--host", host, "--vm"];
+    args.extend_from_slice(vms);
+    args.extend_from_slice(&["--image", image]);
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Sends `sig` to a child this test started, then collects what it wrote.
+pub fn signal(child: Child, sig: i32) -> Output {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    child.wait_with_output().unwrap()
+}
+
+/// Kills the given sshd session processes (the test's own sshd's children).
+pub fn kill_sessions(sessions: Vec<i32>) {
+    for pid in sessions {
+        // SAFETY: the session processes of an sshd this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// The stderr of a run that must have exited with `code`.
+#[track_caller]
+pub fn failed(o: &Output, code: i32) -> String {
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "{err}");
+    err
+}
+
+/// The stdout of a run that must have succeeded.
+#[track_caller]
+pub fn succeeded(o: &Output) -> String {
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    out
 }
 
 pub fn xl_accepts(file: &Path) {
@@ -328,19 +410,7 @@ pub fn no_script_left() {
 #[test]
 fn provisions_on_the_server_and_nothing_locally() {
     let w = World::new(1, None);
-    let o = w.run(&[
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "r1",
-        "--image",
-        "Linux_CD_Install",
-        "--set",
-        "hda_disk_size=16",
-    ]);
-    let (out, err) = (text(&o.stdout), text(&o.stderr));
-    assert!(o.status.success(), "{out}{err}");
+    let out = succeeded(&w.provision("srv0", &["r1"], "Linux_CD_Install", DISK16));
     let srv = w.srv(0);
     let cfg = srv.join("xen/r1.cfg");
     let log = srv.join("log/Linux_CD_Install/Linux_CD_Install_r1.log");
@@ -400,23 +470,10 @@ fn provisions_on_the_server_and_nothing_locally() {
         ]
     );
     // A second run refuses: the VM is recorded on that server.
-    let o = w.run(&[
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "r1",
-        "--image",
-        "Linux_CD_Install",
-        "--set",
-        "hda_disk_size=16",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
+    let err = failed(&w.provision("srv0", &["r1"], "Linux_CD_Install", DISK16), 1);
     assert!(
-        text(&o.stderr)
-            .contains("cannot provision `r1` on `srv0`: it was provisioned there already"),
-        "{}",
-        text(&o.stderr)
+        err.contains("cannot provision `r1` on `srv0`: it was provisioned there already"),
+        "{err}"
     );
     assert_eq!(tree(&srv.join("work")), vec!["locks"]);
 }
@@ -424,18 +481,8 @@ fn provisions_on_the_server_and_nothing_locally() {
 #[test]
 fn dry_run_probes_the_server_and_writes_nothing() {
     let w = World::new(1, None);
-    let o = w.run(&[
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "d1",
-        "--image",
-        "Linux_CD_Install",
-        "--dry-run",
-    ]);
-    let out = text(&o.stdout);
-    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let dry_run = provision_args("srv0", &["d1"], "Linux_CD_Install", &["--dry-run"]);
+    let out = succeeded(&w.run(&dry_run));
     let node = text(&sh(Command::new("uname").arg("-n")).stdout);
     assert!(out.contains(&format!("node name {}", node.trim())), "{out}");
     assert!(
@@ -457,18 +504,7 @@ fn dry_run_probes_the_server_and_writes_nothing() {
         out.contains(&format!("arch = '{}'", machine.trim())),
         "{out}"
     );
-    let o = w.run(&[
-        "--arch",
-        "aarch64",
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "d1",
-        "--image",
-        "Linux_CD_Install",
-        "--dry-run",
-    ]);
+    let o = w.run(&[&["--arch", "aarch64"][..], &dry_run].concat());
     assert!(
         text(&o.stdout).contains("arch = 'aarch64'"),
         "{}",
@@ -479,19 +515,7 @@ fn dry_run_probes_the_server_and_writes_nothing() {
 #[test]
 fn a_failing_script_leaves_only_the_log_on_the_server() {
     let w = World::new(1, None);
-    let o = w.run(&[
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "f1",
-        "--image",
-        "Fails",
-        "--set",
-        "hda_disk_size=16",
-    ]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&w.provision("srv0", &["f1"], "Fails", DISK16), 1);
     assert!(err.contains("exited with status 3 on `srv0`"), "{err}");
     assert!(err.contains("boom"), "{err}");
     let srv = w.srv(0);
@@ -511,30 +535,9 @@ fn a_failing_script_leaves_only_the_log_on_the_server() {
 #[test]
 fn ctrl_c_stops_the_remote_process_group_and_cleans_up() {
     let w = World::new(1, None);
-    let child = w
-        .cmd(&[
-            "provision",
-            "--host",
-            "srv0",
-            "--vm",
-            "c1",
-            "--image",
-            "Slow",
-            "--set",
-            "hda_disk_size=16",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let disk = w.srv(0).join("disks/c1.disk.xm");
-    wait_for("the disk on the server", 30, || disk.exists());
+    let (child, disk) = w.slow_on_srv0("c1", DISK16, false);
     wait_for("the remote script", 10, script_running);
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let o = child.wait_with_output().unwrap();
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(130), "{err}");
+    let err = failed(&signal(child, libc::SIGINT), 130);
     assert!(
         err.contains("interrupted (Ctrl-C) and stopped on `srv0`"),
         "{err}"
@@ -547,34 +550,12 @@ fn ctrl_c_stops_the_remote_process_group_and_cleans_up() {
 #[test]
 fn a_dropped_connection_is_reported_and_the_server_cleans_up() {
     let w = World::new(1, None);
-    let child = w
-        .cmd(&[
-            "provision",
-            "--host",
-            "srv0",
-            "--vm",
-            "k1",
-            "--image",
-            "Slow",
-            "--set",
-            "hda_disk_size=16",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let disk = w.srv(0).join("disks/k1.disk.xm");
-    wait_for("the disk on the server", 30, || disk.exists());
+    let (child, disk) = w.slow_on_srv0("k1", DISK16, false);
     std::thread::sleep(Duration::from_millis(300));
     let sessions = w.servers[0].sessions();
     assert!(!sessions.is_empty());
-    for pid in sessions {
-        // SAFETY: the session processes of the sshd this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let o = child.wait_with_output().unwrap();
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    kill_sessions(sessions);
+    let err = failed(&child.wait_with_output().unwrap(), 1);
     assert!(
         err.contains("the connection to `srv0` was lost mid-run"),
         "{err}"
@@ -597,15 +578,7 @@ fn a_dropped_connection_is_reported_and_the_server_cleans_up() {
 #[test]
 fn host_keys_authentication_and_reachability_are_clear_errors() {
     let w = World::new(1, None);
-    let vm = [
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "h1",
-        "--image",
-        "Linux_CD_Install",
-    ];
+    let vm = provision_args("srv0", &["h1"], "Linux_CD_Install", &[]);
     let known = w.root.join("known_hosts");
     let good = std::fs::read_to_string(&known).unwrap();
 
@@ -623,9 +596,7 @@ fn host_keys_authentication_and_reachability_are_clear_errors() {
         f.next().unwrap()
     );
     std::fs::write(&known, &line).unwrap();
-    let o = w.run(&vm);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&w.run(&vm), 1);
     assert!(
         err.contains("host key of `srv0`") && err.contains("CHANGED"),
         "{err}"
@@ -634,35 +605,21 @@ fn host_keys_authentication_and_reachability_are_clear_errors() {
 
     // An unknown host key is never accepted.
     std::fs::write(&known, "").unwrap();
-    let o = w.run(&vm);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&w.run(&vm), 1);
     assert!(err.contains("is not known"), "{err}");
     assert_eq!(std::fs::read_to_string(&known).unwrap(), "");
     std::fs::write(&known, &good).unwrap();
 
     // A refused key.
     std::fs::write(w.root.join("authorized_keys"), "").unwrap();
-    let o = w.run(&vm);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&w.run(&vm), 1);
     assert!(err.contains("refused the authentication"), "{err}");
     assert!(err.contains("ssh-agent"), "{err}");
 
     // Nobody listening.
     let port = free_port().to_string();
     let target = format!("root@127.0.0.1:{port}");
-    let o = w.run(&[
-        "provision",
-        "--host",
-        &target,
-        "--vm",
-        "h1",
-        "--image",
-        "Linux_CD_Install",
-    ]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&w.provision(&target, &["h1"], "Linux_CD_Install", &[]), 1);
     assert!(err.contains("is unreachable"), "{err}");
     assert!(!w.srv(0).exists());
     assert!(!w.local().exists());
@@ -671,24 +628,12 @@ fn host_keys_authentication_and_reachability_are_clear_errors() {
 #[test]
 fn two_servers_in_one_command_with_two_jobs() {
     let w = World::new(2, None);
-    let o = w.run(&[
-        "provision",
-        "--host",
+    let o = w.provision(
         "srv0",
-        "--host",
-        "srv1",
-        "--vm",
-        "a1",
-        "a2",
-        "a3",
-        "b1@srv1",
-        "--image",
+        &["a1", "a2", "a3", "b1@srv1"],
         "Linux_CD_Install",
-        "--set",
-        "hda_disk_size=8",
-        "--jobs",
-        "2",
-    ]);
+        &["--host", "srv1", "--set", "hda_disk_size=8", "--jobs", "2"],
+    );
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{out}{err}");
     // Dealt out in turn: a1, a3 on srv0; a2 and b1 (placed) on srv1.
@@ -707,22 +652,13 @@ fn two_servers_in_one_command_with_two_jobs() {
     let mut servers = w.servers;
     drop(servers.remove(1));
     let w2 = World { servers, ..w };
-    let o = w2.run(&[
-        "provision",
-        "--host",
+    let o = w2.provision(
         "srv0",
-        "--host",
-        "srv1",
-        "--vm",
-        "c1",
-        "c2",
-        "--image",
+        &["c1", "c2"],
         "Linux_CD_Install",
-        "--set",
-        "hda_disk_size=8",
-    ]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+        &["--host", "srv1", "--set", "hda_disk_size=8"],
+    );
+    let err = failed(&o, 1);
     assert!(w2.srv(0).join("xen/c1.cfg").exists());
     assert!(err.contains("`srv1` (root@127.0.0.1:"), "{err}");
     assert!(
@@ -763,19 +699,8 @@ fn a_normal_user_on_the_server_gets_home_paths_and_clear_permission_errors() {
     let home = tmp_user_home.path().join("h");
     let user = normal_user(&home);
     let w = World::new(1, Some(&user));
-    let o = w.run(&[
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "u1",
-        "--image",
-        "Linux_CD_Install",
-        "--set",
-        "hda_disk_size=8",
-    ]);
-    let (out, err) = (text(&o.stdout), text(&o.stderr));
-    assert!(o.status.success(), "{out}{err}");
+    let size = ["--set", "hda_disk_size=8"];
+    succeeded(&w.provision("srv0", &["u1"], "Linux_CD_Install", &size));
     let cfg = home.join(".convirt/vm_configs/u1.cfg");
     xl_accepts(&cfg);
     let disk = home.join(".convirt/vm_disks/u1.disk.xm");
@@ -793,26 +718,15 @@ fn a_normal_user_on_the_server_gets_home_paths_and_clear_permission_errors() {
     // A VM_CONF_DIR the user cannot write: refused before anything is made.
     let locked = w.root.join("root-only");
     std::fs::create_dir(&locked).unwrap();
-    let mut toml = std::fs::read_to_string(w.root.join("convirt.toml")).unwrap();
-    toml.push_str(&format!(
+    w.add_settings(&format!(
         "[hosts.locked]\naddress = '127.0.0.1'\nport = {}\nuser = '{user}'\nVM_CONF_DIR = '{}/xen'\n",
         w.servers[0].port,
         locked.display()
     ));
-    std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
-    let o = w.run(&[
-        "provision",
-        "--host",
-        "locked",
-        "--vm",
-        "u2",
-        "--image",
-        "Linux_CD_Install",
-        "--set",
-        "hda_disk_size=8",
-    ]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(
+        &w.provision("locked", &["u2"], "Linux_CD_Install", &size),
+        1,
+    );
     assert!(
         err.contains(&format!(
             "`{}/xen` is not writable on locked",
@@ -829,24 +743,12 @@ fn a_normal_user_on_the_server_gets_home_paths_and_clear_permission_errors() {
     assert_eq!(tree(&home.join(".convirt/work")), vec!["locks"]);
 
     // A server-side work_dir the user cannot write: refused, nothing made.
-    let mut toml = std::fs::read_to_string(w.root.join("convirt.toml")).unwrap();
-    toml.push_str(&format!(
+    w.add_settings(&format!(
         "[hosts.nowork]\naddress = '127.0.0.1'\nport = {}\nuser = '{user}'\nwork_dir = '{}/work'\n",
         w.servers[0].port,
         locked.display()
     ));
-    std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
-    let o = w.run(&[
-        "provision",
-        "--host",
-        "nowork",
-        "--vm",
-        "u3",
-        "--image",
-        "Linux_CD_Install",
-    ]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&w.provision("nowork", &["u3"], "Linux_CD_Install", &[]), 1);
     assert!(
         err.contains("work_dir") && err.contains("is not writable"),
         "{err}"
@@ -876,17 +778,7 @@ fn a_server_without_the_tools_is_named_before_anything_is_made() {
     );
     std::fs::write(w.root.join("known_hosts"), s.known_hosts_line()).unwrap();
     let target = format!("root@127.0.0.1:{}", s.port);
-    let o = w.run(&[
-        "provision",
-        "--host",
-        &target,
-        "--vm",
-        "t1",
-        "--image",
-        "Linux_CD_Install",
-    ]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&w.provision(&target, &["t1"], "Linux_CD_Install", &[]), 1);
     assert!(
         err.contains("lacks tools that convirt needs on the server"),
         "{err}"
@@ -911,29 +803,9 @@ fn all_command_lines() -> String {
 fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stops_the_script() {
     let w = World::new(1, None);
     // A value that could be a password hash, for this host only.
-    let mut toml = std::fs::read_to_string(w.root.join("convirt.toml")).unwrap();
-    toml.push_str("[hosts.srv0.variables]\nroot_password = '$6$e2e-secret-marker$x'\n");
-    std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
-    let child = w
-        .cmd(&[
-            "provision",
-            "--host",
-            "srv0",
-            "--vm",
-            "l1",
-            "--image",
-            "Slow",
-            "--set",
-            "hda_disk_size=8",
-            "--timeout",
-            "4",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let disk = w.srv(0).join("disks/l1.disk.xm");
-    wait_for("the disk on the server", 30, || disk.exists());
+    w.add_settings("[hosts.srv0.variables]\nroot_password = '$6$e2e-secret-marker$x'\n");
+    let size = ["--set", "hda_disk_size=8"];
+    let (child, disk) = w.slow_on_srv0("l1", &[&size[..], &["--timeout", "4"]].concat(), false);
     assert!(!all_command_lines().contains("e2e-secret-marker"));
     let conf = w.srv(0).join("log/Slow/Slow_l1_image.conf");
     assert!(
@@ -948,40 +820,18 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
 
     // A second console provisioning the same VM on that server is refused at once: another
     // machine (its own records), so the server's lock does it; this machine's lock first.
-    let mut second = w.cmd(&[
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "l1",
-        "--image",
-        "Slow",
-        "--set",
-        "hda_disk_size=8",
-        "--force",
-    ]);
-    let o = second
+    let forced = provision_args("srv0", &["l1"], "Slow", &["--force"]);
+    let o = w
+        .cmd(&[&forced[..], &size].concat())
         .env("CONVIRT_STATE_DIR", w.root.join("console2/state"))
         .output()
         .unwrap();
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&o, 1);
     assert!(
         err.contains("`l1` is already being provisioned on srv0 ("),
         "{err}"
     );
-    let o = w.run(&[
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "l1",
-        "--image",
-        "Slow",
-        "--force",
-    ]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&w.run(&forced), 1);
     assert!(
         err.contains("`l1` is already being provisioned on srv0 from this machine"),
         "{err}"
@@ -992,9 +842,7 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
         "the refused run touched the running one's disk"
     );
 
-    let o = child.wait_with_output().unwrap();
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&child.wait_with_output().unwrap(), 1);
     assert!(
         err.contains("timed out after 4 s and was stopped on `srv0`"),
         "{err}"
@@ -1007,36 +855,15 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
 #[test]
 fn ctrl_c_stops_both_servers_of_a_two_job_run() {
     let w = World::new(2, None);
-    let child = w
-        .cmd(&[
-            "provision",
-            "--host",
-            "srv0",
-            "--host",
-            "srv1",
-            "--vm",
-            "x1",
-            "x2",
-            "x3",
-            "--image",
-            "Slow",
-            "--set",
-            "hda_disk_size=8",
-            "--jobs",
-            "2",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let extra = ["--host", "srv1", "--set", "hda_disk_size=8", "--jobs", "2"];
+    let child = w.spawn(
+        &provision_args("srv0", &["x1", "x2", "x3"], "Slow", &extra),
+        false,
+    );
     let d1 = w.srv(0).join("disks/x1.disk.xm");
     let d2 = w.srv(1).join("disks/x2.disk.xm");
     wait_for("both disks", 30, || d1.exists() && d2.exists());
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let o = child.wait_with_output().unwrap();
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(130), "{err}");
+    let err = failed(&signal(child, libc::SIGINT), 130);
     assert!(!d1.exists() && !d2.exists(), "{err}");
     assert!(
         err.contains("x1 on `srv0`: failed") && err.contains("x2 on `srv1`: failed"),
@@ -1117,12 +944,10 @@ fn an_lvm_backed_image_onto_a_debian_guest_under_qemu() {
         ),
     )
     .unwrap();
-    let mut toml = std::fs::read_to_string(w.root.join("convirt.toml")).unwrap();
-    toml.push_str(&format!(
+    w.add_settings(&format!(
         "[hosts.guest]\naddress = '127.0.0.1'\nport = {}\nuser = 'root'\nVM_DISKS_DIR = '/dev/vgt'\n",
         g.ssh_port
     ));
-    std::fs::write(w.root.join("convirt.toml"), toml).unwrap();
     // The image's disk as a logical volume, as a Xen admin writes it: `phy:/dev/VG/LV`.
     let lvm = |vm: &str| {
         vec![
@@ -1135,12 +960,9 @@ fn an_lvm_backed_image_onto_a_debian_guest_under_qemu() {
         ]
     };
     let run = |vm: &str, image: &str| {
-        let mut args: Vec<String> = ["provision", "--host", "guest", "--vm", vm, "--image", image]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(lvm(vm));
-        w.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        let extra = lvm(vm);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        w.provision("guest", &[vm], image, &extra)
     };
     let o = run("lv1", "Linux_CD_Install");
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
@@ -1166,9 +988,7 @@ fn an_lvm_backed_image_onto_a_debian_guest_under_qemu() {
     assert!(!w.local().join("xen").exists() && !w.local().join("disks").exists());
 
     // A failing run removes the volume it created, and nothing else.
-    let o = run("lv2", "Fails");
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&run("lv2", "Fails"), 1);
     assert!(
         err.contains("removed what this run created: lvm:vgt/lv2"),
         "{err}"

@@ -3,10 +3,11 @@
 //! per host, a convirt killed mid-run, `vm list/show` with the host, and `vm remove --host`
 //! over the real OpenSSH (the private sshd's of `remote.rs`).
 
-use super::remote::{World, no_script_left, text, tree, wait_for};
+use super::remote::{
+    DISK16, World, failed, kill_sessions, no_script_left, signal, succeeded, text, tree, wait_for,
+};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -16,20 +17,9 @@ fn record_dir(w: &World, vm: &str) -> PathBuf {
     w.local().join("state/hosts/srv0").join(vm)
 }
 
+/// `vm` provisioned with `image` on srv0 (16 MiB disk), then `extra`.
 fn provision(w: &World, vm: &str, image: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        vm,
-        "--image",
-        image,
-        "--set",
-        "hda_disk_size=16",
-    ];
-    args.extend_from_slice(extra);
-    w.run(&args)
+    w.provision("srv0", &[vm], image, &[DISK16, extra].concat())
 }
 
 /// The created items of a record or journal: (kind, path).
@@ -50,19 +40,7 @@ fn items(v: &serde_json::Value) -> Vec<(String, String)> {
 #[test]
 fn remote_runs_are_recorded_with_server_paths_and_identities() {
     let w = World::new(1, None);
-    let o = w.run(&[
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "r1",
-        "r2",
-        "--image",
-        "Linux_CD_Install",
-        "--set",
-        "hda_disk_size=16",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    succeeded(&w.provision("srv0", &["r1", "r2"], "Linux_CD_Install", DISK16));
     let srv = w.srv(0);
     let port = w.servers[0].port;
     for vm in ["r1", "r2"] {
@@ -119,9 +97,7 @@ fn a_recorded_name_on_that_host_is_refused_before_anything_is_made_unless_forced
     let rec_before = std::fs::read_to_string(&record).unwrap();
     // The config is moved away on the server: the record alone refuses the run.
     std::fs::rename(w.srv(0).join("xen/c1.cfg"), w.root.join("c1.cfg.away")).unwrap();
-    let o = provision(&w, "c1", "Linux_CD_Install", &[]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&provision(&w, "c1", "Linux_CD_Install", &[]), 1);
     assert!(
         err.contains("cannot provision `c1` on `srv0`: it was provisioned there already"),
         "{err}"
@@ -133,8 +109,7 @@ fn a_recorded_name_on_that_host_is_refused_before_anything_is_made_unless_forced
     assert_eq!(srv_now, srv_before, "the refused run changed the server");
     assert_eq!(std::fs::read_to_string(&record).unwrap(), rec_before);
     // `--force`: provisioned again, the record replaced.
-    let o = provision(&w, "c1", "Linux_CD_Install", &["--force"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    succeeded(&provision(&w, "c1", "Linux_CD_Install", &["--force"]));
     assert!(w.srv(0).join("xen/c1.cfg").exists());
     let r = json(&record);
     assert_ne!(std::fs::read_to_string(&record).unwrap(), rec_before);
@@ -150,9 +125,7 @@ fn a_recorded_name_on_that_host_is_refused_before_anything_is_made_unless_forced
             .ino()
     );
     // `--keep-disks`: the config and the logs go on the server, the disk stays.
-    let o = w.run(&["vm", "remove", "c1", "--keep-disks", "--yes"]);
-    let out = text(&o.stdout);
-    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let out = succeeded(&w.run(&["vm", "remove", "c1", "--keep-disks", "--yes"]));
     assert!(out.contains("  kept     disk      "), "{out}");
     assert!(w.srv(0).join("disks/c1.disk.xm").exists());
     assert!(!w.srv(0).join("xen/c1.cfg").exists());
@@ -192,25 +165,7 @@ fn a_failed_remote_run_leaves_no_record_and_keep_leaves_a_kept_journal() {
 #[test]
 fn convirt_killed_mid_remote_run_leaves_an_interrupted_entry_for_that_host() {
     let w = World::new(1, None);
-    let child = w
-        .cmd(&[
-            "provision",
-            "--host",
-            "srv0",
-            "--vm",
-            "k1",
-            "--image",
-            "Slow",
-            "--set",
-            "hda_disk_size=16",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let disk = w.srv(0).join("disks/k1.disk.xm");
-    wait_for("the disk on the server", 30, || disk.exists());
+    let (child, disk) = w.slow_on_srv0("k1", DISK16, true);
     let journal = record_dir(&w, "k1").join("journal");
     let head = std::fs::read_to_string(&journal).unwrap();
     assert!(
@@ -218,28 +173,21 @@ fn convirt_killed_mid_remote_run_leaves_an_interrupted_entry_for_that_host() {
         "{head}"
     );
     // `vm list` while it runs: running, not interrupted.
-    let o = w.run(&["--json", "vm", "list"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = w.json_list();
     assert_eq!(v[0]["status"], "running", "{v}");
-    // SAFETY: killing our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let mut child = child;
-    let _ = child.wait();
+    signal(child, libc::SIGKILL);
     // The server notices the lost connection and cleans up on its own.
     wait_for("the server's clean-up", 30, || !disk.exists());
     wait_for("the remote script to stop", 10, || {
         !super::remote::script_running()
     });
     no_script_left();
-    let o = w.run(&["--json", "vm", "list"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = w.json_list();
     assert_eq!(v[0]["name"], "k1", "{v}");
     assert_eq!(v[0]["host"], "srv0", "{v}");
     assert_eq!(v[0]["status"], "interrupted", "{v}");
     // The next run names it instead of starting over it.
-    let o = provision(&w, "k1", "Linux_CD_Install", &[]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&provision(&w, "k1", "Linux_CD_Install", &[]), 1);
     assert!(
         err.contains("an earlier provisioning run there was interrupted"),
         "{err}"
@@ -264,19 +212,7 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
     // A file that was there before, beside the disks: never touched.
     std::fs::create_dir_all(srv.join("disks")).unwrap();
     std::fs::write(srv.join("disks/keep.me"), b"mine").unwrap();
-    let o = w.run(&[
-        "provision",
-        "--host",
-        "srv0",
-        "--vm",
-        "r1",
-        "r2",
-        "--image",
-        "Linux_CD_Install",
-        "--set",
-        "hda_disk_size=16",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    succeeded(&w.provision("srv0", &["r1", "r2"], "Linux_CD_Install", DISK16));
     let port = w.servers[0].port.to_string();
     let root = w.root.display().to_string();
     let masked = |s: &str| s.replace(&root, "[ROOT]").replace(&port, "[PORT]");
@@ -291,8 +227,7 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
          r1    provisioned  srv0  Linux_CD_Install  present  1/1 present\n\
          r2    provisioned  srv0  Linux_CD_Install  present  0/1 present\n"
     );
-    let o = w.run(&["--json", "vm", "list"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = w.json_list();
     assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
     for (i, vm) in ["r1", "r2"].iter().enumerate() {
         assert_eq!(v[i]["name"], *vm);
@@ -414,14 +349,11 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
         "NAME  STATUS       HOST  IMAGE             CONFIG                           DISKS\n\
          r2    provisioned  srv0  Linux_CD_Install  not checked (srv0: unreachable)  1 not checked\n"
     );
-    let o = w.run(&["--json", "vm", "list"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = w.json_list();
     assert_eq!(v[0]["not_checked"], "srv0: unreachable", "{v}");
     assert_eq!(v[0]["config"]["present"], serde_json::Value::Null, "{v}");
     // Removing there needs the server: a clear error, the record kept.
-    let o = w.run(&["vm", "remove", "r2", "--yes"]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&w.run(&["vm", "remove", "r2", "--yes"]), 1);
     assert!(err.contains("`srv0` (root@127.0.0.1:"), "{err}");
     assert!(err.contains("is unreachable"), "{err}");
     assert!(record_dir(&w, "r2").join("record.json").exists());
@@ -436,19 +368,9 @@ fn a_name_on_several_hosts_needs_host_and_a_replaced_file_is_left_alone() {
             .success()
     );
     // The same name on this machine (the local paths of the test's settings).
-    let o = w.run(&[
-        "provision",
-        "--vm",
-        "n1",
-        "--image",
-        "Linux_CD_Install",
-        "--set",
-        "hda_disk_size=16",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = w.run(&["vm", "remove", "n1", "--yes"]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let local = ["provision", "--vm", "n1", "--image", "Linux_CD_Install"];
+    succeeded(&w.run(&[&local[..], DISK16].concat()));
+    let err = failed(&w.run(&["vm", "remove", "n1", "--yes"]), 1);
     assert!(
         err.contains("VM `n1` is recorded on several hosts: `localhost`, `srv0`"),
         "{err}"
@@ -460,9 +382,7 @@ fn a_name_on_several_hosts_needs_host_and_a_replaced_file_is_left_alone() {
     std::fs::remove_file(&disk).unwrap();
     std::fs::write(w.srv(0).join("disks/pad"), b"").unwrap();
     std::fs::write(&disk, b"someone else's").unwrap();
-    let o = w.run(&["vm", "remove", "n1", "--host", "srv0", "--yes"]);
-    let out = text(&o.stdout);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = succeeded(&w.run(&["vm", "remove", "n1", "--host", "srv0", "--yes"]));
     assert!(out.contains("replaced since provisioning"), "{out}");
     assert_eq!(std::fs::read(&disk).unwrap(), b"someone else's");
     assert!(!w.srv(0).join("xen/n1.cfg").exists());
@@ -479,37 +399,15 @@ fn a_name_on_several_hosts_needs_host_and_a_replaced_file_is_left_alone() {
 #[test]
 fn an_interrupted_remote_run_is_removed_over_ssh() {
     let w = World::new(1, None);
-    let child = w
-        .cmd(&[
-            "provision",
-            "--host",
-            "srv0",
-            "--vm",
-            "i1",
-            "--image",
-            "Slow",
-            "--set",
-            "hda_disk_size=16",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let disk = w.srv(0).join("disks/i1.disk.xm");
-    wait_for("the disk on the server", 30, || disk.exists());
-    // SAFETY: killing our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    let mut child = child;
-    let _ = child.wait();
+    let (child, disk) = w.slow_on_srv0("i1", DISK16, true);
+    signal(child, libc::SIGKILL);
     wait_for("the server's clean-up", 30, || !disk.exists());
     let log = w.srv(0).join("log/Slow/Slow_i1.log");
     wait_for("the server's lock", 30, || {
         !w.srv(0).join("work/locks/i1.lock").exists()
     });
     assert!(log.exists());
-    let o = w.run(&["vm", "remove", "i1", "--yes"]);
-    let out = text(&o.stdout);
-    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let out = succeeded(&w.run(&["vm", "remove", "i1", "--yes"]));
     assert!(
         out.contains(&format!("  removed  log       {}\n", log.display())),
         "{out}"
@@ -560,9 +458,10 @@ fn start_and_autostart_on_the_server_keep_the_vm_provisioned_when_xl_cannot_run(
     // An auto-start link that is there already refuses the next VM before anything is made.
     std::os::unix::fs::symlink("/nowhere", srv.join("xen/auto/s2.cfg")).unwrap();
     let before = tree(&srv);
-    let o = provision(&w, "s2", "Linux_CD_Install", &["--autostart"]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(
+        &provision(&w, "s2", "Linux_CD_Install", &["--autostart"]),
+        1,
+    );
     assert!(
         err.contains(&format!(
             "the auto-start link `{}` already exists on srv0",
@@ -619,9 +518,7 @@ fn the_servers_xl_decides_running_and_starts_the_vm() {
     );
     let srv = w.srv(0);
     // --start with the server's (stand-in) xl: started, exit 0.
-    let o = provision(&w, "x1", "Linux_CD_Install", &["--start"]);
-    let out = text(&o.stdout);
-    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let out = succeeded(&provision(&w, "x1", "Linux_CD_Install", &["--start"]));
     let cfg = srv.join("xen/x1.cfg");
     assert!(
         out.contains(&format!("  started: xl create {}", cfg.display())),
@@ -638,9 +535,7 @@ fn the_servers_xl_decides_running_and_starts_the_vm() {
         &["vm", "remove", "x1", "--yes"][..],
         &["vm", "remove", "x1", "--dry-run"],
     ] {
-        let o = w.run(args);
-        let err = text(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{err}");
+        let err = failed(&w.run(args), 1);
         assert!(
             err.contains("cannot remove `x1`: it is running on `srv0` (`xl list` there)"),
             "{err}"
@@ -649,9 +544,7 @@ fn the_servers_xl_decides_running_and_starts_the_vm() {
     assert_eq!(files_with_inodes(&srv), before);
     assert!(record_dir(&w, "x1").join("record.json").exists());
     // ... and a new VM of a running domain's name is refused on the server, even forced.
-    let o = provision(&w, "x2", "Linux_CD_Install", &["--force"]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failed(&provision(&w, "x2", "Linux_CD_Install", &["--force"]), 1);
     assert!(
         err.contains("a domain `x2` is running on srv0 (`xl list`)"),
         "{err}"
@@ -672,31 +565,9 @@ fn the_servers_xl_decides_running_and_starts_the_vm() {
 #[test]
 fn a_lost_connection_leaves_a_record_only_when_the_clean_up_is_not_confirmed() {
     let mut w = World::new(1, None);
-    let slow = |w: &World, vm: &str| {
-        w.cmd(&[
-            "provision",
-            "--host",
-            "srv0",
-            "--vm",
-            vm,
-            "--image",
-            "Slow",
-            "--set",
-            "hda_disk_size=16",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-    };
     // The session dies, convirt reconnects and the server cleaned up: nothing is recorded.
-    let child = slow(&w, "l1");
-    let disk = w.srv(0).join("disks/l1.disk.xm");
-    wait_for("the disk on the server", 30, || disk.exists());
-    for pid in w.servers[0].sessions() {
-        // SAFETY: the session processes of the sshd this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+    let (child, _) = w.slow_on_srv0("l1", DISK16, false);
+    kill_sessions(w.servers[0].sessions());
     let o = child.wait_with_output().unwrap();
     assert!(
         text(&o.stderr).contains("reconnected to `srv0`"),
@@ -707,23 +578,15 @@ fn a_lost_connection_leaves_a_record_only_when_the_clean_up_is_not_confirmed() {
 
     // The server goes away entirely: the clean-up cannot be confirmed, so the run stays
     // known as interrupted on that host.
-    let child = slow(&w, "l2");
-    let disk = w.srv(0).join("disks/l2.disk.xm");
-    wait_for("the disk on the server", 30, || disk.exists());
+    let (child, disk) = w.slow_on_srv0("l2", DISK16, false);
     let sessions = w.servers[0].sessions();
     drop(w.servers.pop());
-    for pid in sessions {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let o = child.wait_with_output().unwrap();
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    kill_sessions(sessions);
+    let err = failed(&child.wait_with_output().unwrap(), 1);
     assert!(err.contains("could not reconnect to `srv0`"), "{err}");
     wait_for("the server's own clean-up", 30, || !disk.exists());
     no_script_left();
-    let o = w.run(&["--json", "vm", "list"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = w.json_list();
     assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v[0]["name"], "l2");
     assert_eq!(v[0]["status"], "interrupted");

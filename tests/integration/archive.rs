@@ -1,6 +1,6 @@
 //! `image pack` and `image import` (spec §9.5, §9.6), against the real GNU tar and gzip.
 
-use crate::{World, stderr, stdout, tree};
+use crate::{World, fails_saying, stderr, stdout, tree};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
@@ -166,12 +166,7 @@ fn pack_refuses_overwrite_without_force_and_needs_o_for_several() {
     w.image("B", "", "name = ''\n");
     w.write("A.tar.gz", "precious");
     let o = w.run(&["image", "pack", "A"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("`A.tar.gz` already exists"),
-        "{}",
-        stderr(&o)
-    );
+    fails_saying(&o, "`A.tar.gz` already exists");
     assert_eq!(
         std::fs::read_to_string(w.path().join("A.tar.gz")).unwrap(),
         "precious"
@@ -179,11 +174,9 @@ fn pack_refuses_overwrite_without_force_and_needs_o_for_several() {
     let o = w.run(&["image", "pack", "A", "--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = w.run(&["image", "pack", "A", "B"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("-o FILE"), "{}", stderr(&o));
+    fails_saying(&o, "-o FILE");
     let o = w.run(&["image", "pack", "Nope"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no image `Nope`"), "{}", stderr(&o));
+    fails_saying(&o, "no image `Nope`");
     let o = w.run(&["image", "pack"]);
     assert_eq!(o.status.code(), Some(2));
     let o = w.run(&["image", "pack", "A", "--format", "zip"]);

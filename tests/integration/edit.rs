@@ -1,7 +1,7 @@
 //! `image edit` and `image create-like`: round trips checked with the real `diff -u`, and
 //! failures that leave every byte of the store as it was.
 
-use crate::{World, stderr, stdout, tree};
+use crate::{World, fails_saying, stderr, stdout, tree};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -204,6 +204,24 @@ fn edit_keeps_crlf_and_bom() {
     );
 }
 
+/// Each case (`command`, then the case's arguments) exits with status 1 saying the case's
+/// text, and leaves the store as `before`.
+fn each_refused(
+    w: &World,
+    command: &[&str],
+    cases: &[(&[&str], &str)],
+    before: &std::collections::BTreeMap<String, String>,
+) {
+    for (args, want) in cases {
+        let all = [command, args].concat();
+        let o = w.run(&all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let err = w.filter(&stderr(&o));
+        assert!(err.contains(want), "{args:?}:\n{err}");
+        assert_eq!(&tree(&w.store()), before, "{args:?} changed the store");
+    }
+}
+
 #[test]
 fn edit_refusals_write_nothing() {
     let w = world();
@@ -244,23 +262,14 @@ fn edit_refusals_write_nothing() {
             "`a` is changed more than once",
         ),
     ];
-    for (args, want) in cases {
-        let mut all = vec!["image", "edit", "Linux_CD"];
-        all.extend_from_slice(args);
-        let o = w.run(&all);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        let err = w.filter(&stderr(&o));
-        assert!(err.contains(want), "{args:?}:\n{err}");
-        assert_eq!(tree(&w.store()), before, "{args:?} changed the store");
-    }
+    each_refused(&w, &["image", "edit", "Linux_CD"], cases, &before);
     // Images that are not there, or names that are not names.
     for (image, want) in [
         ("Nope", "error: no image `Nope` in store"),
         ("../etc", "error: image name `../etc` contains `.`"),
     ] {
         let o = w.run(&["image", "edit", image, "--set", "a=1"]);
-        assert_eq!(o.status.code(), Some(1));
-        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+        fails_saying(&o, want);
     }
     // Usage errors: exit 2.
     for args in [
@@ -617,15 +626,7 @@ fn create_like_refusals_leave_the_store_as_it_was() {
         ),
         (&["Linux_CD", "New", "--title", "two\nlines"], "one line"),
     ];
-    for (args, want) in cases {
-        let mut all = vec!["image", "create-like"];
-        all.extend_from_slice(args);
-        let o = w.run(&all);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        let err = w.filter(&stderr(&o));
-        assert!(err.contains(want), "{args:?}:\n{err}");
-        assert_eq!(tree(&w.store()), before, "{args:?} changed the store");
-    }
+    each_refused(&w, &["image", "create-like"], cases, &before);
 }
 
 #[test]

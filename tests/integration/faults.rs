@@ -6,7 +6,7 @@
 use crate::archive::{header, hostile};
 use crate::provision::{probe, sandbox};
 use crate::tree as snapshot;
-use crate::{World, stderr, stdout};
+use crate::{World, provision_args, provision_script, stderr, stdout};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,19 +76,29 @@ fn random_file(path: &Path, mib: u32) {
     assert!(st.success());
 }
 
-/// The binary on the world's store, started in the background.
-fn spawn(w: &World, args: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("convirt"))
-        .env_clear()
+/// `c` (the binary, or a wrapper that runs it next) with the world's environment, in its
+/// directory, on its store, with `args`.
+fn on_store(mut c: Command, w: &World, args: &[&str]) -> Command {
+    c.env_clear()
         .envs(w.env())
         .current_dir(w.path())
         .arg("--store")
         .arg(w.store())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .args(args);
+    c
+}
+
+/// The binary on the world's store, started in the background.
+fn spawn(w: &World, args: &[&str]) -> Child {
+    on_store(
+        Command::new(assert_cmd::cargo::cargo_bin("convirt")),
+        w,
+        args,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
 }
 
 /// Names in `dir` starting with `prefix`.
@@ -235,6 +245,46 @@ fn an_old_image_put_aside_whose_place_is_taken_is_kept_and_named() {
         "{err}"
     );
     assert!(aside.join("image.conf").exists(), "never removed");
+}
+
+/// An image `Src` with a random file of `mib` MiB, and the store snapshot before anything
+/// runs.
+fn src_image(w: &World, mib: u32) -> std::collections::BTreeMap<String, String> {
+    w.image("Src", "a = 1\n", "name = ''\nimage_name = 'Src'\n");
+    random_file(&w.store().join("Src/data"), mib);
+    snapshot(&w.store())
+}
+
+/// `image create-like Src Copy`, which must exit with status 1: its stderr, temp path
+/// filtered.
+#[track_caller]
+fn create_like_refused(w: &World) -> String {
+    let o = w.run(&["image", "create-like", "Src", "Copy"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    w.filter(&stderr(&o))
+}
+
+/// `args` run with the world's store and environment, in its directory, under
+/// `prlimit --fsize=1048576` (no file over 1 MiB), which must exit with status 1: its stderr.
+#[track_caller]
+fn refused_under_fsize_limit(w: &World, args: &[&str]) -> String {
+    let mut prlimit = Command::new("prlimit");
+    prlimit
+        .arg("--fsize=1048576")
+        .arg(assert_cmd::cargo::cargo_bin("convirt"));
+    let o = on_store(prlimit, w, args).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    stderr(&o)
+}
+
+/// A world whose image `Big` (a 3 MiB random file) is packed as `big.tgz` in it.
+fn packed_big() -> World {
+    let src = World::new();
+    src.image("Big", "a = 1\n", "name = ''\n");
+    random_file(&src.store().join("Big/data"), 3);
+    let o = src.run(&["image", "pack", "Big", "-o", "big.tgz"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    src
 }
 
 /// An image with one large random file, and the store snapshot before anything runs.
@@ -413,13 +463,9 @@ fn a_full_store_refuses_import_and_create_like_and_keeps_what_it_had() {
     let Some(fs) = Tmpfs::mount(&w.store(), "2m") else {
         return;
     };
-    w.image("Src", "a = 1\n", "name = ''\nimage_name = 'Src'\n");
-    random_file(&w.store().join("Src/data"), 1);
-    let before = snapshot(&w.store());
+    let before = src_image(&w, 1);
 
-    let o = w.run(&["image", "create-like", "Src", "Copy"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = w.filter(&stderr(&o));
+    let err = create_like_refused(&w);
     assert!(err.contains("error: the store `[TMP]/store` has"), "{err}");
     assert!(
         err.contains("free space in the store; nothing was written"),
@@ -427,11 +473,7 @@ fn a_full_store_refuses_import_and_create_like_and_keeps_what_it_had() {
     );
     assert_eq!(snapshot(&w.store()), before);
 
-    let src = World::new();
-    src.image("Big", "a = 1\n", "name = ''\n");
-    random_file(&src.store().join("Big/data"), 3);
-    let o = src.run(&["image", "pack", "Big", "-o", "big.tgz"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let src = packed_big();
     let o = w.run(&[
         "image",
         "import",
@@ -447,9 +489,7 @@ fn a_full_store_refuses_import_and_create_like_and_keeps_what_it_had() {
     std::fs::remove_file(w.store().join("Src/data")).unwrap();
     fs.fill(4096);
     let before = snapshot(&w.store());
-    let o = w.run(&["image", "create-like", "Src", "Copy"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = w.filter(&stderr(&o));
+    let err = create_like_refused(&w);
     assert!(err.contains("No space left on device"), "{err}");
     assert!(
         err.contains("the file system of `[TMP]/store/.convirt-new-Copy-"),
@@ -462,21 +502,11 @@ fn a_full_store_refuses_import_and_create_like_and_keeps_what_it_had() {
 #[test]
 fn a_file_size_limit_stops_create_like_with_the_path_and_nothing_left() {
     let w = World::new();
-    w.image("Src", "a = 1\n", "name = ''\nimage_name = 'Src'\n");
-    random_file(&w.store().join("Src/data"), 2);
-    let before = snapshot(&w.store());
-    let o = Command::new("prlimit")
-        .arg("--fsize=1048576")
-        .arg(assert_cmd::cargo::cargo_bin("convirt"))
-        .env_clear()
-        .envs(w.env())
-        .arg("--store")
-        .arg(w.store())
-        .args(["image", "create-like", "Src", "Copy"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = w.filter(&stderr(&o));
+    let before = src_image(&w, 2);
+    let err = w.filter(&refused_under_fsize_limit(
+        &w,
+        &["image", "create-like", "Src", "Copy"],
+    ));
     assert!(
         err.contains(
             "error: cannot copy `[TMP]/store/Src/data` to `[TMP]/store/.convirt-new-Copy-"
@@ -496,23 +526,8 @@ set -euo pipefail
 head -c 4000000 /dev/zero | tr '\0' 'x' | fold -w 99
 "#;
 
-const DISK_WRITER: &str = r#"#!/bin/bash
-set -euo pipefail
-while getopts "x:p:s:i:l:c:" opt; do
-    case "$opt" in
-        x) vm_conf="$OPTARG" ;; p) args="$OPTARG" ;; s) store="$OPTARG" ;;
-        i) ;; l) ;; c) image_conf="$OPTARG" ;; *) exit 2 ;;
-    esac
-done
-# shellcheck source=/dev/null
-source "$store/common/defs"
-# shellcheck source=/dev/null
-source "$store/common/functions"
-source_python_config "$image_conf"
-source_python_config "$vm_conf"
-# shellcheck source=/dev/null
-source "$args"
-disk="$VM_DISKS_DIR/$VM_NAME.disk"
+/// After the ConVirt preamble: a 4 MiB disk, recorded first, then written with `dd`.
+const DISK_WRITER: &str = r#"disk="$VM_DISKS_DIR/$VM_NAME.disk"
 record_created "$disk"
 dd if=/dev/zero of="$disk" bs=65536 count=64 2>&1
 "#;
@@ -525,7 +540,7 @@ fn a_full_log_dir_stops_the_script_keeps_what_fit_and_cleans_up() {
     };
     probe(&w, "");
     w.write_exec("store/Probe/provision.sh", CHATTY);
-    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe"]);
+    let o = w.conv(&provision_args("web", "Probe", &[]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
@@ -547,9 +562,12 @@ fn a_full_disks_dir_fails_the_script_and_removes_its_disk() {
         return;
     };
     probe(&w, "");
-    w.write_exec("store/Probe/provision.sh", DISK_WRITER);
+    w.write_exec(
+        "store/Probe/provision.sh",
+        &provision_script(false, DISK_WRITER),
+    );
     let before = w.snapshot("disks");
-    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe"]);
+    let o = w.conv(&provision_args("web", "Probe", &[]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("provision.sh exited with status 1"), "{err}");
@@ -574,7 +592,7 @@ fn a_full_conf_dir_fails_the_install_and_removes_the_disks() {
     fs.fill(0);
     probe(&w, "");
     let before = w.snapshot("conf");
-    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe"]);
+    let o = w.conv(&provision_args("web", "Probe", &[]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     let cfg = w.path().join("conf/web.cfg");
@@ -696,7 +714,7 @@ fn a_missing_install_iso_warns_on_dry_run_and_stops_provisioning_unless_optional
         "warning: the read-only disk `{}` of `hdc` does not exist",
         iso.display()
     );
-    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe", "--dry-run"]);
+    let o = w.conv(&provision_args("web", "Probe", &["--dry-run"]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains(&warning), "{}", stderr(&o));
     assert!(
@@ -708,7 +726,7 @@ fn a_missing_install_iso_warns_on_dry_run_and_stops_provisioning_unless_optional
     assert!(stderr(&o).contains(&warning), "{}", stderr(&o));
 
     let before = [w.snapshot("disks"), w.snapshot("conf")];
-    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe"]);
+    let o = w.conv(&provision_args("web", "Probe", &[]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
@@ -721,15 +739,11 @@ fn a_missing_install_iso_warns_on_dry_run_and_stops_provisioning_unless_optional
     assert!(err.contains("hdc_optional = 'yes'"), "{err}");
     assert_eq!([w.snapshot("disks"), w.snapshot("conf")], before);
 
-    let o = w.conv(&[
-        "provision",
-        "--vm",
+    let o = w.conv(&provision_args(
         "web",
-        "--image",
         "Probe",
-        "--set",
-        "hdc_optional=yes",
-    ]);
+        &["--set", "hdc_optional=yes"],
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains(
@@ -751,12 +765,7 @@ fn after_sigkill_during_provision_the_next_run_takes_the_lock_and_removes_the_de
             pidfile.display()
         ),
     );
-    let mut c = w
-        .conv_cmd(&["provision", "--vm", "web", "--image", "Probe"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut c = w.conv_spawn(&provision_args("web", "Probe", &[]), true);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !pidfile.exists() {
         assert!(Instant::now() < deadline, "the script never started");
@@ -781,7 +790,7 @@ fn after_sigkill_during_provision_the_next_run_takes_the_lock_and_removes_the_de
 
     w.write_exec("store/Probe/provision.sh", "#!/bin/bash\nexit 0\n");
     // Without --force the next run reports the interrupted one and its work dir (#12.6)...
-    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe"]);
+    let o = w.conv(&provision_args("web", "Probe", &[]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("an earlier provisioning run was interrupted")
@@ -790,7 +799,7 @@ fn after_sigkill_during_provision_the_next_run_takes_the_lock_and_removes_the_de
         stderr(&o)
     );
     // ...and with it, takes the lock and removes what the dead run left.
-    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe", "--force"]);
+    let o = w.conv(&provision_args("web", "Probe", &["--force"]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(hidden(&work, "web."), Vec::<String>::new());
     let log = std::fs::read_to_string(w.path().join("log/Probe/Probe_web.log")).unwrap();
@@ -808,19 +817,7 @@ fn a_file_size_limit_while_packing_leaves_no_partial_archive() {
     let w = World::new();
     w.image("Big", "a = 1\n", "name = ''\n");
     random_file(&w.store().join("Big/data"), 3);
-    let o = Command::new("prlimit")
-        .arg("--fsize=1048576")
-        .arg(assert_cmd::cargo::cargo_bin("convirt"))
-        .env_clear()
-        .envs(w.env())
-        .current_dir(w.path())
-        .arg("--store")
-        .arg(w.store())
-        .args(["image", "pack", "Big", "-o", "big.tgz"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
+    let err = refused_under_fsize_limit(&w, &["image", "pack", "Big", "-o", "big.tgz"]);
     assert!(
         err.contains("error: cannot write `big.tgz`: File too large"),
         "{err}"
@@ -864,7 +861,7 @@ fn a_full_work_dir_fails_before_the_script_runs_and_leaves_nothing() {
         &format!("#!/bin/bash\ntouch '{}'\n", mark.display()),
     );
     let before = [w.snapshot("disks"), w.snapshot("conf")];
-    let o = w.conv(&["provision", "--vm", "web", "--image", "Probe"]);
+    let o = w.conv(&provision_args("web", "Probe", &[]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("to the work directory"), "{err}");
@@ -876,29 +873,13 @@ fn a_full_work_dir_fails_before_the_script_runs_and_leaves_nothing() {
 
 #[test]
 fn a_write_failure_during_import_names_the_entry_and_leaves_the_store_as_it_was() {
-    let src = World::new();
-    src.image("Big", "a = 1\n", "name = ''\n");
-    random_file(&src.store().join("Big/data"), 3);
-    let o = src.run(&["image", "pack", "Big", "-o", "big.tgz"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let src = packed_big();
 
     let w = World::new();
     w.image("Other", "a = 1\n", "name = ''\n");
     let before = snapshot(&w.store());
-    let o = Command::new("prlimit")
-        .arg("--fsize=1048576")
-        .arg(assert_cmd::cargo::cargo_bin("convirt"))
-        .env_clear()
-        .envs(w.env())
-        .arg("--store")
-        .arg(w.store())
-        .arg("image")
-        .arg("import")
-        .arg(src.path().join("big.tgz"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
+    let archive = src.path().join("big.tgz");
+    let err = refused_under_fsize_limit(&w, &["image", "import", archive.to_str().unwrap()]);
     assert!(
         err.contains("error: cannot unpack `Big/data` from `") && err.contains("File too large"),
         "{err}"

@@ -160,6 +160,53 @@ impl World {
     }
 }
 
+/// A test image's provision.sh written like a ConVirt one: ConVirt's options read with
+/// getopts, common/defs and common/functions sourced, the image config, the VM config (as
+/// `vm_config`, the name common/functions knows) and the arguments read; then `body`. With
+/// `named`, `-i` and `-l` are kept as `image_name` and `log_file` (so `log_msg` writes to the
+/// log file itself); without, they are ignored.
+pub fn provision_script(named: bool, body: &str) -> String {
+    let (i, l) = if named {
+        (r#"image_name="$OPTARG""#, r#"log_file="$OPTARG""#)
+    } else {
+        (":", ":")
+    };
+    format!(
+        r#"#!/bin/bash
+set -euo pipefail
+while getopts "x:p:s:i:l:c:" opt; do
+    case "$opt" in
+        x) vm_config="$OPTARG" ;; p) args="$OPTARG" ;; s) store="$OPTARG" ;;
+        i) {i} ;; l) {l} ;; c) image_conf="$OPTARG" ;;
+        *) exit 2 ;;
+    esac
+done
+# shellcheck source=/dev/null
+source "$store/common/defs"
+# shellcheck source=/dev/null
+source "$store/common/functions"
+source_python_config "$image_conf"
+source_python_config "$vm_config"
+# shellcheck source=/dev/null
+source "$args"
+{body}"#
+    )
+}
+
+/// `provision --vm VM --image IMAGE EXTRA...`.
+pub fn provision_args<'a>(vm: &'a str, image: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["provision", "--vm", vm, "--image", image];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// A run that must have exited with status 1, saying `want` on stderr.
+#[track_caller]
+pub fn fails_saying(o: &Output, want: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    assert!(stderr(o).contains(want), "{}", stderr(o));
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

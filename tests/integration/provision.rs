@@ -2,7 +2,7 @@
 //! `common/functions`; no mocks.
 
 use crate::xen::xl_check;
-use crate::{World, repo, stderr, stdout};
+use crate::{World, fails_saying, provision_args, provision_script, repo, stderr, stdout};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -47,6 +47,16 @@ impl World {
         self.conv_cmd(args).output().unwrap()
     }
 
+    /// `conv_cmd(args)` in the background, stdout and stderr piped (`quiet`: discarded).
+    pub fn conv_spawn(&self, args: &[&str], quiet: bool) -> std::process::Child {
+        let out = || if quiet { Stdio::null() } else { Stdio::piped() };
+        self.conv_cmd(args)
+            .stdout(out())
+            .stderr(out())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn conv_cmd(&self, args: &[&str]) -> Command {
         let mut c = self.command();
         c.arg("--config")
@@ -73,26 +83,9 @@ fn wait_for(path: &Path, text: &str, what: &str) {
     }
 }
 
-const PROBE_SCRIPT: &str = r#"#!/bin/bash
-# A test image's script, written like a ConVirt one: getopts, common/functions,
-# source_python_config, then behaviour chosen by image.conf's `mode`.
-set -euo pipefail
-while getopts "x:p:s:i:l:c:" opt; do
-    case "$opt" in
-        x) vm_conf="$OPTARG" ;; p) args="$OPTARG" ;; s) store="$OPTARG" ;;
-        i) image_name="$OPTARG" ;; l) log_file="$OPTARG" ;; c) image_conf="$OPTARG" ;;
-        *) exit 2 ;;
-    esac
-done
-# shellcheck source=/dev/null
-source "$store/common/defs"
-# shellcheck source=/dev/null
-source "$store/common/functions"
-source_python_config "$image_conf"
-source_python_config "$vm_conf"
-# shellcheck source=/dev/null
-source "$args"
-log_msg "probe: image $image_name vm $VM_NAME mode $mode"
+/// The probe image's script after the ConVirt preamble: behaviour chosen by image.conf's
+/// `mode`.
+const PROBE_BODY: &str = r#"log_msg "probe: image $image_name vm $VM_NAME mode $mode"
 provision_disks
 case "$mode" in
     ok) ;;
@@ -117,7 +110,10 @@ pub fn probe(w: &World, extra_conf: &str) {
         "store/Probe/vm_conf.template",
         "name = ''\nmemory = 256\nkernel = '/usr/lib/xen/boot/pv-grub.gz'\ndisk = ['file:$VM_DISKS_DIR/$VM_NAME.disk,xvda,w']\nvif = ['mac=$AUTOGEN_MAC,bridge=$DEFAULT_BRIDGE']\n",
     );
-    w.write_exec("store/Probe/provision.sh", PROBE_SCRIPT);
+    w.write_exec(
+        "store/Probe/provision.sh",
+        &provision_script(true, PROBE_BODY),
+    );
     w.write("store/Probe/description.htm", "<body>Probe</body>");
 }
 
@@ -125,7 +121,7 @@ pub fn probe(w: &World, extra_conf: &str) {
 fn probe_image_provisions_and_installs_a_config_xen_accepts() {
     let w = sandbox();
     probe(&w, "");
-    let o = w.conv(&["provision", "--vm", "web1", "--image", "Probe"]);
+    let o = w.conv(&provision_args("web1", "Probe", &[]));
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let cfg = w.path().join("conf/web1.cfg");
     assert!(
@@ -173,15 +169,7 @@ fn probe_image_provisions_and_installs_a_config_xen_accepts() {
 fn a_failing_script_leaves_no_config_and_none_of_its_disks_and_keeps_the_log() {
     let w = sandbox();
     probe(&w, "");
-    let o = w.conv(&[
-        "provision",
-        "--vm",
-        "bad",
-        "--image",
-        "Probe",
-        "--set",
-        "mode=exit3",
-    ]);
+    let o = w.conv(&provision_args("bad", "Probe", &["--set", "mode=exit3"]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("provision.sh exited with status 3"), "{err}");
@@ -202,16 +190,11 @@ fn a_failing_script_leaves_no_config_and_none_of_its_disks_and_keeps_the_log() {
         "removal reported: {err}"
     );
     // --keep keeps them and says so.
-    let o = w.conv(&[
-        "provision",
-        "--vm",
+    let o = w.conv(&provision_args(
         "bad",
-        "--image",
         "Probe",
-        "--set",
-        "mode=exit3",
-        "--keep",
-    ]);
+        &["--set", "mode=exit3", "--keep"],
+    ));
     assert_eq!(o.status.code(), Some(1));
     assert!(w.path().join("disks/bad.disk").exists());
     assert!(stderr(&o).contains("kept for debugging"), "{}", stderr(&o));
@@ -225,64 +208,38 @@ fn a_failing_script_leaves_no_config_and_none_of_its_disks_and_keeps_the_log() {
 fn signals_and_timeouts_are_named_and_cleaned_up() {
     let w = sandbox();
     probe(&w, "");
-    let o = w.conv(&[
-        "provision",
-        "--vm",
-        "k",
-        "--image",
-        "Probe",
-        "--set",
-        "mode=sigkill",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("killed by signal SIGKILL (9)"),
-        "{}",
-        stderr(&o)
-    );
+    let o = w.conv(&provision_args("k", "Probe", &["--set", "mode=sigkill"]));
+    fails_saying(&o, "killed by signal SIGKILL (9)");
     assert!(!w.path().join("disks/k.disk").exists());
 
     let start = Instant::now();
-    let o = w.conv(&[
-        "provision",
-        "--vm",
+    let o = w.conv(&provision_args(
         "t",
-        "--image",
         "Probe",
-        "--set",
-        "mode=sleep",
-        "--timeout",
-        "1",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("timed out after 1 s"), "{}", stderr(&o));
+        &["--set", "mode=sleep", "--timeout", "1"],
+    ));
+    fails_saying(&o, "timed out after 1 s");
     assert!(start.elapsed() < Duration::from_secs(20));
     assert!(!w.path().join("disks/t.disk").exists());
+    background_child_stopped(&w, "the script's background child survived the timeout");
+}
+
+/// The probe's `sleep` mode starts a child that touches `mark` after 3 s: it must have been
+/// stopped with the script (`survived` says otherwise).
+#[track_caller]
+fn background_child_stopped(w: &World, survived: &str) {
     std::thread::sleep(Duration::from_millis(3500));
-    assert!(
-        !w.path().join("mark").exists(),
-        "the script's background child survived the timeout"
-    );
+    assert!(!w.path().join("mark").exists(), "{survived}");
 }
 
 #[test]
 fn ctrl_c_stops_the_script_group_cleans_up_and_exits_130() {
     let w = sandbox();
     probe(&w, "");
-    let child = w
-        .conv_cmd(&[
-            "provision",
-            "--vm",
-            "i",
-            "--image",
-            "Probe",
-            "--set",
-            "mode=sleep",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = w.conv_spawn(
+        &provision_args("i", "Probe", &["--set", "mode=sleep"]),
+        false,
+    );
     let log = w.path().join("log/Probe/Probe_i.log");
     wait_for(&log, "probe: image", "the script never started");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -291,37 +248,21 @@ fn ctrl_c_stops_the_script_group_cleans_up_and_exits_130() {
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
     assert!(!w.path().join("disks/i.disk").exists());
     assert!(!w.path().join("conf/i.cfg").exists());
-    std::thread::sleep(Duration::from_millis(3500));
-    assert!(
-        !w.path().join("mark").exists(),
-        "background child survived Ctrl-C"
-    );
+    background_child_stopped(&w, "background child survived Ctrl-C");
 }
 
 #[test]
 fn a_second_provision_of_the_same_vm_fails_at_once_naming_the_holder() {
     let w = sandbox();
     probe(&w, "");
-    let mut first = w
-        .conv_cmd(&[
-            "provision",
-            "--vm",
-            "same",
-            "--image",
-            "Probe",
-            "--set",
-            "mode=sleep",
-            "--timeout",
-            "8",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = w.conv_spawn(
+        &provision_args("same", "Probe", &["--set", "mode=sleep", "--timeout", "8"]),
+        true,
+    );
     let lock = w.path().join("work/locks/same.lock");
     wait_for(&lock, "pid", "no lock taken");
     let start = Instant::now();
-    let o = w.conv(&["provision", "--vm", "same", "--image", "Probe"]);
+    let o = w.conv(&provision_args("same", "Probe", &[]));
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "the second run waited"
@@ -342,9 +283,8 @@ fn an_existing_disk_or_config_is_never_touched_without_force() {
     let w = sandbox();
     probe(&w, "");
     let disk = w.write("disks/old.disk", "precious data");
-    let o = w.conv(&["provision", "--vm", "old", "--image", "Probe"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    let o = w.conv(&provision_args("old", "Probe", &[]));
+    fails_saying(&o, "already exists");
     assert_eq!(std::fs::read_to_string(&disk).unwrap(), "precious data");
     assert!(!w.path().join("conf/old.cfg").exists());
     assert!(
@@ -353,16 +293,15 @@ fn an_existing_disk_or_config_is_never_touched_without_force() {
     );
 
     // A provisioned VM is not provisioned again.
-    let o = w.conv(&["provision", "--vm", "v", "--image", "Probe"]);
+    let o = w.conv(&provision_args("v", "Probe", &[]));
     assert!(o.status.success(), "{}", stderr(&o));
     let before = w.snapshot("conf");
     let disk_before = std::fs::metadata(w.path().join("disks/v.disk"))
         .unwrap()
         .modified()
         .unwrap();
-    let o = w.conv(&["provision", "--vm", "v", "--image", "Probe"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("VM config"), "{}", stderr(&o));
+    let o = w.conv(&provision_args("v", "Probe", &[]));
+    fails_saying(&o, "VM config");
     assert_eq!(w.snapshot("conf"), before);
     assert_eq!(
         std::fs::metadata(w.path().join("disks/v.disk"))
@@ -373,7 +312,7 @@ fn an_existing_disk_or_config_is_never_touched_without_force() {
     );
 
     // --force replaces both and says so.
-    let o = w.conv(&["provision", "--vm", "old", "--image", "Probe", "--force"]);
+    let o = w.conv(&provision_args("old", "Probe", &["--force"]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("replaced (--force)"), "{}", stdout(&o));
     assert_eq!(std::fs::metadata(&disk).unwrap().len(), 64 << 20);
@@ -388,17 +327,16 @@ fn hostile_values_arrive_verbatim_and_nothing_runs() {
         pwned.display()
     );
     probe(&w, "");
-    let o = w.conv(&[
-        "provision",
-        "--vm",
+    let o = w.conv(&provision_args(
         "h",
-        "--image",
         "Probe",
-        "--set",
-        "mode=hostile",
-        "--set",
-        &format!("hostile={value}"),
-    ]);
+        &[
+            "--set",
+            "mode=hostile",
+            "--set",
+            &format!("hostile={value}"),
+        ],
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         std::fs::read_to_string(w.path().join("out")).unwrap(),
@@ -432,12 +370,7 @@ fn a_file_size_limit_while_writing_a_disk_fails_cleanly() {
         "Probe",
     ]);
     let o = c.output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("provisioning `f` failed"),
-        "{}",
-        stderr(&o)
-    );
+    fails_saying(&o, "provisioning `f` failed");
     assert!(!w.path().join("disks/f.disk").exists());
     assert!(!w.path().join("conf/f.cfg").exists());
 }
@@ -478,16 +411,11 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     let w = sandbox();
     probe(&w, "custom_list = ['hostname']\n");
     let before = w.snapshot("");
-    let o = w.conv(&[
-        "provision",
-        "--vm",
+    let o = w.conv(&provision_args(
         "d",
-        "--image",
         "Probe",
-        "--dry-run",
-        "--vm-set",
-        "memory=512",
-    ]);
+        &["--dry-run", "--vm-set", "memory=512"],
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("memory = 512"), "{out}");
@@ -533,15 +461,7 @@ fn cleanup_removes_exactly_what_the_run_created() {
     std::fs::create_dir_all(w.path().join("disks")).unwrap();
     w.write("disks/neighbour.disk", "keep me");
     let before_disks = w.snapshot("disks");
-    let o = w.conv(&[
-        "provision",
-        "--vm",
-        "c",
-        "--image",
-        "Probe",
-        "--set",
-        "mode=exit3",
-    ]);
+    let o = w.conv(&provision_args("c", "Probe", &["--set", "mode=exit3"]));
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(w.snapshot("disks"), before_disks);
 }
@@ -641,17 +561,16 @@ fn fedora_fetches_its_installer_over_http_and_from_a_local_path_into_the_kernel_
     w.write("www/vmlinuz", "KERNEL over http");
     w.write("www/initrd.img", "INITRD over http");
     let port = serve(&w.path().join("www"));
-    let o = w.conv(&[
-        "provision",
-        "--vm",
+    let o = w.conv(&provision_args(
         "fed1",
-        "--image",
         "Fedora_Core_Install",
-        "--set",
-        &format!("kernel_src=http://127.0.0.1:{port}/vmlinuz"),
-        "--set",
-        &format!("ramdisk_src=http://127.0.0.1:{port}/initrd.img"),
-    ]);
+        &[
+            "--set",
+            &format!("kernel_src=http://127.0.0.1:{port}/vmlinuz"),
+            "--set",
+            &format!("ramdisk_src=http://127.0.0.1:{port}/initrd.img"),
+        ],
+    ));
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let cache = w
         .path()
@@ -685,19 +604,18 @@ fn fedora_fetches_its_installer_over_http_and_from_a_local_path_into_the_kernel_
     w.write("local/vmlinuz", "KERNEL from disk");
     w.write("local/initrd.img", "INITRD from disk");
     let local = w.path().join("local");
-    let o = w.conv(&[
-        "provision",
-        "--vm",
+    let o = w.conv(&provision_args(
         "fed2",
-        "--image",
         "Fedora_Core_Install",
-        "--set",
-        "KERNEL_TYPE=local_build",
-        "--set",
-        &format!("kernel_src={}", local.join("vmlinuz").display()),
-        "--set",
-        &format!("ramdisk_src=file://{}", local.join("initrd.img").display()),
-    ]);
+        &[
+            "--set",
+            "KERNEL_TYPE=local_build",
+            "--set",
+            &format!("kernel_src={}", local.join("vmlinuz").display()),
+            "--set",
+            &format!("ramdisk_src=file://{}", local.join("initrd.img").display()),
+        ],
+    ));
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let cache2 = w
         .path()
@@ -712,17 +630,16 @@ fn fedora_fetches_its_installer_over_http_and_from_a_local_path_into_the_kernel_
     );
 
     // A download that fails leaves nothing behind: no disk, no config, no partial cache.
-    let o = w.conv(&[
-        "provision",
-        "--vm",
+    let o = w.conv(&provision_args(
         "fed3",
-        "--image",
         "Fedora_Core_Install",
-        "--set",
-        "KERNEL_TYPE=missing",
-        "--set",
-        &format!("kernel_src=http://127.0.0.1:{port}/no-such-file"),
-    ]);
+        &[
+            "--set",
+            "KERNEL_TYPE=missing",
+            "--set",
+            &format!("kernel_src=http://127.0.0.1:{port}/no-such-file"),
+        ],
+    ));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(!w.path().join("disks/fed3.disk.xm").exists());
     assert!(!w.path().join("conf/fed3.cfg").exists());
@@ -733,26 +650,10 @@ fn fedora_fetches_its_installer_over_http_and_from_a_local_path_into_the_kernel_
     );
 }
 
-const CUSTOM_SCRIPT: &str = r#"#!/bin/bash
-# Stages a tiny guest tree, then runs the image's customization directories on it.
-set -euo pipefail
-while getopts "x:p:s:i:l:c:" opt; do
-    case "$opt" in
-        x) vm_config="$OPTARG" ;; p) args="$OPTARG" ;; s) store="$OPTARG" ;;
-        i) image_name="$OPTARG" ;; l) log_file="$OPTARG" ;; c) image_conf="$OPTARG" ;;
-        *) exit 2 ;;
-    esac
-done
-common_loc="$store/common"
+/// After the ConVirt preamble: stages a tiny guest tree, then runs the image's customization
+/// directories on it (they find the store's and the image's through these two).
+const CUSTOM_BODY: &str = r#"common_loc="$store/common"
 image_root="$store/$image_name"
-# shellcheck source=/dev/null
-source "$common_loc/defs"
-# shellcheck source=/dev/null
-source "$common_loc/functions"
-source_python_config "$image_conf"
-source_python_config "$vm_config"
-# shellcheck source=/dev/null
-source "$args"
 mkdir -p "$GUEST_DIR/etc"
 printf 'root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n' > "$GUEST_DIR/etc/shadow"
 printf '127.0.0.1\tlocalhost\n' > "$GUEST_DIR/etc/hosts"
@@ -773,7 +674,10 @@ fn store_wide_custom_scripts_set_hostname_and_root_password_in_a_staged_guest() 
         "store/Custom/vm_conf.template",
         "name = ''\nmemory = 128\nkernel = '/k'\n",
     );
-    w.write_exec("store/Custom/provision.sh", CUSTOM_SCRIPT);
+    w.write_exec(
+        "store/Custom/provision.sh",
+        &provision_script(true, CUSTOM_BODY),
+    );
     w.write_exec(
         "store/Custom/custom_scripts/own/S20order",
         &format!("#!/bin/bash\necho second >> {}/order\n", w.path().display()),
@@ -786,7 +690,7 @@ fn store_wide_custom_scripts_set_hostname_and_root_password_in_a_staged_guest() 
         "store/Custom/custom_scripts/own/S15order~",
         &format!("#!/bin/bash\necho backup >> {}/order\n", w.path().display()),
     );
-    let o = w.conv(&["provision", "--vm", "web7", "--image", "Custom"]);
+    let o = w.conv(&provision_args("web7", "Custom", &[]));
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert_eq!(
         std::fs::read_to_string(guest.join("etc/hostname"))
@@ -803,14 +707,7 @@ fn store_wide_custom_scripts_set_hostname_and_root_password_in_a_staged_guest() 
     );
 
     // The dry run lists the scripts in order; the store-wide ones are found in the store.
-    let o = w.conv(&[
-        "provision",
-        "--vm",
-        "web8",
-        "--image",
-        "Custom",
-        "--dry-run",
-    ]);
+    let o = w.conv(&provision_args("web8", "Custom", &["--dry-run"]));
     let out = stdout(&o);
     let pos = |s: &str| {
         out.find(s)
@@ -989,15 +886,11 @@ fn lvm_disks_use_lvcreate_where_device_mapper_exists() {
             "name = ''\nmemory = 128\nkernel = '/k'\ndisk = ['phy:/dev/{vg}/$VM_NAME,xvda,w']\n"
         ),
     );
-    let o = w.conv(&[
-        "provision",
-        "--vm",
+    let o = w.conv(&provision_args(
         "lv1",
-        "--image",
         "Probe",
-        "--set",
-        "xvda_disk_size=8",
-    ]);
+        &["--set", "xvda_disk_size=8"],
+    ));
     let ok = o.status.success() && Path::new(&format!("/dev/{vg}/lv1")).exists();
     let _ = Command::new("vgremove").args(["-f", &vg]).status();
     let _ = Command::new("losetup").args(["-d", &loopdev]).status();
@@ -1035,13 +928,7 @@ fn a_packed_image_extracted_with_gnu_tar_provisions() {
     assert!(st.success());
     let o = w.conv(&["image", "validate", "Linux_CD_Install"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    let o = w.conv(&[
-        "provision",
-        "--vm",
-        "unpacked",
-        "--image",
-        "Linux_CD_Install",
-    ]);
+    let o = w.conv(&provision_args("unpacked", "Linux_CD_Install", &[]));
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let cfg = w.path().join("conf/unpacked.cfg");
     assert!(cfg.is_file());

@@ -4,30 +4,15 @@
 //! `DEFAULT_BRIDGE` from a bridge made in a private network namespace.
 
 use crate::provision::copy_dir;
-use crate::{World, repo, stderr, stdout};
+use crate::{World, fails_saying, provision_args, provision_script, repo, stderr, stdout};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SCRIPT: &str = r#"#!/bin/bash
-# The records test image: disks through the shipped functions, then `mode` decides.
-set -euo pipefail
-while getopts "x:p:s:i:l:c:" opt; do
-    case "$opt" in
-        x) vm_conf="$OPTARG" ;; p) args="$OPTARG" ;; s) store="$OPTARG" ;;
-        i) : ;; l) : ;; c) image_conf="$OPTARG" ;; *) exit 2 ;;
-    esac
-done
-# shellcheck source=/dev/null
-source "$store/common/defs"
-# shellcheck source=/dev/null
-source "$store/common/functions"
-source_python_config "$image_conf"
-source_python_config "$vm_conf"
-# shellcheck source=/dev/null
-source "$args"
-provision_disks
+/// The records test image after the ConVirt preamble: disks through the shipped functions,
+/// then `mode` decides.
+const BODY: &str = r#"provision_disks
 case "$mode" in
     ok) ;;
     fail) log_msg "failing on purpose"; exit 3 ;;
@@ -61,7 +46,7 @@ fn world() -> World {
         "store/Rec/vm_conf.template",
         "name = ''\nmemory = 256\nkernel = '/usr/lib/xen/boot/pv-grub.gz'\ndisk = ['file:$VM_DISKS_DIR/$VM_NAME.disk,xvda,w']\nvif = ['bridge=$DEFAULT_BRIDGE']\n",
     );
-    w.write_exec("store/Rec/provision.sh", SCRIPT);
+    w.write_exec("store/Rec/provision.sh", &provision_script(false, BODY));
     w.write("store/Rec/description.htm", "<body>Records</body>");
     w
 }
@@ -210,12 +195,7 @@ fn provision_two_then_list_show_and_remove_one_leaves_the_other_and_a_bystander(
     assert!(b_files.len() >= 5, "{b_files:?}");
     // Not on a terminal: no question, no removal without --yes.
     let o = w.conv(&["vm", "remove", "a"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("without confirmation"),
-        "{}",
-        stderr(&o)
-    );
+    fails_saying(&o, "without confirmation");
     assert!(w.path().join("conf/a.cfg").exists());
 
     let o = w.conv(&["vm", "remove", "a", "--yes"]);
@@ -236,12 +216,7 @@ fn provision_two_then_list_show_and_remove_one_leaves_the_other_and_a_bystander(
     );
     assert!(!w.path().join("state/vms/a").exists());
     let o = w.conv(&["vm", "show", "a"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("no record of a VM `a`"),
-        "{}",
-        stderr(&o)
-    );
+    fails_saying(&o, "no record of a VM `a`");
     let o = w.conv(&["vm", "list"]);
     assert!(stdout(&o).contains("\nb "), "{}", stdout(&o));
     assert!(!stdout(&o).contains("\na "), "{}", stdout(&o));
@@ -250,7 +225,7 @@ fn provision_two_then_list_show_and_remove_one_leaves_the_other_and_a_bystander(
 #[test]
 fn a_disk_replaced_since_provisioning_or_not_in_the_record_is_never_removed() {
     let w = world();
-    ok(&w.conv(&["provision", "--vm", "c", "--image", "Rec"]));
+    ok(&w.conv(&provision_args("c", "Rec", &[])));
     // The admin swapped the disk for another file, and put a file of their own beside it.
     let disk = w.path().join("disks/c.disk");
     let mine = w.path().join("disks/c.disk.backup");
@@ -274,7 +249,7 @@ fn a_disk_replaced_since_provisioning_or_not_in_the_record_is_never_removed() {
 #[test]
 fn keep_disks_keeps_the_disks_and_removes_the_rest() {
     let w = world();
-    ok(&w.conv(&["provision", "--vm", "k", "--image", "Rec"]));
+    ok(&w.conv(&provision_args("k", "Rec", &[])));
     let o = w.conv(&["vm", "remove", "k", "--yes", "--keep-disks", "--json"]);
     ok(&o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -300,16 +275,11 @@ fn a_failed_run_kept_with_keep_is_listed_refused_and_removed_cleanly() {
     std::fs::create_dir_all(w.path().join("disks")).unwrap();
     w.write("disks/other", "not ours");
     let before = vm_files(&w);
-    let o = w.conv(&[
-        "provision",
-        "--vm",
+    let o = w.conv(&provision_args(
         "f",
-        "--image",
         "Rec",
-        "--set",
-        "mode=fail",
-        "--keep",
-    ]);
+        &["--set", "mode=fail", "--keep"],
+    ));
     assert_eq!(o.status.code(), Some(1));
     assert!(
         w.path().join("disks/f.disk").exists(),
@@ -318,14 +288,10 @@ fn a_failed_run_kept_with_keep_is_listed_refused_and_removed_cleanly() {
     let o = w.conv(&["vm", "list"]);
     ok(&o);
     insta::assert_snapshot!("vm_list_failed_kept", stable(&w, &stdout(&o)));
-    let o = w.conv(&["provision", "--vm", "f", "--image", "Rec"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains(
-            "cannot provision `f`: an earlier provisioning run failed and was kept (--keep)"
-        ),
-        "{}",
-        stderr(&o)
+    let o = w.conv(&provision_args("f", "Rec", &[]));
+    fails_saying(
+        &o,
+        "cannot provision `f`: an earlier provisioning run failed and was kept (--keep)",
     );
     ok(&w.conv(&["vm", "remove", "f", "--yes"]));
     assert_eq!(vm_files(&w), before);
@@ -356,20 +322,7 @@ fn provision_and_kill(w: &World, vm: &str) -> i32 {
 }
 
 fn provision_and_kill_after(w: &World, vm: &str, during: &dyn Fn()) -> i32 {
-    let mut child = w
-        .conv_cmd(&[
-            "provision",
-            "--vm",
-            vm,
-            "--image",
-            "Rec",
-            "--set",
-            "mode=sleep",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = w.conv_spawn(&provision_args(vm, "Rec", &["--set", "mode=sleep"]), true);
     let pid: i32 = wait_for_file(&w.path().join(format!("script.pid.{vm}")))
         .parse()
         .unwrap();
@@ -398,26 +351,15 @@ fn sigkill_mid_provision_is_reported_and_vm_remove_restores_the_disk_directory()
         let o = w.conv(&["vm", "list"]);
         assert!(stdout(&o).contains("k1    running "), "{}", stdout(&o));
         let o = w.conv(&["vm", "remove", "k1", "--yes"]);
-        assert_eq!(o.status.code(), Some(1));
-        assert!(
-            stderr(&o).contains("cannot remove `k1` is being provisioned right now"),
-            "{}",
-            stderr(&o)
-        );
+        fails_saying(&o, "cannot remove `k1` is being provisioned right now");
     });
     assert!(w.path().join("disks/k1.disk").exists());
 
     // The killed run's script still runs in its work dir: nothing may touch its files.
-    let o = w.conv(&["provision", "--vm", "k1", "--image", "Rec"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("a script of an interrupted run is still running"),
-        "{}",
-        stderr(&o)
-    );
+    let o = w.conv(&provision_args("k1", "Rec", &[]));
+    fails_saying(&o, "a script of an interrupted run is still running");
     let o = w.conv(&["vm", "remove", "k1", "--yes"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("still running"), "{}", stderr(&o));
+    fails_saying(&o, "still running");
     kill_group(script);
 
     let o = w.conv(&["vm", "list"]);
@@ -425,7 +367,7 @@ fn sigkill_mid_provision_is_reported_and_vm_remove_restores_the_disk_directory()
     insta::assert_snapshot!("vm_list_interrupted", stable(&w, &stdout(&o)));
 
     // #12.6: the next provision names the interrupted run and its leftovers (the lock is free).
-    let o = w.conv(&["provision", "--vm", "k1", "--image", "Rec"]);
+    let o = w.conv(&provision_args("k1", "Rec", &[]));
     assert_eq!(o.status.code(), Some(1));
     insta::assert_snapshot!("provision_after_sigkill", stable(&w, &stderr(&o)));
 
@@ -445,7 +387,7 @@ fn after_sigkill_force_cleans_the_leftovers_and_provisions() {
     let before = vm_files(&w);
     let script = provision_and_kill(&w, "k2");
     kill_group(script);
-    let o = w.conv(&["provision", "--vm", "k2", "--image", "Rec", "--force"]);
+    let o = w.conv(&provision_args("k2", "Rec", &["--force"]));
     ok(&o);
     let out = stable(&w, &stdout(&o));
     assert!(
@@ -469,45 +411,25 @@ fn after_sigkill_force_cleans_the_leftovers_and_provisions() {
 #[test]
 fn the_same_vm_in_the_other_format_or_with_a_record_is_refused_before_anything_is_made() {
     let w = world();
-    ok(&w.conv(&["provision", "--vm", "x", "--image", "Rec", "--format", "xm"]));
+    ok(&w.conv(&provision_args("x", "Rec", &["--format", "xm"])));
     let before = files(&w);
-    let o = w.conv(&["provision", "--vm", "x", "--image", "Rec", "--format", "xl"]);
+    let o = w.conv(&provision_args("x", "Rec", &["--format", "xl"]));
     assert_eq!(o.status.code(), Some(1));
     insta::assert_snapshot!("xm_then_xl_refused", stable(&w, &stderr(&o)));
     assert_eq!(files(&w), before, "a refused run wrote something");
 
     // The config gone by hand, the record still names the disk: still refused.
     std::fs::remove_file(w.path().join("conf/x")).unwrap();
-    let o = w.conv(&["provision", "--vm", "x", "--image", "Rec", "--format", "xl"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("cannot provision `x`: it was provisioned already from image `Rec`"),
-        "{}",
-        stderr(&o)
+    let o = w.conv(&provision_args("x", "Rec", &["--format", "xl"]));
+    fails_saying(
+        &o,
+        "cannot provision `x`: it was provisioned already from image `Rec`",
     );
 
     // --force replaces, and the other format's config does not stay beside the new one.
-    ok(&w.conv(&[
-        "provision",
-        "--vm",
-        "x",
-        "--image",
-        "Rec",
-        "--format",
-        "xm",
-        "--force",
-    ]));
+    ok(&w.conv(&provision_args("x", "Rec", &["--format", "xm", "--force"])));
     assert!(w.path().join("conf/x").exists());
-    let o = w.conv(&[
-        "provision",
-        "--vm",
-        "x",
-        "--image",
-        "Rec",
-        "--format",
-        "xl",
-        "--force",
-    ]);
+    let o = w.conv(&provision_args("x", "Rec", &["--format", "xl", "--force"]));
     ok(&o);
     assert!(w.path().join("conf/x.cfg").exists());
     assert!(!w.path().join("conf/x").exists());
@@ -555,15 +477,7 @@ fn start_and_autostart_call_xl_create_and_link_the_config() {
     let o = with_path(
         &w,
         &bin,
-        &[
-            "provision",
-            "--vm",
-            "s",
-            "--image",
-            "Rec",
-            "--start",
-            "--autostart",
-        ],
+        &provision_args("s", "Rec", &["--start", "--autostart"]),
     );
     ok(&o);
     let out = stable(&w, &stdout(&o));
@@ -595,34 +509,18 @@ fn start_and_autostart_call_xl_create_and_link_the_config() {
 fn a_running_domain_is_refused_by_provision_even_with_force_and_by_vm_remove() {
     let w = world();
     let bin = fake_xl(&w);
-    ok(&with_path(
-        &w,
-        &bin,
-        &["provision", "--vm", "busy", "--image", "Rec"],
-    ));
+    ok(&with_path(&w, &bin, &provision_args("busy", "Rec", &[])));
     w.write(
         "xl.domains",
         "busy                                         7   256     1     -b----       3.0\n",
     );
-    let o = with_path(
-        &w,
-        &bin,
-        &["provision", "--vm", "busy", "--image", "Rec", "--force"],
-    );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o)
-            .contains("cannot provision `busy`: a domain of that name is running (`xl list`)"),
-        "{}",
-        stderr(&o)
+    let o = with_path(&w, &bin, &provision_args("busy", "Rec", &["--force"]));
+    fails_saying(
+        &o,
+        "cannot provision `busy`: a domain of that name is running (`xl list`)",
     );
     let o = with_path(&w, &bin, &["vm", "remove", "busy", "--yes"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("cannot remove `busy` is running"),
-        "{}",
-        stderr(&o)
-    );
+    fails_saying(&o, "cannot remove `busy` is running");
     assert!(w.path().join("conf/busy.cfg").exists());
 
     // When xl cannot answer, vm remove says it could not check, and goes on.
@@ -644,7 +542,7 @@ fn start_with_the_real_xl_wrapper_and_no_hypervisor_gives_a_clear_error_and_keep
     let w = world();
     // Debian's /usr/sbin/xl refuses without a hypervisor, as on this machine.
     let o = w
-        .conv_cmd(&["provision", "--vm", "r", "--image", "Rec", "--start"])
+        .conv_cmd(&provision_args("r", "Rec", &["--start"]))
         .env(
             "PATH",
             format!("/usr/sbin:{}", std::env::var("PATH").unwrap_or_default()),
@@ -748,15 +646,7 @@ fn lvm_volumes_a_record_names_are_removed_with_lvremove() {
         ),
     );
     let bin = w.path().join("fake-bin");
-    ok(&w.conv(&[
-        "provision",
-        "--vm",
-        "l",
-        "--image",
-        "Rec",
-        "--set",
-        "mode=lvm",
-    ]));
+    ok(&w.conv(&provision_args("l", "Rec", &["--set", "mode=lvm"])));
     let o = w.conv(&["vm", "show", "l"]);
     assert!(stdout(&o).contains("  lvm       vg0/l\n"), "{}", stdout(&o));
 
@@ -773,11 +663,9 @@ fn lvm_volumes_a_record_names_are_removed_with_lvremove() {
     );
     w.write("lvremove.fail", "");
     let o = with_path(&w, &bin, &["vm", "remove", "l", "--yes"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("`l` was not removed completely: `vg0/l`: lvremove: Logical volume vg0/l is used by another device."),
-        "{}",
-        stderr(&o)
+    fails_saying(
+        &o,
+        "`l` was not removed completely: `vg0/l`: lvremove: Logical volume vg0/l is used by another device.",
     );
     assert!(
         w.path().join("state/vms/l/record.json").exists(),
@@ -796,7 +684,7 @@ fn lvm_volumes_a_record_names_are_removed_with_lvremove() {
 #[test]
 fn a_broken_record_is_an_error_naming_its_file() {
     let w = world();
-    ok(&w.conv(&["provision", "--vm", "z", "--image", "Rec"]));
+    ok(&w.conv(&provision_args("z", "Rec", &[])));
     w.write("state/vms/z/record.json", "{\"format_version\": 1,");
     let o = w.conv(&["vm", "list"]);
     assert_eq!(o.status.code(), Some(1));
@@ -814,7 +702,7 @@ fn on_a_terminal_vm_remove_asks_and_no_keeps_everything() {
         panic!("`script` (util-linux) is needed to give convirt a terminal");
     }
     let w = world();
-    ok(&w.conv(&["provision", "--vm", "t", "--image", "Rec"]));
+    ok(&w.conv(&provision_args("t", "Rec", &[])));
     let run = |answer: &str| {
         let cmd = format!(
             "{} --config {} vm remove t",
@@ -856,7 +744,7 @@ fn start_without_xl_on_path_says_xl_is_not_installed() {
     // /usr/bin and /bin only: Debian installs `xl` in /usr/sbin.
     assert!(!Path::new("/usr/bin/xl").exists() && !Path::new("/bin/xl").exists());
     let o = w
-        .conv_cmd(&["provision", "--vm", "nx", "--image", "Rec", "--start"])
+        .conv_cmd(&provision_args("nx", "Rec", &["--start"]))
         .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap();

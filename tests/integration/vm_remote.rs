@@ -4,7 +4,7 @@
 //! under `hosts/` that convirt did not name. The runs over a real sshd are in the e2e target
 //! (`tests/e2e/remote_records.rs`).
 
-use crate::{World, stderr, stdout};
+use crate::{World, fails_saying, stderr, stdout};
 
 const HOST: &str = "root@127.0.0.1:1";
 
@@ -131,12 +131,7 @@ fn a_name_on_several_hosts_needs_host() {
          hint: name one with `--host`, e.g. `--host root@127.0.0.1:1`\n"
     );
     let o = conv(&w, &["vm", "remove", "v1", "--dry-run"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("recorded on several hosts"),
-        "{}",
-        stderr(&o)
-    );
+    fails_saying(&o, "recorded on several hosts");
     let o = conv(&w, &["--json", "vm", "show", "v1", "--host", "xen2"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
