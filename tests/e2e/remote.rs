@@ -805,7 +805,10 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
     // A value that could be a password hash, for this host only.
     w.add_settings("[hosts.srv0.variables]\nroot_password = '$6$e2e-secret-marker$x'\n");
     let size = ["--set", "hda_disk_size=8"];
-    let (child, disk) = w.slow_on_srv0("l1", &[&size[..], &["--timeout", "4"]].concat(), false);
+    // Long enough for the checks below to run while the script still sleeps, on a busy
+    // machine too (4 s was not, once: the forced run then went ahead).
+    const TIMEOUT: &str = "15";
+    let (child, disk) = w.slow_on_srv0("l1", &[&size[..], &["--timeout", TIMEOUT]].concat(), false);
     assert!(!all_command_lines().contains("e2e-secret-marker"));
     let conf = w.srv(0).join("log/Slow/Slow_l1_image.conf");
     assert!(
@@ -844,7 +847,9 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
 
     let err = failed(&child.wait_with_output().unwrap(), 1);
     assert!(
-        err.contains("timed out after 4 s and was stopped on `srv0`"),
+        err.contains(&format!(
+            "timed out after {TIMEOUT} s and was stopped on `srv0`"
+        )),
         "{err}"
     );
     assert!(!disk.exists());
