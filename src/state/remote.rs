@@ -497,7 +497,6 @@ dir\t4096\t64\t9\t-\tdirectory\t/srv/d\0\n";
 
     #[test]
     fn the_presence_script_answers_per_path() {
-        use std::io::Write;
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("it's here");
         std::fs::write(&f, b"").unwrap();
@@ -507,18 +506,10 @@ dir\t4096\t64\t9\t-\tdirectory\t/srv/d\0\n";
             Item::new("novg/nolv", Kind::Lvm),
         ];
         let refs: Vec<&Item> = items.iter().collect();
-        let mut c = std::process::Command::new("bash")
-            .arg("-s")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(presence_script(&refs).as_bytes())
-            .unwrap();
-        let out = String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap();
+        let out = bash_s(
+            &presence_script(&refs),
+            &std::env::var("PATH").unwrap_or_default(),
+        );
         assert_eq!(parse_presence(&out, 3), Some(vec![true, false, false]));
         // Truncated, hostile or short answers are no answer.
         assert_eq!(parse_presence("CONVIRT:p 0 1\n", 1), None);
@@ -571,8 +562,8 @@ dir\t4096\t64\t9\t-\tdirectory\t/srv/d\0\n";
         }
     }
 
-    /// The script runs here, as the server would run it: `bash -s` on its standard input.
-    fn run_script(items: &[(usize, &Item)], dry: bool, path: &str) -> Removal {
+    /// Runs `script` here as the server would: `bash -s` on its standard input; its stdout.
+    fn bash_s(script: &str, path: &str) -> String {
         use std::io::Write;
         let mut c = std::process::Command::new("bash")
             .arg("-s")
@@ -584,10 +575,14 @@ dir\t4096\t64\t9\t-\tdirectory\t/srv/d\0\n";
         c.stdin
             .take()
             .unwrap()
-            .write_all(removal_script("v1", items, dry).as_bytes())
+            .write_all(script.as_bytes())
             .unwrap();
-        let out = c.wait_with_output().unwrap();
-        parse_removal(&String::from_utf8_lossy(&out.stdout))
+        String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).into_owned()
+    }
+
+    /// The removal script run here, as the server would run it.
+    fn run_script(items: &[(usize, &Item)], dry: bool, path: &str) -> Removal {
+        parse_removal(&bash_s(&removal_script("v1", items, dry), path))
     }
 
     #[test]
