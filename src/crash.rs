@@ -43,12 +43,28 @@ fn command_line() -> String {
                 // The program's name, without the directory it was run from.
                 a.rsplit('/').next().unwrap_or("convirt").to_string()
             } else {
-                a.into_owned()
+                mask_assignment(&a)
             };
             quote(&a)
         })
         .collect();
     words.join(" ")
+}
+
+/// A `KEY=VALUE` word (`--set`, `--vm-set`) whose value is a secret, with the value masked:
+/// a crash report is meant to be pasted into a bug report.
+fn mask_assignment(word: &str) -> String {
+    let bare = word.rsplit_once("--set=").map_or(word, |(_, w)| w);
+    match bare.split_once('=') {
+        Some((k, v)) if crate::state::is_secret(k, v) => {
+            format!(
+                "{}={}",
+                &word[..word.len() - v.len() - 1],
+                crate::state::MASK
+            )
+        }
+        _ => word.to_string(),
+    }
 }
 
 fn quote(word: &str) -> String {

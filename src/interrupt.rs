@@ -4,7 +4,8 @@
 
 use crate::diagnostic::Diagnostic;
 
-/// Routes SIGINT and SIGTERM to the flag (the same one a provisioning run polls).
+/// Routes SIGINT, SIGTERM and SIGHUP to the flag (the same one a provisioning run polls); a
+/// second one exits at once.
 pub(crate) fn install() {
     crate::provision::run::install_interrupt_handler();
 }

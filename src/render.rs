@@ -245,7 +245,13 @@ fn xl(req: &Request, fill_template: bool) -> Result<String, Diagnostics> {
     for &(orig, value, _) in &values {
         let mut key = orig;
         let note = |notes: &mut Vec<String>, why: &str| {
-            notes.push(format!("{orig} = {}  ({why})", value.repr()))
+            // A secret is not written into a comment (issue #18).
+            let shown = if crate::state::is_secret(orig, &value.to_text()) {
+                crate::state::MASK.to_string()
+            } else {
+                value.repr()
+            };
+            notes.push(format!("{orig} = {shown}  ({why})"))
         };
         match key {
             "builder" if has_type => {

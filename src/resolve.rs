@@ -309,6 +309,7 @@ pub fn resolve(
     for (k, raw) in &over.vm_set {
         apply_override(&mut vm, &image.vm_template, true, k, raw, &mut diags);
     }
+    check_forbidden_keys(image, &img, &vm, &mut diags);
     if diags.has_errors() {
         return Err(diags);
     }
@@ -374,6 +375,10 @@ pub fn resolve(
         diags.push(Diagnostic::error(f));
         return Err(diags);
     }
+    check_absolute_dirs(image, &img, &mut diags);
+    if diags.has_errors() {
+        return Err(diags);
+    }
 
     // Unresolved references that look like variables (spec §3.5).
     let mut known: Vec<String> = vm_vars.names().map(String::from).collect();
@@ -422,6 +427,191 @@ pub fn resolve(
         vm,
         warnings: diags,
     })
+}
+
+/// The tool variables the shipped `common/defs` sets: a config key of one of these names
+/// would replace the tool an image's script runs (often as root).
+pub const SHIPPED_TOOL_VARS: &[&str] = &[
+    "GREP",
+    "SED",
+    "AWK",
+    "DD",
+    "CP",
+    "MV",
+    "MKDIR",
+    "MKTEMP",
+    "RMDIR",
+    "DIRNAME",
+    "TRUNCATE",
+    "CHMOD",
+    "TAR",
+    "UNZIP",
+    "GZIP",
+    "GUNZIP",
+    "BZIP2",
+    "BUNZIP",
+    "XZ",
+    "CURL",
+    "WGET",
+    "MOUNT",
+    "UMOUNT",
+    "MKE2FS",
+    "MKFS_EXT4",
+    "DEBUGFS",
+    "TUNE2FS",
+    "MKSWAP",
+    "QEMU_IMG",
+    "LVCREATE",
+    "LVREMOVE",
+    "LVDISPLAY",
+    "LVS",
+    "LVM_BASE",
+    "DD_BLOCK_SIZE",
+];
+
+/// Why a config key may not be set, if it may not: a variable the shell, the dynamic loader
+/// or a shell started by a script treats specially, or a tool variable of `common/defs`
+/// (`defs_vars`: the names the store's own `common/defs` sets).
+pub fn forbidden_key(key: &str, defs_vars: &[String]) -> Option<&'static str> {
+    const SPECIAL: &[&str] = &[
+        "PATH",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "CDPATH",
+        "GLOBIGNORE",
+        "PS4",
+        "PROMPT_COMMAND",
+        "HOME",
+        "SHELL",
+        "TMPDIR",
+        "POSIXLY_CORRECT",
+        "EXECIGNORE",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "RES_OPTIONS",
+        "GCONV_PATH",
+        "NLSPATH",
+        "PYTHONPATH",
+        "PERL5LIB",
+        "PERL5OPT",
+        "GIT_EXEC_PATH",
+    ];
+    if SPECIAL.contains(&key)
+        || key.starts_with("LD_")
+        || key.starts_with("BASH_FUNC_")
+        || key.starts_with("MALLOC_")
+        || key.starts_with("CONVIRT_")
+    {
+        return Some("a variable the shell or the dynamic loader treats specially");
+    }
+    if SHIPPED_TOOL_VARS.contains(&key) || defs_vars.iter().any(|v| v == key) {
+        return Some(
+            "a tool variable of `common/defs`: it would replace the program the image's scripts run",
+        );
+    }
+    None
+}
+
+/// The variables a store's `common/defs` sets (`_defs_find_into NAME tool` and plain
+/// `NAME=value` lines).
+pub fn defs_vars(store_root: &std::path::Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(store_root.join("common/defs")) else {
+        return vec![];
+    };
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("_defs_find_into ") {
+            if let Some(n) = rest.split_whitespace().next().filter(|n| name_ok(n)) {
+                out.push(n.to_string());
+            }
+        } else if let Some((n, _)) = t.split_once('=')
+            && name_ok(n)
+        {
+            out.push(n.to_string());
+        }
+    }
+    out
+}
+
+/// Refuses a key of either file (or of `--set`, `--vm-set`, the site's variables) that
+/// `forbidden_key` names, with where it was set (issue #18).
+fn check_forbidden_keys(image: &Image, img: &[Entry], vm: &[Entry], diags: &mut Diagnostics) {
+    let defs = image.dir.parent().map(defs_vars).unwrap_or_default();
+    for (in_vm, e) in img
+        .iter()
+        .map(|e| (false, e))
+        .chain(vm.iter().map(|e| (true, e)))
+    {
+        let Some(why) = forbidden_key(&e.key, &defs) else {
+            continue;
+        };
+        let key = &e.key;
+        let file = if in_vm {
+            &image.vm_template
+        } else {
+            &image.image_conf
+        };
+        let mut d = Diagnostic::error(format!("`{key}` may not be set by an image or a VM: {why}"));
+        d = match &e.origin {
+            Origin::CommandLine => d.with_hint(format!(
+                "drop `{} {key}=...`",
+                if in_vm { "--vm-set" } else { "--set" }
+            )),
+            Origin::Site { file: Some(p) } => {
+                d.with_hint(format!("remove `{key}` from [variables] in `{p}`"))
+            }
+            Origin::Image { .. } | Origin::Computed { .. } => match file.site_span(key) {
+                Some(span) if file.values.binding(key).is_some() => {
+                    d.at(&file.source, span).with_hint(format!(
+                        "rename `{key}`; scripts find their tools themselves"
+                    ))
+                }
+                _ => d.in_file(file.path()),
+            },
+            _ => d,
+        };
+        diags.push(d);
+    }
+}
+
+/// The directory variables (`VM_DISKS_DIR`, `VM_CONF_DIR`, `VM_CACHE_DIR`) must be absolute
+/// paths after substitution: a relative one would land under whatever directory convirt
+/// runs in (issue #18).
+fn check_absolute_dirs(image: &Image, img: &[Entry], diags: &mut Diagnostics) {
+    for e in img
+        .iter()
+        .filter(|e| FALLBACKS[..3].contains(&e.key.as_str()))
+    {
+        let v = e.value.to_text();
+        if v.starts_with('/') {
+            continue;
+        }
+        let key = &e.key;
+        let mut d = Diagnostic::error(format!("`{key}` must be an absolute path, not `{v}`"));
+        d = match &e.origin {
+            Origin::Image { .. } => match image.image_conf.site_span(key) {
+                Some(span) if image.image_conf.values.binding(key).is_some() => {
+                    d.at(&image.image_conf.source, span)
+                }
+                _ => d.in_file(image.image_conf.path()),
+            },
+            Origin::Site { file: Some(p) } => {
+                d.with_hint(format!("set it in `{p}` to a path beginning with `/`"))
+            }
+            Origin::CommandLine => d.with_hint("give a path beginning with `/`"),
+            _ => d,
+        };
+        diags.push(d);
+    }
 }
 
 /// The built-in fallback of a key of `FALLBACKS` (spec §3.4), used when neither the image

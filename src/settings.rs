@@ -284,8 +284,76 @@ fn expand(p: &Path, base: &Path, home: &Path) -> PathBuf {
     }
 }
 
+/// A directory variable (`[variables]` or a host's, a name ending in `_DIR`) or a host's
+/// directory setting that is not an absolute path, located in the file: relative, it would
+/// name a directory under wherever convirt or a script happens to run (issue #18). A host's
+/// `~/` paths are the remote user's home, so they pass.
+fn check_absolute_dirs(file: &SourceFile, s: &FileSettings) -> Result<(), Diagnostic> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    let mut vars = |m: &BTreeMap<String, toml::Value>| {
+        for (k, v) in m {
+            if let toml::Value::String(t) = v
+                && k.ends_with("_DIR")
+                && !t.starts_with('/')
+                && !t.starts_with("~/")
+                && !t.starts_with('$')
+            {
+                found.push((k.clone(), t.clone()));
+            }
+        }
+    };
+    vars(&s.variables);
+    for h in s.hosts.values() {
+        vars(&h.variables);
+    }
+    for h in s.hosts.values() {
+        for (k, v) in [
+            ("VM_DISKS_DIR", &h.vm_disks_dir),
+            ("VM_CONF_DIR", &h.vm_conf_dir),
+            ("log_dir", &h.log_dir),
+            ("work_dir", &h.work_dir),
+            ("store", &h.store),
+            ("xen_auto_dir", &h.xen_auto_dir),
+        ] {
+            if let Some(p) = v
+                && !p.is_absolute()
+                && !p.starts_with("~")
+            {
+                found.push((k.to_string(), p.display().to_string()));
+            }
+        }
+    }
+    let Some((key, value)) = found.into_iter().next() else {
+        return Ok(());
+    };
+    let mut offset = 0;
+    let mut span = Span::new(0, 0);
+    for line in file.text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key.as_str())
+            && rest.trim_start().starts_with('=')
+        {
+            let start = offset + (line.len() - t.len());
+            span = Span::new(start, start + key.len());
+            break;
+        }
+        offset += line.len();
+    }
+    Err(
+        Diagnostic::error(format!("`{key}` must be an absolute path, not `{value}`"))
+            .at(file, span)
+            .with_hint("give a path beginning with `/`"),
+    )
+}
+
 fn read_file(path: &Path) -> Result<FileSettings, Diagnostic> {
     let file = SourceFile::read(path)?;
+    let parsed = parse_file(&file)?;
+    check_absolute_dirs(&file, &parsed)?;
+    Ok(parsed)
+}
+
+fn parse_file(file: &SourceFile) -> Result<FileSettings, Diagnostic> {
     toml::from_str::<FileSettings>(&file.text).map_err(|e| {
         let msg = e.message().trim_end().to_string();
         let d = Diagnostic::error(format!("invalid settings file: {msg}"));
@@ -295,7 +363,7 @@ fn read_file(path: &Path) -> Result<FileSettings, Diagnostic> {
             .span()
             .map(|r| Span::new(r.start, r.end))
             .unwrap_or_else(|| deepest_key(&file.text));
-        let d = d.at(&file, span);
+        let d = d.at(file, span);
         if msg.starts_with("unknown field") {
             d.with_hint("known keys: image_store, log_dir, work_dir, default_computed_options, default_format, state_dir, xen_auto_dir, [variables], [hosts.NAME]")
         } else {

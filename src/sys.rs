@@ -120,7 +120,7 @@ pub(crate) fn kill_group(pgid: i32, sig: i32) {
     let _ = rustix::process::kill_process_group(pid, sig);
 }
 
-/// Routes SIGINT and SIGTERM to `handler`, which must be async-signal-safe (store to an
+/// Routes SIGINT, SIGTERM and SIGHUP to `handler`, which must be async-signal-safe (store to an
 /// atomic and nothing else).
 #[allow(unsafe_code)] // the one handler rustix offers only in its unstable runtime API
 pub(crate) fn on_interrupt(handler: extern "C" fn(libc::c_int)) {
@@ -129,7 +129,16 @@ pub(crate) fn on_interrupt(handler: extern "C" fn(libc::c_int)) {
     unsafe {
         libc::signal(libc::SIGINT, handler as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, handler as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, handler as *const () as libc::sighandler_t);
     }
+}
+
+/// Ends the process at once with `code`, without unwinding or flushing (safe in a signal
+/// handler).
+#[allow(unsafe_code)]
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
 }
 
 /// Bytes an unprivileged writer may still use on the file system holding `path`.

@@ -78,6 +78,13 @@ pub(crate) struct ProvisionArgs {
     /// Change a vm_conf.template value
     #[arg(long = "vm-set", value_name = "KEY=VALUE", value_parser = args::key_value)]
     vm_set: Vec<(String, String)>,
+    /// Set an image.conf value to the text of a file (`KEY=-`: standard input), so that a
+    /// secret never sits on a command line; one trailing newline is dropped
+    #[arg(long = "set-file", value_name = "KEY=PATH", value_parser = args::key_value)]
+    set_file: Vec<(String, String)>,
+    /// Set a vm_conf.template value to the text of a file (`KEY=-`: standard input)
+    #[arg(long = "vm-set-file", value_name = "KEY=PATH", value_parser = args::key_value)]
+    vm_set_file: Vec<(String, String)>,
     /// The config format to write (default: the settings' default_format, else xl)
     #[arg(long)]
     format: Option<Format>,
@@ -112,6 +119,7 @@ pub(crate) struct ProvisionArgs {
 }
 
 pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
+    let (set, vm_set) = args::with_files(&a.set, &a.vm_set, &a.set_file, &a.vm_set_file)?;
     let req = Request {
         vms: a.vms.clone(),
         hosts: a.hosts.clone(),
@@ -119,7 +127,7 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
         jobs: a.jobs as usize,
         options: Options {
             image: a.image.clone(),
-            overrides: args::overrides(&a.set, &a.vm_set),
+            overrides: args::overrides(&set, &vm_set),
             format: a.format,
             force: a.force,
             keep: a.keep,

@@ -380,6 +380,17 @@ impl Plan {
         }
     }
 
+    /// The installed config's mode: 0644, or owner-only when a VM value in it is a secret
+    /// (`vncpasswd`, a password hash, ...).
+    pub(crate) fn config_mode(&self) -> u32 {
+        let secret_in_config = self
+            .resolved
+            .vm
+            .iter()
+            .any(|e| crate::state::is_secret(&e.key, &e.value.to_text()));
+        if secret_in_config { 0o600 } else { 0o644 }
+    }
+
     /// The script command line, for a work store at `work_store`.
     pub(crate) fn command_line(&self, work_store: &Path) -> Vec<String> {
         vec![
@@ -449,14 +460,46 @@ impl Plan {
         s
     }
 
+    /// The secret values of this plan (docs/records.md's rule), longest first.
+    fn secret_values(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .resolved
+            .image
+            .iter()
+            .chain(&self.resolved.vm)
+            .map(|e| (e.key.as_str(), e.value.to_text()))
+            .filter(|(k, t)| crate::state::is_secret(k, t) && t.len() >= 3)
+            .map(|(_, t)| t)
+            .collect();
+        v.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        v
+    }
+
+    /// `text` with every secret value of the plan replaced by `********`: what a dry run
+    /// prints (issue #18).
+    pub(crate) fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in self.secret_values() {
+            out = out.replace(&s, crate::state::MASK);
+        }
+        out
+    }
+
     pub(crate) fn to_json(&self, work_store: &Path) -> serde_json::Value {
-        let entry = |e: &Entry| serde_json::json!({"key": e.key, "value": e.value.to_json(), "origin": e.origin, "computed": e.computed});
+        let entry = |e: &Entry| {
+            let value = if crate::state::is_secret(&e.key, &e.value.to_text()) {
+                serde_json::Value::String(crate::state::MASK.into())
+            } else {
+                e.value.to_json()
+            };
+            serde_json::json!({"key": e.key, "value": value, "origin": e.origin, "computed": e.computed})
+        };
         serde_json::json!({
             "vm": self.vm,
             "image": self.image,
             "format": self.format,
             "config_path": self.config_path,
-            "config": self.config_text,
+            "config": self.mask(&self.config_text),
             "image_conf": self.resolved.image.iter().map(entry).collect::<Vec<_>>(),
             "vm_conf": self.resolved.vm.iter().map(entry).collect::<Vec<_>>(),
             "disks": self.disks,
@@ -498,12 +541,12 @@ impl Plan {
             .max()
             .unwrap_or(0);
         for e in &self.resolved.image {
-            s.push_str(&format!(
-                "  {:<w$} = {}    # {}\n",
-                e.key,
-                e.value.repr(),
-                e.origin
-            ));
+            let shown = if crate::state::is_secret(&e.key, &e.value.to_text()) {
+                crate::state::MASK.to_string()
+            } else {
+                e.value.repr()
+            };
+            s.push_str(&format!("  {:<w$} = {}    # {}\n", e.key, shown, e.origin));
         }
         s.push_str("\ndisks:\n");
         if self.disks.is_empty() {
@@ -547,7 +590,7 @@ impl Plan {
         if let Some(t) = self.timeout {
             s.push_str(&format!("timeout: {} s\n", t.as_secs()));
         }
-        s
+        self.mask(&s)
     }
 }
 
@@ -871,6 +914,9 @@ pub(crate) fn execute(
     );
 
     if finished.outcome == run::Outcome::Success {
+        for note in private_disks(plan) {
+            log::note(&mut logf, &note);
+        }
         let mut install = || -> std::io::Result<()> {
             hooks::before_install(&mut journal, plan)?;
             if let Some(parent) = plan.config_path.parent() {
@@ -879,7 +925,7 @@ pub(crate) fn execute(
             crate::atomic::write(
                 &plan.config_path,
                 plan.config_text.as_bytes(),
-                0o644,
+                plan.config_mode(),
                 opts.force,
             )
         };
@@ -948,6 +994,31 @@ pub(crate) fn execute(
         interrupted,
     };
     Err(f.into())
+}
+
+/// Makes every file disk the run created owner-only (0600), whatever the umask and the
+/// image's script did: a disk holds the guest's secrets (issue #18). Returns what it changed,
+/// for the log. Symlinks and devices are left alone.
+fn private_disks(plan: &Plan) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut notes = Vec::new();
+    for d in plan.disks.iter().filter(|d| d.create && d.is_file_backed()) {
+        let Ok(m) = std::fs::symlink_metadata(&d.path) else {
+            continue;
+        };
+        if !m.is_file() || m.mode() & 0o077 == 0 || m.uid() != crate::sys::euid() {
+            continue;
+        }
+        match std::fs::set_permissions(&d.path, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => notes.push(format!(
+                "disk {} was mode {:o}: made owner-only (0600)",
+                d.path,
+                m.mode() & 0o7777
+            )),
+            Err(e) => notes.push(format!("cannot make disk {} owner-only: {e}", d.path)),
+        }
+    }
+    notes
 }
 
 /// The work directory's store as a plan shows it before the run: the directory is made by

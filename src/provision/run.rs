@@ -13,11 +13,16 @@ use std::time::{Duration, Instant};
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    // A second signal while the first one's clean-up runs: exit at once (`_exit` is
+    // async-signal-safe; what the clean-up did not reach stays in the journal).
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        crate::sys::exit_now(130);
+    }
 }
 
-/// Routes SIGINT and SIGTERM to a flag that running scripts poll, so convirt can stop a
-/// script's whole process group and clean up before exiting with 130.
+/// Routes SIGINT, SIGTERM and SIGHUP to a flag that running scripts poll, so convirt can stop
+/// a script's whole process group and clean up before exiting with 130; a second one exits
+/// at once.
 pub(crate) fn install_interrupt_handler() {
     // The handler only stores to an atomic, which is async-signal-safe.
     crate::sys::on_interrupt(on_sigint);
