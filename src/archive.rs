@@ -117,6 +117,17 @@ pub(crate) struct PackStats {
     pub(crate) data: u64,
 }
 
+/// The mode an image entry gets in the store and in a packed archive, whatever the archive
+/// or the packed directory said: directories and executables 0755, other files 0644, so
+/// nothing of an image is writable by group or others (issue #18).
+pub(crate) fn normal_mode(is_dir: bool, mode: u32) -> u32 {
+    if is_dir || mode & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -190,7 +201,12 @@ impl Record {
                 self.kind, actual.kind
             ));
         }
-        if self.mode != actual.mode {
+        // Modes are normalised on import (`normal_mode`); an older archive's manifest may
+        // hold the raw ones.
+        let dir = self.kind == RecordKind::Dir;
+        let symlink = self.kind == RecordKind::Symlink;
+        let norm = |m: &str| u32::from_str_radix(m, 8).ok().map(|m| normal_mode(dir, m));
+        if !symlink && (norm(&self.mode).is_none() || norm(&self.mode) != norm(&actual.mode)) {
             return Some(format!(
                 "its mode is {} but the manifest says {}",
                 actual.mode, self.mode

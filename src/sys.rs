@@ -267,3 +267,140 @@ mod tests {
         assert!(free_bytes(Path::new("/")).is_ok());
     }
 }
+
+/// Adds group and other write to the umask (a umask of 000 becomes 022): nothing convirt or
+/// an image's script creates is writable by another user (issue #18, docs/security.md).
+pub(crate) fn no_shared_writes() {
+    use rustix::fs::Mode;
+    let old = rustix::process::umask(Mode::from_raw_mode(0o022));
+    rustix::process::umask(old | Mode::from_raw_mode(0o022));
+}
+
+/// Why a directory convirt writes into is not safe, if it is not: a symlink, not a
+/// directory, writable by group or others (unless sticky: the directory's own files are
+/// then safe, as in /tmp), or owned by a user who is neither root nor `euid()`.
+pub(crate) fn unsafe_dir(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(dir).ok()?;
+    let shown = dir.display();
+    if m.file_type().is_symlink() {
+        return Some(format!("`{shown}` is a symlink; remove it (`rm {shown}`)"));
+    }
+    if !m.is_dir() {
+        return Some(format!("`{shown}` is not a directory"));
+    }
+    if m.uid() != 0 && m.uid() != euid() {
+        return Some(format!(
+            "`{shown}` belongs to another user (uid {}); run `chown {} {shown}`",
+            m.uid(),
+            euid()
+        ));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Some(format!(
+            "`{shown}` is writable by other users (mode {mode:04o}); run `chmod go-w {shown}`"
+        ));
+    }
+    None
+}
+
+/// How long an external tool (`xl`, `lvremove`, `dpkg-deb`, ...) may take before convirt
+/// stops it and says so.
+pub(crate) const TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The Debian package that provides a tool convirt runs, for "not installed" messages.
+pub(crate) fn debian_package(tool: &str) -> &'static str {
+    match tool {
+        "xl" => "xen-utils (the Xen tools)",
+        "lvremove" | "lvcreate" | "lvs" => "lvm2",
+        "dpkg-deb" => "dpkg",
+        "qemu-img" => "qemu-utils",
+        "mkfs.ext4" | "mke2fs" | "debugfs" | "tune2fs" => "e2fsprogs",
+        "mkswap" => "util-linux",
+        "tar" => "tar",
+        "bash" => "bash",
+        "ssh" => "openssh-client",
+        _ => "that provides it",
+    }
+}
+
+/// Finds an external tool the way the shipped `common/defs` does, everywhere convirt runs
+/// one: each directory of `PATH`, then `/usr/local/sbin`, `/usr/sbin` and `/sbin` (a normal
+/// user's login PATH lacks them). A missing tool is named with its Debian package.
+pub(crate) fn find_tool(name: &str) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(std::path::PathBuf::from));
+    for d in dirs {
+        if d.as_os_str().is_empty() || !d.is_absolute() {
+            continue;
+        }
+        let p = d.join(name);
+        if std::fs::metadata(&p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) {
+            return Ok(p);
+        }
+    }
+    Err(format!(
+        "`{name}` is not installed (looked on PATH and in /usr/local/sbin, /usr/sbin, /sbin); install the Debian package {}",
+        debian_package(name)
+    ))
+}
+
+/// Runs `cmd` to its end, its output collected, or stops it (SIGKILL) after `limit`: an
+/// external command never hangs convirt. The error names the program and the limit.
+pub(crate) fn output_with_timeout(
+    cmd: &mut std::process::Command,
+    limit: std::time::Duration,
+) -> io::Result<std::process::Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut out_pipe = child.stdout.take();
+    let mut err_pipe = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(p) = out_pipe.as_mut() {
+            let _ = p.read_to_end(&mut b);
+        }
+        b
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(p) = err_pipe.as_mut() {
+            let _ = p.read_to_end(&mut b);
+        }
+        b
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "`{program}` did not finish within {} s and was stopped",
+                    limit.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stdout = out_t.join().unwrap_or_default();
+    let stderr = err_t.join().unwrap_or_default();
+    Ok(std::process::Output {
+        status,
+        stdout,
+        stderr,
+    })
+}

@@ -40,6 +40,19 @@ pub(crate) fn validate_one(ctx: &Context, store: &Store, name: &str, strict: boo
             }
         }
     }
+    // What a provisioning run would refuse to execute (crate::trust).
+    let customs: Vec<std::path::PathBuf> = {
+        let resolved = resolve::resolve(&img, ctx, &Overrides::default(), false).ok();
+        resolved
+            .and_then(|r| crate::provision::custom_dirs(&img, store, &r).ok())
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|(_, d)| crate::provision::scripts_in(d))
+            .collect()
+    };
+    for u in crate::trust::check_run(&store.root, &dir, &customs, crate::sys::euid()) {
+        diags.push(u.diagnostic(false));
+    }
     if !dir.join(image::DESCRIPTION).exists() {
         diags.push(
             Diagnostic::warning(format!("`{}` is missing", image::DESCRIPTION))

@@ -310,7 +310,9 @@ impl Importer<'_> {
                 return Err(self.refuse(&full, format!("has {bit} (mode {:04o})", e.mode)));
             }
         }
-        let mode = e.mode & 0o777;
+        // Normalised: an archive's 0777 script must not land writable by others in a store
+        // whose scripts root runs (issue #18).
+        let mode = super::normal_mode(e.kind == Kind::Dir, e.mode);
         let dest = self.tmp.join(&full);
         if rel.is_empty() {
             if e.kind != Kind::Dir {

@@ -147,7 +147,7 @@ impl<W: Write> Packer<'_, W> {
                 self.copy_range(&file, shown, (0, size), &mut hasher)?;
                 self.tw.end_data(size)?;
                 self.stats.data += size;
-                Record::new(rel, RecordKind::File, item.mode)
+                Record::new(rel, RecordKind::File, meta.mode)
             }
             Some(extents) => {
                 self.tw.sparse(meta, &extents, size)?;
@@ -158,7 +158,7 @@ impl<W: Write> Packer<'_, W> {
                 }
                 self.tw.end_data(on_disk)?;
                 self.stats.data += on_disk;
-                let mut r = Record::new(rel, RecordKind::Sparse, item.mode);
+                let mut r = Record::new(rel, RecordKind::Sparse, meta.mode);
                 r.data = Some(extents.iter().map(|&(o, l)| [o, l]).collect());
                 r
             }
@@ -193,7 +193,7 @@ impl<W: Write> Packer<'_, W> {
                     Kind::Dir => dir_path.as_str(),
                     _ => shown.as_str(),
                 },
-                mode: item.mode,
+                mode: super::normal_mode(matches!(item.kind, Kind::Dir), item.mode),
                 mtime: item.mtime as u64,
             };
             self.stats.entries += 1;
@@ -201,7 +201,7 @@ impl<W: Write> Packer<'_, W> {
                 Kind::Dir => {
                     self.tw.dir(&meta).map_err(|e| fail(&shown, e))?;
                     if !rel.is_empty() {
-                        records.push(Record::new(rel, RecordKind::Dir, item.mode));
+                        records.push(Record::new(rel, RecordKind::Dir, meta.mode));
                     }
                 }
                 Kind::Symlink(target) => {

@@ -154,6 +154,7 @@ pub fn main() -> i32 {
     };
     init_tracing(cli.verbose, cli.quiet);
     crate::sys::file_size_limit_is_an_error();
+    crate::sys::no_shared_writes();
     match run(&cli) {
         Ok(()) => 0,
         Err(e) if out::is_stdout_closed(&e) => 0,

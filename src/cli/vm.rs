@@ -145,8 +145,61 @@ fn vm_json(app: &App, vm: &Vm, full: bool, checks: &Presence) -> serde_json::Val
     v
 }
 
+/// Where `vm remove` may remove this machine's files (`state::remove::Bounds`): the
+/// directories of the settings and site variables, and those the VM's record names.
+pub(crate) fn local_bounds(app: &App, vm: &Vm) -> state::remove::Bounds {
+    let s = &app.settings;
+    let mut roots = vec![
+        s.log_dir.clone(),
+        s.work_dir.clone(),
+        s.xen_auto_dir.clone(),
+        s.vm_conf_dir.clone(),
+        s.vm_disks_dir.clone(),
+        s.cache_dir.clone(),
+    ];
+    for k in ["VM_DISKS_DIR", "VM_CONF_DIR", "VM_CACHE_DIR"] {
+        if let Some(v) = s.variable(k) {
+            roots.push(std::path::PathBuf::from(v.to_text()));
+        }
+    }
+    if !vm.remote {
+        roots.extend(state::remove::header_roots(vm));
+    }
+    state::remove::Bounds::new(roots)
+}
+
+/// Names the VMs whose record cannot be read (on stderr); the others are listed as usual.
+fn warn_unreadable(app: &App, bad: &[state::Unreadable]) {
+    if app.cli.quiet {
+        return;
+    }
+    for b in bad {
+        eprintln!(
+            "error: the record of VM `{}` on {} cannot be read: {}",
+            b.vm, b.host, b.why
+        );
+    }
+}
+
 fn list(app: &App) -> Result<()> {
-    let vms = Vm::list(&app.settings.state_dir)?;
+    let (vms, bad) = Vm::list(&app.settings.state_dir);
+    warn_unreadable(app, &bad);
+    let result = list_these(app, vms);
+    if bad.is_empty() || result.is_err() {
+        return result;
+    }
+    Err(report::Failures {
+        errors: vec![anyhow::Error::from(Diagnostic::error(format!(
+            "{} of the records could not be read (named above); the others are listed",
+            bad.len()
+        )))],
+        interrupted: false,
+        summary: None,
+    }
+    .into())
+}
+
+fn list_these(app: &App, vms: Vec<Vm>) -> Result<()> {
     let checks = super::vm_remote::check(app, &vms);
     if app.cli.json {
         let rows: Vec<_> = vms
@@ -233,10 +286,18 @@ fn load(app: &App, name: &str, host: Option<&str>) -> Result<Vm> {
             }
         }
         Some(h) => Vm::load_remote(dir, h, name)?.into_iter().collect(),
-        None => Vm::list(dir)?
-            .into_iter()
-            .filter(|v| v.name == name)
-            .collect(),
+        None => {
+            let (vms, bad) = Vm::list(dir);
+            // Only this VM's own record matters here; others may be broken.
+            if let Some(b) = bad.iter().find(|b| b.vm == name) {
+                return Err(Diagnostic::error(format!(
+                    "the record of VM `{name}` on {} cannot be read: {}",
+                    b.host, b.why
+                ))
+                .into());
+            }
+            vms.into_iter().filter(|v| v.name == name).collect()
+        }
     };
     let on = host.map(|h| format!(" on `{h}`")).unwrap_or_default();
     match found.len() {
@@ -406,7 +467,8 @@ fn confirm(names: &[String]) -> Result<bool> {
 /// The removal steps of one VM: here, or on its server over ssh.
 fn steps(app: &App, vm: &Vm, keep_disks: bool, dry_run: bool) -> Result<Vec<Step>> {
     if !vm.remote {
-        return Ok(state::remove::remove(vm, keep_disks, dry_run));
+        let bounds = local_bounds(app, vm);
+        return Ok(state::remove::remove(vm, keep_disks, dry_run, &bounds));
     }
     let (steps, note) = super::vm_remote::remove(app, vm, keep_disks, dry_run)?;
     if let Some(n) = note
@@ -512,6 +574,23 @@ fn remove(
                 app.settings.work_dir.clone()
             };
             let _lock = crate::provision::lock(&lock_root, &vm.name, "(vm remove)")?;
+            // Read again under the lock: a `provision --force` that finished meanwhile wrote
+            // a new record, whose files this removal must see (issue #18).
+            let fresh = if vm.remote {
+                Vm::load_remote(&app.settings.state_dir, &vm.host, &vm.name)?
+            } else {
+                Vm::load(&app.settings.state_dir, state::LOCALHOST, &vm.name)?
+            };
+            let Some(vm) = fresh else {
+                continue;
+            };
+            let vm = &vm;
+            if let Some(why) = blocker(app, vm, &running) {
+                errors.push(anyhow::Error::from(Diagnostic::error(format!(
+                    "cannot remove {why}"
+                ))));
+                continue;
+            }
             let steps = match steps(app, vm, keep_disks, false) {
                 Ok(s) => s,
                 Err(e) => {

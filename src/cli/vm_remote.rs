@@ -105,7 +105,10 @@ pub(crate) fn remove(
     if let Some(copy) = vm.header().and_then(|h| h.local_log.as_ref()) {
         let item = Item::new(copy.clone(), Kind::Log);
         steps.push(crate::state::remove::remove_item(
-            &item, keep_disks, dry_run,
+            &item,
+            keep_disks,
+            dry_run,
+            &super::vm::local_bounds(app, vm),
         ));
     }
     Ok((steps, note))

@@ -166,7 +166,11 @@ fn check_configs(plan: &Plan, opts: &Options) -> anyhow::Result<()> {
 
 /// With `--force`, clears what `preflight` found; then opens the journal and notes the files
 /// convirt itself is about to write. Returns the journal and what was replaced.
-pub(crate) fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<String>)> {
+pub(crate) fn begin(
+    plan: &Plan,
+    prior: &Prior,
+    work_root: &Path,
+) -> anyhow::Result<(Journal, Vec<String>)> {
     let mut replaced = Vec::new();
     if let Some(vm) = &prior.interrupted {
         // Only the unfinished run's leftovers: a finished record's files are the VM's.
@@ -174,7 +178,8 @@ pub(crate) fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<
             record: None,
             ..vm.clone()
         };
-        for step in crate::state::remove::remove(&run_only, false, false) {
+        let bounds = bounds(plan, work_root, vm);
+        for step in crate::state::remove::remove(&run_only, false, false, &bounds) {
             match step.action {
                 "removed" => {
                     replaced.push(format!("{} (left by an interrupted run)", step.item.path))
@@ -215,6 +220,30 @@ pub(crate) fn begin(plan: &Plan, prior: &Prior) -> anyhow::Result<(Journal, Vec<
             .map_err(journal_err)?;
     }
     Ok((j, replaced))
+}
+
+/// Where a `--force` run may remove an earlier run's leftovers: the directories this plan
+/// and the earlier run were configured with (`crate::state::remove::Bounds`).
+fn bounds(plan: &Plan, work_root: &Path, earlier: &Vm) -> crate::state::remove::Bounds {
+    let mut roots: Vec<PathBuf> = vec![
+        work_root.to_path_buf(),
+        plan.log_dir.parent().unwrap_or(&plan.log_dir).to_path_buf(),
+        plan.xen_auto_dir.clone(),
+    ];
+    roots.extend(plan.config_path.parent().map(Path::to_path_buf));
+    for k in ["VM_DISKS_DIR", "VM_CONF_DIR", "VM_CACHE_DIR"] {
+        if let Some(v) = plan.resolved.image_value(k) {
+            roots.push(PathBuf::from(v.to_text()));
+        }
+    }
+    roots.extend(
+        plan.disks
+            .iter()
+            .filter(|d| d.is_file_backed())
+            .filter_map(|d| Path::new(&d.path).parent().map(Path::to_path_buf)),
+    );
+    roots.extend(crate::state::remove::header_roots(earlier));
+    crate::state::remove::Bounds::new(roots)
 }
 
 /// Notes convirt's work directory as soon as it exists.
@@ -284,8 +313,10 @@ pub(crate) fn finish(
     // `--force` over a recorded VM: what the old record names and this run did not make
     // again stays known, so `vm remove` can still clean it.
     if let Some(old) = &prior.record {
+        let mut seen: std::collections::HashSet<String> =
+            created.iter().map(|c| c.path.clone()).collect();
         for i in &old.created {
-            if i.exists() && !created.iter().any(|c| c.path == i.path) {
+            if i.exists() && seen.insert(i.path.clone()) {
                 created.push(i.clone());
             }
         }

@@ -38,6 +38,8 @@ pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
 /// Writes `text` into a new private file (rotating an older one).
 pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut f = create_private(path)?;
+    // The instantiated inputs hold every value, secrets too: owner-only.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()
 }

@@ -23,7 +23,7 @@ use crate::value::{Value, shell_quote};
 use disks::Disk;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ pub(crate) struct Failure {
     pub last_lines: Vec<String>,
     pub log: Option<PathBuf>,
     pub removed: Vec<String>,
+    /// What the clean-up could not remove, each with why: kept in the journal for `vm remove`.
+    pub not_removed: Vec<String>,
     pub kept: Vec<String>,
     pub interrupted: bool,
 }
@@ -97,6 +99,14 @@ impl std::fmt::Display for Failure {
                 f,
                 "\nremoved what this run created: {}",
                 self.removed.join(", ")
+            )?;
+        }
+        if !self.not_removed.is_empty() {
+            write!(
+                f,
+                "\ncould not remove: {}\n(the record keeps them: `convirt vm remove {}` tries again)",
+                self.not_removed.join(", "),
+                self.vm
             )?;
         }
         if !self.kept.is_empty() {
@@ -637,6 +647,12 @@ pub(crate) fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Loc
     let dir = work_dir.join("locks");
     std::fs::create_dir_all(&dir)
         .map_err(|e| err(format!("cannot create `{}`: {e}", dir.display())))?;
+    // Another user's symlink planted here would make convirt write through it.
+    for d in [work_dir, dir.as_path()] {
+        if let Some(why) = crate::sys::unsafe_dir(d) {
+            return Err(err(format!("refusing to take the VM's lock: {why}")));
+        }
+    }
     let path = dir.join(format!("{vm}.lock"));
     loop {
         let file = std::fs::OpenOptions::new()
@@ -644,6 +660,7 @@ pub(crate) fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Loc
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| err(format!("cannot open lock `{}`: {e}", path.display())))?;
         let locked = crate::sys::try_lock_exclusive(&file)
@@ -705,24 +722,50 @@ fn created_paths(list: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Removes what a failed run created, newest first; directories only when empty.
-fn remove_created(entries: &[String], protected: &[PathBuf], log: &mut File) -> Vec<String> {
+/// Removes what a failed run created, newest first; directories only when empty. Returns
+/// what was removed and what could not be (each with why), which the summary lists and the
+/// journal keeps for `vm remove` (issue #18).
+fn remove_created(
+    entries: &[String],
+    protected: &[PathBuf],
+    log: &mut File,
+) -> (Vec<String>, Vec<String>) {
     let mut removed = Vec::new();
+    let mut failed = Vec::new();
     for e in entries.iter().rev() {
         if let Some(lv) = e.strip_prefix("lvm:") {
-            let ok = std::process::Command::new("lvremove")
-                .args(["-f", lv])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            log::note(
-                log,
-                &format!(
-                    "{} logical volume {lv}",
-                    if ok { "removed" } else { "could not remove" }
-                ),
-            );
-            if ok {
-                removed.push(e.clone());
+            if !crate::state::remove::valid_lvm(lv) {
+                let why = format!("{e} (not a valid `VG/LV` name; left alone)");
+                log::note(log, &format!("could not remove {why}"));
+                failed.push(why);
+                continue;
+            }
+            let result = crate::sys::find_tool("lvremove").and_then(|t| {
+                crate::sys::output_with_timeout(
+                    std::process::Command::new(t).args(["-f", "--", lv]),
+                    crate::sys::TOOL_TIMEOUT,
+                )
+                .map_err(|e| e.to_string())
+                .and_then(|o| {
+                    if o.status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "lvremove: {}",
+                            String::from_utf8_lossy(&o.stderr).trim().replace('\n', " ")
+                        ))
+                    }
+                })
+            });
+            match result {
+                Ok(()) => {
+                    log::note(log, &format!("removed logical volume {lv}"));
+                    removed.push(e.clone());
+                }
+                Err(why) => {
+                    log::note(log, &format!("could not remove logical volume {lv}: {why}"));
+                    failed.push(format!("{e} ({why})"));
+                }
             }
             continue;
         }
@@ -733,17 +776,27 @@ fn remove_created(entries: &[String], protected: &[PathBuf], log: &mut File) -> 
         let Ok(meta) = std::fs::symlink_metadata(p) else {
             continue;
         };
-        let ok = if meta.is_dir() {
-            std::fs::remove_dir(p).is_ok()
+        let result = if meta.is_dir() {
+            match std::fs::remove_dir(p) {
+                // Holds files this run did not create: not ours to empty.
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => continue,
+                r => r,
+            }
         } else {
-            std::fs::remove_file(p).is_ok()
+            std::fs::remove_file(p)
         };
-        if ok {
-            log::note(log, &format!("removed {e}"));
-            removed.push(e.clone());
+        match result {
+            Ok(()) => {
+                log::note(log, &format!("removed {e}"));
+                removed.push(e.clone());
+            }
+            Err(err) => {
+                log::note(log, &format!("could not remove {e}: {err}"));
+                failed.push(format!("{e} ({err})"));
+            }
         }
     }
-    removed
+    (removed, failed)
 }
 
 /// Runs a plan. `watch` sees every line of the script's output.
@@ -757,6 +810,19 @@ pub(crate) fn execute(
     let missing = disk_values::missing_sources(&plan.disks, &plan.resolved, true);
     if missing.has_errors() {
         return Err(crate::diagnostic::Diagnostics(missing.errors().cloned().collect()).into());
+    }
+    // Nothing another user could have changed is run (issue #18, docs/security.md).
+    let untrusted = crate::trust::check_run(
+        &plan.store_root,
+        &plan.store_root.join(&plan.image),
+        &plan.custom_scripts,
+        crate::sys::euid(),
+    );
+    if !untrusted.is_empty() {
+        return Err(crate::diagnostic::Diagnostics(
+            untrusted.iter().map(|u| u.diagnostic(true)).collect(),
+        )
+        .into());
     }
     let _lock = lock(work_root, &plan.vm, &plan.image)?;
     // Records (#10): name collisions refused before anything is made.
@@ -788,13 +854,21 @@ pub(crate) fn execute(
         }
     }
     // Records (#10): the journal knows every file from here on, even if convirt is killed.
-    let (mut journal, mut replaced) = hooks::begin(plan, &prior)?;
+    let (mut journal, mut replaced) = hooks::begin(plan, &prior, work_root)?;
     std::fs::create_dir_all(&plan.log_dir).map_err(|e| {
         err(format!(
             "cannot create log directory `{}`: {e}",
             plan.log_dir.display()
         ))
     })?;
+    for d in [
+        plan.log_dir.parent().unwrap_or(&plan.log_dir),
+        &plan.log_dir,
+    ] {
+        if let Some(why) = crate::sys::unsafe_dir(d) {
+            return Err(err(format!("refusing to write the log: {why}")));
+        }
+    }
     let _ = std::fs::set_permissions(&plan.log_dir, std::fs::Permissions::from_mode(0o750));
     let mut logf = log::create_private(&plan.log_path).map_err(|e| {
         err(format!(
@@ -921,6 +995,11 @@ pub(crate) fn execute(
             hooks::before_install(&mut journal, plan)?;
             if let Some(parent) = plan.config_path.parent() {
                 std::fs::create_dir_all(parent)?;
+                if let Some(why) = crate::sys::unsafe_dir(parent) {
+                    return Err(std::io::Error::other(format!(
+                        "refusing to install it: {why}"
+                    )));
+                }
             }
             crate::atomic::write(
                 &plan.config_path,
@@ -931,14 +1010,16 @@ pub(crate) fn execute(
         };
         if let Err(e) = install() {
             let created = created_paths(&created_list);
-            let removed = if opts.keep {
-                vec![]
+            let (removed, not_removed) = if opts.keep {
+                (vec![], vec![])
             } else {
                 remove_created(&created, &[], &mut logf)
             };
             log::note(&mut logf, &format!("cannot install the VM config: {e}"));
             if opts.keep {
                 let _ = journal.failed_kept();
+            } else if !not_removed.is_empty() {
+                journal.leave_unfinished();
             }
             return Err(Failure {
                 vm: plan.vm.clone(),
@@ -949,6 +1030,7 @@ pub(crate) fn execute(
                 last_lines: vec![],
                 log: Some(plan.log_path.clone()),
                 removed,
+                not_removed,
                 kept: vec![],
                 interrupted: false,
             }
@@ -970,18 +1052,21 @@ pub(crate) fn execute(
     }
 
     let created = created_paths(&created_list);
-    let (removed, kept) = if opts.keep {
+    let (removed, not_removed, kept) = if opts.keep {
         let w = work.keep();
         let mut kept = created.clone();
         kept.push(w.display().to_string());
         log::note(&mut logf, "--keep: nothing removed");
         let _ = journal.failed_kept();
-        (vec![], kept)
+        (vec![], vec![], kept)
     } else {
-        (
-            remove_created(&created, std::slice::from_ref(&plan.log_path), &mut logf),
-            vec![],
-        )
+        let (removed, not_removed) =
+            remove_created(&created, std::slice::from_ref(&plan.log_path), &mut logf);
+        if !not_removed.is_empty() {
+            // The journal names them, so `vm list` shows the run and `vm remove` finishes it.
+            journal.leave_unfinished();
+        }
+        (removed, not_removed, vec![])
     };
     let interrupted = finished.outcome == run::Outcome::Interrupted;
     let f = Failure {
@@ -990,6 +1075,7 @@ pub(crate) fn execute(
         last_lines: finished.last_lines,
         log: Some(plan.log_path.clone()),
         removed,
+        not_removed,
         kept,
         interrupted,
     };

@@ -616,6 +616,7 @@ pub(crate) fn execute(
             last_lines: tail.into_iter().collect(),
             log: Some(log_shown),
             removed,
+            not_removed: vec![],
             kept,
             interrupted,
         }
@@ -650,6 +651,7 @@ pub(crate) fn execute(
         last_lines: tail.into_iter().collect(),
         log: Some(log_shown),
         removed: said.removed,
+        not_removed: vec![],
         kept,
         interrupted,
     }

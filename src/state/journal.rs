@@ -37,6 +37,13 @@ impl Journal {
     /// Starts a journal in `dir` (created if missing), replacing an earlier one.
     pub(crate) fn begin(dir: &Path, header: Header) -> std::io::Result<Journal> {
         std::fs::create_dir_all(dir)?;
+        for d in dir.ancestors().take(3) {
+            if let Some(why) = crate::sys::unsafe_dir(d) {
+                return Err(std::io::Error::other(format!(
+                    "refusing to write it: {why}"
+                )));
+            }
+        }
         let created = dir.join(CREATED);
         File::create(&created)?.sync_all()?;
         let file = std::fs::OpenOptions::new()
@@ -174,8 +181,10 @@ pub(crate) fn read(dir: &Path) -> anyhow::Result<Option<Run>> {
     }
     if let Some(h) = &run.header {
         let script = script_items(&dir.join(CREATED), h);
+        let mut seen: std::collections::HashSet<String> =
+            run.items.iter().map(|i| i.path.clone()).collect();
         for i in script {
-            if !run.items.iter().any(|o| o.path == i.path) {
+            if seen.insert(i.path.clone()) {
                 run.items.push(i);
             }
         }

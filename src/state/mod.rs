@@ -69,8 +69,57 @@ pub(crate) struct Item {
     pub ino: Option<u64>,
     /// Birth time (ns since the epoch) where the file system keeps one: inode numbers are
     /// reused at once, birth times are not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Written as a decimal string: a journal line is read through serde's buffered
+    /// `Content`, which cannot hold a `u128` number (issue #18); a number is still read.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "born_text")]
     pub born: Option<u128>,
+}
+
+/// `born` as a decimal string; a number (older records, up to `u64`) or a string is read.
+mod born_text {
+    use serde::{Deserializer, Serializer, de};
+
+    pub(crate) fn serialize<S: Serializer>(v: &Option<u128>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_str(&n.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    struct V;
+
+    impl de::Visitor<'_> for V {
+        type Value = Option<u128>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a birth time in nanoseconds (a decimal string or a number)")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.into()))
+        }
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u128::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom("a negative birth time"))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            v.parse::<u128>()
+                .map(Some)
+                .map_err(|_| E::custom(format!("`{v}` is not a birth time")))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u128>, D::Error> {
+        d.deserialize_any(V)
+    }
 }
 
 impl Item {
@@ -168,6 +217,14 @@ pub(crate) struct Vm {
     pub remote: bool,
 }
 
+/// A VM whose record or journal cannot be read.
+#[derive(Debug, Clone)]
+pub(crate) struct Unreadable {
+    pub vm: String,
+    pub host: String,
+    pub why: String,
+}
+
 /// A VM's state, for `vm list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -221,6 +278,13 @@ impl Vm {
     }
 
     fn load_at(dir: PathBuf, host: &str, vm: &str, remote: bool) -> anyhow::Result<Option<Vm>> {
+        // Another user able to write here could write a record that makes `vm remove`
+        // delete anything this user may delete (issue #18).
+        for d in dir.ancestors().take(if remote { 4 } else { 3 }) {
+            if let Some(why) = crate::sys::unsafe_dir(d) {
+                anyhow::bail!("refusing to read the records of `{vm}`: {why}");
+            }
+        }
         let record = match std::fs::read(dir.join(RECORD)) {
             Ok(b) => Some(serde_json::from_slice::<Record>(&b).map_err(|e| {
                 anyhow::anyhow!(
@@ -245,11 +309,22 @@ impl Vm {
         }))
     }
 
-    /// Every VM in the state directory, this host's first, each sorted by name.
-    pub(crate) fn list(state_dir: &Path) -> anyhow::Result<Vec<Vm>> {
+    /// Every VM in the state directory, this host's first, each sorted by name; a record or
+    /// journal that cannot be read is named in the second list (with its VM, host and why)
+    /// while the others are still listed (issue #18).
+    pub(crate) fn list(state_dir: &Path) -> (Vec<Vm>, Vec<Unreadable>) {
         let mut out = Vec::new();
+        let mut bad = Vec::new();
+        let mut take = |r: anyhow::Result<Option<Vm>>, host: &str, name: &str| match r {
+            Ok(v) => out.extend(v),
+            Err(e) => bad.push(Unreadable {
+                vm: name.to_string(),
+                host: host.to_string(),
+                why: format!("{e:#}"),
+            }),
+        };
         for name in dir_names(&state_dir.join("vms")) {
-            out.extend(Vm::load(state_dir, LOCALHOST, &name)?);
+            take(Vm::load(state_dir, LOCALHOST, &name), LOCALHOST, &name);
         }
         for dir in dir_names(&state_dir.join("hosts")) {
             // A directory convirt did not name is not a host's.
@@ -257,10 +332,10 @@ impl Vm {
                 continue;
             };
             for name in dir_names(&state_dir.join("hosts").join(&dir)) {
-                out.extend(Vm::load_remote(state_dir, &host, &name)?);
+                take(Vm::load_remote(state_dir, &host, &name), &host, &name);
             }
         }
-        Ok(out)
+        (out, bad)
     }
 
     pub(crate) fn status(&self, work_dir: &Path) -> Status {
@@ -290,12 +365,28 @@ impl Vm {
     /// Everything this VM's runs created, oldest first, each path once: the record's, then
     /// an unfinished run's.
     pub(crate) fn items(&self) -> Vec<Item> {
-        let mut out: Vec<Item> = Vec::new();
-        let from_record = self.record.iter().flat_map(|r| r.created.iter());
-        let from_run = self.run.iter().flat_map(|r| r.items.iter());
-        for i in from_record.chain(from_run) {
-            if !out.iter().any(|o| o.path == i.path) {
-                out.push(i.clone());
+        self.items_with_origin()
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// `items()`, each with whether it comes from a finished record (`true`) or from an
+    /// unfinished run's journal. Linear in the number of items.
+    pub(crate) fn items_with_origin(&self) -> Vec<(Item, bool)> {
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let from_record = self
+            .record
+            .iter()
+            .flat_map(|r| r.created.iter().map(|i| (i, true)));
+        let from_run = self
+            .run
+            .iter()
+            .flat_map(|r| r.items.iter().map(|i| (i, false)));
+        for (i, recorded) in from_record.chain(from_run) {
+            if seen.insert(i.path.as_str()) {
+                out.push((i.clone(), recorded));
             }
         }
         out

@@ -3,7 +3,7 @@
 //! `lvremove`; then the VM's state directory.
 
 use super::{Item, Kind, Vm};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What removing one item did (or, on a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -25,42 +25,178 @@ impl Step {
     }
 }
 
+/// Where `vm remove` may remove anything: the directories the run was configured with
+/// (disks, configs, logs, work dir, auto-start dir, cache) and, for directories that are
+/// removed only when empty, their ancestors. Paths are compared after resolving symlinks in
+/// the item's directory, so neither `..` nor a symlink planted in one of these directories
+/// leads outside (issue #18).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Bounds {
+    roots: Vec<PathBuf>,
+}
+
+impl Bounds {
+    pub(crate) fn new(roots: impl IntoIterator<Item = PathBuf>) -> Bounds {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for r in roots {
+            if !r.is_absolute() || r == Path::new("/") {
+                continue;
+            }
+            // A root that exists is compared resolved; one that does not, as written.
+            let r = std::fs::canonicalize(&r).unwrap_or(r);
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        Bounds { roots: out }
+    }
+
+    /// Anything: for callers that checked the paths themselves (tests).
+    #[cfg(test)]
+    pub(crate) fn any() -> Bounds {
+        Bounds {
+            roots: vec![PathBuf::from("/")],
+        }
+    }
+
+    /// Why `item` is out of bounds, if it is.
+    fn refuse(&self, item: &Item) -> Option<String> {
+        let p = Path::new(&item.path);
+        if !p.is_absolute() {
+            return Some("not an absolute path".into());
+        }
+        if p.components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::CurDir
+            )
+        }) {
+            return Some("`.` or `..` in the path".into());
+        }
+        let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+            return Some("not a path convirt creates".into());
+        };
+        let real = match std::fs::canonicalize(parent) {
+            Ok(d) => d.join(name),
+            // Its directory is gone: so is the item (`gone`, decided by the caller).
+            Err(_) => return None,
+        };
+        if real != p {
+            return Some(format!(
+                "a symlink in its directories leads to `{}`",
+                real.display()
+            ));
+        }
+        let inside = self
+            .roots
+            .iter()
+            .any(|r| real.starts_with(r) && (real != *r || item.kind == Kind::Dir));
+        let ancestor_dir =
+            item.kind == Kind::Dir && self.roots.iter().any(|r| r.starts_with(&real));
+        if inside || ancestor_dir {
+            None
+        } else {
+            Some("outside the directories the run was configured with".into())
+        }
+    }
+}
+
+/// The directories a VM's own record says its run was configured with: its config's and its
+/// log's directories, its disks' directories, and the `VM_*_DIR` values it recorded.
+pub(crate) fn header_roots(vm: &Vm) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    let parent = |p: &str| Path::new(p).parent().map(Path::to_path_buf);
+    if let Some(h) = vm.header() {
+        roots.extend(parent(&h.config));
+        // `<log_dir>/<image>/<log>`: the log directory is two levels up.
+        roots.extend(parent(&h.log).and_then(|d| d.parent().map(Path::to_path_buf)));
+        roots.extend(h.disks.iter().filter_map(|d| parent(d)));
+    }
+    if let Some(r) = &vm.record
+        && let Some(img) = r.values.get("image").and_then(|v| v.as_object())
+    {
+        for k in ["VM_DISKS_DIR", "VM_CONF_DIR", "VM_CACHE_DIR"] {
+            if let Some(v) = img.get(k).and_then(|v| v.as_str()) {
+                roots.push(PathBuf::from(v));
+            }
+        }
+    }
+    roots
+}
+
+/// A valid `VG/LV` for `lvremove`: LVM's own name rules (letters, digits, `+_.-`, not
+/// beginning with `-`, not `.` or `..`), so nothing reaches `lvremove` as an option or as a
+/// whole volume group.
+pub(crate) fn valid_lvm(path: &str) -> bool {
+    let name = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 127
+            && !n.starts_with('-')
+            && n != "."
+            && n != ".."
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b))
+    };
+    let rel = path.strip_prefix("/dev/").unwrap_or(path);
+    matches!(rel.split_once('/'), Some((vg, lv)) if name(vg) && name(lv) && !lv.contains('/'))
+}
+
 /// Whether the item is still the thing the run created.
 fn changed_since(item: &Item) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let (Some(dev), Some(ino)) = (item.dev, item.ino) else {
         return None;
     };
-    // The config is the VM's whatever an editor did to it (many write a new inode).
-    if matches!(item.kind, Kind::Config | Kind::Dir) {
-        return None;
-    }
     let m = std::fs::symlink_metadata(&item.path).ok()?;
     let reborn = item.born.is_some() && super::born(&m).is_some() && super::born(&m) != item.born;
-    (m.dev() != dev || m.ino() != ino || reborn)
-        .then(|| "replaced since provisioning (another file now has this path)".to_string())
+    (m.dev() != dev || m.ino() != ino || reborn).then(|| {
+        if item.kind == Kind::Config {
+            "replaced since provisioning (another file, or an editor's new copy, now has this path; remove it by hand if it is the VM's)".to_string()
+        } else {
+            "replaced since provisioning (another file now has this path)".to_string()
+        }
+    })
 }
 
 /// Decides, then (unless `dry_run`) removes. Items are taken newest first.
-pub(crate) fn remove(vm: &Vm, keep_disks: bool, dry_run: bool) -> Vec<Step> {
-    vm.items()
+pub(crate) fn remove(vm: &Vm, keep_disks: bool, dry_run: bool, bounds: &Bounds) -> Vec<Step> {
+    vm.items_with_origin()
         .iter()
         .rev()
-        .map(|item| remove_item(item, keep_disks, dry_run))
+        .map(|(item, recorded)| decide(item, *recorded, keep_disks, dry_run, bounds))
         .collect()
 }
 
-/// Decides about one item of this machine, then (unless `dry_run`) removes it.
-pub(crate) fn remove_item(item: &Item, keep_disks: bool, dry_run: bool) -> Step {
+/// Decides about one item of this machine, then (unless `dry_run`) removes it. `recorded`:
+/// the item comes from a finished record, which gives every item but an LVM volume an
+/// identity; an unfinished run's journal may name items without one.
+fn decide(item: &Item, recorded: bool, keep_disks: bool, dry_run: bool, bounds: &Bounds) -> Step {
     if keep_disks && matches!(item.kind, Kind::Disk | Kind::Lvm) {
-        Step::new(item, "kept", "--keep-disks")
-    } else if item.kind != Kind::Lvm && !Path::new(&item.path).is_absolute() {
-        Step::new(item, "kept", "not an absolute path")
-    } else if !item.exists() {
-        Step::new(item, "gone", "")
-    } else if let Some(why) = changed_since(item) {
-        Step::new(item, "kept", why)
-    } else if dry_run {
+        return Step::new(item, "kept", "--keep-disks");
+    }
+    if item.kind == Kind::Lvm {
+        if !valid_lvm(&item.path) {
+            return Step::new(item, "kept", "not a valid `VG/LV` logical volume name");
+        }
+    } else {
+        if let Some(why) = bounds.refuse(item) {
+            return Step::new(item, "kept", why);
+        }
+        if !item.exists() {
+            return Step::new(item, "gone", "");
+        }
+        if recorded && (item.dev.is_none() || item.ino.is_none()) {
+            return Step::new(
+                item,
+                "kept",
+                "the record gives it no identity (device and inode)",
+            );
+        }
+        if let Some(why) = changed_since(item) {
+            return Step::new(item, "kept", why);
+        }
+    }
+    if dry_run {
         let dir = item.kind == Kind::Dir
             || std::fs::symlink_metadata(&item.path).is_ok_and(|m| m.is_dir());
         Step::new(item, "remove", if dir { "if empty" } else { "" })
@@ -69,12 +205,22 @@ pub(crate) fn remove_item(item: &Item, keep_disks: bool, dry_run: bool) -> Step 
     }
 }
 
+/// `decide` for one item known to come from an unfinished run (the remote side's local log).
+pub(crate) fn remove_item(item: &Item, keep_disks: bool, dry_run: bool, bounds: &Bounds) -> Step {
+    decide(item, false, keep_disks, dry_run, bounds)
+}
+
 fn remove_one(item: &Item) -> Step {
     if item.kind == Kind::Lvm {
-        return match std::process::Command::new("lvremove")
-            .args(["-f", &item.path])
-            .output()
-        {
+        let lvremove = match crate::sys::find_tool("lvremove") {
+            Ok(p) => p,
+            Err(why) => return Step::new(item, "failed", why),
+        };
+        let lv = item.path.strip_prefix("/dev/").unwrap_or(&item.path);
+        return match crate::sys::output_with_timeout(
+            std::process::Command::new(lvremove).args(["-f", "--", lv]),
+            crate::sys::TOOL_TIMEOUT,
+        ) {
             Ok(o) if o.status.success() => Step::new(item, "removed", ""),
             Ok(o) => Step::new(
                 item,
@@ -84,7 +230,7 @@ fn remove_one(item: &Item) -> Step {
                     String::from_utf8_lossy(&o.stderr).trim().replace('\n', " ")
                 ),
             ),
-            Err(e) => Step::new(item, "failed", format!("cannot run `lvremove`: {e}")),
+            Err(e) => Step::new(item, "failed", format!("lvremove: {e}")),
         };
     }
     let p = Path::new(&item.path);

@@ -1,6 +1,6 @@
 //! The few Xen toolstack calls records need: `xl list` (is a domain running?), `xl create`
 //! (`provision --start`) and the auto-start link (`provision --autostart`). `xl` is found on
-//! `PATH`; every failure comes back as plain text saying what is missing.
+//! `PATH`, then in the sbin directories; every failure comes back as plain text saying what is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,12 +34,17 @@ fn spawn_failure(what: &str, e: &std::io::Error) -> String {
     }
 }
 
+/// `xl ARGS`, found like every tool (`crate::sys::find_tool`), stopped after the tool
+/// timeout.
+fn xl(args: &[&std::ffi::OsStr], what: &str) -> Result<std::process::Output, String> {
+    let xl = crate::sys::find_tool("xl").map_err(|why| format!("`{what}`: {why}"))?;
+    crate::sys::output_with_timeout(Command::new(xl).args(args), crate::sys::TOOL_TIMEOUT)
+        .map_err(|e| spawn_failure(what, &e))
+}
+
 /// The names of the running domains, or why `xl list` could not say.
 pub(crate) fn running_domains() -> Result<Vec<String>, String> {
-    let out = Command::new("xl")
-        .arg("list")
-        .output()
-        .map_err(|e| spawn_failure("xl list", &e))?;
+    let out = xl(&["list".as_ref()], "xl list")?;
     if !out.status.success() {
         return Err(xl_failure("xl list", &out));
     }
@@ -63,11 +68,7 @@ pub(crate) fn is_running(vm: &str) -> Result<bool, String> {
 /// `xl create CONFIG`.
 pub(crate) fn create(config: &Path) -> Result<(), String> {
     let what = format!("xl create {}", config.display());
-    let out = Command::new("xl")
-        .arg("create")
-        .arg(config)
-        .output()
-        .map_err(|e| spawn_failure(&what, &e))?;
+    let out = xl(&["create".as_ref(), config.as_os_str()], &what)?;
     if out.status.success() {
         Ok(())
     } else {
