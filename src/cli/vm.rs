@@ -585,12 +585,6 @@ fn remove(
                 continue;
             };
             let vm = &vm;
-            if let Some(why) = blocker(app, vm, &running) {
-                errors.push(anyhow::Error::from(Diagnostic::error(format!(
-                    "cannot remove {why}"
-                ))));
-                continue;
-            }
             let steps = match steps(app, vm, keep_disks, false) {
                 Ok(s) => s,
                 Err(e) => {

@@ -239,6 +239,117 @@ mod tests {
         assert!(!run.failed_kept);
     }
 
+    fn kind(n: u8) -> Kind {
+        [
+            Kind::Config,
+            Kind::Autostart,
+            Kind::Disk,
+            Kind::Lvm,
+            Kind::File,
+            Kind::Dir,
+            Kind::Log,
+            Kind::Workdir,
+        ][usize::from(n % 8)]
+    }
+
+    type Raw = (
+        String,
+        u8,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        Option<u128>,
+    );
+
+    fn items(raw: &[Raw]) -> Vec<Item> {
+        raw.iter()
+            .map(|(p, k, size, dev, ino, born)| Item {
+                path: p.clone(),
+                kind: kind(*k),
+                size: *size,
+                dev: *dev,
+                ino: *ino,
+                born: *born,
+            })
+            .collect()
+    }
+
+    fn extreme_u64() -> impl proptest::strategy::Strategy<Value = Option<u64>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            Just(Some(0)),
+            Just(Some(u64::MAX)),
+            any::<u64>().prop_map(Some)
+        ]
+    }
+
+    fn extreme_u128() -> impl proptest::strategy::Strategy<Value = Option<u128>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            Just(Some(0)),
+            Just(Some(u128::MAX)),
+            Just(Some(u128::from(u64::MAX) + 1)),
+            any::<u128>().prop_map(Some)
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        /// Issue #18: whatever a run writes (journal lines, record), extreme values and
+        /// birth times past `u64` included, reads back the same.
+        #[test]
+        fn every_journal_and_record_reads_back(
+            raw in proptest::collection::vec(
+                ("/[^\u{0}\n]{0,30}", 0u8..8, extreme_u64(), extreme_u64(), extreme_u64(), extreme_u128()),
+                0..12,
+            ),
+            pid in proptest::prelude::any::<u32>(),
+        ) {
+            let t = tempfile::tempdir().unwrap();
+            let dir = t.path().join("vms/a");
+            let mut h = header();
+            h.pid = pid;
+            let mut j = Journal::begin(&dir, h.clone()).unwrap();
+            let want = items(&raw);
+            for i in &want {
+                j.created(i.clone()).unwrap();
+            }
+            std::mem::forget(j);
+            let run = read(&dir).unwrap().unwrap();
+            proptest::prop_assert_eq!(run.header.as_ref(), Some(&h));
+            proptest::prop_assert_eq!(&run.items, &want);
+            let record = Record {
+                format_version: 1,
+                header: h,
+                finished: "t".into(),
+                created: want.clone(),
+                values: serde_json::json!({"image": {}, "vm": {}}),
+            };
+            let text = serde_json::to_string_pretty(&record).unwrap();
+            let back: Record = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(back, record);
+        }
+    }
+
+    #[test]
+    fn a_journal_of_100000_items_reads_in_linear_time() {
+        // Not a timing assertion: 100,000 distinct paths would take minutes when quadratic
+        // (issue #18 measured 13 s for `vm show`); this finishes in well under a second.
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("vms/a");
+        let j = Journal::begin(&dir, header()).unwrap();
+        let mut list = Vec::new();
+        for n in 0..100_000 {
+            list.extend_from_slice(format!("/d/f{n}\0").as_bytes());
+        }
+        std::fs::write(j.created_list(), &list).unwrap();
+        std::mem::forget(j);
+        let run = read(&dir).unwrap().unwrap();
+        assert_eq!(run.items.len(), 100_000);
+    }
+
     #[test]
     fn a_torn_last_line_is_skipped_but_a_broken_middle_line_is_an_error() {
         let t = tempfile::tempdir().unwrap();

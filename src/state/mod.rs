@@ -69,19 +69,23 @@ pub(crate) struct Item {
     pub ino: Option<u64>,
     /// Birth time (ns since the epoch) where the file system keeps one: inode numbers are
     /// reused at once, birth times are not.
-    /// Written as a decimal string: a journal line is read through serde's buffered
-    /// `Content`, which cannot hold a `u128` number (issue #18); a number is still read.
+    /// Written as a number up to `u64::MAX` and as a decimal string past it: a journal line
+    /// is read through serde's buffered `Content`, which cannot hold a `u128` number (issue
+    /// #18). Both forms are read.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "born_text")]
     pub born: Option<u128>,
 }
 
-/// `born` as a decimal string; a number (older records, up to `u64`) or a string is read.
+/// `born` as a number, or a decimal string past `u64`; either is read.
 mod born_text {
     use serde::{Deserializer, Serializer, de};
 
     pub(crate) fn serialize<S: Serializer>(v: &Option<u128>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(n) => s.serialize_str(&n.to_string()),
+            Some(n) => match u64::try_from(*n) {
+                Ok(small) => s.serialize_u64(small),
+                Err(_) => s.serialize_str(&n.to_string()),
+            },
             None => s.serialize_none(),
         }
     }

@@ -51,14 +51,6 @@ impl Bounds {
         Bounds { roots: out }
     }
 
-    /// Anything: for callers that checked the paths themselves (tests).
-    #[cfg(test)]
-    pub(crate) fn any() -> Bounds {
-        Bounds {
-            roots: vec![PathBuf::from("/")],
-        }
-    }
-
     /// Why `item` is out of bounds, if it is.
     fn refuse(&self, item: &Item) -> Option<String> {
         let p = Path::new(&item.path);

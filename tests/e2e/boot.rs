@@ -5,7 +5,7 @@
 
 use crate::guest::{Guest, TestUser, XlBoot, is_root, ok, reachable_dir, read_xl, repo};
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
@@ -95,6 +95,11 @@ impl World {
         .trim()
         .to_string();
         assert!(hash.starts_with("$6$"), "{hash}");
+        // The README's safe form: the hash from a file, never on the command line.
+        let hash_file = d.join("root.hash");
+        std::fs::write(&hash_file, format!("{hash}\n")).unwrap();
+        std::fs::set_permissions(&hash_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        user.own(&hash_file);
         World {
             user,
             convirt,
@@ -119,9 +124,9 @@ impl World {
     pub fn provision(&self, vms: &[&str], extra: &[&str]) -> Output {
         let mut args = vec!["provision", "--image", "Debian_12_Minimal", "--vm"];
         args.extend(vms);
-        let h = format!("root_password_hash={}", self.hash);
+        let h = format!("root_password_hash={}", self.path("root.hash").display());
         let k = format!("ssh_authorized_keys={}", self.pubkey);
-        args.extend(["--set", &h, "--set", &k]);
+        args.extend(["--set-file", &h, "--set", &k]);
         args.extend(extra);
         self.conv(&args)
     }

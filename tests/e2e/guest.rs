@@ -132,17 +132,27 @@ impl TestUser {
         }
     }
 
-    /// A command that runs as the user, with a clean environment and its home in `dir`.
+    /// A command that runs as the user from a login shell (`runuser -l`), so with that
+    /// user's own PATH (no sbin directories, issue #18) and a clean environment; its home is
+    /// `dir`.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        let path = "/usr/local/bin:/usr/bin:/bin";
         let mut c = match &self.name {
             Some(n) => {
-                // `runuser` sets HOME from the passwd entry, which another test (or an earlier
-                // run) may have pointed elsewhere: `env` puts the world's own back.
+                // The login shell sets HOME from the passwd entry, which another test (or an
+                // earlier run) may have pointed elsewhere: the world's own is put back. The
+                // program and its arguments arrive as `$1`, `$2`, ...
                 let mut c = Command::new("runuser");
-                c.args(["-u", n, "--", "env"])
-                    .arg(format!("HOME={}", self.dir.display()))
-                    .arg(program);
+                c.args([
+                    "-l",
+                    n,
+                    "-s",
+                    "/bin/bash",
+                    "-c",
+                    r#"export HOME="$0" NO_COLOR=1 LC_ALL=C.UTF-8; cd "$HOME" && exec "$@""#,
+                ])
+                .arg(&self.dir)
+                .arg(program);
                 c
             }
             None => Command::new(program),

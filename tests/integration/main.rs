@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 mod archive;
+mod attacks;
 mod cli;
 mod complete;
 mod conf;

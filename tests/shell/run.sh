@@ -331,7 +331,7 @@ test_create_disk_lvm() {
         quiet create_disk LVM /dev/vg0/vm1-disk 100 && created_entries "$dir/created"
     )
     check_eq "create_disk LVM records lvm:VG/LV" 'lvm:vg0/vm1-disk' "$out"
-    check_eq "lvcreate gets the size and the LV name" '--yes -L 100M -n vm1-disk vg0' "$(cat "$dir/lvcreate.args" 2> /dev/null)"
+    check_eq "lvcreate gets the size and the LV name" '--yes -L 100M -n vm1-disk -- vg0' "$(cat "$dir/lvcreate.args" 2> /dev/null)"
     rm -f "$dir/lvcreate.args"
     if (
         LVS="$dir/bin/lvs" LVCREATE="$dir/bin/lvcreate"
