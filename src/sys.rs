@@ -195,6 +195,40 @@ mod tests {
     use std::io::{Seek, SeekFrom, Write};
 
     #[test]
+    fn a_command_past_its_time_is_stopped_and_named() {
+        let start = std::time::Instant::now();
+        let e = output_with_timeout(
+            std::process::Command::new("sleep").arg("30"),
+            std::time::Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            e.to_string()
+                .contains("`sleep` did not finish within 0.3 s"),
+            "{e}"
+        );
+        // Stopped, not waited for (30 s).
+        assert!(start.elapsed() < std::time::Duration::from_secs(25));
+        let o = output_with_timeout(
+            std::process::Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(o.status.code(), Some(3));
+        assert_eq!(o.stdout, b"out\n");
+        assert_eq!(o.stderr, b"err\n");
+    }
+
+    #[test]
+    fn a_missing_tool_is_named_with_its_package() {
+        let e = find_tool("convirt-no-such-tool-xyz").unwrap_err();
+        assert!(e.contains("is not installed"), "{e}");
+        assert!(find_tool("sh").is_ok());
+        assert_eq!(debian_package("lvremove"), "lvm2");
+    }
+
+    #[test]
     fn random_bytes_differ_between_calls() {
         let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
         fill_random(&mut a).unwrap();
@@ -390,7 +424,7 @@ pub(crate) fn output_with_timeout(
                 io::ErrorKind::TimedOut,
                 format!(
                     "`{program}` did not finish within {} s and was stopped",
-                    limit.as_secs()
+                    limit.as_secs_f64()
                 ),
             ));
         }

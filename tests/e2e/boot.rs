@@ -23,7 +23,6 @@ pub struct World {
     pub config: PathBuf,
     pub key: PathBuf,
     pub pubkey: String,
-    pub hash: String,
 }
 
 fn text(o: &Output) -> String {
@@ -106,7 +105,6 @@ impl World {
             config,
             key,
             pubkey,
-            hash,
         }
     }
 

@@ -816,3 +816,52 @@ fn a_missing_tool_is_named_with_its_debian_package() {
     // What could not go is kept in the record, for another `vm remove`.
     assert!(path.exists());
 }
+
+#[test]
+fn what_a_failed_runs_clean_up_cannot_remove_is_listed_and_kept_for_vm_remove() {
+    let w = sandbox();
+    let p = w.path().display().to_string();
+    w.write("store/Lv/image.conf", "x = 1\n");
+    w.write("store/Lv/vm_conf.template", "name = ''\nmemory = 64\n");
+    // The script reports a logical volume it made, then fails.
+    w.write_exec(
+        "store/Lv/provision.sh",
+        &provision_script(true, "record_created lvm:vg0/lv1\nexit 3\n"),
+    );
+    w.write("store/Lv/description.htm", "<body>Lv</body>");
+    // A stand-in for lvremove (no device-mapper here) that fails, as a busy volume does.
+    w.write_exec(
+        "fake-bin/lvremove",
+        &format!(
+            "#!/bin/bash\n# failing stand-in for lvremove, tests only\nprintf '%s\\n' \"$*\" >> '{p}/lvremove.calls'\necho '  Logical volume vg0/lv1 in use.' >&2\nexit 5\n"
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        w.path().join("fake-bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let o = w
+        .conv_cmd(&provision_args("f", "Lv", &[]))
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    fails_saying(
+        &o,
+        "could not remove: lvm:vg0/lv1 (lvremove: Logical volume vg0/lv1 in use.)",
+    );
+    assert!(
+        stderr(&o).contains("`convirt vm remove f` tries again"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.path().join("lvremove.calls")).unwrap(),
+        "-f -- vg0/lv1\n"
+    );
+    // The journal stays: `vm list` shows the run, and `vm remove` knows the volume.
+    assert!(w.path().join("state/vms/f/journal").exists());
+    let o = w.conv(&["vm", "show", "f"]);
+    ok(&o);
+    assert!(stdout(&o).contains("lvm       vg0/lv1"), "{}", stdout(&o));
+}
