@@ -107,8 +107,9 @@ pub(crate) fn check_tree(root: &Path, dir: &Path, euid: u32) -> Vec<Untrusted> {
     out
 }
 
-/// What a provisioning run of `image` executes from the store: the image's `provision.sh`,
-/// all of `common/`, and the custom scripts; every problem found.
+/// What a provisioning run of `image` executes from the store: the image's `provision.sh`
+/// (and the rest of its directory, which the script may source), all of `common/`, and the
+/// custom scripts; every problem found, each path once.
 pub(crate) fn check_run(
     store_root: &Path,
     image_dir: &Path,
@@ -121,6 +122,8 @@ pub(crate) fn check_run(
         &image_dir.join(crate::image::PROVISION_SCRIPT),
         euid,
     ));
+    // Anything else of the image, which `provision.sh` may source or run.
+    out.extend(check_tree(store_root, image_dir, euid));
     let common = store_root.join("common");
     if common.exists() {
         out.extend(check_tree(store_root, &common, euid));
@@ -128,7 +131,8 @@ pub(crate) fn check_run(
     for s in custom_scripts {
         out.extend(check_path(store_root, s, euid));
     }
-    out.dedup();
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|u| seen.insert(u.path.clone()));
     out
 }
 

@@ -145,29 +145,6 @@ fn vm_json(app: &App, vm: &Vm, full: bool, checks: &Presence) -> serde_json::Val
     v
 }
 
-/// Where `vm remove` may remove this machine's files (`state::remove::Bounds`): the
-/// directories of the settings and site variables, and those the VM's record names.
-pub(crate) fn local_bounds(app: &App, vm: &Vm) -> state::remove::Bounds {
-    let s = &app.settings;
-    let mut roots = vec![
-        s.log_dir.clone(),
-        s.work_dir.clone(),
-        s.xen_auto_dir.clone(),
-        s.vm_conf_dir.clone(),
-        s.vm_disks_dir.clone(),
-        s.cache_dir.clone(),
-    ];
-    for k in ["VM_DISKS_DIR", "VM_CONF_DIR", "VM_CACHE_DIR"] {
-        if let Some(v) = s.variable(k) {
-            roots.push(std::path::PathBuf::from(v.to_text()));
-        }
-    }
-    if !vm.remote {
-        roots.extend(state::remove::header_roots(vm));
-    }
-    state::remove::Bounds::new(roots)
-}
-
 /// Names the VMs whose record cannot be read (on stderr); the others are listed as usual.
 fn warn_unreadable(app: &App, bad: &[state::Unreadable]) {
     if app.cli.quiet {
@@ -467,7 +444,7 @@ fn confirm(names: &[String]) -> Result<bool> {
 /// The removal steps of one VM: here, or on its server over ssh.
 fn steps(app: &App, vm: &Vm, keep_disks: bool, dry_run: bool) -> Result<Vec<Step>> {
     if !vm.remote {
-        let bounds = local_bounds(app, vm);
+        let bounds = state::remove::local_bounds(&app.settings, vm);
         return Ok(state::remove::remove(vm, keep_disks, dry_run, &bounds));
     }
     let (steps, note) = super::vm_remote::remove(app, vm, keep_disks, dry_run)?;

@@ -108,7 +108,7 @@ pub(crate) fn remove(
             &item,
             keep_disks,
             dry_run,
-            &super::vm::local_bounds(app, vm),
+            &crate::state::remove::local_bounds(&app.settings, vm),
         ));
     }
     Ok((steps, note))

@@ -183,9 +183,10 @@ mod tests {
             std::fs::read_to_string(d.path().join("a.log.2")).unwrap(),
             "run 0"
         );
+        // `write_private`: the instantiated inputs are owner-only (issue #18).
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o640
+            0o600
         );
     }
 }

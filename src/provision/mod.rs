@@ -2,6 +2,7 @@
 //! directory, write the inputs, run `provision.sh` exactly as ConVirt called it, then install
 //! the config atomically on success or remove what the run created on failure.
 
+pub(crate) mod cleanup;
 pub(crate) mod disk_values;
 pub(crate) mod disks;
 pub(crate) mod guest;
@@ -9,6 +10,7 @@ pub(crate) mod log;
 pub(crate) mod remote;
 pub(crate) mod remote_record;
 pub(crate) mod run;
+pub(crate) mod secrets;
 
 // Where a run meets the VM records of `crate::state`; `state` never imports `provision`.
 pub(crate) mod hooks;
@@ -390,17 +392,6 @@ impl Plan {
         }
     }
 
-    /// The installed config's mode: 0644, or owner-only when a VM value in it is a secret
-    /// (`vncpasswd`, a password hash, ...).
-    pub(crate) fn config_mode(&self) -> u32 {
-        let secret_in_config = self
-            .resolved
-            .vm
-            .iter()
-            .any(|e| crate::state::is_secret(&e.key, &e.value.to_text()));
-        if secret_in_config { 0o600 } else { 0o644 }
-    }
-
     /// The script command line, for a work store at `work_store`.
     pub(crate) fn command_line(&self, work_store: &Path) -> Vec<String> {
         vec![
@@ -468,31 +459,6 @@ impl Plan {
             s.push_str(&format!("{k}={}\n", shell_quote(&v)));
         }
         s
-    }
-
-    /// The secret values of this plan (docs/records.md's rule), longest first.
-    fn secret_values(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .resolved
-            .image
-            .iter()
-            .chain(&self.resolved.vm)
-            .map(|e| (e.key.as_str(), e.value.to_text()))
-            .filter(|(k, t)| crate::state::is_secret(k, t) && t.len() >= 3)
-            .map(|(_, t)| t)
-            .collect();
-        v.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        v
-    }
-
-    /// `text` with every secret value of the plan replaced by `********`: what a dry run
-    /// prints (issue #18).
-    pub(crate) fn mask(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in self.secret_values() {
-            out = out.replace(&s, crate::state::MASK);
-        }
-        out
     }
 
     pub(crate) fn to_json(&self, work_store: &Path) -> serde_json::Value {
@@ -722,83 +688,6 @@ fn created_paths(list: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Removes what a failed run created, newest first; directories only when empty. Returns
-/// what was removed and what could not be (each with why), which the summary lists and the
-/// journal keeps for `vm remove` (issue #18).
-fn remove_created(
-    entries: &[String],
-    protected: &[PathBuf],
-    log: &mut File,
-) -> (Vec<String>, Vec<String>) {
-    let mut removed = Vec::new();
-    let mut failed = Vec::new();
-    for e in entries.iter().rev() {
-        if let Some(lv) = e.strip_prefix("lvm:") {
-            if !crate::state::remove::valid_lvm(lv) {
-                let why = format!("{e} (not a valid `VG/LV` name; left alone)");
-                log::note(log, &format!("could not remove {why}"));
-                failed.push(why);
-                continue;
-            }
-            let result = crate::sys::find_tool("lvremove").and_then(|t| {
-                crate::sys::output_with_timeout(
-                    std::process::Command::new(t).args(["-f", "--", lv]),
-                    crate::sys::TOOL_TIMEOUT,
-                )
-                .map_err(|e| e.to_string())
-                .and_then(|o| {
-                    if o.status.success() {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "lvremove: {}",
-                            String::from_utf8_lossy(&o.stderr).trim().replace('\n', " ")
-                        ))
-                    }
-                })
-            });
-            match result {
-                Ok(()) => {
-                    log::note(log, &format!("removed logical volume {lv}"));
-                    removed.push(e.clone());
-                }
-                Err(why) => {
-                    log::note(log, &format!("could not remove logical volume {lv}: {why}"));
-                    failed.push(format!("{e} ({why})"));
-                }
-            }
-            continue;
-        }
-        let p = Path::new(e);
-        if !p.is_absolute() || protected.iter().any(|x| x == p) {
-            continue;
-        }
-        let Ok(meta) = std::fs::symlink_metadata(p) else {
-            continue;
-        };
-        let result = if meta.is_dir() {
-            match std::fs::remove_dir(p) {
-                // Holds files this run did not create: not ours to empty.
-                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => continue,
-                r => r,
-            }
-        } else {
-            std::fs::remove_file(p)
-        };
-        match result {
-            Ok(()) => {
-                log::note(log, &format!("removed {e}"));
-                removed.push(e.clone());
-            }
-            Err(err) => {
-                log::note(log, &format!("could not remove {e}: {err}"));
-                failed.push(format!("{e} ({err})"));
-            }
-        }
-    }
-    (removed, failed)
-}
-
 /// Runs a plan. `watch` sees every line of the script's output.
 pub(crate) fn execute(
     plan: &Plan,
@@ -988,7 +877,7 @@ pub(crate) fn execute(
     );
 
     if finished.outcome == run::Outcome::Success {
-        for note in private_disks(plan) {
+        for note in cleanup::private_disks(plan) {
             log::note(&mut logf, &note);
         }
         let mut install = || -> std::io::Result<()> {
@@ -1013,7 +902,7 @@ pub(crate) fn execute(
             let (removed, not_removed) = if opts.keep {
                 (vec![], vec![])
             } else {
-                remove_created(&created, &[], &mut logf)
+                cleanup::remove_created(&created, &[], &mut logf)
             };
             log::note(&mut logf, &format!("cannot install the VM config: {e}"));
             if opts.keep {
@@ -1061,7 +950,7 @@ pub(crate) fn execute(
         (vec![], vec![], kept)
     } else {
         let (removed, not_removed) =
-            remove_created(&created, std::slice::from_ref(&plan.log_path), &mut logf);
+            cleanup::remove_created(&created, std::slice::from_ref(&plan.log_path), &mut logf);
         if !not_removed.is_empty() {
             // The journal names them, so `vm list` shows the run and `vm remove` finishes it.
             journal.leave_unfinished();
@@ -1080,31 +969,6 @@ pub(crate) fn execute(
         interrupted,
     };
     Err(f.into())
-}
-
-/// Makes every file disk the run created owner-only (0600), whatever the umask and the
-/// image's script did: a disk holds the guest's secrets (issue #18). Returns what it changed,
-/// for the log. Symlinks and devices are left alone.
-fn private_disks(plan: &Plan) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut notes = Vec::new();
-    for d in plan.disks.iter().filter(|d| d.create && d.is_file_backed()) {
-        let Ok(m) = std::fs::symlink_metadata(&d.path) else {
-            continue;
-        };
-        if !m.is_file() || m.mode() & 0o077 == 0 || m.uid() != crate::sys::euid() {
-            continue;
-        }
-        match std::fs::set_permissions(&d.path, std::fs::Permissions::from_mode(0o600)) {
-            Ok(()) => notes.push(format!(
-                "disk {} was mode {:o}: made owner-only (0600)",
-                d.path,
-                m.mode() & 0o7777
-            )),
-            Err(e) => notes.push(format!("cannot make disk {} owner-only: {e}", d.path)),
-        }
-    }
-    notes
 }
 
 /// The work directory's store as a plan shows it before the run: the directory is made by

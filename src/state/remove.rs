@@ -116,6 +116,28 @@ pub(crate) fn header_roots(vm: &Vm) -> Vec<PathBuf> {
     roots
 }
 
+/// Where `vm remove` may remove this machine's files: the directories of the settings and
+/// the site's `VM_*_DIR` variables, and (for a VM of this machine) those its record names.
+pub(crate) fn local_bounds(s: &crate::settings::Settings, vm: &Vm) -> Bounds {
+    let mut roots = vec![
+        s.log_dir.clone(),
+        s.work_dir.clone(),
+        s.xen_auto_dir.clone(),
+        s.vm_conf_dir.clone(),
+        s.vm_disks_dir.clone(),
+        s.cache_dir.clone(),
+    ];
+    for k in ["VM_DISKS_DIR", "VM_CONF_DIR", "VM_CACHE_DIR"] {
+        if let Some(v) = s.variable(k) {
+            roots.push(PathBuf::from(v.to_text()));
+        }
+    }
+    if !vm.remote {
+        roots.extend(header_roots(vm));
+    }
+    Bounds::new(roots)
+}
+
 /// A valid `VG/LV` for `lvremove`: LVM's own name rules (letters, digits, `+_.-`, not
 /// beginning with `-`, not `.` or `..`), so nothing reaches `lvremove` as an option or as a
 /// whole volume group.
