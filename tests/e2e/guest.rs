@@ -142,14 +142,16 @@ impl TestUser {
                 // The login shell sets HOME from the passwd entry, which another test (or an
                 // earlier run) may have pointed elsewhere: the world's own is put back. The
                 // program and its arguments arrive as `$1`, `$2`, ...
-                let mut c = Command::new("runuser");
+                // (runuser itself is in /usr/sbin, which the PATH below lacks.)
+                let mut c = Command::new("/usr/sbin/runuser");
                 c.args([
                     "-l",
-                    n,
                     "-s",
                     "/bin/bash",
                     "-c",
                     r#"export HOME="$0" NO_COLOR=1 LC_ALL=C.UTF-8; cd "$HOME" && exec "$@""#,
+                    "--",
+                    n,
                 ])
                 .arg(&self.dir)
                 .arg(program);
