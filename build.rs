@@ -41,7 +41,13 @@ fn main() {
             .to_string_lossy()
             .into_owned();
         let meta = std::fs::metadata(p).expect("walked file has metadata");
-        let mode = meta.permissions().mode() & 0o7777;
+        // Normalised as `image import` does (issue #18): a checkout made under umask 002
+        // must not give `store init` group-writable scripts, which provisioning refuses.
+        let mode = if meta.is_dir() || meta.permissions().mode() & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
         if meta.is_dir() {
             writeln!(
                 code,

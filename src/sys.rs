@@ -189,119 +189,6 @@ pub(crate) fn full_hint(e: &io::Error, path: &Path) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Seek, SeekFrom, Write};
-
-    #[test]
-    fn a_command_past_its_time_is_stopped_and_named() {
-        let start = std::time::Instant::now();
-        let e = output_with_timeout(
-            std::process::Command::new("sleep").arg("30"),
-            std::time::Duration::from_millis(300),
-        )
-        .unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert!(
-            e.to_string()
-                .contains("`sleep` did not finish within 0.3 s"),
-            "{e}"
-        );
-        // Stopped, not waited for (30 s).
-        assert!(start.elapsed() < std::time::Duration::from_secs(25));
-        let o = output_with_timeout(
-            std::process::Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
-            std::time::Duration::from_secs(60),
-        )
-        .unwrap();
-        assert_eq!(o.status.code(), Some(3));
-        assert_eq!(o.stdout, b"out\n");
-        assert_eq!(o.stderr, b"err\n");
-    }
-
-    #[test]
-    fn a_missing_tool_is_named_with_its_package() {
-        let e = find_tool("convirt-no-such-tool-xyz").unwrap_err();
-        assert!(e.contains("is not installed"), "{e}");
-        assert!(find_tool("sh").is_ok());
-        assert_eq!(debian_package("lvremove"), "lvm2");
-    }
-
-    #[test]
-    fn random_bytes_differ_between_calls() {
-        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
-        fill_random(&mut a).unwrap();
-        fill_random(&mut b).unwrap();
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn rename_noreplace_refuses_an_existing_target() {
-        let d = tempfile::tempdir().unwrap();
-        let (a, b) = (d.path().join("a"), d.path().join("b"));
-        std::fs::write(&a, "a").unwrap();
-        std::fs::write(&b, "b").unwrap();
-        let e = rename_noreplace(&a, &b).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read_to_string(&b).unwrap(), "b");
-        std::fs::remove_file(&b).unwrap();
-        rename_noreplace(&a, &b).unwrap();
-        assert_eq!(std::fs::read_to_string(&b).unwrap(), "a");
-        assert!(!a.exists());
-    }
-
-    #[test]
-    fn holes_and_data_of_a_sparse_file() {
-        let d = tempfile::tempdir().unwrap();
-        let mut f = File::create(d.path().join("sparse")).unwrap();
-        f.seek(SeekFrom::Start(1 << 20)).unwrap();
-        f.write_all(b"data").unwrap();
-        let data = seek_data_or_hole(&f, 0, false).unwrap().unwrap();
-        // Where the data starts depends on the file system's block size, never past it.
-        assert!(data <= 1 << 20, "{data}");
-        assert_eq!(seek_data_or_hole(&f, (1 << 20) + 4, false).unwrap(), None);
-    }
-
-    #[test]
-    fn a_second_lock_is_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("lock");
-        let a = File::create(&p).unwrap();
-        let b = File::open(&p).unwrap();
-        assert!(try_lock_exclusive(&a).unwrap());
-        assert!(!try_lock_exclusive(&b).unwrap());
-        drop(a);
-        assert!(try_lock_exclusive(&b).unwrap());
-    }
-
-    #[test]
-    fn uname_names_this_machine() {
-        let [sys, _, _, _, machine] = uname();
-        assert_eq!(sys, "Linux");
-        assert_eq!(machine, std::env::consts::ARCH);
-    }
-
-    #[test]
-    fn a_lock_is_held_once() {
-        let d = tempfile::tempdir().unwrap();
-        let one = File::open(d.path()).unwrap();
-        let two = File::open(d.path()).unwrap();
-        assert!(try_lock_exclusive(&one).unwrap());
-        assert!(!try_lock_exclusive(&two).unwrap());
-        drop(one);
-        assert!(try_lock_exclusive(&two).unwrap());
-    }
-
-    #[test]
-    fn full_errors() {
-        assert!(is_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
-        assert!(is_full(&io::Error::from_raw_os_error(libc::EFBIG)));
-        assert!(!is_full(&io::Error::from_raw_os_error(libc::EACCES)));
-        assert!(free_bytes(Path::new("/")).is_ok());
-    }
-}
-
 /// Adds group and other write to the umask (a umask of 000 becomes 022): nothing convirt or
 /// an image's script creates is writable by another user (issue #18, docs/security.md).
 pub(crate) fn no_shared_writes() {
@@ -437,4 +324,117 @@ pub(crate) fn output_with_timeout(
         stdout,
         stderr,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+
+    #[test]
+    fn a_command_past_its_time_is_stopped_and_named() {
+        let start = std::time::Instant::now();
+        let e = output_with_timeout(
+            std::process::Command::new("sleep").arg("30"),
+            std::time::Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            e.to_string()
+                .contains("`sleep` did not finish within 0.3 s"),
+            "{e}"
+        );
+        // Stopped, not waited for (30 s).
+        assert!(start.elapsed() < std::time::Duration::from_secs(25));
+        let o = output_with_timeout(
+            std::process::Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(o.status.code(), Some(3));
+        assert_eq!(o.stdout, b"out\n");
+        assert_eq!(o.stderr, b"err\n");
+    }
+
+    #[test]
+    fn a_missing_tool_is_named_with_its_package() {
+        let e = find_tool("convirt-no-such-tool-xyz").unwrap_err();
+        assert!(e.contains("is not installed"), "{e}");
+        assert!(find_tool("sh").is_ok());
+        assert_eq!(debian_package("lvremove"), "lvm2");
+    }
+
+    #[test]
+    fn random_bytes_differ_between_calls() {
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        fill_random(&mut a).unwrap();
+        fill_random(&mut b).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn rename_noreplace_refuses_an_existing_target() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        std::fs::write(&a, "a").unwrap();
+        std::fs::write(&b, "b").unwrap();
+        let e = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "b");
+        std::fs::remove_file(&b).unwrap();
+        rename_noreplace(&a, &b).unwrap();
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "a");
+        assert!(!a.exists());
+    }
+
+    #[test]
+    fn holes_and_data_of_a_sparse_file() {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = File::create(d.path().join("sparse")).unwrap();
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(b"data").unwrap();
+        let data = seek_data_or_hole(&f, 0, false).unwrap().unwrap();
+        // Where the data starts depends on the file system's block size, never past it.
+        assert!(data <= 1 << 20, "{data}");
+        assert_eq!(seek_data_or_hole(&f, (1 << 20) + 4, false).unwrap(), None);
+    }
+
+    #[test]
+    fn a_second_lock_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lock");
+        let a = File::create(&p).unwrap();
+        let b = File::open(&p).unwrap();
+        assert!(try_lock_exclusive(&a).unwrap());
+        assert!(!try_lock_exclusive(&b).unwrap());
+        drop(a);
+        assert!(try_lock_exclusive(&b).unwrap());
+    }
+
+    #[test]
+    fn uname_names_this_machine() {
+        let [sys, _, _, _, machine] = uname();
+        assert_eq!(sys, "Linux");
+        assert_eq!(machine, std::env::consts::ARCH);
+    }
+
+    #[test]
+    fn a_lock_is_held_once() {
+        let d = tempfile::tempdir().unwrap();
+        let one = File::open(d.path()).unwrap();
+        let two = File::open(d.path()).unwrap();
+        assert!(try_lock_exclusive(&one).unwrap());
+        assert!(!try_lock_exclusive(&two).unwrap());
+        drop(one);
+        assert!(try_lock_exclusive(&two).unwrap());
+    }
+
+    #[test]
+    fn full_errors() {
+        assert!(is_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert!(is_full(&io::Error::from_raw_os_error(libc::EFBIG)));
+        assert!(!is_full(&io::Error::from_raw_os_error(libc::EACCES)));
+        assert!(free_bytes(Path::new("/")).is_ok());
+    }
 }

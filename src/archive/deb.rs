@@ -169,7 +169,9 @@ pub(super) fn build(
         if let Some(e) = epoch {
             cmd.env("SOURCE_DATE_EPOCH", e.to_string());
         }
-        let out = cmd.output().map_err(|e| {
+        // An hour: a large image is gigabytes of data to compress.
+        let out = crate::sys::output_with_timeout(&mut cmd, std::time::Duration::from_secs(3600))
+            .map_err(|e| {
             let d = Diagnostic::error(format!("cannot run `dpkg-deb`: {e}"));
             if e.kind() == io::ErrorKind::NotFound {
                 d.with_hint("install it with `apt-get install dpkg`")

@@ -26,6 +26,9 @@ pub(crate) fn overrides(set: &[(String, String)], vm_set: &[(String, String)]) -
     }
 }
 
+/// `KEY=VALUE` pairs as given.
+type Pairs = Vec<(String, String)>;
+
 /// `--set` / `--vm-set` with the `--set-file` / `--vm-set-file` values read in: each file's
 /// text (standard input for `-`, read once) as a string, one trailing newline dropped. An
 /// unreadable file is an error naming it.
@@ -34,7 +37,7 @@ pub(crate) fn with_files(
     vm_set: &[(String, String)],
     set_file: &[(String, String)],
     vm_set_file: &[(String, String)],
-) -> anyhow::Result<(Vec<(String, String)>, Vec<(String, String)>)> {
+) -> anyhow::Result<(Pairs, Pairs)> {
     let mut stdin_used = false;
     let mut read = |flag: &str, key: &str, path: &str| -> anyhow::Result<String> {
         let text = if path == "-" {
