@@ -751,9 +751,11 @@ fn sighup_is_handled_like_ctrl_c_and_a_second_signal_exits_at_once() {
     wait_for(&pid_file, "started");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     wait_for(&w.path().join("term"), "got");
+    let cleanup_started = Instant::now();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let sent_within = cleanup_started.elapsed();
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130));
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     let script_pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .lines()
@@ -762,13 +764,13 @@ fn sighup_is_handled_like_ctrl_c_and_a_second_signal_exits_at_once() {
         .trim()
         .parse()
         .unwrap();
-    // The clean-up's SIGKILL comes 3 s after its SIGTERM: the script is still there.
+    // The clean-up's SIGKILL comes 3 s after its SIGTERM: the script is still there, unless
+    // this (loaded) machine took most of that time to send the second signal.
     let alive = unsafe { libc::kill(script_pid, 0) } == 0;
     unsafe { libc::kill(-script_pid, libc::SIGKILL) };
-    assert!(
-        alive,
-        "convirt waited for the clean-up after the second Ctrl-C"
-    );
+    if sent_within < Duration::from_millis(1500) {
+        assert!(alive, "convirt waited for the clean-up after the second Ctrl-C");
+    }
 }
 
 /// Waits (at most 30 s) until a file holds some text.
