@@ -158,6 +158,7 @@ test_source_python_config() {
         printf '%s\n' "CONVIRT_CREATED = '/evil'" "GUEST_ROOT = '/'"
         printf '%s\n' "1bad = 'x'" "import os" "t_broken = 'unterminated"
         printf '%s\n' "t_after = 'still read'"
+        printf '%s\n' "QEMU_IMG = '/evil'" "MKSWAP = '/evil'"
         printf "t_crlf = 'crlf'\r\n"
         printf '%s' "t_last = 'no newline'"
     } > "$conf"
@@ -171,6 +172,7 @@ test_source_python_config() {
             t_false t_none t_list t_tuple t_dict t_comment t_dq t_after t_crlf \
             t_last > "$dir/values"
         printf '%s\n%s\n' "$PATH" "$IFS" > "$dir/special"
+        printf '%s %s' "$QEMU_IMG" "$MKSWAP" > "$dir/tools"
         cp "$TMP/last.out" "$dir/log"
     )
     check "source_python_config reads a hostile file" test -s "$dir/values"
@@ -206,6 +208,8 @@ test_source_python_config() {
     check "nothing ran (no pwned files)" test -z "$(find "$dir" -name 'pwned*')"
     check_eq "PATH and IFS untouched" "$before_path"$'\n'$' \t' "$(cat "$dir/special")"
     check_contains "reserved name PATH is logged" "$dir/log" "'PATH' is a reserved"
+    check_eq "tool variables of common/defs untouched" "$QEMU_IMG $MKSWAP" "$(cat "$dir/tools")"
+    check_contains "a tool variable is logged" "$dir/log" "'QEMU_IMG' names a tool of common/defs"
     check_contains "CONVIRT_CREATED cannot be set" "$dir/log" "'CONVIRT_CREATED' is a reserved"
     check_contains "GUEST_ROOT cannot be set" "$dir/log" "'GUEST_ROOT' is a reserved"
     check_contains "invalid name is logged" "$dir/log" "'1bad' is not a valid shell variable name"
@@ -276,6 +280,17 @@ test_create_disk() {
     check "create_disk tap:qcow2" quiet create_disk tap:qcow2 "$dir/tq.qcow2" 8
     check "create_disk vmdk" quiet create_disk vmdk "$dir/v.vmdk" 16
     check "vmdk image has format vmdk" grep -q '"format": "vmdk"' <<< "$(qemu-img info --output=json "$dir/v.vmdk" 2> /dev/null)"
+
+    # Owner-only whatever the umask (issue #18): a disk holds the guest's secrets.
+    (
+        umask 000
+        for t in VBD qcow2 vmdk; do
+            quiet create_disk "$t" "$dir/umask000.$t" 8 || exit 1
+        done
+    )
+    for t in VBD qcow2 vmdk; do
+        check_eq "create_disk $t under umask 000 is 0600" 600 "$(stat -c %a "$dir/umask000.$t" 2> /dev/null)"
+    done
 
     # Never overwrite.
     printf 'precious data\n' > "$dir/existing.img"
