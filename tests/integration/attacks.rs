@@ -130,12 +130,13 @@ fn a_fresh_disk_of_every_type_is_owner_only_even_with_umask_000() {
 fn a_config_holding_a_secret_is_owner_only_and_unknown_secret_keys_are_not_in_comments() {
     let w = sandbox();
     probe(&w, "");
+    let pw = w.write("vnc.txt", "hunter2hunter2\n");
     let o = w.conv(&provision_args(
         "v",
         "Probe",
         &[
-            "--vm-set",
-            "vncpasswd=hunter2hunter2",
+            "--vm-set-file",
+            &format!("vncpasswd={}", pw.display()),
             "--vm-set",
             "backup_token=tok-3141592653",
         ],
@@ -145,7 +146,7 @@ fn a_config_holding_a_secret_is_owner_only_and_unknown_secret_keys_are_not_in_co
     assert_eq!(mode(&cfg), 0o600);
     let text = std::fs::read_to_string(&cfg).unwrap();
     // xl needs the VNC password itself; a key xl does not know is only a comment, masked.
-    assert!(text.contains("hunter2hunter2"), "{text}");
+    assert!(text.contains("vncpasswd = \"hunter2hunter2\"\n"), "{text}");
     assert!(!text.contains("tok-3141592653"), "{text}");
     assert!(text.contains("backup_token = ********"), "{text}");
 }
@@ -769,7 +770,10 @@ fn sighup_is_handled_like_ctrl_c_and_a_second_signal_exits_at_once() {
     let alive = unsafe { libc::kill(script_pid, 0) } == 0;
     unsafe { libc::kill(-script_pid, libc::SIGKILL) };
     if sent_within < Duration::from_millis(1500) {
-        assert!(alive, "convirt waited for the clean-up after the second Ctrl-C");
+        assert!(
+            alive,
+            "convirt waited for the clean-up after the second Ctrl-C"
+        );
     }
 }
 
