@@ -73,12 +73,6 @@ impl Bounds {
             // Its directory is gone: so is the item (`gone`, decided by the caller).
             Err(_) => return None,
         };
-        if real != p {
-            return Some(format!(
-                "a symlink in its directories leads to `{}`",
-                real.display()
-            ));
-        }
         let inside = self
             .roots
             .iter()
@@ -86,7 +80,14 @@ impl Bounds {
         let ancestor_dir =
             item.kind == Kind::Dir && self.roots.iter().any(|r| r.starts_with(&real));
         if inside || ancestor_dir {
+            // (A symlink above the directories themselves, as a home reached through one,
+            // is fine: the roots are compared resolved too.)
             None
+        } else if real != p {
+            Some(format!(
+                "a symlink in its directories leads to `{}`",
+                real.display()
+            ))
         } else {
             Some("outside the directories the run was configured with".into())
         }
@@ -284,4 +285,51 @@ pub(crate) fn forget(vm: &Vm) -> std::io::Result<()> {
     }
     let _ = std::fs::remove_dir(&vm.dir);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_resolve_symlinks_above_and_refuse_them_below_the_roots() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        std::fs::create_dir_all(real.join("disks")).unwrap();
+        std::fs::create_dir_all(t.path().join("outside")).unwrap();
+        // A home reached through a symlink: configured and recorded through it.
+        let home = t.path().join("home");
+        std::os::unix::fs::symlink(&real, &home).unwrap();
+        let b = Bounds::new([home.join("disks")]);
+        let item = |p: PathBuf, kind| Item::new(p.display().to_string(), kind);
+        assert_eq!(b.refuse(&item(home.join("disks/a.disk"), Kind::Disk)), None);
+        // A symlink planted inside a root, leading out.
+        std::os::unix::fs::symlink(t.path().join("outside"), real.join("disks/out")).unwrap();
+        let why = b
+            .refuse(&item(home.join("disks/out/x"), Kind::File))
+            .unwrap();
+        assert!(why.starts_with("a symlink in its directories"), "{why}");
+        // `..`, relative paths, the root itself as a file, its ancestors as directories.
+        assert!(
+            b.refuse(&item(home.join("disks/../x"), Kind::File))
+                .is_some()
+        );
+        assert!(b.refuse(&Item::new("rel/x", Kind::File)).is_some());
+        assert!(b.refuse(&item(home.join("disks"), Kind::File)).is_some());
+        assert_eq!(b.refuse(&item(home.join("disks"), Kind::Dir)), None);
+        assert_eq!(b.refuse(&item(real.clone(), Kind::Dir)), None);
+        assert!(b.refuse(&item(real.clone(), Kind::File)).is_some());
+    }
+
+    #[test]
+    fn lvm_names_follow_lvm_rules() {
+        for ok in ["vg0/lv1", "/dev/vg0/lv1", "v.g+_-/l.v"] {
+            assert!(valid_lvm(ok), "{ok}");
+        }
+        for bad in [
+            "vg0", "--all/x", "vg0/-x", "vg0/a/b", "../x", "vg0/..", "vg 0/x", "/x", "",
+        ] {
+            assert!(!valid_lvm(bad), "{bad}");
+        }
+    }
 }

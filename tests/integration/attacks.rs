@@ -383,6 +383,12 @@ fn a_tampered_record_removes_nothing_outside_its_run() {
             "file",
             Some(id(&dotdot)),
         ),
+        // Through a symlink in the disk directory to a directory outside.
+        item(
+            format!("{}/disks/link/canary", w.path().display()),
+            "file",
+            Some(id(&outside)),
+        ),
         // A bare volume group, and one that would be an option of lvremove.
         item("vg0".into(), "lvm", None),
         item("--all/x".into(), "lvm", None),
@@ -394,6 +400,7 @@ fn a_tampered_record_removes_nothing_outside_its_run() {
         ),
     ]);
     std::fs::write(&path, serde_json::to_string_pretty(&r).unwrap()).unwrap();
+    std::os::unix::fs::symlink(outside.parent().unwrap(), w.path().join("disks/link")).unwrap();
     // A recording lvremove on PATH: it must never be called.
     let calls = w.path().join("lvremove.calls");
     w.write_exec(
@@ -430,6 +437,10 @@ fn a_tampered_record_removes_nothing_outside_its_run() {
             nearby.display()
         ),
         "(`.` or `..` in the path)".to_string(),
+        format!(
+            "/disks/link/canary (a symlink in its directories leads to `{}`)",
+            outside.display()
+        ),
         "kept     lvm       vg0 (not a valid `VG/LV` logical volume name)".to_string(),
         "kept     lvm       --all/x (not a valid `VG/LV` logical volume name)".to_string(),
         "removed  disk".to_string(),
