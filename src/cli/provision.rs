@@ -120,6 +120,20 @@ pub(crate) struct ProvisionArgs {
 
 pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
     let (set, vm_set) = args::with_files(&a.set, &a.vm_set, &a.set_file, &a.vm_set_file)?;
+    if !app.cli.quiet {
+        for (flag, (k, v)) in a
+            .set
+            .iter()
+            .map(|kv| ("--set", kv))
+            .chain(a.vm_set.iter().map(|kv| ("--vm-set", kv)))
+        {
+            if crate::state::is_secret(k, v) {
+                eprintln!(
+                    "warning: the secret `{k}` on the command line is visible to every local user (`ps`) and stays in your shell history; use `{flag}-file {k}=PATH` (`{k}=-` reads standard input)"
+                );
+            }
+        }
+    }
     let req = Request {
         vms: a.vms.clone(),
         hosts: a.hosts.clone(),

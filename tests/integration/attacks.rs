@@ -566,6 +566,25 @@ fn a_secret_is_never_in_ps_the_dry_run_the_json_the_log_or_the_config() {
     // The instantiated image.conf beside the log has it (the script reads it): owner-only.
     assert_eq!(mode(&w.path().join("log/Sec/Sec_s_image.conf")), 0o600);
 
+    // A secret on the command line is warned about.
+    let o = w.conv(&provision_args(
+        "s3",
+        "Sec",
+        &["--dry-run", "--set", &format!("root_password_hash={hash}")],
+    ));
+    ok(&o);
+    assert!(
+        stderr(&o).contains("warning: the secret `root_password_hash` on the command line is visible to every local user (`ps`)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("--set-file root_password_hash=PATH"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("Z9secret"), "{}", stdout(&o));
+
     // A crash report never shows a secret given on the command line.
     let o = w
         .conv_cmd(&provision_args(
