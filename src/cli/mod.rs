@@ -10,6 +10,7 @@ mod image;
 mod manpages;
 pub(crate) mod out;
 mod provision;
+mod share;
 pub mod report;
 mod store;
 mod vm;
@@ -81,6 +82,13 @@ enum Command {
   convirt image create-like Linux_CD_Install Web_Install --set hda_disk_size=20000"
     )]
     Image(image::ImageCmd),
+    /// Signing keys for `image publish`
+    #[command(
+        subcommand,
+        after_help = "Example:
+  convirt key generate mykey      writes mykey.key (secret) and mykey.pub here"
+    )]
+    Key(share::KeyCmd),
     /// Work with single config files
     #[command(
         subcommand,
@@ -274,6 +282,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Store(cmd) => store::run(&app, cmd),
         Command::Image(cmd) => image::run(&app, cmd),
         Command::Conf(cmd) => conf::run(&app, cmd),
+        Command::Key(cmd) => share::key(&app, cmd),
         Command::Provision(args) => provision::run(&app, args),
         Command::Vm(cmd) => vm::run(&app, cmd),
         Command::Render {
