@@ -28,7 +28,9 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
 fn target(url: &str) -> Result<Target, String> {
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
-            return Err(format!("`{url}`: a file URL needs an absolute path (`file:///...`)"));
+            return Err(format!(
+                "`{url}`: a file URL needs an absolute path (`file:///...`)"
+            ));
         }
         return Ok(Target::File(PathBuf::from(path)));
     }
@@ -62,7 +64,9 @@ fn target(url: &str) -> Result<Target, String> {
         .map(|a| a.as_str().to_ascii_lowercase())
         .unwrap_or_default();
     if authority.contains('@') {
-        return Err(format!("`{url}`: user names and passwords in URLs are not supported"));
+        return Err(format!(
+            "`{url}`: user names and passwords in URLs are not supported"
+        ));
     }
     Ok(Target::Http { scheme, authority })
 }
@@ -244,7 +248,10 @@ fn copy_bounded(
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {
-    if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    ) {
         return true;
     }
     e.get_ref()

@@ -332,13 +332,18 @@ fn read_file(path: &Path) -> Result<FileSettings, Diagnostic> {
 
 /// A source's name is a file name in the state directory, its URL follows the download
 /// rules (`fetch::check_url`) and its key is a minisign public key.
-fn check_sources(file: &SourceFile, sources: &BTreeMap<String, FileSource>) -> Result<(), Diagnostic> {
+fn check_sources(
+    file: &SourceFile,
+    sources: &BTreeMap<String, FileSource>,
+) -> Result<(), Diagnostic> {
     for (name, s) in sources {
         let at = |sp: &toml::Spanned<String>| Span::new(sp.span().start, sp.span().end);
         let plain = !name.is_empty()
             && name.len() <= 64
             && !name.starts_with('-')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !plain {
             return Err(Diagnostic::error(format!(
                 "source name `{}` may hold only ASCII letters, digits, `_` and `-`",
@@ -347,11 +352,15 @@ fn check_sources(file: &SourceFile, sources: &BTreeMap<String, FileSource>) -> R
             .at(file, at(&s.url)));
         }
         if let Err(e) = crate::fetch::check_url(s.url.get_ref()) {
-            return Err(Diagnostic::error(format!("[sources.{name}] url: {e}")).at(file, at(&s.url)));
+            return Err(
+                Diagnostic::error(format!("[sources.{name}] url: {e}")).at(file, at(&s.url))
+            );
         }
         if let Err(e) = crate::signing::parse_public_key(s.public_key.get_ref()) {
-            return Err(Diagnostic::error(format!("[sources.{name}] public_key: {e}"))
-                .at(file, at(&s.public_key)));
+            return Err(
+                Diagnostic::error(format!("[sources.{name}] public_key: {e}"))
+                    .at(file, at(&s.public_key)),
+            );
         }
     }
     Ok(())

@@ -69,7 +69,9 @@ pub(crate) fn generate(dir: &Path, name: &str) -> Result<Generated, Diagnostic> 
     let id = key_id(kp.pk.keynum());
     let sk_text = kp
         .sk
-        .to_box(Some(&format!("convirt secret key {id} (unencrypted; keep it private)")))
+        .to_box(Some(&format!(
+            "convirt secret key {id} (unencrypted; keep it private)"
+        )))
         .map_err(fail)?
         .to_string();
     let pk_text = kp.pk.to_box().map_err(fail)?.to_string();
@@ -101,8 +103,9 @@ impl Signer {
     pub(crate) fn load(path: &Path) -> Result<Signer, Diagnostic> {
         let shown = path.display();
         let text = read_small(path, 4096)?;
-        let sk_box = SecretKeyBox::from_string(&text)
-            .map_err(|e| Diagnostic::error(format!("`{shown}` is not a minisign secret key: {e}")))?;
+        let sk_box = SecretKeyBox::from_string(&text).map_err(|e| {
+            Diagnostic::error(format!("`{shown}` is not a minisign secret key: {e}"))
+        })?;
         let sk = SecretKey::from_unencrypted_box(sk_box).map_err(|e| {
             Diagnostic::error(format!("cannot use the secret key `{shown}`: {e}")).with_hint(
                 "convirt signs with unencrypted keys (`convirt key generate`, or `minisign -G -W`)",
@@ -170,7 +173,8 @@ pub(crate) fn verify<R: Read + std::io::Seek>(
     sig: &str,
     data: R,
 ) -> Result<(), String> {
-    let b = SignatureBox::from_string(sig).map_err(|e| format!("the signature is malformed: {e}"))?;
+    let b =
+        SignatureBox::from_string(sig).map_err(|e| format!("the signature is malformed: {e}"))?;
     if b.keynum() != pk.keynum() {
         return Err(format!(
             "it is signed by key {}, not by the trusted key {}",
@@ -185,7 +189,8 @@ pub(crate) fn verify<R: Read + std::io::Seek>(
 /// Reads a file that must be small (a key, a signature).
 pub(crate) fn read_small(path: &Path, max: u64) -> Result<String, Diagnostic> {
     let shown = path.display();
-    let f = File::open(path).map_err(|e| Diagnostic::error(format!("cannot read `{shown}`: {e}")))?;
+    let f =
+        File::open(path).map_err(|e| Diagnostic::error(format!("cannot read `{shown}`: {e}")))?;
     let mut text = String::new();
     f.take(max + 1)
         .read_to_string(&mut text)

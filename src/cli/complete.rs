@@ -165,7 +165,12 @@ fn source_image_names() -> Vec<CompletionCandidate> {
 
 fn source_names() -> Vec<CompletionCandidate> {
     settings()
-        .map(|s| s.sources.into_keys().map(CompletionCandidate::new).collect())
+        .map(|s| {
+            s.sources
+                .into_keys()
+                .map(CompletionCandidate::new)
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -381,7 +381,11 @@ fn image_list(app: &App) -> Result<()> {
     // The ORIGIN column appears once some image has a recorded origin (docs/sharing.md).
     let origins: Vec<String> = rows
         .iter()
-        .map(|r| r.origin.as_ref().map_or_else(|| "-".to_string(), |o| o.short()))
+        .map(|r| {
+            r.origin
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |o| o.short())
+        })
         .collect();
     if rows.iter().any(|r| r.origin.is_some()) {
         let ow = origins.iter().map(String::len).max().unwrap_or(6).max(6);
@@ -397,7 +401,11 @@ fn image_list(app: &App) -> Result<()> {
                 Some(b) => format!("broken: {b}"),
                 None => r.title.clone(),
             };
-            writeln!(out, "{:<w$}  {:<4}  {:<8}  {:<ow$}  {}", r.name, kind, flags, o, title)?;
+            writeln!(
+                out,
+                "{:<w$}  {:<4}  {:<8}  {:<ow$}  {}",
+                r.name, kind, flags, o, title
+            )?;
         }
         return Ok(());
     }
@@ -673,7 +681,11 @@ fn image_import(
         return app.print_json(&v);
     }
     if let Some(s) = &signed {
-        outln!("`{}`: good signature by key {}", file.display(), s.describe())?;
+        outln!(
+            "`{}`: good signature by key {}",
+            file.display(),
+            s.describe()
+        )?;
     }
     for i in &report.images {
         outln!(

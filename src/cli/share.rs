@@ -150,7 +150,15 @@ pub(crate) fn search(app: &App, term: Option<&str>) -> Result<()> {
             })
             .collect();
         let head = [
-            "SOURCE", "NAME", "VERSION", "KIND", "ARCH", "SIZE", "INSTALLED", "OLDER", "TITLE",
+            "SOURCE",
+            "NAME",
+            "VERSION",
+            "KIND",
+            "ARCH",
+            "SIZE",
+            "INSTALLED",
+            "OLDER",
+            "TITLE",
         ];
         let mut widths = head.map(str::len);
         for r in &rows {

@@ -51,7 +51,8 @@ impl Index {
 
     /// Parses and checks an index; the error says what is wrong.
     pub(crate) fn parse(text: &[u8]) -> Result<Index, String> {
-        let index: Index = serde_json::from_slice(text).map_err(|e| format!("not an image index: {e}"))?;
+        let index: Index =
+            serde_json::from_slice(text).map_err(|e| format!("not an image index: {e}"))?;
         if index.format != FORMAT {
             return Err(format!(
                 "index format {} is not one this convirt reads ({FORMAT}); update convirt",
@@ -108,7 +109,9 @@ impl Entry {
         crate::store::check_image_name(&self.name)
             .map_err(|e| format!("index entry `{shown}`: {e}"))?;
         if self.version == 0 {
-            return Err(format!("index entry `{shown}`: version 0 (versions start at 1)"));
+            return Err(format!(
+                "index entry `{shown}`: version 0 (versions start at 1)"
+            ));
         }
         if !matches!(self.kind.as_str(), "PV" | "PVH" | "HVM") {
             return Err(format!(
@@ -122,7 +125,12 @@ impl Entry {
                 self.url.escape_debug()
             ));
         }
-        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if self.sha256.len() != 64
+            || !self
+                .sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(format!(
                 "index entry `{shown}`: sha256 is not 64 lowercase hex digits"
             ));
@@ -137,8 +145,7 @@ pub(crate) fn is_file_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
         && !s.starts_with('.')
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
 }
 
@@ -197,7 +204,11 @@ mod tests {
             entry("A", 1, "a1"),
         ]))
         .unwrap();
-        let names: Vec<_> = ix.newest().iter().map(|e| (e.name.clone(), e.version)).collect();
+        let names: Vec<_> = ix
+            .newest()
+            .iter()
+            .map(|e| (e.name.clone(), e.version))
+            .collect();
         assert_eq!(names, [("A".to_string(), 2), ("B".to_string(), 1)]);
         assert_eq!(ix.find("A", Some(1)).unwrap().url, "a1");
         assert_eq!(ix.find("A", None).unwrap().url, "a2");

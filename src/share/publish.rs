@@ -78,11 +78,15 @@ fn existing_index(dir: &Path, signer: &Signer) -> Result<Index, Diagnostic> {
     File::open(&path)
         .and_then(|f| f.take(index::MAX_INDEX + 1).read_to_end(&mut text))
         .map_err(|e| Diagnostic::error(format!("cannot read `{shown}`: {e}")))?;
-    let sig = signing::read_small(&signing::sig_path(&path), signing::MAX_SIG)
-        .map_err(|d| d.with_hint("an index without its signature is not updated; remove it to start a new one"))?;
+    let sig = signing::read_small(&signing::sig_path(&path), signing::MAX_SIG).map_err(|d| {
+        d.with_hint("an index without its signature is not updated; remove it to start a new one")
+    })?;
     signer.verify_own(&sig, &text).map_err(|e| {
-        Diagnostic::error(format!("`{shown}` is not signed by key {}: {e}", signer.key_id))
-            .with_hint("publish with the key that signed it, or into another directory")
+        Diagnostic::error(format!(
+            "`{shown}` is not signed by key {}: {e}",
+            signer.key_id
+        ))
+        .with_hint("publish with the key that signed it, or into another directory")
     })?;
     Index::parse(&text).map_err(|e| Diagnostic::error(format!("`{shown}`: {e}")))
 }

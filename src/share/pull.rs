@@ -49,7 +49,10 @@ pub(crate) fn cached_names(state_dir: &Path, sources: &[Source]) -> Vec<(String,
     for s in sources {
         if let Some(seen) = read_seen(state_dir, &s.name) {
             for e in seen.index.newest() {
-                out.push((e.name.clone(), format!("{} v{}: {}", s.name, e.version, e.title)));
+                out.push((
+                    e.name.clone(),
+                    format!("{} v{}: {}", s.name, e.version, e.title),
+                ));
             }
         }
     }
@@ -82,9 +85,8 @@ pub(crate) fn fetch_index(
     state_dir: &Path,
 ) -> Result<Index, Diagnostic> {
     let name = &source.name;
-    let fail = |what: String| {
-        Diagnostic::error(format!("source `{name}`: {what}; the index is refused"))
-    };
+    let fail =
+        |what: String| Diagnostic::error(format!("source `{name}`: {what}; the index is refused"));
     let pk = signing::parse_public_key(&source.public_key).map_err(fail)?;
     let key_id = signing::public_key_id(&pk);
     let url = fetch::join(&source.url, INDEX);
@@ -94,8 +96,11 @@ pub(crate) fn fetch_index(
     let sig_url = format!("{url}.{}", signing::SIG_EXT);
     download(client, &sig_url, signing::MAX_SIG, false, &mut sig, &|_| {}).map_err(fail)?;
     let sig = String::from_utf8_lossy(&sig);
-    signing::verify(&pk, &sig, Cursor::new(&text))
-        .map_err(|e| fail(format!("`{url}` does not verify against the source's public key: {e}")))?;
+    signing::verify(&pk, &sig, Cursor::new(&text)).map_err(|e| {
+        fail(format!(
+            "`{url}` does not verify against the source's public key: {e}"
+        ))
+    })?;
     let index = Index::parse(&text).map_err(|e| fail(format!("`{url}`: {e}")))?;
     let seen = read_seen(state_dir, name).filter(|s| s.key_id == key_id);
     if let Some(s) = &seen {
@@ -250,13 +255,16 @@ pub(crate) fn pull(
             Some(s) => vec![s],
             None => {
                 let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-                return Err(Diagnostic::error(format!("no source `{f}` in the settings"))
-                    .with_hint(if names.is_empty() {
-                        "add a [sources.NAME] table with url and public_key to the settings".to_string()
-                    } else {
-                        format!("the sources: {}", names.join(", "))
-                    })
-                    .into());
+                return Err(
+                    Diagnostic::error(format!("no source `{f}` in the settings"))
+                        .with_hint(if names.is_empty() {
+                            "add a [sources.NAME] table with url and public_key to the settings"
+                                .to_string()
+                        } else {
+                            format!("the sources: {}", names.join(", "))
+                        })
+                        .into(),
+                );
             }
         },
         None => sources.iter().collect(),
@@ -355,10 +363,19 @@ pub(crate) fn pull(
     let key_id = signing::public_key_id(&pk);
     let mut sig = Vec::new();
     let sig_url = format!("{url}.{}", signing::SIG_EXT);
-    download(&client, &sig_url, signing::MAX_SIG, false, &mut sig, &|_| {})
-        .map_err(|e| refuse(format!("its signature: {e}")))?;
+    download(
+        &client,
+        &sig_url,
+        signing::MAX_SIG,
+        false,
+        &mut sig,
+        &|_| {},
+    )
+    .map_err(|e| refuse(format!("its signature: {e}")))?;
     let file = tmp.as_file_mut();
-    file.flush().and_then(|()| file.rewind()).map_err(|e| refuse(e.to_string()))?;
+    file.flush()
+        .and_then(|()| file.rewind())
+        .map_err(|e| refuse(e.to_string()))?;
     signing::verify(&pk, &String::from_utf8_lossy(&sig), &mut *file)
         .map_err(|e| refuse(format!("the pack's signature: {e}")))?;
     let report = archive::import(
