@@ -376,7 +376,7 @@ fn parse_file(file: &SourceFile) -> Result<FileSettings, Diagnostic> {
             .span()
             .map(|r| Span::new(r.start, r.end))
             .unwrap_or_else(|| deepest_key(&file.text));
-        let d = d.at(&file, span);
+        let d = d.at(file, span);
         if msg.starts_with("unknown field") {
             d.with_hint("known keys: image_store, log_dir, work_dir, default_computed_options, default_format, state_dir, xen_auto_dir, require_signature, [variables], [hosts.NAME], [sources.NAME] (url, public_key)")
         } else {
