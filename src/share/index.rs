@@ -182,7 +182,7 @@ mod tests {
     fn entries_are_checked() {
         assert!(Index::parse(&index(vec![entry("A", 1, "A-1.tar.gz")])).is_ok());
         for (bad, why) in [
-            (entry("../A", 1, "A-1.tar.gz"), "contains `/`"),
+            (entry("../A", 1, "A-1.tar.gz"), "image name `../A` contains"),
             (entry("A/B", 1, "A-1.tar.gz"), "contains `/`"),
             (entry("A", 1, "../A-1.tar.gz"), "not a plain file name"),
             (entry("A", 1, "sub/A-1.tar.gz"), "not a plain file name"),
