@@ -391,6 +391,12 @@ pub(crate) fn pull(
     )?;
     drop(tmp);
     let mut warnings = report.warnings;
+    if entry.arch != host.machine {
+        warnings.push(Diagnostic::warning(format!(
+            "image `{}` was published for {}, this machine is {}",
+            entry.name, entry.arch, host.machine
+        )));
+    }
     let o = Origin::new(
         Some(source.name.clone()),
         Some(entry.version),

@@ -537,9 +537,16 @@ fn attacks_are_refused_and_leave_the_store_unchanged() {
     fails_saying(&o, "an old index replayed");
     s.reset_all();
 
-    // After all that, the real thing still works.
-    let o = s.run(&pull);
+    // After all that, the real thing still works, through a redirect within the same host.
+    s.server
+        .set(pack, Answer::Redirect(format!("/moved{pack}")));
+    s.server.set(
+        &format!("/moved{pack}"),
+        Answer::Body(s.pub_file(&pack[1..])),
+    );
+    let o = s.run(&["image", "pull", "Linux_CD_Install@1"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("version 1"), "{}", stdout(&o));
 }
 
 impl Shared {
