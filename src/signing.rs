@@ -175,6 +175,12 @@ pub(crate) fn verify<R: Read + std::io::Seek>(
 ) -> Result<(), String> {
     let b =
         SignatureBox::from_string(sig).map_err(|e| format!("the signature is malformed: {e}"))?;
+    // minisign 0.10 reads the global signature's 64 bytes without checking its length (a
+    // short one panics): it must be 64 bytes, 88 characters of padded base64.
+    let global = sig.lines().nth(3).map(str::trim).unwrap_or("");
+    if global.len() != 88 || !global.ends_with("==") || global.ends_with("===") {
+        return Err("the signature is malformed: its last line is not a 64-byte signature".into());
+    }
     if b.keynum() != pk.keynum() {
         return Err(format!(
             "it is signed by key {}, not by the trusted key {}",
@@ -201,4 +207,59 @@ pub(crate) fn read_small(path: &Path, max: u64) -> Result<String, Diagnostic> {
         )));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(dir: &Path, name: &str) -> (Signer, PublicKey) {
+        let g = generate(dir, name).unwrap();
+        let pk = parse_public_key(&std::fs::read_to_string(&g.public).unwrap()).unwrap();
+        (Signer::load(&g.secret).unwrap(), pk)
+    }
+
+    #[test]
+    fn sign_verify_and_what_fails() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, pa) = signer(d.path(), "a");
+        let (b, _) = signer(d.path(), "b");
+        let sig = a.sign(b"data", "convirt test").unwrap();
+        assert!(verify(&pa, &sig, Cursor::new(b"data")).is_ok());
+        let e = verify(&pa, &sig, Cursor::new(b"datA")).unwrap_err();
+        assert!(e.contains("does not match"), "{e}");
+        let other = b.sign(b"data", "convirt test").unwrap();
+        let e = verify(&pa, &other, Cursor::new(b"data")).unwrap_err();
+        assert!(e.contains("not by the trusted key"), "{e}");
+        // A changed trusted comment breaks the global signature.
+        let forged = sig.replace("convirt test", "convirt tess");
+        assert!(verify(&pa, &forged, Cursor::new(b"data")).is_err());
+        // Damage anywhere is an error, never a panic.
+        for i in 0..sig.len() {
+            let mut bytes = sig.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            if let Ok(s) = String::from_utf8(bytes) {
+                if s != sig {
+                    let _ = verify(&pa, &s, Cursor::new(b"data"));
+                }
+            }
+            let _ = verify(&pa, &sig[..i], Cursor::new(b"data"));
+        }
+    }
+
+    #[test]
+    fn public_keys_and_names() {
+        let d = tempfile::tempdir().unwrap();
+        let g = generate(d.path(), "k.1").unwrap();
+        let text = std::fs::read_to_string(&g.public).unwrap();
+        // The whole file or its last line.
+        assert!(parse_public_key(&text).is_ok());
+        assert!(parse_public_key(&g.public_key).is_ok());
+        for bad in ["", "RW", "not a key", &g.public_key[1..]] {
+            assert!(parse_public_key(bad).is_err(), "{bad}");
+        }
+        for bad in ["", ".hidden", "-x", "a/b", "../k", "a b"] {
+            assert!(generate(d.path(), bad).is_err(), "{bad}");
+        }
+    }
 }

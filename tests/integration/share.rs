@@ -406,6 +406,14 @@ fn attacks_are_refused_and_leave_the_store_unchanged() {
         .set("/index.json", Answer::Body(changed.into_bytes()));
     refused(&s, &pull, "does not verify against the source's public key");
     s.reset_all();
+    // A damaged signature (a global signature too short for minisign's own check).
+    let sig = String::from_utf8(s.pub_file("index.json.minisig")).unwrap();
+    let short: Vec<&str> = sig.lines().collect();
+    let short = format!("{}\n{}\n{}\nAAAA\n", short[0], short[1], short[2]);
+    s.server
+        .set("/index.json.minisig", Answer::Body(short.into_bytes()));
+    refused(&s, &pull, "the signature is malformed");
+    s.reset_all();
 
     // A changed pack, of the same size.
     let mut bad = s.pub_file(&pack[1..]);
