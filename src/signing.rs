@@ -102,6 +102,17 @@ pub(crate) struct Signer {
 impl Signer {
     pub(crate) fn load(path: &Path) -> Result<Signer, Diagnostic> {
         let shown = path.display();
+        // As ssh with a private key: one that others can read is no longer secret.
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(Diagnostic::error(format!(
+                    "the secret key `{shown}` is open to other users (mode {mode:04o})"
+                ))
+                .with_hint(format!("`chmod 600 {shown}`, and consider it exposed")));
+            }
+        }
         let text = read_small(path, 4096)?;
         let sk_box = SecretKeyBox::from_string(&text).map_err(|e| {
             Diagnostic::error(format!("`{shown}` is not a minisign secret key: {e}"))

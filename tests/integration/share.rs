@@ -228,6 +228,12 @@ fn key_generate_writes_a_private_key_and_never_overwrites() {
     assert!(!w.path().join("k2.key").exists());
     let o = w.cmd().args(["key", "generate", "../k3"]).output().unwrap();
     fails_saying(&o, "is not a key name");
+    // A secret key others can read is refused for signing.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    w.image("x", "", "name = ''\n");
+    let o = w.run(&["image", "publish", "x", "--to", "pub", "--key", "k1.key"]);
+    fails_saying(&o, "is open to other users (mode 0644)");
+    assert!(!w.path().join("pub").exists());
 }
 
 #[test]
