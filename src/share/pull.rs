@@ -95,13 +95,7 @@ pub(crate) fn fetch_index(
     let mut sig = Vec::new();
     let sig_url = format!("{url}.{}", signing::SIG_EXT);
     download(client, &sig_url, signing::MAX_SIG, false, &mut sig, &|_| {}).map_err(fail)?;
-    let sig = String::from_utf8_lossy(&sig);
-    signing::verify(&pk, &sig, Cursor::new(&text)).map_err(|e| {
-        fail(format!(
-            "`{url}` does not verify against the source's public key: {e}"
-        ))
-    })?;
-    let index = Index::parse(&text).map_err(|e| fail(format!("`{url}`: {e}")))?;
+    let index = verify_index(&pk, &url, &text, &sig).map_err(fail)?;
     let seen = read_seen(state_dir, name).filter(|s| s.key_id == key_id);
     if let Some(s) = &seen {
         if index.published < s.published {
@@ -132,6 +126,19 @@ pub(crate) fn fetch_index(
             .with_hint("the record keeps an old index from being replayed; convirt needs it")
         })?;
     Ok(index)
+}
+
+/// An index as downloaded, checked: its signature by `pk`, then its format and entries.
+fn verify_index(
+    pk: &minisign::PublicKey,
+    url: &str,
+    text: &[u8],
+    sig: &[u8],
+) -> Result<Index, String> {
+    let sig = String::from_utf8_lossy(sig);
+    signing::verify(pk, &sig, Cursor::new(text))
+        .map_err(|e| format!("`{url}` does not verify against the source's public key: {e}"))?;
+    Index::parse(text).map_err(|e| format!("`{url}`: {e}"))
 }
 
 /// What is installed of an offered image.
@@ -454,4 +461,60 @@ fn progress_bar(enabled: bool, total: u64, name: &str) -> Option<indicatif::Prog
     }
     pb.set_message(format!("downloading {name}"));
     Some(pb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A signed index of one entry, and the key that checks it.
+    fn signed() -> (Vec<u8>, Vec<u8>, minisign::PublicKey) {
+        let d = tempfile::tempdir().unwrap();
+        let g = signing::generate(d.path(), "k").unwrap();
+        let signer = signing::Signer::load(&g.secret).unwrap();
+        let pk = signing::parse_public_key(&g.public_key).unwrap();
+        let mut entry = Index::empty();
+        entry.published = 7;
+        let mut text = entry.to_json().into_bytes();
+        text.splice(
+            text.len() - 4..text.len() - 4,
+            br#"{"name": "A", "version": 1, "title": "t", "description": "d", "kind": "PV",
+ "arch": "x86_64", "size": 3, "url": "A-1.tar.gz", "published": 7,
+ "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}"#
+                .iter()
+                .copied(),
+        );
+        let sig = signer.sign(&text, "convirt index published:7").unwrap();
+        (text, sig.into_bytes(), pk)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+        /// Any change to the index is refused; a damaged signature is an error or (where
+        /// the change does not matter, as in its unsigned first line) still good, and
+        /// nothing panics.
+        #[test]
+        fn a_changed_index_is_refused_and_nothing_panics(
+            in_sig: bool,
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            cut: bool,
+        ) {
+            let (text, sig, pk) = signed();
+            prop_assert!(verify_index(&pk, "u", &text, &sig).is_ok());
+            let (mut t, mut s) = (text.clone(), sig.clone());
+            let target = if in_sig { &mut s } else { &mut t };
+            let i = at.index(target.len());
+            if cut {
+                target.truncate(i);
+            } else {
+                target[i] = byte;
+            }
+            let r = verify_index(&pk, "u", &t, &s);
+            if t != text {
+                prop_assert!(r.is_err(), "a changed index verified: {}", String::from_utf8_lossy(&t));
+            }
+        }
+    }
 }
