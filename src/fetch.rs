@@ -222,7 +222,11 @@ fn copy_bounded(
         let got = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(g) => g,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                // A signal: the caller's check says whether to stop (Ctrl-C) or go on.
+                progress(n)?;
+                continue;
+            }
             Err(e) if is_timeout(&e) => {
                 return Err(format!(
                     "the server stalled: nothing received for {} s after {n} bytes",
