@@ -73,13 +73,14 @@ enum Command {
   convirt store init /srv/image_store     or to a directory of your choice"
     )]
     Store(store::StoreCmd),
-    /// List, show, validate, copy and edit images
+    /// List, show, validate, copy, edit, pack and import images; publish, search and pull shared ones
     #[command(
         subcommand,
         after_help = "Examples:
   convirt image list
   convirt image show Linux_CD_Install
-  convirt image create-like Linux_CD_Install Web_Install --set hda_disk_size=20000"
+  convirt image create-like Linux_CD_Install Web_Install --set hda_disk_size=20000
+  convirt image search && convirt image pull Debian_12_Minimal"
     )]
     Image(image::ImageCmd),
     /// Signing keys for `image publish`
