@@ -1,7 +1,7 @@
 //! Where an image came from: `<store>/.convirt-origin/NAME.json`, written after a pull or a
 //! signed import. The store listing skips hidden names, so the record is never taken for an
-//! image. It names the image directory's inode: an image replaced or recreated by other
-//! means no longer matches its record, which is then ignored.
+//! image. It names the image directory's device, inode and birth time: an image replaced or
+//! recreated by other means no longer matches its record, which is then ignored.
 
 use crate::store::Store;
 use std::os::unix::fs::MetadataExt;
@@ -24,10 +24,27 @@ pub(crate) struct Origin {
     pub(crate) key_id: String,
     /// When it was installed (seconds since 1970, UTC).
     pub(crate) installed: u64,
-    #[serde(default)]
+}
+
+/// The file: the origin and the image directory it belongs to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    #[serde(flatten)]
+    origin: Origin,
     dir_dev: u64,
-    #[serde(default)]
     dir_ino: u64,
+    /// The directory's birth time (ns), where the file system keeps one: an inode number
+    /// is soon reused for a directory made after the image was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dir_born: Option<u128>,
+}
+
+fn born(meta: &std::fs::Metadata) -> Option<u128> {
+    meta.created()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_nanos())
 }
 
 fn path(store: &Store, name: &str) -> PathBuf {
@@ -49,8 +66,6 @@ impl Origin {
             sha256,
             key_id,
             installed: super::now(),
-            dir_dev: 0,
-            dir_ino: 0,
         }
     }
 
@@ -67,20 +82,25 @@ impl Origin {
 }
 
 /// Records `origin` for image `name`, which must be in the store.
-pub(crate) fn write(store: &Store, name: &str, mut origin: Origin) -> std::io::Result<()> {
+pub(crate) fn write(store: &Store, name: &str, origin: Origin) -> std::io::Result<()> {
     let meta = std::fs::metadata(store.root.join(name))?;
-    origin.dir_dev = meta.dev();
-    origin.dir_ino = meta.ino();
+    let record = Record {
+        origin,
+        dir_dev: meta.dev(),
+        dir_ino: meta.ino(),
+        dir_born: born(&meta),
+    };
     let p = path(store, name);
     std::fs::create_dir_all(store.root.join(ORIGIN_DIR))?;
-    let text = serde_json::to_string_pretty(&origin).map_err(std::io::Error::other)?;
+    let text = serde_json::to_string_pretty(&record).map_err(std::io::Error::other)?;
     crate::atomic::write(&p, text.as_bytes(), 0o644, true)
 }
 
 /// The origin of image `name`, when it has one that still matches its directory.
 pub(crate) fn read(store: &Store, name: &str) -> Option<Origin> {
     let text = std::fs::read(path(store, name)).ok()?;
-    let o: Origin = serde_json::from_slice(&text).ok()?;
+    let r: Record = serde_json::from_slice(&text).ok()?;
     let meta = std::fs::metadata(store.root.join(name)).ok()?;
-    (meta.dev() == o.dir_dev && meta.ino() == o.dir_ino).then_some(o)
+    (meta.dev() == r.dir_dev && meta.ino() == r.dir_ino && born(&meta) == r.dir_born)
+        .then_some(r.origin)
 }

@@ -368,6 +368,26 @@ fn publish_search_pull_round_trip() {
         .filter(|n| !n.starts_with('-'))
         .collect();
     assert_eq!(names, IMAGES);
+
+    // `--json image list` carries the origin; an image replaced by other means loses it.
+    let o = s.run(&["--json", "image", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[1]["origin"]["source"], "main");
+    assert_eq!(v[1]["origin"]["version"], 2);
+    assert!(v[1]["origin"].get("dir_ino").is_none(), "{v}");
+    let dir = s.fresh().join("Linux_CD_Install");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(s.w.store().join("Linux_CD_Install"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = s.run(&["--json", "image", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v[1].get("origin").is_none(), "{v}");
+    assert_eq!(v[0]["origin"]["source"], "main");
 }
 
 /// Runs `image pull` and checks that it failed saying `want`, with the store unchanged.
