@@ -284,8 +284,15 @@ pub(crate) fn pull(
     let client = Client::new().map_err(Diagnostic::error)?;
     let mut found: Vec<(&Source, Entry)> = Vec::new();
     let mut all_names: Vec<String> = Vec::new();
+    let several = chosen.len() > 1;
     for s in chosen {
-        let index = fetch_index(&client, s, state_dir)?;
+        let index = fetch_index(&client, s, state_dir).map_err(|d| {
+            if several {
+                d.with_hint("every source is read to find the image; `--from SOURCE` reads one")
+            } else {
+                d
+            }
+        })?;
         if let Some(e) = index.find(req.name, req.version) {
             found.push((s, e.clone()));
         }
