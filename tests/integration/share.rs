@@ -681,3 +681,67 @@ fn import_verifies_a_signature_beside_the_file() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("(--public-key)"), "{}", stdout(&o));
 }
+
+#[test]
+fn several_sources_need_from() {
+    let s = Shared::new();
+    let o =
+        s.w.cmd()
+            .args(["key", "generate", "other"])
+            .output()
+            .unwrap();
+    assert!(o.status.success());
+    let o = s.w.run(&[
+        "image",
+        "publish",
+        "Linux_CD_Install",
+        "--to",
+        "pub2",
+        "--key",
+        "other.key",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let second = format!(
+        "[sources.second]\nurl = 'file://{}'\npublic_key = '{}'\n",
+        s.w.path().join("pub2").display(),
+        s.public_key("other")
+    );
+    s.settings(&s.server.url(), "");
+    let text = std::fs::read_to_string(s.w.path().join("convirt.toml")).unwrap();
+    s.w.write("convirt.toml", &format!("{text}{second}"));
+    let o = s.run(&["image", "search", "cd/dvd"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+    let o = s.run(&["image", "pull", "Linux_CD_Install"]);
+    fails_saying(&o, "is offered by several sources: `main`, `second`");
+    // Only one offers Debian_12_Minimal.
+    let o = s.run(&["image", "pull", "Debian_12_Minimal"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = s.run(&["image", "pull", "Linux_CD_Install", "--from", "second"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("from source `second`"),
+        "{}",
+        stdout(&o)
+    );
+    let o = s.run(&["image", "pull", "Linux_CD_Install", "--from", "third"]);
+    fails_saying(&o, "no source `third` in the settings");
+    // One source failing fails a pull that reads them all, and says how to read one.
+    std::fs::write(s.w.path().join("pub2/index.json.minisig"), "x").unwrap();
+    let o = s.run(&["image", "pull", "Debian_12_Minimal", "--force"]);
+    fails_saying(&o, "source `second`");
+    assert!(
+        stderr(&o).contains("`--from SOURCE` reads one"),
+        "{}",
+        stderr(&o)
+    );
+    let o = s.run(&[
+        "image",
+        "pull",
+        "Debian_12_Minimal",
+        "--force",
+        "--from",
+        "main",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
