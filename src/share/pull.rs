@@ -284,6 +284,7 @@ pub(crate) fn pull(
     let client = Client::new().map_err(Diagnostic::error)?;
     let mut found: Vec<(&Source, Entry)> = Vec::new();
     let mut all_names: Vec<String> = Vec::new();
+    let mut versions: Vec<u64> = Vec::new();
     let several = chosen.len() > 1;
     for s in chosen {
         let index = fetch_index(&client, s, state_dir).map_err(|d| {
@@ -297,6 +298,13 @@ pub(crate) fn pull(
             found.push((s, e.clone()));
         }
         all_names.extend(index.images.iter().map(|e| e.name.clone()));
+        versions.extend(
+            index
+                .images
+                .iter()
+                .filter(|e| e.name == req.name)
+                .map(|e| e.version),
+        );
     }
     let shown = match req.version {
         Some(v) => format!("{}@{v}", req.name),
@@ -306,9 +314,16 @@ pub(crate) fn pull(
         1 => found.remove(0),
         0 => {
             let d = Diagnostic::error(format!("no source offers `{shown}`"));
-            let d = match crate::subst::closest(req.name, all_names.iter().map(String::as_str)) {
-                Some(c) => d.with_hint(format!("did you mean `{c}`?")),
-                None => d.with_hint("`convirt image search` lists what the sources offer"),
+            versions.sort_unstable();
+            versions.dedup();
+            let d = if !versions.is_empty() {
+                let v: Vec<String> = versions.iter().map(u64::to_string).collect();
+                d.with_hint(format!("the versions offered: {}", v.join(", ")))
+            } else {
+                match crate::subst::closest(req.name, all_names.iter().map(String::as_str)) {
+                    Some(c) => d.with_hint(format!("did you mean `{c}`?")),
+                    None => d.with_hint("`convirt image search` lists what the sources offer"),
+                }
             };
             return Err(d.into());
         }

@@ -350,6 +350,11 @@ fn publish_search_pull_round_trip() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = s.run(&["image", "pull", "Debian_12_Minimal@7"]);
     fails_saying(&o, "no source offers `Debian_12_Minimal@7`");
+    assert!(
+        stderr(&o).contains("hint: the versions offered: 1"),
+        "{}",
+        stderr(&o)
+    );
     let o = s.run(&["image", "pull", "Linux_CD_Instal", "--force"]);
     fails_saying(&o, "did you mean `Linux_CD_Install`?");
 
