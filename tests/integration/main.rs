@@ -20,6 +20,7 @@ mod outputs;
 mod pipes;
 mod provision;
 mod sample_config;
+mod share;
 mod shell;
 mod store;
 mod test;
