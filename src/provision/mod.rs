@@ -259,7 +259,8 @@ pub(crate) fn plan(
         vm_name: Some(vm.to_string()),
         ..ctx_base.clone()
     };
-    let resolved = resolve::resolve(&image, &ctx, &opts.overrides, opts.strict)?;
+    let mut resolved = resolve::resolve(&image, &ctx, &opts.overrides, opts.strict)?;
+    disks::thin_entries(&mut resolved);
     let format = opts.format.unwrap_or(ctx.settings.default_format);
     let conf_dir = resolved
         .image_value("VM_CONF_DIR")
@@ -306,7 +307,6 @@ pub(crate) fn plan(
     };
     let disks = disks::plan(&resolved);
     // Bad disk values stop here, before anything runs (issue #12.7).
-    let mut resolved = resolved;
     let bad = disk_values::check(&image, &resolved);
     if bad.has_errors() {
         return Err(bad.into());
