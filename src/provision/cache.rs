@@ -42,7 +42,11 @@ struct Pin {
 
 fn read_pins(guests: &Path) -> (Vec<Pin>, Vec<PathBuf>) {
     let (mut live, mut stale) = (Vec::new(), Vec::new());
-    for e in std::fs::read_dir(guests.join("pins")).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(guests.join("pins"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let path = e.path();
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
@@ -53,12 +57,11 @@ fn read_pins(guests: &Path) -> (Vec<Pin>, Vec<PathBuf>) {
                 .map(str::to_string)
         };
         match (field("overlay"), field("base")) {
-            (Some(overlay), Some(base)) if Path::new(&overlay).symlink_metadata().is_ok() => {
-                live.push(Pin {
+            (Some(overlay), Some(base)) if Path::new(&overlay).symlink_metadata().is_ok() => live
+                .push(Pin {
                     overlay,
                     base: PathBuf::from(base),
-                })
-            }
+                }),
             _ if !path.to_string_lossy().ends_with(".tmp") => stale.push(path),
             _ => {}
         }
@@ -343,7 +346,11 @@ mod tests {
         .unwrap();
         std::fs::write(
             g.join("pins/p2"),
-            format!("overlay {}/gone.disk\nbase {}\n", d.path().display(), link.display()),
+            format!(
+                "overlay {}/gone.disk\nbase {}\n",
+                d.path().display(),
+                link.display()
+            ),
         )
         .unwrap();
         let l = list(d.path());
