@@ -289,3 +289,58 @@ fn qcow2_thin_is_only_for_a_guest_tree_disk() {
         stderr(&o)
     );
 }
+
+/// The full-copy path after its speed-ups (the copy started in the background before the
+/// scripts, the UUID set in the same debugfs session as the files, the host keys made from
+/// the start of the run): a clean file system with the VM's UUID, host name and keys.
+#[test]
+fn a_full_copy_vm_gets_its_uuid_and_files_in_one_debugfs_session() {
+    let t = Thin::new();
+    let w = &t.w;
+    let o = t.conv(&[
+        "provision",
+        "--image",
+        "Debian_12_Minimal",
+        "--vm",
+        "raw1",
+        "--set",
+        "DEBIAN_MIRROR=http://mirror.example/debian",
+        "--set",
+        "custom_list=['hostname', 'machine_identity']",
+        "--set",
+        "xvda_disk_size=16",
+    ]);
+    ok("raw1", &o);
+    let disk = t.disk("raw1");
+    assert_eq!(info(&disk).0, "raw");
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    ok("e2fsck", &fsck);
+    let sb = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&sb).contains(&format!(
+            "Filesystem UUID:          {}",
+            conf_uuid(w, "raw1")
+        )),
+        "{}",
+        stdout(&sb)
+    );
+    assert_eq!(debugfs(&disk, "cat /etc/hostname").trim(), "raw1");
+    let key = debugfs(&disk, "cat /etc/ssh/ssh_host_rsa_key.pub");
+    assert!(key.starts_with("ssh-rsa "), "{key}");
+    // No stage, key directory or partial disk is left behind.
+    let left: Vec<_> = std::fs::read_dir(w.path().join("disks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
