@@ -3,7 +3,7 @@
 //! (`guests/bases/`, hard links of an entry's base disk) and the pins that say which VM disk
 //! needs which base (`guests/pins/`, one file a thin disk: `overlay PATH` and `base PATH`).
 //!
-//! A pin is live while its overlay exists. An entry is pinned when a live pin's base is one
+//! A pin is live while its overlay exists and is a qcow2 image backed by the pin's base. An entry is pinned when a live pin's base is one
 //! of the entry's base disks (the same inode); a base link is pinned when a live pin names
 //! it. `prune` removes what nothing pins, each key only while nobody holds its lock (a
 //! provisioning holds it shared, a build exclusively), and never a pinned base.
@@ -57,7 +57,7 @@ fn read_pins(guests: &Path) -> (Vec<Pin>, Vec<PathBuf>) {
                 .map(str::to_string)
         };
         match (field("overlay"), field("base")) {
-            (Some(overlay), Some(base)) if Path::new(&overlay).symlink_metadata().is_ok() => live
+            (Some(overlay), Some(base)) if holds(Path::new(&overlay), Path::new(&base)) => live
                 .push(Pin {
                     overlay,
                     base: PathBuf::from(base),
@@ -67,6 +67,34 @@ fn read_pins(guests: &Path) -> (Vec<Pin>, Vec<PathBuf>) {
         }
     }
     (live, stale)
+}
+
+/// Whether a pin still holds: its disk exists and is a qcow2 image whose backing file is
+/// the base (read from the qcow2 header). A disk that exists but cannot be read counts as
+/// holding: a base is never freed on a guess.
+fn holds(overlay: &Path, base: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::ffi::OsStrExt;
+    if overlay.symlink_metadata().is_err() {
+        return false;
+    }
+    let Ok(mut f) = File::open(overlay) else {
+        return true;
+    };
+    let mut head = [0u8; 20];
+    if f.read_exact(&mut head).is_err() || head[..4] != *b"QFI\xfb" {
+        return false;
+    }
+    let offset = u64::from_be_bytes(head[8..16].try_into().unwrap_or_default());
+    let len = u32::from_be_bytes(head[16..20].try_into().unwrap_or_default()) as usize;
+    if offset == 0 || len == 0 || len > 4096 {
+        return false;
+    }
+    let mut name = vec![0u8; len];
+    if f.seek(SeekFrom::Start(offset)).is_err() || f.read_exact(&mut name).is_err() {
+        return true;
+    }
+    Path::new(std::ffi::OsStr::from_bytes(&name)) == base
 }
 
 /// Allocated bytes of a file or of a directory's files.
@@ -338,7 +366,21 @@ mod tests {
         let link = g.join("bases/debian-aaaa-base-8M-i1.img");
         std::fs::hard_link(g.join("debian-aaaa/base-8M.img"), &link).unwrap();
         let disk = d.path().join("vm1.disk");
-        std::fs::write(&disk, b"qcow").unwrap();
+        let o = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&link)
+            .arg(&disk)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        // A raw disk at a pinned path (the VM remade without thin) does not pin.
+        let raw = d.path().join("vm2.disk");
+        std::fs::write(&raw, vec![0u8; 4096]).unwrap();
+        std::fs::write(
+            g.join("pins/p3"),
+            format!("overlay {}\nbase {}\n", raw.display(), link.display()),
+        )
+        .unwrap();
         std::fs::write(
             g.join("pins/p1"),
             format!("overlay {}\nbase {}\n", disk.display(), link.display()),
@@ -361,10 +403,13 @@ mod tests {
             .map(|i| i.kind)
             .collect();
         assert_eq!(pinned, ["entry", "base"], "{l:?}");
-        assert_eq!(l.stale_pins, [g.join("pins/p2")]);
+        let mut stale_pins = l.stale_pins.clone();
+        stale_pins.sort();
+        assert_eq!(stale_pins, [g.join("pins/p2"), g.join("pins/p3")]);
 
-        let (done, stale) = prune(d.path(), false);
-        assert_eq!(stale, [g.join("pins/p2")]);
+        let (done, mut stale) = prune(d.path(), false);
+        stale.sort();
+        assert_eq!(stale, [g.join("pins/p2"), g.join("pins/p3")]);
         assert!(g.join("debian-aaaa/base-8M.img").exists() && link.exists());
         assert!(!g.join("debian-bbbb").exists(), "{done:?}");
         let freed: u64 = done.iter().map(|p| p.freed).sum();

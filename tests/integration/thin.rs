@@ -243,12 +243,31 @@ fn thin_vms_stand_on_a_pinned_read_only_base() {
     // Removing a VM releases its pin and leaves the other VM and the base alone.
     ok("vm remove", &t.conv(&["vm", "remove", "-y", "thin1"]));
     assert!(!t.disk("thin1").exists());
-    assert_eq!(t.pins(), 2, "thin2's and thin3's pins");
     assert!(t.disk("thin2").exists() && base.exists());
+    let o = t.conv(&["--json", "cache", "list"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let base_item = j["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["path"] == bases[0].as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{j}"));
+    assert_eq!(
+        base_item["pinned_by"],
+        serde_json::json!([t.disk("thin2").display().to_string()]),
+        "{j}"
+    );
     let o = t.conv(&["cache", "prune"]);
     ok("cache prune", &o);
     assert!(base.exists(), "prune removed a pinned base: {}", stdout(&o));
     assert!(Path::new(&new_base).exists(), "{}", stdout(&o));
+    assert_eq!(
+        t.pins(),
+        2,
+        "thin1's released pin is pruned: {}",
+        stdout(&o)
+    );
     let check = Command::new("qemu-img")
         .args(["check", "-U"])
         .arg(t.disk("thin2"))
@@ -256,8 +275,16 @@ fn thin_vms_stand_on_a_pinned_read_only_base() {
         .unwrap();
     ok("qemu-img check thin2", &check);
 
-    // Once no VM needs the old base, prune frees it (and only it).
-    ok("vm remove", &t.conv(&["vm", "remove", "-y", "thin2"]));
+    // A disk kept by `vm remove --keep-disks` keeps its base.
+    ok(
+        "vm remove --keep-disks",
+        &t.conv(&["vm", "remove", "-y", "--keep-disks", "thin2"]),
+    );
+    ok("cache prune", &t.conv(&["cache", "prune"]));
+    assert!(t.disk("thin2").exists() && base.exists());
+
+    // Once no disk needs the old base, prune frees it (and only it).
+    std::fs::remove_file(t.disk("thin2")).unwrap();
     let o = t.conv(&["cache", "prune"]);
     ok("cache prune", &o);
     assert!(!base.exists(), "{}", stdout(&o));
