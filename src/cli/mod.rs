@@ -3,6 +3,7 @@
 //! code: 0 ok, 1 the operation failed, 2 usage error, 130 interrupted.
 
 mod args;
+mod cache;
 mod complete;
 mod conf;
 mod hosts;
@@ -113,6 +114,14 @@ enum Command {
   convirt vm remove web1 --dry-run"
     )]
     Vm(vm::VmCmd),
+    /// The guest bootstrap cache: list its entries and thin-VM bases, prune unpinned ones
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  convirt cache list                      entries, bases, sizes and the VM disks pinning them
+  convirt cache prune --dry-run           what an unpinned cleanup would remove"
+    )]
+    Cache(cache::CacheCmd),
     /// Print a shell completion script (it asks convirt for image and host names on each Tab)
     #[command(after_help = "Examples:
   convirt completions bash > ~/.local/share/bash-completion/completions/convirt
@@ -287,6 +296,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Key(cmd) => share::key(&app, cmd),
         Command::Provision(args) => provision::run(&app, args),
         Command::Vm(cmd) => vm::run(&app, cmd),
+        Command::Cache(cmd) => cache::run(&app, cmd),
         Command::Render {
             image,
             vm,

@@ -24,6 +24,7 @@ mod share;
 mod shell;
 mod store;
 mod test;
+mod thin;
 mod vm;
 mod vm_remote;
 mod xen;
