@@ -773,7 +773,7 @@ fn sighup_is_handled_like_ctrl_c_and_a_second_signal_exits_at_once() {
         "store/Stub/provision.sh",
         &provision_script(
             true,
-            "trap 'echo got > \"$MARK\"' TERM\necho started > \"$MARK.pid\"\necho $$ >> \"$MARK.pid\"\nwhile :; do sleep 0.1; done\n",
+            "trap 'echo got > \"$MARK\"' TERM\necho started > \"$MARK.pid\"\necho $$ >> \"$MARK.pid\"\nwhile :; do sleep 0.1 || true; done\n",
         ),
     );
     w.write("store/Stub/description.htm", "<body>Stub</body>");
