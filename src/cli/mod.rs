@@ -5,13 +5,14 @@
 mod args;
 mod complete;
 mod conf;
-mod hosts;
+pub(crate) mod hosts;
 mod image;
 mod manpages;
 pub(crate) mod out;
 mod provision;
 pub mod report;
 mod store;
+mod ui;
 mod vm;
 mod vm_remote;
 
@@ -104,6 +105,11 @@ enum Command {
   convirt vm remove web1 --dry-run"
     )]
     Vm(vm::VmCmd),
+    /// The console in a browser: images, provisioning and VMs, on 127.0.0.1 by default
+    #[command(after_help = "Examples:
+  convirt ui                              serve on 127.0.0.1:8470; open the URL it prints
+  convirt ui --listen 127.0.0.1:0         any free port")]
+    Ui(ui::UiArgs),
     /// Print a shell completion script (it asks convirt for image and host names on each Tab)
     #[command(after_help = "Examples:
   convirt completions bash > ~/.local/share/bash-completion/completions/convirt
@@ -276,6 +282,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Conf(cmd) => conf::run(&app, cmd),
         Command::Provision(args) => provision::run(&app, args),
         Command::Vm(cmd) => vm::run(&app, cmd),
+        Command::Ui(args) => ui::run(&app, args),
         Command::Render {
             image,
             vm,

@@ -1,0 +1,197 @@
+//! `convirt ui`: the ConVirt console in a browser (docs/ui.md). An axum server on a
+//! current-thread tokio runtime; every page calls the same library functions as the CLI, on
+//! the blocking pool. `security` guards every request (token, cookie, CSRF, Origin, CSP).
+
+mod html;
+mod images;
+mod runs;
+mod security;
+mod vms;
+
+use crate::eval::Host;
+use crate::settings::Settings;
+use crate::store::Store;
+use anyhow::{Context as _, Result};
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What `convirt ui` was asked to serve.
+pub(crate) struct Config {
+    pub listen: SocketAddr,
+    /// `--tls-cert`, `--tls-key`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub settings: Settings,
+    pub host: Host,
+    pub store_root: PathBuf,
+}
+
+/// The server's state, shared by every request.
+pub(crate) struct Ui {
+    pub settings: Settings,
+    pub host: Host,
+    pub store_root: PathBuf,
+    pub secrets: security::Secrets,
+    pub runs: runs::Runs,
+}
+
+impl Ui {
+    /// The store, opened anew for each request: images change under a running console.
+    fn store(&self) -> Result<Store> {
+        Ok(Store::open(&self.store_root)?.0)
+    }
+
+    fn context(&self, vm: Option<&str>) -> crate::resolve::Context {
+        crate::resolve::Context {
+            vm_name: vm.map(String::from),
+            host: self.host.clone(),
+            store_path: self.store_root.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+type Shared = Arc<Ui>;
+
+/// Runs the console until Ctrl-C (or SIGTERM): stops accepting, lets running provisioning
+/// runs see the interrupt and clean up, then returns.
+pub(crate) fn serve(cfg: Config) -> Result<()> {
+    let loopback = cfg.listen.ip().is_loopback();
+    if !loopback {
+        // TLS would need rustls and its crypto provider: minutes of build on the 2-core
+        // machines for a case the issue allows to refuse (docs/decisions.md).
+        anyhow::bail!(crate::diagnostic::Diagnostic::error(format!(
+            "refusing to listen on `{}`: not a loopback address",
+            cfg.listen
+        ))
+        .with_hint(if cfg.tls.is_some() {
+            "this build has no TLS support; listen on 127.0.0.1 and reach it through `ssh -L 8470:127.0.0.1:8470 HOST`"
+        } else {
+            "the console's token would cross the network in clear; listen on 127.0.0.1 and use `ssh -L 8470:127.0.0.1:8470 HOST`"
+        }));
+    }
+    if cfg.tls.is_some() {
+        anyhow::bail!(
+            crate::diagnostic::Diagnostic::error("--tls-cert/--tls-key: this build has no TLS support")
+                .with_hint("a loopback address needs no TLS; leave them out")
+        );
+    }
+    crate::interrupt::install();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .max_blocking_threads(16)
+        .build()
+        .context("cannot start the web server's runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on `{}`", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let secrets = security::Secrets::new(addr)?;
+        let url = format!("http://{addr}/?token={}", secrets.token);
+        let ui = Arc::new(Ui {
+            settings: cfg.settings,
+            host: cfg.host,
+            store_root: cfg.store_root,
+            secrets,
+            runs: runs::Runs::default(),
+        });
+        let app = router(ui.clone());
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "convirt console: {url}")?;
+            writeln!(out, "(open it in a browser on this machine; Ctrl-C stops the console)")?;
+            out.flush()?;
+        }
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                while !crate::interrupt::interrupted() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+            .await
+            .context("the web server failed")?;
+        // Running provisioning runs saw the same interrupt: wait until they cleaned up.
+        let pending = ui.runs.unfinished();
+        if pending > 0 {
+            eprintln!("waiting for {pending} provisioning run(s) to stop and clean up");
+        }
+        while ui.runs.unfinished() > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("convirt console stopped");
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+fn router(ui: Shared) -> Router {
+    Router::new()
+        .route("/", get(images::home))
+        .route("/static/style.css", get(|| async { asset("text/css", STYLE) }))
+        .route("/static/app.js", get(|| async { asset("text/javascript", SCRIPT) }))
+        .route("/images/{name}", get(images::show))
+        .route("/images/{name}/edit", get(images::edit_form).post(images::edit))
+        .route(
+            "/images/{name}/create-like",
+            get(images::create_like_form).post(images::create_like),
+        )
+        .route("/images/{name}/pack", get(images::pack))
+        .route("/import", get(images::import_form).post(images::import))
+        .route(
+            "/images/{name}/provision",
+            get(runs::form).post(runs::start),
+        )
+        .route("/runs", get(runs::list))
+        .route("/runs/{id}", get(runs::page))
+        .route("/runs/{id}/events", get(runs::events))
+        .route("/vms", get(vms::list))
+        .route("/vms/{host}/{name}/start", post(vms::start))
+        .route(
+            "/vms/{host}/{name}/remove",
+            get(vms::remove_form).post(vms::remove),
+        )
+        .fallback(|| async { html::error_page(axum::http::StatusCode::NOT_FOUND, "no such page") })
+        .layer(axum::middleware::from_fn_with_state(
+            ui.clone(),
+            security::guard,
+        ))
+        .with_state(ui)
+}
+
+const STYLE: &str = include_str!("assets/style.css");
+const SCRIPT: &str = include_str!("assets/app.js");
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+/// Runs library code (file I/O, evaluation, processes) off the async thread.
+async fn blocking<F>(f: F) -> Response
+where
+    F: FnOnce() -> Response + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(_) => html::error_page(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "the request failed inside the server",
+        ),
+    }
+}
+
+/// Every message of an error: each diagnostic rendered as the CLI prints it.
+fn messages(e: &anyhow::Error) -> Vec<String> {
+    if let Some(d) = e.downcast_ref::<crate::diagnostic::Diagnostics>() {
+        return d.0.iter().map(|d| d.render()).collect();
+    }
+    if let Some(d) = e.downcast_ref::<crate::diagnostic::Diagnostic>() {
+        return vec![d.render()];
+    }
+    vec![format!("{e:#}")]
+}
