@@ -103,11 +103,18 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
         });
         let app = router(ui.clone());
         {
+            // A reader of stdout that went away after the URL does not stop the console.
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "convirt console: {url}")?;
-            writeln!(out, "(open it in a browser on this machine; Ctrl-C stops the console)")?;
-            out.flush()?;
+            let _ = writeln!(out, "convirt console: {url}")
+                .and_then(|()| out.flush())
+                .and_then(|()| {
+                    writeln!(
+                        out,
+                        "(open it in a browser on this machine; Ctrl-C stops the console)"
+                    )
+                })
+                .and_then(|()| out.flush());
         }
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

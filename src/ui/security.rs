@@ -191,6 +191,10 @@ pub(crate) fn sanitise(html: &str) -> String {
         ["http", "https", "mailto"].into_iter().collect();
     ammonia::Builder::default()
         .tags(tags)
+        .allowed_classes(std::collections::HashMap::from([(
+            "span",
+            std::collections::HashSet::from(["d-title", "d-head", "d-em", "d-strong"]),
+        )]))
         .generic_attributes(std::collections::HashSet::new())
         .tag_attributes(std::collections::HashMap::from([(
             "a",
@@ -199,8 +203,33 @@ pub(crate) fn sanitise(html: &str) -> String {
         .url_schemes(schemes)
         .url_relative(ammonia::UrlRelative::Deny)
         .link_rel(Some("noopener noreferrer nofollow"))
-        .clean(html)
+        .clean(&styles_to_classes(html))
         .to_string()
+}
+
+/// The shipped descriptions' look comes from `style` attributes, which the CSP would block:
+/// the few they use become classes of the console's stylesheet.
+fn styles_to_classes(html: &str) -> String {
+    static STYLE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"(?i)\sstyle\s*=\s*"([^"]*)""#).unwrap_or_else(|_| unreachable!())
+    });
+    STYLE
+        .replace_all(html, |c: &regex::Captures<'_>| {
+            let st = c[1].to_ascii_lowercase().replace(' ', "");
+            let class = if st.contains("font-size:200%") {
+                "d-title"
+            } else if st.contains("font-size:125%") {
+                "d-head"
+            } else if st.contains("italic") {
+                "d-em"
+            } else if st.contains("bold") {
+                "d-strong"
+            } else {
+                return String::new();
+            };
+            format!(" class=\"{class}\"")
+        })
+        .into_owned()
 }
 
 #[cfg(test)]

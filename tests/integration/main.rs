@@ -22,6 +22,7 @@ mod sample_config;
 mod shell;
 mod store;
 mod test;
+mod ui;
 mod vm;
 mod vm_remote;
 mod xen;
