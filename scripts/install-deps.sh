@@ -20,6 +20,8 @@ packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs qemu-utils util-linux c
           lintian man-db bash-completion openssl)
 # scripts/build-deb.sh: dpkg-shlibdeps and dpkg-parsechangelog (dpkg-dev), strip (binutils).
 packages+=(dpkg-dev binutils)
+# The web console's browser test (tests/ui_browser): chromium driven over WebDriver.
+packages+=(chromium chromium-driver)
 backports=(qemu-system-x86)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }

@@ -149,7 +149,12 @@ fn router(ui: Shared) -> Router {
             get(images::create_like_form).post(images::create_like),
         )
         .route("/images/{name}/pack", get(images::pack))
-        .route("/import", get(images::import_form).post(images::import))
+        .route(
+            "/import",
+            get(images::import_form)
+                .post(images::import)
+                .layer(axum::extract::DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        )
         .route(
             "/images/{name}/provision",
             get(runs::form).post(runs::start),
@@ -170,6 +175,9 @@ fn router(ui: Shared) -> Router {
         ))
         .with_state(ui)
 }
+
+/// The largest archive Import takes (it is held in memory, then written to a temporary file).
+const UPLOAD_LIMIT: usize = 256 << 20;
 
 const STYLE: &str = include_str!("assets/style.css");
 const SCRIPT: &str = include_str!("assets/app.js");
