@@ -149,8 +149,23 @@ pub(crate) const TABS: &[&str] = &["General", "Disks", "Network", "Miscellaneous
 
 pub(crate) fn tab_of(key: &str) -> &'static str {
     const GENERAL: &[&str] = &[
-        "name", "memory", "maxmem", "vcpus", "cpus", "kernel", "ramdisk", "builder", "type",
-        "bootloader", "bootargs", "extra", "root", "on_poweroff", "on_reboot", "on_crash", "uuid",
+        "name",
+        "memory",
+        "maxmem",
+        "vcpus",
+        "cpus",
+        "kernel",
+        "ramdisk",
+        "builder",
+        "type",
+        "bootloader",
+        "bootargs",
+        "extra",
+        "root",
+        "on_poweroff",
+        "on_reboot",
+        "on_crash",
+        "uuid",
         "image_name",
     ];
     let k = key.to_ascii_lowercase();
@@ -158,8 +173,7 @@ pub(crate) fn tab_of(key: &str) -> &'static str {
         "General"
     } else if k.contains("disk") || k.contains("cdrom") || k == "boot" || k.starts_with("hd") {
         "Disks"
-    } else if k.contains("vif") || k.contains("net") || k.contains("bridge") || k.contains("mac")
-    {
+    } else if k.contains("vif") || k.contains("net") || k.contains("bridge") || k.contains("mac") {
         "Network"
     } else {
         "Miscellaneous"
@@ -196,12 +210,19 @@ fn edit_page(ui: &Ui, name: &str, tab: &str, notes: &[String], errors: &[String]
             format!(
                 "<li><a href=\"/images/{}/edit?tab={t}\"{}>{t}</a></li>",
                 seg(name),
-                if *t == tab { " aria-current=\"page\"" } else { "" }
+                if *t == tab {
+                    " aria-current=\"page\""
+                } else {
+                    ""
+                }
             )
         })
         .collect();
     let mut fields = String::new();
-    for (prefix, file, entries) in [("img", image::IMAGE_CONF, &ie), ("vm", image::VM_TEMPLATE, &ve)] {
+    for (prefix, file, entries) in [
+        ("img", image::IMAGE_CONF, &ie),
+        ("vm", image::VM_TEMPLATE, &ve),
+    ] {
         for e in entries.iter().filter(|e| tab_of(&e.key) == tab) {
             let id = format!("f-{prefix}-{}", e.key);
             let editable = e.customizable && !e.computed;
@@ -361,7 +382,10 @@ fn create_like_page(ui: &Ui, src: &str, new: &str, title: &str, errors: &[String
     html::page(ui, &format!("Create like {src}"), Some(src), &main)
 }
 
-pub(crate) async fn create_like_form(State(ui): State<Shared>, Path(name): Path<String>) -> Response {
+pub(crate) async fn create_like_form(
+    State(ui): State<Shared>,
+    Path(name): Path<String>,
+) -> Response {
     blocking(move || create_like_page(&ui, &name, "", "", &[])).await
 }
 

@@ -76,8 +76,10 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
     }
     if cfg.tls.is_some() {
         anyhow::bail!(
-            crate::diagnostic::Diagnostic::error("--tls-cert/--tls-key: this build has no TLS support")
-                .with_hint("a loopback address needs no TLS; leave them out")
+            crate::diagnostic::Diagnostic::error(
+                "--tls-cert/--tls-key: this build has no TLS support"
+            )
+            .with_hint("a loopback address needs no TLS; leave them out")
         );
     }
     crate::interrupt::install();
@@ -140,10 +142,19 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
 fn router(ui: Shared) -> Router {
     Router::new()
         .route("/", get(images::home))
-        .route("/static/style.css", get(|| async { asset("text/css", STYLE) }))
-        .route("/static/app.js", get(|| async { asset("text/javascript", SCRIPT) }))
+        .route(
+            "/static/style.css",
+            get(|| async { asset("text/css", STYLE) }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| async { asset("text/javascript", SCRIPT) }),
+        )
         .route("/images/{name}", get(images::show))
-        .route("/images/{name}/edit", get(images::edit_form).post(images::edit))
+        .route(
+            "/images/{name}/edit",
+            get(images::edit_form).post(images::edit),
+        )
         .route(
             "/images/{name}/create-like",
             get(images::create_like_form).post(images::create_like),

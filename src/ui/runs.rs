@@ -183,8 +183,7 @@ pub(crate) fn provision_vm(
         Some(host) => {
             step(emit, format!("connecting to `{host}`"));
             let placed = vec![(job.vm.clone(), Some(host.clone()))];
-            let servers =
-                crate::cli::hosts::Servers::connect(&placed, &ui.context(None), None)?;
+            let servers = crate::cli::hosts::Servers::connect(&placed, &ui.context(None), None)?;
             if let Some(e) = servers.errors.into_iter().next() {
                 return Err(e);
             }
@@ -195,7 +194,10 @@ pub(crate) fn provision_vm(
             };
             step(emit, "planning".into());
             let plan = provision::plan(&job.vm, &store, ctx, &job.options)?;
-            step(emit, format!("running provision.sh of `{}` on `{host}`", plan.image));
+            step(
+                emit,
+                format!("running provision.sh of `{}` on `{host}`", plan.image),
+            );
             let local_log = crate::cli::hosts::local_log_copy(&ui.settings, host, &plan);
             let mut w = Forward { vm: &job.vm, emit };
             let p = provision::remote::execute(
@@ -232,12 +234,7 @@ fn is_secret(e: &Entry) -> bool {
 }
 
 /// The form, with the values the user typed (never a secret) and each error at its field.
-fn form_page(
-    ui: &Ui,
-    name: &str,
-    typed: &[(String, String)],
-    errors: &[String],
-) -> Response {
+fn form_page(ui: &Ui, name: &str, typed: &[(String, String)], errors: &[String]) -> Response {
     let img = match super::images::load(ui, name) {
         Ok(i) => i,
         Err(e) => {
@@ -255,7 +252,10 @@ fn form_page(
     let get = |k: &str| typed.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
     let mut placed = vec![false; errors.len()];
     let mut fields = String::new();
-    for (prefix, file, entries) in [("img", image::IMAGE_CONF, &ie), ("vm", image::VM_TEMPLATE, &ve)] {
+    for (prefix, file, entries) in [
+        ("img", image::IMAGE_CONF, &ie),
+        ("vm", image::VM_TEMPLATE, &ve),
+    ] {
         if entries.is_empty() {
             continue;
         }
@@ -281,7 +281,11 @@ fn form_page(
             } else {
                 format!(
                     "<pre class=\"field-error\" id=\"{id}-err\">{}</pre>",
-                    esc(&mine.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"))
+                    esc(&mine
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n"))
                 )
             };
             let described = if mine.is_empty() {
@@ -392,7 +396,9 @@ pub(crate) async fn start(
             if let Err(m) = crate::store::check_vm_name(v) {
                 errors.push(m);
             }
-            if vms.iter().filter(|x| *x == v).count() > 1 && !errors.iter().any(|e| e.contains(v.as_str())) {
+            if vms.iter().filter(|x| *x == v).count() > 1
+                && !errors.iter().any(|e| e.contains(v.as_str()))
+            {
                 errors.push(format!("VM `{v}` is named twice"));
             }
         }
@@ -602,7 +608,10 @@ pub(crate) async fn events(
                     let ev = SseEvent::default()
                         .id(next.to_string())
                         .data(serde_json::to_string(&e).unwrap_or_default());
-                    return Some((Ok::<_, std::convert::Infallible>(ev), (run, next + 1, rx, false)));
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(ev),
+                        (run, next + 1, rx, false),
+                    ));
                 }
                 if finished {
                     let ev = SseEvent::default().event("end").data("end");

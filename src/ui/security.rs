@@ -39,7 +39,11 @@ fn random_hex() -> std::io::Result<String> {
 
 /// Equal in time independent of where they differ.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 impl Secrets {
@@ -87,9 +91,18 @@ fn refuse(status: StatusCode, why: &str) -> Response {
 pub(crate) async fn guard(State(ui): State<Shared>, req: Request, next: Next) -> Response {
     let mut res = check(&ui, req, next).await;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
@@ -142,7 +155,10 @@ async fn check(ui: &Shared, req: Request, next: Next) -> Response {
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
     if origin != format!("http://{host}") {
-        return refuse(StatusCode::FORBIDDEN, "refused: the request's Origin is not this console");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "refused: the request's Origin is not this console",
+        );
     }
     let from_header = req
         .headers()
@@ -173,7 +189,8 @@ async fn check(ui: &Shared, req: Request, next: Next) -> Response {
     if !ok {
         return refuse(StatusCode::FORBIDDEN, "refused: wrong CSRF token");
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Keeps description.htm's small markup (spans, lists, emphasis, line breaks, links) and
@@ -181,9 +198,42 @@ async fn check(ui: &Shared, req: Request, next: Next) -> Response {
 /// resource, and any link scheme but http(s) and mailto.
 pub(crate) fn sanitise(html: &str) -> String {
     let tags: std::collections::HashSet<&str> = [
-        "a", "b", "i", "u", "em", "strong", "p", "br", "span", "div", "ul", "ol", "li", "h1",
-        "h2", "h3", "h4", "pre", "code", "tt", "font", "table", "tr", "td", "th", "tbody",
-        "thead", "hr", "small", "big", "sub", "sup", "blockquote", "dl", "dt", "dd",
+        "a",
+        "b",
+        "i",
+        "u",
+        "em",
+        "strong",
+        "p",
+        "br",
+        "span",
+        "div",
+        "ul",
+        "ol",
+        "li",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "pre",
+        "code",
+        "tt",
+        "font",
+        "table",
+        "tr",
+        "td",
+        "th",
+        "tbody",
+        "thead",
+        "hr",
+        "small",
+        "big",
+        "sub",
+        "sup",
+        "blockquote",
+        "dl",
+        "dt",
+        "dd",
     ]
     .into_iter()
     .collect();
@@ -244,7 +294,16 @@ mod tests {
              <form action=/x><input name=a></form><span style=\"color:red\" onclick=\"x()\">s</span>",
         );
         assert!(out.contains("<b>ok</b>"), "{out}");
-        for bad in ["script", "onerror", "javascript", "<img", "<form", "<input", "onclick", "style"] {
+        for bad in [
+            "script",
+            "onerror",
+            "javascript",
+            "<img",
+            "<form",
+            "<input",
+            "onclick",
+            "style",
+        ] {
             assert!(!out.contains(bad), "`{bad}` left in {out}");
         }
         assert!(out.contains("href=\"https://example.org/\""), "{out}");

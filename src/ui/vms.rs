@@ -66,7 +66,9 @@ fn list_page(ui: &Ui, notes: &[String], errors: &[String]) -> Response {
                 esc(&vm.name)
             ));
         } else {
-            acts.push_str("<span class=\"note\">from the CLI: <code>convirt vm remove --host</code></span>");
+            acts.push_str(
+                "<span class=\"note\">from the CLI: <code>convirt vm remove --host</code></span>",
+            );
         }
         rows.push_str(&format!(
             "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{disks_text}</td><td>{acts}</td></tr>",
@@ -138,7 +140,8 @@ pub(crate) async fn start(
                 return Err(format!("`{name}` is already running"));
             }
             let cfg = config(&vm).ok_or_else(|| format!("`{name}` has no config recorded"))?;
-            xen::create(std::path::Path::new(&cfg)).map(|()| format!("started `{name}`: xl create {cfg}"))
+            xen::create(std::path::Path::new(&cfg))
+                .map(|()| format!("started `{name}`: xl create {cfg}"))
         });
         match r {
             Ok(n) => list_page(&ui, &[n], &[]),
@@ -232,7 +235,10 @@ pub(crate) async fn remove(
                 return list_page(
                     &ui,
                     &[],
-                    &[format!("cannot remove the record `{}`: {e}", vm.dir.display())],
+                    &[format!(
+                        "cannot remove the record `{}`: {e}",
+                        vm.dir.display()
+                    )],
                 );
             }
             Redirect::to("/vms").into_response()

@@ -105,7 +105,11 @@ impl Console {
         self.cookie = c.split(';').next().unwrap().to_string();
         let page = self.get("/");
         assert_eq!(page.status, 200);
-        let m = page.body.split("name=\"csrf-token\" content=\"").nth(1).unwrap();
+        let m = page
+            .body
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .unwrap();
         self.csrf = m.split('"').next().unwrap().to_string();
     }
 
@@ -142,8 +146,7 @@ impl Console {
     /// Ctrl-C; the exit status and stderr.
     fn stop(mut self) -> (Option<i32>, String) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let out = self.child_wait();
-        out
+        self.child_wait()
     }
 
     fn child_wait(&mut self) -> (Option<i32>, String) {
@@ -156,7 +159,10 @@ impl Console {
                 }
                 return (st.code(), err);
             }
-            assert!(Instant::now() < deadline, "convirt ui did not stop on Ctrl-C");
+            assert!(
+                Instant::now() < deadline,
+                "convirt ui did not stop on Ctrl-C"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -215,7 +221,10 @@ fn the_token_becomes_an_httponly_strict_cookie_and_leaves_the_address_bar() {
     let cookie = r.header("set-cookie").unwrap();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
-    assert!(!cookie.contains(&c.token), "the cookie is not the token: {cookie}");
+    assert!(
+        !cookie.contains(&c.token),
+        "the cookie is not the token: {cookie}"
+    );
     c.login();
     let page = c.get("/images/Plain");
     assert_eq!(page.status, 200);
@@ -258,12 +267,22 @@ fn every_response_carries_a_strict_csp_and_pages_have_no_inline_script() {
         assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
         assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
-        assert_eq!(r.header("x-content-type-options").as_deref(), Some("nosniff"));
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
         for s in r.body.split("<script").skip(1) {
-            assert!(s.starts_with(" src=\"/static/"), "{path}: inline script {s}");
+            assert!(
+                s.starts_with(" src=\"/static/"),
+                "{path}: inline script {s}"
+            );
         }
     }
-    assert!(c.raw("GET", "/", &[], "").header("content-security-policy").is_some());
+    assert!(
+        c.raw("GET", "/", &[], "")
+            .header("content-security-policy")
+            .is_some()
+    );
 }
 
 #[test]
@@ -274,7 +293,10 @@ fn state_changing_requests_need_the_csrf_token_and_this_origin() {
     let like = "/images/Plain/create-like";
     let origin = Some(c.origin());
     let cases: Vec<(&str, Resp)> = vec![
-        ("no CSRF token", c.post_raw(like, &[("new", "Copy")], origin.clone())),
+        (
+            "no CSRF token",
+            c.post_raw(like, &[("new", "Copy")], origin.clone()),
+        ),
         (
             "a wrong CSRF token",
             c.post_raw(like, &[("csrf", "ab12"), ("new", "Copy")], origin.clone()),
@@ -298,10 +320,7 @@ fn state_changing_requests_need_the_csrf_token_and_this_origin() {
                 like,
                 &[
                     ("Origin", c.origin()),
-                    (
-                        "Content-Type",
-                        "application/x-www-form-urlencoded".into(),
-                    ),
+                    ("Content-Type", "application/x-www-form-urlencoded".into()),
                 ],
                 &format!("csrf={}&new=Copy", c.csrf),
             ),
@@ -315,10 +334,7 @@ fn state_changing_requests_need_the_csrf_token_and_this_origin() {
                     ("Host", "evil.example".into()),
                     ("Origin", "http://evil.example".into()),
                     ("Cookie", c.cookie.clone()),
-                    (
-                        "Content-Type",
-                        "application/x-www-form-urlencoded".into(),
-                    ),
+                    ("Content-Type", "application/x-www-form-urlencoded".into()),
                 ],
                 &format!("csrf={}&new=Copy", c.csrf),
             ),
@@ -331,7 +347,10 @@ fn state_changing_requests_need_the_csrf_token_and_this_origin() {
             r.status,
             r.body
         );
-        assert!(!w.store().join("Copy").exists(), "{what}: the image was made");
+        assert!(
+            !w.store().join("Copy").exists(),
+            "{what}: the image was made"
+        );
     }
     let ok = c.post(like, &[("new", "Copy"), ("title", "A copy")]);
     assert_eq!(ok.status, 303, "{}", ok.body);
@@ -364,7 +383,17 @@ fn a_hostile_description_is_sanitised() {
         .split("</section>")
         .next()
         .unwrap();
-    for bad in ["PWNED", "<script", "onerror", "javascript:", "<img", "<form", "<input", "<iframe", "<link"] {
+    for bad in [
+        "PWNED",
+        "<script",
+        "onerror",
+        "javascript:",
+        "<img",
+        "<form",
+        "<input",
+        "<iframe",
+        "<link",
+    ] {
         assert!(!desc.contains(bad), "`{bad}` survived: {desc}");
     }
     assert!(desc.contains("href=\"https://example.org/doc\""), "{desc}");
@@ -383,17 +412,28 @@ fn edit_settings_changes_customizable_values_keeping_comments_and_refuses_the_re
         &[("img:other", "2")],
     );
     assert_eq!(refused.status, 403, "{}", refused.body);
-    assert!(refused.body.contains("not customizable"), "{}", refused.body);
+    assert!(
+        refused.body.contains("not customizable"),
+        "{}",
+        refused.body
+    );
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), before);
     let form = c.get("/images/Plain/edit?tab=Disks");
-    assert!(form.body.contains("name=\"img:hda_disk_size\""), "{}", form.body);
+    assert!(
+        form.body.contains("name=\"img:hda_disk_size\""),
+        "{}",
+        form.body
+    );
     let ok = c.post(
         "/images/Plain/edit?tab=Disks",
         &[("img:hda_disk_size", "2000")],
     );
     assert_eq!(ok.status, 200, "{}", ok.body);
     let after = std::fs::read_to_string(&conf).unwrap();
-    assert!(after.contains("# disk size in MB\nhda_disk_size = 2000  # keep me\n"), "{after}");
+    assert!(
+        after.contains("# disk size in MB\nhda_disk_size = 2000  # keep me\n"),
+        "{after}"
+    );
     assert!(after.contains("other = 1\n"), "{after}");
 }
 
@@ -411,7 +451,10 @@ fn two_vms_provision_and_stream_their_logs_and_the_page_reattaches() {
     probe(&w, "");
     let mut c = Console::start(&w);
     c.login();
-    let r = c.post("/images/Probe/provision", &[("vms", "web1 web2"), ("target", "")]);
+    let r = c.post(
+        "/images/Probe/provision",
+        &[("vms", "web1 web2"), ("target", "")],
+    );
     assert_eq!(r.status, 303, "{}", r.body);
     let run = r.header("location").unwrap();
     let events = stream(&c, &run);
@@ -429,10 +472,19 @@ fn two_vms_provision_and_stream_their_logs_and_the_page_reattaches() {
     // A second stream (a reload) replays the whole run.
     assert_eq!(stream(&c, &run).matches("\"kind\":\"done\"").count(), 2);
     let vms = c.get("/vms");
-    assert!(vms.body.contains("web1") && vms.body.contains("web2"), "{}", vms.body);
+    assert!(
+        vms.body.contains("web1") && vms.body.contains("web2"),
+        "{}",
+        vms.body
+    );
     // Remove shows what goes, then removes it.
     let plan = c.get("/vms/localhost/web1/remove");
-    assert!(plan.body.contains(&format!("{}/disks/web1.disk", w.path().display())), "{}", plan.body);
+    assert!(
+        plan.body
+            .contains(&format!("{}/disks/web1.disk", w.path().display())),
+        "{}",
+        plan.body
+    );
     let gone = c.post("/vms/localhost/web1/remove", &[]);
     assert_eq!(gone.status, 303, "{}", gone.body);
     assert!(!w.path().join("conf/web1.cfg").exists());
@@ -458,7 +510,11 @@ fn a_bad_value_is_shown_at_its_field_and_secrets_never_come_back() {
         ],
     );
     assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.body.contains("id=\"p-img-xvda_disk_size-err\""), "{}", r.body);
+    assert!(
+        r.body.contains("id=\"p-img-xvda_disk_size-err\""),
+        "{}",
+        r.body
+    );
     assert!(!r.body.contains("s3cret-typed"), "{}", r.body);
     assert!(!w.path().join("conf/db1.cfg").exists());
 }

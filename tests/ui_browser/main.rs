@@ -113,7 +113,10 @@ fn sandbox(dir: &Path) {
         &s.join("Slow/image.conf"),
         &format!("GO = '{p}/go'\nSTARTED = '{p}/started'\n"),
     );
-    write(&s.join("Slow/vm_conf.template"), "name = ''\nmemory = 256\n");
+    write(
+        &s.join("Slow/vm_conf.template"),
+        "name = ''\nmemory = 256\n",
+    );
     write_exec(
         &s.join("Slow/provision.sh"),
         &script(
@@ -123,7 +126,10 @@ fn sandbox(dir: &Path) {
     write(&s.join("Slow/description.htm"), "<body>Slow</body>");
     // The attacks a description may carry.
     write(&s.join("Hostile/image.conf"), "x = 1\n");
-    write(&s.join("Hostile/vm_conf.template"), "name = ''\nmemory = 256\n");
+    write(
+        &s.join("Hostile/vm_conf.template"),
+        "name = ''\nmemory = 256\n",
+    );
     write_exec(&s.join("Hostile/provision.sh"), "#!/bin/bash\nexit 0\n");
     write(
         &s.join("Hostile/description.htm"),
@@ -273,18 +279,27 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
     c.goto(url).await?;
     let here = c.current_url().await?;
     assert!(!here.as_str().contains("token"), "{here}");
-    c.find(Locator::Css("nav.images a[href='/images/Linux_CD_Install']"))
-        .await?
-        .click()
-        .await?;
+    c.find(Locator::Css(
+        "nav.images a[href='/images/Linux_CD_Install']",
+    ))
+    .await?
+    .click()
+    .await?;
     let desc = text(c, "section.description").await?;
-    assert!(desc.contains("Linux Installation from a CD/DVD image"), "{desc}");
+    assert!(
+        desc.contains("Linux Installation from a CD/DVD image"),
+        "{desc}"
+    );
     assert!(body(c).await?.contains("customizable"));
     shots.take(c, "image").await?;
 
     // A hostile description: no script ran, no handler fired, no javascript: link left.
     c.goto(&format!("{base}/images/Hostile")).await?;
-    assert!(text(c, "section.description").await?.contains("Hostile image"));
+    assert!(
+        text(c, "section.description")
+            .await?
+            .contains("Hostile image")
+    );
     assert_ne!(c.title().await?, "PWNED");
     if let Ok(a) = c.find(Locator::Css("section.description a")).await {
         let _ = a.click().await;
@@ -297,10 +312,19 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
 
     // Create Like.
     c.goto(&format!("{base}/images/Probe/create-like")).await?;
-    c.find(Locator::Id("new")).await?.send_keys("Probe_Copy").await?;
-    c.find(Locator::Id("title")).await?.send_keys("A copy of the probe").await?;
+    c.find(Locator::Id("new"))
+        .await?
+        .send_keys("Probe_Copy")
+        .await?;
+    c.find(Locator::Id("title"))
+        .await?
+        .send_keys("A copy of the probe")
+        .await?;
     shots.take(c, "create-like").await?;
-    c.find(Locator::Css("form button[type=submit]")).await?.click().await?;
+    c.find(Locator::Css("form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
     until("the copy's page", || async {
         Ok(c.current_url().await?.path() == "/images/Probe_Copy")
     })
@@ -309,20 +333,32 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
     assert!(body(c).await?.contains("A copy of the probe"));
 
     // Edit Settings: a customizable value, written with its comment kept.
-    c.goto(&format!("{base}/images/Probe_Copy/edit?tab=Disks")).await?;
-    let size = c.find(Locator::Css("input[name='img:xvda_disk_size']")).await?;
+    c.goto(&format!("{base}/images/Probe_Copy/edit?tab=Disks"))
+        .await?;
+    let size = c
+        .find(Locator::Css("input[name='img:xvda_disk_size']"))
+        .await?;
     size.clear().await?;
     size.send_keys("128").await?;
     shots.take(c, "edit-settings").await?;
-    c.find(Locator::Css("form button[type=submit]")).await?.click().await?;
-    until("the saved note", || async { Ok(body(c).await?.contains("Saved")) }).await?;
+    c.find(Locator::Css("form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    until("the saved note", || async {
+        Ok(body(c).await?.contains("Saved"))
+    })
+    .await?;
     let conf = std::fs::read_to_string(dir.join("store/Probe_Copy/image.conf"))?;
     assert!(
-        conf.contains("# the size of the VM's disk in MB\nxvda_disk_size = 128  # small for tests\n"),
+        conf.contains(
+            "# the size of the VM's disk in MB\nxvda_disk_size = 128  # small for tests\n"
+        ),
         "{conf}"
     );
     // A non-customizable value: read-only in the page; forced past that, refused.
-    c.goto(&format!("{base}/images/Probe_Copy/edit?tab=Miscellaneous")).await?;
+    c.goto(&format!("{base}/images/Probe_Copy/edit?tab=Miscellaneous"))
+        .await?;
     let flavour = c.find(Locator::Css("input[name='img:flavour']")).await?;
     assert!(flavour.attr("readonly").await?.is_some());
     c.execute(
@@ -330,26 +366,48 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
         vec![],
     )
     .await?;
-    c.find(Locator::Css("form button[type=submit]")).await?.click().await?;
-    until("the refusal", || async { Ok(body(c).await?.contains("not customizable")) }).await?;
+    c.find(Locator::Css("form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    until("the refusal", || async {
+        Ok(body(c).await?.contains("not customizable"))
+    })
+    .await?;
     let conf2 = std::fs::read_to_string(dir.join("store/Probe_Copy/image.conf"))?;
     assert_eq!(conf, conf2);
     // A wrong CSRF token: refused, nothing written.
-    c.goto(&format!("{base}/images/Probe_Copy/edit?tab=Disks")).await?;
+    c.goto(&format!("{base}/images/Probe_Copy/edit?tab=Disks"))
+        .await?;
     c.execute(
         "document.querySelector(\"input[name='csrf']\").value = 'forged'; document.querySelector(\"input[name='img:xvda_disk_size']\").value = '999';",
         vec![],
     )
     .await?;
-    c.find(Locator::Css("form button[type=submit]")).await?.click().await?;
-    until("the CSRF refusal", || async { Ok(body(c).await?.contains("CSRF")) }).await?;
-    assert_eq!(conf, std::fs::read_to_string(dir.join("store/Probe_Copy/image.conf"))?);
+    c.find(Locator::Css("form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    until("the CSRF refusal", || async {
+        Ok(body(c).await?.contains("CSRF"))
+    })
+    .await?;
+    assert_eq!(
+        conf,
+        std::fs::read_to_string(dir.join("store/Probe_Copy/image.conf"))?
+    );
 
     // Provision two VMs and watch both logs finish.
     c.goto(&format!("{base}/images/Probe/provision")).await?;
-    c.find(Locator::Id("vms")).await?.send_keys("web1 web2").await?;
+    c.find(Locator::Id("vms"))
+        .await?
+        .send_keys("web1 web2")
+        .await?;
     shots.take(c, "provision").await?;
-    c.find(Locator::Css("form button[type=submit]")).await?.click().await?;
+    c.find(Locator::Css("form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
     until("both VMs done", || async {
         let done = c
             .find_all(Locator::Css("section.vm[data-state='done']"))
@@ -368,7 +426,10 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
     // A run outlives its page: reload mid-run and reattach.
     c.goto(&format!("{base}/images/Slow/provision")).await?;
     c.find(Locator::Id("vms")).await?.send_keys("slow1").await?;
-    c.find(Locator::Css("form button[type=submit]")).await?.click().await?;
+    c.find(Locator::Css("form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
     let run_url = c.current_url().await?;
     until("the slow run to start", || async {
         Ok(dir.join("started.slow1").exists())
@@ -388,10 +449,12 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
     c.switch_to_window(tab.handle).await?;
     c.goto(&format!("{base}/images/Slow/provision")).await?;
     c.find(Locator::Id("vms")).await?.send_keys("slow1").await?;
-    c.find(Locator::Css("form button[type=submit]")).await?.click().await?;
+    c.find(Locator::Css("form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
     until("the second tab's refusal", || async {
-        Ok(c
-            .find_all(Locator::Css("section.vm[data-state='failed']"))
+        Ok(c.find_all(Locator::Css("section.vm[data-state='failed']"))
             .await?
             .len()
             == 1)
@@ -405,8 +468,7 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
     assert_eq!(c.current_url().await?, run_url);
     std::fs::write(dir.join("go"), "")?;
     until("the slow run done", || async {
-        Ok(c
-            .find_all(Locator::Css("section.vm[data-state='done']"))
+        Ok(c.find_all(Locator::Css("section.vm[data-state='done']"))
             .await?
             .len()
             == 1)
@@ -421,9 +483,15 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
         assert!(b.contains(vm), "{vm}: {b}");
     }
     shots.take(c, "vms").await?;
-    c.find(Locator::Css("a[aria-label='Remove web1']")).await?.click().await?;
+    c.find(Locator::Css("a[aria-label='Remove web1']"))
+        .await?
+        .click()
+        .await?;
     let plan = body(c).await?;
-    assert!(plan.contains(&format!("{}/disks/web1.disk", dir.display())), "{plan}");
+    assert!(
+        plan.contains(&format!("{}/disks/web1.disk", dir.display())),
+        "{plan}"
+    );
     shots.take(c, "remove").await?;
     c.find(Locator::Css("button.danger")).await?.click().await?;
     until("the VMs page again", || async {
