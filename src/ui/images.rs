@@ -76,7 +76,7 @@ fn options_table(caption: &str, entries: &[Entry]) -> String {
         })
         .collect();
     format!(
-        "<table class=\"options\"><caption>{}</caption><thead><tr><th scope=\"col\">Key</th><th scope=\"col\">Value</th><th scope=\"col\">Marks</th><th scope=\"col\">From</th></tr></thead><tbody>{rows}</tbody></table>",
+        "<div class=\"scroll\"><table class=\"options\"><caption>{}</caption><thead><tr><th scope=\"col\">Key</th><th scope=\"col\">Value</th><th scope=\"col\">Marks</th><th scope=\"col\">From</th></tr></thead><tbody>{rows}</tbody></table></div>",
         esc(caption)
     )
 }

@@ -162,11 +162,14 @@ where
 {
     let deadline = Instant::now() + WAIT;
     loop {
-        if f().await? {
-            return Ok(());
-        }
+        // A page being replaced answers "stale element" or "no such element": not yet.
+        let last = match f().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => String::new(),
+            Err(e) => e.to_string(),
+        };
         if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
+            return Err(format!("timed out waiting for {what} {last}").into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -262,6 +265,13 @@ async fn run() -> Res {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await?;
     let r = steps(&c, &base, &url, dir, &shots).await;
+    if r.is_err() {
+        // Where it stopped, for the failure message.
+        let _ = shots.take(&c, "failure").await;
+        if let (Ok(u), Ok(b)) = (c.current_url().await, body(&c).await) {
+            eprintln!("stopped at {u}:\n{b}");
+        }
+    }
     let _ = c.close().await;
     drop(driver);
     drop(ui);
@@ -430,6 +440,10 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
         .await?
         .click()
         .await?;
+    until("the run page", || async {
+        Ok(c.current_url().await?.path().starts_with("/runs/"))
+    })
+    .await?;
     let run_url = c.current_url().await?;
     until("the slow run to start", || async {
         Ok(dir.join("started.slow1").exists())
