@@ -573,3 +573,68 @@ fn a_non_loopback_address_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address"), "{err}");
 }
+
+#[test]
+fn pack_downloads_an_archive_that_import_uploads_into_another_store() {
+    let a = world();
+    let mut ca = Console::start(&a);
+    ca.login();
+    let mut s = TcpStream::connect(&ca.addr).unwrap();
+    write!(
+        s,
+        "GET /images/Plain/pack HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nConnection: close\r\n\r\n",
+        ca.addr, ca.cookie
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("Plain.tar.gz"), "{head}");
+    let archive = raw[split + 4..].to_vec();
+    assert_eq!(&archive[..2], &[0x1f, 0x8b], "not gzip");
+
+    let b = sandbox();
+    let mut cb = Console::start(&b);
+    cb.login();
+    let upload = |headers: &[(&str, String)]| {
+        let mut s = TcpStream::connect(&cb.addr).unwrap();
+        let mut req = format!(
+            "POST /import HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n",
+            cb.addr,
+            cb.cookie,
+            archive.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(&archive).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let refused = upload(&[("Origin", cb.origin()), ("X-CSRF-Token", "wrong".into())]);
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(!b.store().join("Plain").exists());
+    let ok = upload(&[
+        ("Origin", cb.origin()),
+        ("X-CSRF-Token", cb.csrf.clone()),
+        ("X-Archive-Name", "Plain.tar.gz".into()),
+    ]);
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("imported `Plain`"), "{ok}");
+    assert_eq!(
+        std::fs::read_to_string(b.store().join("Plain/image.conf")).unwrap(),
+        std::fs::read_to_string(a.store().join("Plain/image.conf")).unwrap()
+    );
+    // The same archive again: the image exists, and import does not replace it.
+    let again = upload(&[
+        ("Origin", cb.origin()),
+        ("X-CSRF-Token", cb.csrf.clone()),
+        ("X-Archive-Name", "Plain.tar.gz".into()),
+    ]);
+    assert!(again.starts_with("HTTP/1.1 422"), "{again}");
+}
