@@ -5,7 +5,7 @@
 mod args;
 mod complete;
 mod conf;
-pub(crate) mod hosts;
+mod hosts;
 mod image;
 mod manpages;
 pub(crate) mod out;

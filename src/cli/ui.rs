@@ -26,5 +26,6 @@ pub(crate) fn run(app: &App, a: &UiArgs) -> Result<()> {
         settings: app.settings.clone(),
         host: app.host.clone(),
         store_root: store.root,
+        remote_log: super::hosts::local_log_copy,
     })
 }

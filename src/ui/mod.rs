@@ -28,13 +28,18 @@ pub(crate) struct Config {
     pub settings: Settings,
     pub host: Host,
     pub store_root: PathBuf,
+    /// Where the local copy of a managed server's log goes (the CLI's rule).
+    pub remote_log: RemoteLog,
 }
+
+pub(crate) type RemoteLog = fn(&Settings, &str, &crate::provision::Plan) -> PathBuf;
 
 /// The server's state, shared by every request.
 pub(crate) struct Ui {
     pub settings: Settings,
     pub host: Host,
     pub store_root: PathBuf,
+    pub remote_log: RemoteLog,
     pub secrets: security::Secrets,
     pub runs: runs::Runs,
 }
@@ -100,6 +105,7 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
             settings: cfg.settings,
             host: cfg.host,
             store_root: cfg.store_root,
+            remote_log: cfg.remote_log,
             secrets,
             runs: runs::Runs::default(),
         });

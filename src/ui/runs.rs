@@ -182,29 +182,22 @@ pub(crate) fn provision_vm(
         }
         Some(host) => {
             step(emit, format!("connecting to `{host}`"));
-            let placed = vec![(job.vm.clone(), Some(host.clone()))];
-            let servers = crate::cli::hosts::Servers::connect(&placed, &ui.context(None), None)?;
-            if let Some(e) = servers.errors.into_iter().next() {
-                return Err(e);
-            }
-            let (Some(Some(session)), Some(Some(ctx))) =
-                (servers.sessions.first(), servers.contexts.first())
-            else {
-                anyhow::bail!("`{host}` was not reached");
-            };
+            let target = crate::remote::parse_target(host, &ui.settings.hosts)?;
+            let session = crate::remote::Session::open(&target)?;
+            let ctx = &provision::remote::context(&ui.context(None), &session);
             step(emit, "planning".into());
             let plan = provision::plan(&job.vm, &store, ctx, &job.options)?;
             step(
                 emit,
                 format!("running provision.sh of `{}` on `{host}`", plan.image),
             );
-            let local_log = crate::cli::hosts::local_log_copy(&ui.settings, host, &plan);
+            let local_log = (ui.remote_log)(&ui.settings, host, &plan);
             let mut w = Forward { vm: &job.vm, emit };
             let p = provision::remote::execute(
                 &plan,
                 &store.root,
                 &ctx.settings,
-                session,
+                &session,
                 &job.options,
                 &local_log,
                 &mut w,
