@@ -163,6 +163,9 @@ pub(crate) fn provision_vm(
         None => {
             step(emit, "planning".into());
             let plan = provision::plan(&job.vm, &store, &ui.context(None), &job.options)?;
+            for w in plan.resolved.warnings.warnings() {
+                step(emit, w.render());
+            }
             step(
                 emit,
                 format!(

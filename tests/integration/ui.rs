@@ -638,3 +638,80 @@ fn pack_downloads_an_archive_that_import_uploads_into_another_store() {
     ]);
     assert!(again.starts_with("HTTP/1.1 422"), "{again}");
 }
+
+#[test]
+fn a_hosts_entry_is_a_target_and_an_unreachable_one_fails_its_vms_only() {
+    let w = sandbox();
+    probe(&w, "");
+    let cfg = w.path().join("convirt.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[hosts.xen1]\naddress = '127.0.0.1'\nport = 1\n");
+    std::fs::write(&cfg, text).unwrap();
+    let mut c = Console::start(&w);
+    c.login();
+    let form = c.get("/images/Probe/provision");
+    assert!(
+        form.body.contains("<option value=\"xen1\""),
+        "{}",
+        form.body
+    );
+    let bogus = c.post(
+        "/images/Probe/provision",
+        &[("vms", "r1"), ("target", "nowhere")],
+    );
+    assert_eq!(bogus.status, 422, "{}", bogus.body);
+    assert!(
+        bogus.body.contains("not a [hosts.*] entry"),
+        "{}",
+        bogus.body
+    );
+    let r = c.post(
+        "/images/Probe/provision",
+        &[("vms", "r1"), ("target", "xen1")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let events = stream(&c, &r.header("location").unwrap());
+    assert!(events.contains("connecting to `xen1`"), "{events}");
+    assert!(
+        events.contains("\"vm\":\"r1\",\"kind\":\"failed\""),
+        "{events}"
+    );
+    assert!(!w.path().join("conf/r1.cfg").exists());
+}
+
+#[test]
+fn ctrl_c_mid_run_stops_the_script_cleans_up_and_then_exits() {
+    let w = sandbox();
+    let p = w.path().display().to_string();
+    w.write(
+        "store/Slow/image.conf",
+        &format!("GO = '{p}/go'\nSTARTED = '{p}/started'\nxvda_disk_create = 'yes'\nxvda_disk_size = 16\nxvda_disk_type = 'VBD'\n"),
+    );
+    w.write(
+        "store/Slow/vm_conf.template",
+        "name = ''\nmemory = 256\ndisk = ['file:$VM_DISKS_DIR/$VM_NAME.disk,xvda,w']\n",
+    );
+    w.write_exec(
+        "store/Slow/provision.sh",
+        &provision_script(
+            true,
+            "provision_disks\ntouch \"$STARTED\"\nfor _ in $(seq 1200); do [ -e \"$GO\" ] && break; sleep 0.1; done\n",
+        ),
+    );
+    w.write("store/Slow/description.htm", "<body>Slow</body>");
+    let mut c = Console::start(&w);
+    c.login();
+    let r = c.post("/images/Slow/provision", &[("vms", "stopme")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w.path().join("started").exists() {
+        assert!(Instant::now() < deadline, "the run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(w.path().join("disks/stopme.disk").exists());
+    let (code, err) = c.stop();
+    assert_eq!(code, Some(0), "{err}");
+    // The CLI's cleanup of an interrupted run: what it created is gone.
+    assert!(!w.path().join("disks/stopme.disk").exists(), "{err}");
+    assert!(!w.path().join("conf/stopme.cfg").exists());
+}
