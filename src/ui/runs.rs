@@ -13,12 +13,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The most VMs of one run provisioned side by side.
 const MAX_PARALLEL: usize = 4;
+
+/// The most log lines a run keeps in memory for its page; the log files have them all.
+const MAX_LINES: usize = 100_000;
 
 /// One thing that happened in a run, as sent to the page.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -38,10 +41,27 @@ pub(crate) struct Run {
     /// The number of events, for the streams waiting on more.
     count: tokio::sync::watch::Sender<usize>,
     finished: AtomicBool,
+    lines: AtomicUsize,
 }
 
 impl Run {
     fn push(&self, e: Event) {
+        let mut e = e;
+        if e.kind == "line" {
+            let lines = self.lines.fetch_add(1, Ordering::SeqCst);
+            if lines > MAX_LINES {
+                return;
+            }
+            if lines == MAX_LINES {
+                e = Event {
+                    vm: e.vm,
+                    kind: "step",
+                    text: format!(
+                        "more than {MAX_LINES} log lines: the page shows no more; the log files have them all"
+                    ),
+                };
+            }
+        }
         let n = match self.events.lock() {
             Ok(mut v) => {
                 v.push(e);
@@ -114,6 +134,7 @@ impl Runs {
             events: Mutex::new(Vec::new()),
             count: tokio::sync::watch::channel(0).0,
             finished: AtomicBool::new(false),
+            lines: AtomicUsize::new(0),
         });
         m.insert(id, run.clone());
         run
