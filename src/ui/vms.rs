@@ -34,7 +34,7 @@ fn list_page(ui: &Ui, notes: &[String], errors: &[String]) -> Response {
             match &running {
                 Ok(d) if d.iter().any(|n| n == &vm.name) => "running".into(),
                 Ok(_) => "not running".into(),
-                Err(why) => format!("unknown ({why})"),
+                Err(_) => "unknown".into(),
             }
         };
         let disks: Vec<_> = vm
@@ -54,7 +54,8 @@ fn list_page(ui: &Ui, notes: &[String], errors: &[String]) -> Response {
         let base = format!("/vms/{}/{}", seg(&vm.host), seg(&vm.name));
         let mut acts = String::new();
         if !vm.remote {
-            if status == Status::Provisioned && config(vm).is_some() {
+            let up = matches!(&running, Ok(d) if d.iter().any(|n| n == &vm.name));
+            if status == Status::Provisioned && config(vm).is_some() && !up {
                 acts.push_str(&format!(
                     "<form method=\"post\" action=\"{base}/start\" class=\"inline\">{}<button type=\"submit\" aria-label=\"Start {}\">Start</button></form> ",
                     csrf_field(ui),
@@ -83,9 +84,16 @@ fn list_page(ui: &Ui, notes: &[String], errors: &[String]) -> Response {
         rows = "<tr><td colspan=\"7\">No VMs recorded.</td></tr>".into();
     }
     let main = format!(
-        "<h1>VMs</h1>{}{}<p class=\"path\">Records in {}</p><div class=\"scroll\"><table><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Host</th><th scope=\"col\">Record</th><th scope=\"col\">xl list</th><th scope=\"col\">Image</th><th scope=\"col\">Disks</th><th scope=\"col\">Actions</th></tr></thead><tbody>{rows}</tbody></table></div>",
+        "<h1>VMs</h1>{}{}{}<p class=\"path\">Records in {}</p><div class=\"scroll\"><table><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Host</th><th scope=\"col\">Record</th><th scope=\"col\">xl list</th><th scope=\"col\">Image</th><th scope=\"col\">Disks</th><th scope=\"col\">Actions</th></tr></thead><tbody>{rows}</tbody></table></div>",
         html::messages("notes", "Done", notes),
         html::messages("errors", "Failed", errors),
+        match &running {
+            Err(why) => format!(
+                "<p class=\"note\">The state of this machine's VMs is unknown: {}</p>",
+                esc(why)
+            ),
+            Ok(_) => String::new(),
+        },
         esc(&ui.settings.state_dir.join("vms").display().to_string())
     );
     html::page(ui, "VMs", None, &main)

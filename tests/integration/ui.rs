@@ -38,8 +38,23 @@ struct Console {
 impl Console {
     /// Starts `convirt ui` on a free port of 127.0.0.1 with the world's sandbox settings.
     fn start(w: &World) -> Console {
-        let mut child = w
-            .conv_cmd(&["ui", "--listen", "127.0.0.1:0"])
+        Console::start_with(w, None)
+    }
+
+    /// With `bin` first on PATH (a stand-in `xl`).
+    fn start_with(w: &World, bin: Option<&std::path::Path>) -> Console {
+        let mut cmd = w.conv_cmd(&["ui", "--listen", "127.0.0.1:0"]);
+        if let Some(b) = bin {
+            cmd.env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    b.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            );
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -714,4 +729,63 @@ fn ctrl_c_mid_run_stops_the_script_cleans_up_and_then_exits() {
     // The CLI's cleanup of an interrupted run: what it created is gone.
     assert!(!w.path().join("disks/stopme.disk").exists(), "{err}");
     assert!(!w.path().join("conf/stopme.cfg").exists());
+}
+
+/// A recording stand-in for `xl` (NOT Xen): arguments appended to `xl.calls`, `list`
+/// answered from `xl.domains`.
+fn fake_xl(w: &World) -> std::path::PathBuf {
+    let p = w.path().display().to_string();
+    w.write_exec(
+        "fake-bin/xl",
+        &format!(
+            "#!/bin/bash\n# recording stand-in for xl, for tests only\nprintf '%s\\n' \"$*\" >> '{p}/xl.calls'\nif [[ \"$1\" == list ]]; then\n  echo 'Name                                        ID   Mem VCPUs\tState\tTime(s)'\n  echo 'Domain-0                                     0  1024     2     r-----      12.3'\n  cat '{p}/xl.domains' 2>/dev/null || true\nfi\n"
+        ),
+    );
+    w.path().join("fake-bin")
+}
+
+#[test]
+fn a_running_vm_is_shown_running_and_not_removed_and_a_stopped_one_starts() {
+    let w = sandbox();
+    probe(&w, "");
+    let bin = fake_xl(&w);
+    let mut c = Console::start_with(&w, Some(&bin));
+    c.login();
+    let r = c.post("/images/Probe/provision", &[("vms", "web1")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(stream(&c, &r.header("location").unwrap()).contains("\"kind\":\"done\""));
+    std::fs::write(
+        w.path().join("xl.domains"),
+        "web1                                         7   256     1     -b----       0.4\n",
+    )
+    .unwrap();
+    let vms = c.get("/vms");
+    let row = vms
+        .body
+        .split("<th scope=\"row\">web1</th>")
+        .nth(1)
+        .unwrap();
+    let row = row.split("</tr>").next().unwrap();
+    assert!(row.contains("<td>running</td>"), "{row}");
+    assert!(!row.contains(">Start<"), "{row}");
+    let plan = c.get("/vms/localhost/web1/remove");
+    assert!(
+        plan.body.contains("is running (`xl list`)"),
+        "{}",
+        plan.body
+    );
+    assert!(!plan.body.contains("class=\"danger\""), "{}", plan.body);
+    let refused = c.post("/vms/localhost/web1/remove", &[]);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(w.path().join("conf/web1.cfg").exists());
+    assert!(w.path().join("disks/web1.disk").exists());
+    // Stopped: Start runs `xl create` with the recorded config.
+    std::fs::write(w.path().join("xl.domains"), "").unwrap();
+    let started = c.post("/vms/localhost/web1/start", &[]);
+    assert_eq!(started.status, 200, "{}", started.body);
+    let calls = std::fs::read_to_string(w.path().join("xl.calls")).unwrap();
+    assert!(
+        calls.contains(&format!("create {}/conf/web1.cfg\n", w.path().display())),
+        "{calls}"
+    );
 }
