@@ -455,16 +455,23 @@ pub(crate) async fn start(
             autostart: false,
         };
         if errors.is_empty() {
-            // Locally: the same checks `provision` makes before anything runs. A remote
-            // target's values are checked on its server when the run starts.
-            if let Ok(store) = ui.store() {
-                for v in vms.iter().take(1) {
-                    if target.is_none()
-                        && let Err(e) = provision::plan(v, &store, &ui.context(None), &options)
-                    {
+            // The same checks `provision` makes before anything runs: the whole plan for
+            // this machine; for a server the values (its paths are checked there).
+            match (&target, ui.store(), vms.first()) {
+                (None, Ok(store), Some(v)) => {
+                    if let Err(e) = provision::plan(v, &store, &ui.context(None), &options) {
                         errors.extend(messages(&e));
                     }
                 }
+                (Some(_), Ok(_), Some(v)) => {
+                    if let Err(d) =
+                        resolve::resolve(&img, &ui.context(Some(v)), &options.overrides, false)
+                    {
+                        errors.extend(d.0.iter().filter(|d| d.is_error()).map(|d| d.render()));
+                    }
+                }
+                (_, Err(e), _) => errors.extend(messages(&e)),
+                _ => {}
             }
         }
         if !errors.is_empty() {

@@ -657,7 +657,7 @@ fn pack_downloads_an_archive_that_import_uploads_into_another_store() {
 #[test]
 fn a_hosts_entry_is_a_target_and_an_unreachable_one_fails_its_vms_only() {
     let w = sandbox();
-    probe(&w, "");
+    probe(&w, "customizable_options = ['mode', 'xvda_disk_size']\n");
     let cfg = w.path().join("convirt.toml");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str("\n[hosts.xen1]\naddress = '127.0.0.1'\nport = 1\n");
@@ -680,6 +680,13 @@ fn a_hosts_entry_is_a_target_and_an_unreachable_one_fails_its_vms_only() {
         "{}",
         bogus.body
     );
+    // The values are checked before the run, as for this machine.
+    let bad = c.post(
+        "/images/Probe/provision",
+        &[("vms", "r1"), ("target", "xen1"), ("img:MARK_FILE", "/x")],
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.body.contains("not customizable"), "{}", bad.body);
     let r = c.post(
         "/images/Probe/provision",
         &[("vms", "r1"), ("target", "xen1")],

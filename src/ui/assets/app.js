@@ -50,7 +50,7 @@ function upload(form) {
     try {
       const r = await fetch(form.action, {
         method: "POST",
-        headers: { "X-CSRF-Token": csrf(), "X-Archive-Name": f.name,
+        headers: { "X-CSRF-Token": csrf(), "X-Archive-Name": encodeURIComponent(f.name),
                    "Content-Type": "application/octet-stream" },
         body: f,
         credentials: "same-origin",
