@@ -46,9 +46,13 @@ pub(crate) fn load(ui: &Ui, name: &str) -> anyhow::Result<Image> {
     Ok(Image::load(name, &dir, &ui.host)?)
 }
 
+fn is_secret(e: &Entry) -> bool {
+    crate::state::is_secret(&e.key, &e.value.to_text())
+}
+
 fn shown_value(e: &Entry) -> String {
     let repr = e.value.repr();
-    if crate::state::is_secret(&e.key, &e.value.to_text()) {
+    if is_secret(e) {
         crate::state::MASK.to_string()
     } else {
         repr
@@ -235,12 +239,17 @@ fn edit_page(ui: &Ui, name: &str, tab: &str, notes: &[String], errors: &[String]
             };
             fields.push_str(&format!(
                 "<div class=\"field{}\"><label for=\"{id}\"><code>{}</code> <span class=\"file\">{file}</span></label>\
-<input id=\"{id}\" name=\"{prefix}:{}\" value=\"{}\"{} aria-describedby=\"{id}-note\" spellcheck=\"false\">\
+<input id=\"{id}\" name=\"{prefix}:{}\" {}{} aria-describedby=\"{id}-note\" spellcheck=\"false\">\
 <span class=\"note\" id=\"{id}-note\">{note}</span></div>",
                 if editable { "" } else { " readonly" },
                 esc(&e.key),
                 esc(&e.key),
-                esc(&e.value.repr()),
+                // A secret is never sent to the page: empty keeps it.
+                if is_secret(e) {
+                    "type=\"password\" autocomplete=\"new-password\" placeholder=\"(unchanged)\"".to_string()
+                } else {
+                    format!("value=\"{}\"", esc(&e.value.repr()))
+                },
                 if editable { "" } else { " readonly aria-readonly=\"true\"" },
             ));
         }
@@ -332,7 +341,7 @@ fn apply_edit(
             refused.push(format!("`{key}` is not a value of {file}"));
             continue;
         };
-        if value.trim() == e.value.repr() {
+        if value.trim() == e.value.repr() || (is_secret(e) && value.is_empty()) {
             continue;
         }
         if e.computed || !e.customizable {
@@ -355,12 +364,22 @@ fn apply_edit(
     let edits = edit::plan_image(&img.dir, &img.dir, &req, &ui.settings, &ui.host)
         .map_err(|e| bad(e.into()))?;
     edit::write_image(&img.dir, &edits).map_err(|e| bad(e.into()))?;
+    // A secret's old and new values stay out of the page.
+    let secret = |file: &str, key: &str| {
+        let entries = if file == image::IMAGE_CONF { &ie } else { &ve };
+        entries.iter().any(|e| e.key == key && is_secret(e)) || crate::state::is_secret(key, "")
+    };
     Ok(edits
         .iter()
         .flat_map(|e| {
-            e.changes
-                .iter()
-                .map(move |c| format!("{}:{}: {}", e.file, c.line, c.summary()))
+            e.changes.iter().map(move |c| {
+                let what = if secret(e.file, &c.key) {
+                    format!("{}: changed (the value is not shown)", c.key)
+                } else {
+                    c.summary()
+                };
+                format!("{}:{}: {what}", e.file, c.line)
+            })
         })
         .collect())
 }

@@ -796,3 +796,46 @@ fn a_running_vm_is_shown_running_and_not_removed_and_a_stopped_one_starts() {
         "{calls}"
     );
 }
+
+#[test]
+fn secrets_are_never_sent_to_the_page_and_an_empty_password_field_keeps_them() {
+    let w = world();
+    image(
+        &w,
+        "Secret",
+        "# the root password\nroot_password = 'hunter2'  # change me\nsize = 1\n",
+        "<body>Secret</body>",
+    );
+    let mut c = Console::start(&w);
+    c.login();
+    for path in ["/images/Secret", "/images/Secret/edit?tab=Miscellaneous"] {
+        let r = c.get(path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(!r.body.contains("hunter2"), "{path}: {}", r.body);
+    }
+    let form = c.get("/images/Secret/edit?tab=Miscellaneous");
+    assert!(form.body.contains("type=\"password\""), "{}", form.body);
+    let conf = w.store().join("Secret/image.conf");
+    let r = c.post(
+        "/images/Secret/edit?tab=Miscellaneous",
+        &[("img:root_password", ""), ("img:size", "2")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        text.contains("root_password = 'hunter2'  # change me"),
+        "{text}"
+    );
+    assert!(text.contains("size = 2"), "{text}");
+    let r = c.post(
+        "/images/Secret/edit?tab=Miscellaneous",
+        &[("img:root_password", "'s3cret'")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("s3cret"), "{}", r.body);
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        text.contains("root_password = 's3cret'  # change me"),
+        "{text}"
+    );
+}
