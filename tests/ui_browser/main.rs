@@ -407,11 +407,17 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
         std::fs::read_to_string(dir.join("store/Probe_Copy/image.conf"))?
     );
 
-    // Provision two VMs and watch both logs finish.
-    c.goto(&format!("{base}/images/Probe/provision")).await?;
+    // Provision two VMs from a shipped image and watch both logs finish.
+    std::fs::write(dir.join("install.iso"), "")?;
+    c.goto(&format!("{base}/images/Linux_CD_Install/provision"))
+        .await?;
     c.find(Locator::Id("vms"))
         .await?
         .send_keys("web1 web2")
+        .await?;
+    let iso = c.find(Locator::Id("p-img-INSTALL_ISO")).await?;
+    iso.clear().await?;
+    iso.send_keys(&dir.join("install.iso").display().to_string())
         .await?;
     shots.take(c, "provision").await?;
     c.find(Locator::Css("form button[type=submit]"))
@@ -428,8 +434,12 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
     .await?;
     for vm in ["web1", "web2"] {
         let log = text(c, &format!("section.vm[data-vm='{vm}'] pre.log")).await?;
-        assert!(log.contains(&format!("probe {vm} step 3")), "{vm}: {log}");
+        assert!(
+            log.contains(&format!("Provisioning of VM {vm} completed")),
+            "{vm}: {log}"
+        );
         assert!(dir.join(format!("conf/{vm}.cfg")).exists());
+        assert!(dir.join(format!("disks/{vm}.disk.xm")).exists());
     }
     shots.take(c, "run").await?;
 
@@ -503,7 +513,7 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
         .await?;
     let plan = body(c).await?;
     assert!(
-        plan.contains(&format!("{}/disks/web1.disk", dir.display())),
+        plan.contains(&format!("{}/disks/web1.disk.xm", dir.display())),
         "{plan}"
     );
     shots.take(c, "remove").await?;
@@ -512,7 +522,7 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
         Ok(c.current_url().await?.path() == "/vms")
     })
     .await?;
-    assert!(!dir.join("disks/web1.disk").exists());
+    assert!(!dir.join("disks/web1.disk.xm").exists());
     assert!(!dir.join("conf/web1.cfg").exists());
     assert!(dir.join("conf/web2.cfg").exists());
     assert!(!body(c).await?.contains("web1"));
