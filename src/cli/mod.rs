@@ -11,6 +11,7 @@ mod manpages;
 pub(crate) mod out;
 mod provision;
 pub mod report;
+mod share;
 mod store;
 mod ui;
 mod vm;
@@ -73,15 +74,23 @@ enum Command {
   convirt store init /srv/image_store     or to a directory of your choice"
     )]
     Store(store::StoreCmd),
-    /// List, show, validate, copy and edit images
+    /// List, show, validate, copy, edit, pack and import images; publish, search and pull shared ones
     #[command(
         subcommand,
         after_help = "Examples:
   convirt image list
   convirt image show Linux_CD_Install
-  convirt image create-like Linux_CD_Install Web_Install --set hda_disk_size=20000"
+  convirt image create-like Linux_CD_Install Web_Install --set hda_disk_size=20000
+  convirt image search && convirt image pull Debian_12_Minimal"
     )]
     Image(image::ImageCmd),
+    /// Signing keys for `image publish`
+    #[command(
+        subcommand,
+        after_help = "Example:
+  convirt key generate mykey      writes mykey.key (secret) and mykey.pub here"
+    )]
+    Key(share::KeyCmd),
     /// Work with single config files
     #[command(
         subcommand,
@@ -280,6 +289,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Store(cmd) => store::run(&app, cmd),
         Command::Image(cmd) => image::run(&app, cmd),
         Command::Conf(cmd) => conf::run(&app, cmd),
+        Command::Key(cmd) => share::key(&app, cmd),
         Command::Provision(args) => provision::run(&app, args),
         Command::Vm(cmd) => vm::run(&app, cmd),
         Command::Ui(args) => ui::run(&app, args),

@@ -535,6 +535,7 @@ pub(crate) async fn import(State(ui): State<Shared>, headers: HeaderMap, body: B
                     force: false,
                     progress: false,
                     max_size: crate::archive::DEFAULT_MAX_SIZE,
+                    expect: None,
                 },
             )?;
             let mut text = String::new();

@@ -19,6 +19,7 @@ mod outputs;
 mod pipes;
 mod provision;
 mod sample_config;
+mod share;
 mod shell;
 mod store;
 mod test;
