@@ -1,4 +1,5 @@
-//! `convirt ui`: the ConVirt console in a browser (docs/ui.md). An axum server on a
+//! `convirt ui`: the ConVirt console in a browser (docs/ui.md). An axum server (HTTPS with
+//! `--tls-cert`/`--tls-key`, `tls`) on a
 //! current-thread tokio runtime; every page calls the same library functions as the CLI, on
 //! the blocking pool. `security` guards every request (token, cookie, CSRF, Origin, CSP).
 
@@ -6,6 +7,7 @@ mod html;
 mod images;
 mod runs;
 mod security;
+mod tls;
 mod vms;
 
 use crate::eval::Host;
@@ -66,27 +68,21 @@ type Shared = Arc<Ui>;
 /// runs see the interrupt and clean up, then returns.
 pub(crate) fn serve(cfg: Config) -> Result<()> {
     let loopback = cfg.listen.ip().is_loopback();
-    if !loopback {
-        // TLS would need rustls and its crypto provider: minutes of build on the 2-core
-        // machines for a case the issue allows to refuse (docs/decisions.md).
-        anyhow::bail!(crate::diagnostic::Diagnostic::error(format!(
-            "refusing to listen on `{}`: not a loopback address",
-            cfg.listen
-        ))
-        .with_hint(if cfg.tls.is_some() {
-            "this build has no TLS support; listen on 127.0.0.1 and reach it through `ssh -L 8470:127.0.0.1:8470 HOST`"
-        } else {
-            "the console's token would cross the network in clear; listen on 127.0.0.1 and use `ssh -L 8470:127.0.0.1:8470 HOST`"
-        }));
-    }
-    if cfg.tls.is_some() {
+    if !loopback && cfg.tls.is_none() {
         anyhow::bail!(
-            crate::diagnostic::Diagnostic::error(
-                "--tls-cert/--tls-key: this build has no TLS support"
+            crate::diagnostic::Diagnostic::error(format!(
+                "refusing to listen on `{}` without TLS: not a loopback address",
+                cfg.listen
+            ))
+            .with_hint(
+                "give --tls-cert and --tls-key, or listen on 127.0.0.1 and use `ssh -L 8470:127.0.0.1:8470 HOST`"
             )
-            .with_hint("a loopback address needs no TLS; leave them out")
         );
     }
+    let acceptor = match &cfg.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
     crate::interrupt::install();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -99,8 +95,8 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on `{}`", cfg.listen))?;
         let addr = listener.local_addr()?;
-        let secrets = security::Secrets::new(addr)?;
-        let url = format!("http://{addr}/?token={}", secrets.token);
+        let secrets = security::Secrets::new(addr, acceptor.is_some())?;
+        let url = format!("{}://{addr}/?token={}", secrets.scheme, secrets.token);
         let ui = Arc::new(Ui {
             settings: cfg.settings,
             host: cfg.host,
@@ -124,14 +120,27 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
                 })
                 .and_then(|()| out.flush());
         }
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                while !crate::interrupt::interrupted() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            })
+        let stop = async {
+            while !crate::interrupt::interrupted() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        match acceptor {
+            Some(acceptor) => axum::serve(
+                tls::TlsListener {
+                    tcp: listener,
+                    acceptor,
+                },
+                app,
+            )
+            .with_graceful_shutdown(stop)
             .await
-            .context("the web server failed")?;
+            .context("the web server failed")?,
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("the web server failed")?,
+        }
         // Running provisioning runs saw the same interrupt: wait until they cleaned up.
         let pending = ui.runs.unfinished();
         if pending > 0 {

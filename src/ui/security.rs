@@ -27,8 +27,11 @@ pub(crate) struct Secrets {
     /// In every form and in a `<meta>` for the script.
     pub csrf: String,
     pub cookie_name: String,
-    /// `Host` values this server answers to.
-    hosts: Vec<String>,
+    /// `Host` values this server answers to; any with TLS (a rebound name fails the
+    /// certificate check).
+    hosts: Option<Vec<String>>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
 }
 
 fn random_hex() -> std::io::Result<String> {
@@ -47,11 +50,12 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Secrets {
-    pub(crate) fn new(addr: SocketAddr) -> std::io::Result<Secrets> {
+    pub(crate) fn new(addr: SocketAddr, tls: bool) -> std::io::Result<Secrets> {
         let mut hosts = vec![addr.to_string()];
         if addr.ip().is_loopback() {
             hosts.push(format!("localhost:{}", addr.port()));
         }
+        let hosts = (!tls).then_some(hosts);
         Ok(Secrets {
             token: random_hex()?,
             session: random_hex()?,
@@ -59,6 +63,7 @@ impl Secrets {
             // Cookies are not kept apart by port: two consoles must not share one name.
             cookie_name: format!("convirt_session_{}", addr.port()),
             hosts,
+            scheme: if tls { "https" } else { "http" },
         })
     }
 
@@ -118,7 +123,11 @@ async fn check(ui: &Shared, req: Request, next: Next) -> Response {
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    if !s.hosts.iter().any(|h| h == &host) {
+    if host.is_empty()
+        || s.hosts
+            .as_ref()
+            .is_some_and(|hs| !hs.iter().any(|h| h == &host))
+    {
         return refuse(StatusCode::MISDIRECTED_REQUEST, "unknown Host");
     }
     if let Some(t) = query_token(&req) {
@@ -127,8 +136,10 @@ async fn check(ui: &Shared, req: Request, next: Next) -> Response {
         }
         // The token leaves the address bar at once; the cookie carries the session.
         let cookie = format!(
-            "{}={}; HttpOnly; SameSite=Strict; Path=/",
-            s.cookie_name, s.session
+            "{}={}; HttpOnly; SameSite=Strict; Path=/{}",
+            s.cookie_name,
+            s.session,
+            if s.scheme == "https" { "; Secure" } else { "" }
         );
         let mut res = (
             StatusCode::SEE_OTHER,
@@ -154,7 +165,7 @@ async fn check(ui: &Shared, req: Request, next: Next) -> Response {
         .get(header::ORIGIN)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    if origin != format!("http://{host}") {
+    if origin != format!("{}://{host}", s.scheme) {
         return refuse(
             StatusCode::FORBIDDEN,
             "refused: the request's Origin is not this console",

@@ -586,7 +586,7 @@ fn a_non_loopback_address_is_refused() {
     let out = w.conv(&["ui", "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(err.contains("without TLS: not a loopback address"), "{err}");
 }
 
 #[test]
@@ -838,4 +838,86 @@ fn secrets_are_never_sent_to_the_page_and_an_empty_password_field_keeps_them() {
         text.contains("root_password = 's3cret'  # change me"),
         "{text}"
     );
+}
+
+#[test]
+fn a_non_loopback_address_with_tls_files_serves_https_with_a_secure_cookie() {
+    let w = world();
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(w.path().join("key.pem"))
+        .arg("-out")
+        .arg(w.path().join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut child = w
+        .conv_cmd(&[
+            "ui",
+            "--listen",
+            "0.0.0.0:0",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("{line}"));
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    let token = url.split("?token=").nth(1).unwrap();
+    let curl = |args: &[&str]| {
+        let o = std::process::Command::new("curl")
+            .args(["-sk", "--max-time", "60"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let head = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("https://127.0.0.1:{port}/?token={token}"),
+    ]);
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie"))
+        .unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    let plain = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("http://127.0.0.1:{port}/"),
+    ]);
+    assert!(!plain.contains("200 OK"), "plain HTTP answered: {plain}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(0));
 }
