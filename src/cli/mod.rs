@@ -3,6 +3,7 @@
 //! code: 0 ok, 1 the operation failed, 2 usage error, 130 interrupted.
 
 mod args;
+mod cache;
 mod complete;
 mod conf;
 mod hosts;
@@ -119,6 +120,14 @@ enum Command {
   convirt ui                              serve on 127.0.0.1:8470; open the URL it prints
   convirt ui --listen 127.0.0.1:0         any free port")]
     Ui(ui::UiArgs),
+    /// The guest bootstrap cache: list its entries and thin-VM bases, prune unpinned ones
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  convirt cache list                      entries, bases, sizes and the VM disks pinning them
+  convirt cache prune --dry-run           what an unpinned cleanup would remove"
+    )]
+    Cache(cache::CacheCmd),
     /// Print a shell completion script (it asks convirt for image and host names on each Tab)
     #[command(after_help = "Examples:
   convirt completions bash > ~/.local/share/bash-completion/completions/convirt
@@ -293,6 +302,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Provision(args) => provision::run(&app, args),
         Command::Vm(cmd) => vm::run(&app, cmd),
         Command::Ui(args) => ui::run(&app, args),
+        Command::Cache(cmd) => cache::run(&app, cmd),
         Command::Render {
             image,
             vm,

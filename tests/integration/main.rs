@@ -23,6 +23,7 @@ mod share;
 mod shell;
 mod store;
 mod test;
+mod thin;
 mod ui;
 mod vm;
 mod vm_remote;
