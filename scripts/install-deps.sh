@@ -16,7 +16,7 @@ set -euo pipefail
 
 [[ -n "${SKIP_APT:-}" ]] && exit 0
 
-packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs qemu-utils util-linux curl gcc libc6-dev
+packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs util-linux curl gcc libc6-dev
           tar gzip zstd dpkg diffutils mmdebstrap uidmap openssh-server openssh-client iproute2
           lintian man-db bash-completion openssl)
 # scripts/build-deb.sh: dpkg-shlibdeps and dpkg-parsechangelog (dpkg-dev), strip (binutils).
