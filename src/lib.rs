@@ -26,6 +26,7 @@ pub mod syntax;
 pub(crate) mod sys;
 pub(crate) mod tree;
 pub(crate) mod trust;
+pub(crate) mod ui;
 pub(crate) mod validate;
 pub mod value;
 
