@@ -148,7 +148,7 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
 }
 
 fn provision(env: &Env, req: Request) -> Result<()> {
-    provision::run::install_interrupt_handler();
+    crate::interrupt::install();
     let store = &env.store;
     let ctx = Context {
         vm_name: None,
@@ -280,11 +280,18 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                     settings,
                     s,
                     &req.options,
-                    &hosts::local_log_copy(env.settings, &host_names[h], plan),
+                    (
+                        &hosts::local_log_copy(env.settings, &host_names[h], plan),
+                        &env.settings.state_dir,
+                    ),
                     w,
                 )
             }
-            _ => provision::execute(plan, &env.settings.work_dir, &req.options, w),
+            _ => provision::execute(
+                &provision::Job::of(plan, &req.options, &env.settings.work_dir, &store.root),
+                provision::Tree::Store,
+                w,
+            ),
         }
     };
     std::thread::scope(|scope| {
@@ -293,7 +300,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                 loop {
                     let i = {
                         let Ok(mut n) = next.lock() else { return };
-                        if *n >= plans.len() || provision::run::interrupted() {
+                        if *n >= plans.len() || crate::interrupt::interrupted() {
                             return;
                         }
                         *n += 1;

@@ -1,18 +1,16 @@
-//! `vm remove` of a VM made on a managed server (docs/records.md): one ssh round trip runs
-//! the removal script of `state::remote` on the server (fed on standard input, never on a
-//! command line), which refuses a running domain, then removes exactly what the record
-//! names, each item only while it is still the file the run created. `vm list` and `vm show`
-//! ask each server in one round trip which of its VMs' files are still there.
+//! `vm remove` of a VM made on a managed server (docs/records.md): one ssh round trip asks
+//! the server's `convirt __serve` to remove exactly what the record names, with the very
+//! code a local removal runs (a running domain refused, each item only while it is still
+//! the file the run created). `vm list` and `vm show` ask each server in one round trip
+//! which of its VMs' files are still there.
 
 use super::App;
 use crate::diagnostic::Diagnostic;
-use crate::remote::{SshProblem, Target, classify, parse_target, ssh_error};
-use crate::state::remote::{parse_presence, parse_removal, presence_script, removal_script};
+use crate::remote::proto::{Event, Request};
+use crate::remote::{Target, find, parse_target};
 use crate::state::{Item, Kind, Vm, remove::Step};
 use anyhow::Result;
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::Stdio;
 
 /// Where the VM's server is now: its `[hosts.NAME]` entry when there is one, else the
 /// address the record kept, else the host text itself.
@@ -49,16 +47,27 @@ pub(crate) fn remove(
         }
     }
     let target = target(app, vm)?;
-    let out =
-        run_script(&target, removal_script(&vm.name, &send, dry_run)).map_err(Diagnostic::error)?;
-    let answer = parse_removal(&String::from_utf8_lossy(&out.stdout));
     let host = &vm.host;
-    if answer.running.is_none() {
-        // The script never started: ssh itself failed (unreachable, refused, host key).
-        return Err(ssh_error(&target, &String::from_utf8_lossy(&out.stderr)));
-    }
-    let note = match &answer.running {
-        Some(Ok(true)) => {
+    let request = Request::Remove {
+        vm: vm.name.clone(),
+        items: send.iter().map(|(_, i)| (*i).clone()).collect(),
+        dry_run,
+        state_dir: target.settings.as_ref().and_then(|h| h.state_dir.clone()),
+    };
+    let (answer, _) = find::ask(&target, None, &request)?;
+    let Event::Removal {
+        running,
+        steps: done,
+    } = answer
+    else {
+        return Err(Diagnostic::error(format!(
+            "`{host}` answered the removal of `{}` with something else",
+            vm.name
+        ))
+        .into());
+    };
+    let note = match &running {
+        Ok(true) => {
             return Err(Diagnostic::error(format!(
                 "cannot remove `{}`: it is running on `{host}` (`xl list` there)",
                 vm.name
@@ -69,19 +78,20 @@ pub(crate) fn remove(
             ))
             .into());
         }
-        Some(Err(why)) => Some(format!(
-            "could not check whether `{}` is running on `{host}`: {why}",
-            vm.name
+        Err(why) => Some(format!(
+            "could not check whether `{}` is running on `{host}`: {}",
+            vm.name,
+            crate::remote::proto::escape(why)
         )),
         _ => None,
     };
     let mut steps = Vec::new();
-    let mut sent = send.iter().peekable();
+    let mut sent = send.iter().enumerate().peekable();
     let mut local = local.into_iter().peekable();
     // Both lists are newest first; merge them back into one order.
     loop {
         let take_local = match (local.peek(), sent.peek()) {
-            (Some((a, _)), Some((b, _))) => a > b,
+            (Some((a, _)), Some((_, (b, _)))) => a > b,
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (None, None) => break,
@@ -90,9 +100,13 @@ pub(crate) fn remove(
             if let Some((_, s)) = local.next() {
                 steps.push(s);
             }
-        } else if let Some((i, item)) = sent.next() {
-            steps.push(match answer.steps.iter().find(|(n, _, _)| n == i) {
-                Some((_, action, why)) => Step::new(item, action, why.clone()),
+        } else if let Some((n, (_, item))) = sent.next() {
+            steps.push(match done.get(n) {
+                Some(d) => Step::new(
+                    item,
+                    action(&d.action),
+                    crate::remote::proto::escape(&d.why),
+                ),
                 None => Step::new(
                     item,
                     "failed",
@@ -111,24 +125,15 @@ pub(crate) fn remove(
     Ok((steps, note))
 }
 
-/// Runs `script` with `bash -s` on the server, fed on standard input (never on a command
-/// line: it may name paths a user would rather not show in `ps`).
-fn run_script(target: &Target, script: String) -> Result<std::process::Output, String> {
-    let mut child = crate::remote::command(target, None, &[], "bash -s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run ssh: {e}"))?;
-    let stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let Some(mut s) = stdin {
-            let _ = s.write_all(script.as_bytes());
-        }
-    });
-    let out = child.wait_with_output().map_err(|e| e.to_string());
-    let _ = writer.join();
-    out
+/// A server's word for a removal step, as `Step` spells it (an unknown word is a failure).
+fn action(word: &str) -> &'static str {
+    match word {
+        "remove" => "remove",
+        "removed" => "removed",
+        "gone" => "gone",
+        "kept" => "kept",
+        _ => "failed",
+    }
 }
 
 /// What each server said about its VMs' files (host → path → there), or why it could not.
@@ -175,17 +180,31 @@ fn check_host(app: &App, vms: &[&Vm]) -> Result<HashMap<String, bool>, String> {
     let first = vms.first().ok_or("no VM")?;
     let target = target(app, first).map_err(|e| e.to_string())?;
     let items: Vec<Item> = vms.iter().flat_map(|v| looked_at(v)).collect();
-    let refs: Vec<&Item> = items.iter().collect();
-    let out = run_script(&target, presence_script(&refs))?;
-    let Some(there) = parse_presence(&String::from_utf8_lossy(&out.stdout), items.len()) else {
-        return Err(match classify(&String::from_utf8_lossy(&out.stderr)) {
-            SshProblem::Unreachable => "unreachable",
-            SshProblem::AuthRefused => "authentication refused",
-            SshProblem::HostKeyChanged | SshProblem::HostKeyUnknown => "host key not accepted",
-            SshProblem::Lost => "connection lost",
-            SshProblem::Other => "no answer over ssh",
+    let asked = find::ask(
+        &target,
+        None,
+        &Request::Check {
+            items: items.clone(),
+        },
+    );
+    let there = match asked {
+        Ok((Event::Present(there), _)) if there.len() == items.len() => there,
+        Ok(_) => return Err("an answer that does not fit the question".to_string()),
+        Err(e) => {
+            let text = e.to_string();
+            let short = if text.contains("is unreachable") {
+                "unreachable"
+            } else if text.contains("refused the authentication") {
+                "authentication refused"
+            } else if text.contains("host key") {
+                "host key not accepted"
+            } else if text.contains("was lost") {
+                "connection lost"
+            } else {
+                text.lines().next().unwrap_or("no answer")
+            };
+            return Err(short.to_string());
         }
-        .to_string());
     };
     Ok(items.into_iter().map(|i| i.path).zip(there).collect())
 }

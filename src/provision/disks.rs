@@ -5,7 +5,7 @@
 use crate::resolve::Resolved;
 use crate::value::Value;
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Disk {
     /// The entry as written in the VM config.
     pub spec: String,

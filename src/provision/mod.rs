@@ -12,6 +12,9 @@ pub(crate) mod run;
 
 // Where a run meets the VM records of `crate::state`; `state` never imports `provision`.
 pub(crate) mod hooks;
+pub(crate) mod job;
+
+pub(crate) use job::Job;
 
 use crate::diagnostic::Diagnostic;
 use crate::image::Image;
@@ -71,7 +74,7 @@ pub(crate) struct Options {
 
 /// A failed provisioning, modelled on cargo's `ProcessError`: what happened, the last output,
 /// where the log is, and what was cleaned up or kept.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Failure {
     pub vm: String,
     pub status: String,
@@ -112,7 +115,7 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// The result of a successful run.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Provisioned {
     pub vm: String,
     pub image: String,
@@ -128,20 +131,20 @@ pub(crate) struct Provisioned {
 }
 
 impl Provisioned {
-    /// The result of a successful run of `plan` (here or on a server) that began at `started`.
+    /// The result of a successful run of `job` that began at `started`.
     pub(crate) fn of(
-        plan: &Plan,
+        job: &Job,
         replaced: Vec<String>,
         started: std::time::Instant,
         after: hooks::After,
     ) -> Provisioned {
         Provisioned {
-            vm: plan.vm.clone(),
-            image: plan.image.clone(),
-            config: plan.config_path.clone(),
-            disks: plan.created_disks(),
-            log: plan.log_path.clone(),
-            image_conf: plan.image_conf_path.clone(),
+            vm: job.vm.clone(),
+            image: job.image.clone(),
+            config: job.config_path.clone(),
+            disks: job.created_disks(),
+            log: job.log_path.clone(),
+            image_conf: job.image_conf_path.clone(),
             replaced,
             seconds: started.elapsed().as_secs_f64(),
             after,
@@ -377,30 +380,20 @@ impl Plan {
             convirt_version: env!("CARGO_PKG_VERSION").into(),
             server,
             local_log,
+            run: None,
         }
     }
 
     /// The script command line, for a work store at `work_store`.
     pub(crate) fn command_line(&self, work_store: &Path) -> Vec<String> {
-        vec![
-            work_store
-                .join(&self.image)
-                .join(crate::image::PROVISION_SCRIPT)
-                .display()
-                .to_string(),
-            "-x".into(),
-            self.vm_conf_path.display().to_string(),
-            "-p".into(),
-            self.args_path.display().to_string(),
-            "-s".into(),
-            work_store.display().to_string(),
-            "-i".into(),
-            self.image.clone(),
-            "-l".into(),
-            self.log_path.display().to_string(),
-            "-c".into(),
-            self.image_conf_path.display().to_string(),
-        ]
+        command_line(
+            &self.image,
+            work_store,
+            &self.vm_conf_path,
+            &self.args_path,
+            &self.log_path,
+            &self.image_conf_path,
+        )
     }
 
     /// The instantiated image.conf in the restricted literal format of docs/script-contract.md.
@@ -549,6 +542,33 @@ impl Plan {
         }
         s
     }
+}
+
+/// `provision.sh` as ConVirt called it (spec §6.1).
+pub(crate) fn command_line(
+    image: &str,
+    work_store: &Path,
+    vm_conf: &Path,
+    args: &Path,
+    log: &Path,
+    image_conf: &Path,
+) -> Vec<String> {
+    let p = |p: &Path| p.display().to_string();
+    vec![
+        p(&work_store.join(image).join(crate::image::PROVISION_SCRIPT)),
+        "-x".into(),
+        p(vm_conf),
+        "-p".into(),
+        p(args),
+        "-s".into(),
+        p(work_store),
+        "-i".into(),
+        image.into(),
+        "-l".into(),
+        p(log),
+        "-c".into(),
+        p(image_conf),
+    ]
 }
 
 fn shell_quote_if_needed(s: &str) -> String {
@@ -703,142 +723,149 @@ fn remove_created(entries: &[String], protected: &[PathBuf], log: &mut File) -> 
     removed
 }
 
-/// Runs a plan. `watch` sees every line of the script's output.
-pub(crate) fn execute(
-    plan: &Plan,
-    work_root: &Path,
-    opts: &Options,
-    watch: &mut dyn run::Watcher,
-) -> anyhow::Result<Provisioned> {
-    let started = std::time::Instant::now();
-    let missing = disk_values::missing_sources(&plan.disks, &plan.resolved, true);
-    if missing.has_errors() {
-        return Err(crate::diagnostic::Diagnostics(missing.errors().cloned().collect()).into());
-    }
-    let _lock = lock(work_root, &plan.vm, &plan.image)?;
-    // Records (#10): name collisions refused before anything is made.
-    let prior = hooks::preflight(plan, opts)?;
-    // Holding the lock, no live run owns a work dir of this VM: any left are a dead run's.
-    let swept = crate::tree::sweep_work_dirs(work_root, &plan.vm);
+/// Where the run's copy of the image comes from.
+pub(crate) enum Tree<'a> {
+    /// This machine's store (`Job::store_root`).
+    Store,
+    /// A tar stream of `image_store/` as `remote::tree` packs it (a server's run).
+    Tar(&'a mut dyn std::io::Read),
+}
 
-    // Refuse to replace anything that exists, unless forced (spec §6.1 step 2).
-    let existing_disks: Vec<&Disk> = plan
-        .disks
-        .iter()
-        .filter(|d| d.create && d.is_file_backed() && Path::new(&d.path).exists())
-        .collect();
-    if !opts.force {
-        if plan.config_path.exists() {
-            return Err(Diagnostic::error(format!("cannot provision `{}`: VM config `{}` already exists", plan.vm, plan.config_path.display()))
-                .with_hint("choose another VM name, or pass `--force` to replace the config and the disks the image names")
-                .into());
-        }
-        if let Some(d) = existing_disks.first() {
-            return Err(Diagnostic::error(format!(
-                "cannot provision `{}`: disk `{}` already exists",
-                plan.vm, d.path
-            ))
-            .with_hint(
-                "pass `--force` to replace it (its data will be lost), or choose another VM name",
-            )
-            .into());
-        }
+fn refuse_existing(job: &Job, existing: &[&Disk]) -> anyhow::Result<()> {
+    if job.force {
+        return Ok(());
     }
-    // Records (#10): the journal knows every file from here on, even if convirt is killed.
-    let (mut journal, mut replaced) = hooks::begin(plan, &prior)?;
-    std::fs::create_dir_all(&plan.log_dir).map_err(|e| {
+    if job.config_path.exists() {
+        return Err(Diagnostic::error(format!("cannot provision `{}`: VM config `{}` already exists", job.vm, job.config_path.display()))
+            .with_hint("choose another VM name, or pass `--force` to replace the config and the disks the image names")
+            .into());
+    }
+    if let Some(d) = existing.first() {
+        return Err(Diagnostic::error(format!(
+            "cannot provision `{}`: disk `{}` already exists",
+            job.vm, d.path
+        ))
+        .with_hint(
+            "pass `--force` to replace it (its data will be lost), or choose another VM name",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The log directory and the log, opened for appending (a ConVirt-era script appends to it
+/// too; docs/script-contract.md).
+fn open_log(job: &Job, swept: &[String]) -> anyhow::Result<File> {
+    std::fs::create_dir_all(&job.log_dir).map_err(|e| {
         err(format!(
             "cannot create log directory `{}`: {e}",
-            plan.log_dir.display()
+            job.log_dir.display()
         ))
     })?;
-    let _ = std::fs::set_permissions(&plan.log_dir, std::fs::Permissions::from_mode(0o750));
-    let mut logf = log::create_private(&plan.log_path).map_err(|e| {
+    let _ = std::fs::set_permissions(&job.log_dir, std::fs::Permissions::from_mode(0o750));
+    let mut logf = log::create_private(&job.log_path).map_err(|e| {
         err(format!(
             "cannot create log `{}`: {e}",
-            plan.log_path.display()
+            job.log_path.display()
         ))
     })?;
     log::note(
         &mut logf,
         &format!(
-            "provisioning VM {} from image {} (convirt {})",
-            plan.vm,
-            plan.image,
-            env!("CARGO_PKG_VERSION")
+            "provisioning VM {} from image {} (convirt {}{})",
+            job.vm,
+            job.image,
+            env!("CARGO_PKG_VERSION"),
+            job.console
+                .as_ref()
+                .map(|c| format!(", for {c}"))
+                .unwrap_or_default()
         ),
     );
-    for line in &swept {
+    for line in swept {
         log::note(&mut logf, line);
     }
+    Ok(logf)
+}
 
-    for r in &replaced {
-        log::note(&mut logf, &format!("--force: removed {r}"));
+/// With `--force`: the existing disks go before the run.
+fn replace_disks(
+    existing: &[&Disk],
+    job: &Job,
+    logf: &mut File,
+    replaced: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    if !job.force {
+        return Ok(());
     }
-    if opts.force {
-        for d in &existing_disks {
-            match std::fs::remove_file(&d.path) {
-                // Already removed with an interrupted run's leftovers (records, above).
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                r => r.map_err(|e| err(format!("cannot replace disk `{}`: {e}", d.path)))?,
+    for d in existing {
+        match std::fs::remove_file(&d.path) {
+            // Already removed with an interrupted run's leftovers (records, above).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            r => r.map_err(|e| err(format!("cannot replace disk `{}`: {e}", d.path)))?,
+        }
+        log::note(logf, &format!("--force: removed existing disk {}", d.path));
+        replaced.push(d.path.clone());
+    }
+    if job.config_path.exists() {
+        replaced.push(job.config_path.display().to_string());
+    }
+    Ok(())
+}
+
+/// The private work directory with the run's copy of the image.
+fn fill_work_dir(job: &Job, work: &Path, tree: Tree) -> anyhow::Result<PathBuf> {
+    let work_store = work.join("image_store");
+    match tree {
+        Tree::Tar(r) => {
+            std::fs::create_dir_all(&work_store)
+                .and_then(|()| tar::Archive::new(r).unpack(&work_store))
+                .map_err(|e| err(format!("the work tree did not arrive whole: {e}")))?;
+        }
+        Tree::Store => {
+            let copy = |from: &Path, to: &Path| {
+                copy_tree(from, to).map_err(|e| {
+                    err(format!(
+                        "cannot copy `{}` to the work directory: {e}",
+                        from.display()
+                    ))
+                })
+            };
+            copy(&job.store_root.join("common"), &work_store.join("common"))?;
+            copy(
+                &job.store_root.join(&job.image),
+                &work_store.join(&job.image),
+            )?;
+            for (name, dir) in &job.custom_dirs {
+                if dir.starts_with(job.store_root.join("custom_scripts")) {
+                    copy(dir, &work_store.join("custom_scripts").join(name))?;
+                }
             }
-            log::note(
-                &mut logf,
-                &format!("--force: removed existing disk {}", d.path),
-            );
-            replaced.push(d.path.clone());
-        }
-        if plan.config_path.exists() {
-            replaced.push(plan.config_path.display().to_string());
         }
     }
-
-    // A private work directory: the script never sees, let alone changes, the store.
-    std::fs::create_dir_all(work_root)
-        .map_err(|e| err(format!("cannot create `{}`: {e}", work_root.display())))?;
-    let work = tempfile::Builder::new()
-        .prefix(&format!("{}.", plan.vm))
-        .tempdir_in(work_root)
-        .map_err(|e| {
-            err(format!(
-                "cannot create a work directory in `{}`: {e}",
-                work_root.display()
-            ))
-        })?;
-    hooks::work_dir(&mut journal, work.path())?;
-    let work_store = work.path().join("image_store");
-    let copy = |from: &Path, to: &Path| {
-        copy_tree(from, to).map_err(|e| {
-            err(format!(
-                "cannot copy `{}` to the work directory: {e}",
-                from.display()
-            ))
-        })
-    };
-    copy(&plan.store_root.join("common"), &work_store.join("common"))?;
-    copy(
-        &plan.store_root.join(&plan.image),
-        &work_store.join(&plan.image),
-    )?;
-    for (name, dir) in &plan.custom_dirs {
-        if dir.starts_with(plan.store_root.join("custom_scripts")) {
-            copy(dir, &work_store.join("custom_scripts").join(name))?;
-        }
-    }
-    let created_list = journal.created_list();
-
     for (path, text) in [
-        (&plan.image_conf_path, plan.image_conf_text()),
-        (&plan.vm_conf_path, plan.vm_conf_text()),
-        (&plan.args_path, plan.args_text()),
+        (&job.image_conf_path, &job.image_conf_text),
+        (&job.vm_conf_path, &job.vm_conf_text),
+        (&job.args_path, &job.args_text),
     ] {
-        log::write_private(path, &text)
+        log::write_private(path, text)
             .map_err(|e| err(format!("cannot write `{}`: {e}", path.display())))?;
     }
+    Ok(work_store)
+}
 
-    let argv = plan.command_line(&work_store);
+/// `provision.sh` in its own process group, its output into the log and to `watch`.
+fn run_script(
+    job: &Job,
+    work: &Path,
+    work_store: &Path,
+    created_list: &Path,
+    logf: &mut File,
+    watch: &mut dyn run::Watcher,
+) -> run::Finished {
+    let argv = job.command_line(work_store);
     log::note(
-        &mut logf,
+        logf,
         &format!(
             "running: {}",
             argv.iter()
@@ -849,82 +876,148 @@ pub(crate) fn execute(
     );
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .current_dir(work.path())
-        .env("CONVIRT_CREATED", &created_list)
-        .env("CONVIRT_VM_NAME", &plan.vm)
-        .env("CONVIRT_IMAGE_NAME", &plan.image)
-        .env("CONVIRT_LOG_FILE", &plan.log_path)
+        .current_dir(work)
+        .env("CONVIRT_CREATED", created_list)
+        .env("CONVIRT_VM_NAME", &job.vm)
+        .env("CONVIRT_IMAGE_NAME", &job.image)
+        .env("CONVIRT_LOG_FILE", &job.log_path)
         // convirt copies the script's output into the log; the shipped functions then only
         // print, so no line is logged twice.
         .env("CONVIRT_LOG_VIA_STDOUT", "1");
     let finished = run::Run {
         command: cmd,
-        log: &mut logf,
-        timeout: plan.timeout,
+        log: logf,
+        timeout: job.timeout.map(Duration::from_secs),
         watcher: watch,
         tail: 15,
     }
     .run();
     log::note(
-        &mut logf,
+        logf,
         &format!("provision.sh {}", finished.outcome.describe()),
     );
+    finished
+}
 
-    if finished.outcome == run::Outcome::Success {
-        let mut install = || -> std::io::Result<()> {
-            hooks::before_install(&mut journal, plan)?;
-            if let Some(parent) = plan.config_path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            crate::atomic::write(
-                &plan.config_path,
-                plan.config_text.as_bytes(),
-                0o644,
-                opts.force,
-            )
+/// After the script succeeded: the config installed atomically, then `--keep`, the
+/// auto-start link, the record and `xl create`.
+fn install(
+    job: &Job,
+    mut journal: crate::state::journal::Journal,
+    prior: &hooks::Prior,
+    work: tempfile::TempDir,
+    logf: &mut File,
+) -> Result<hooks::After, Failure> {
+    let created_list = journal.created_list();
+    let mut put = || -> std::io::Result<()> {
+        hooks::before_install(&mut journal, job)?;
+        if let Some(parent) = job.config_path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        crate::atomic::write(
+            &job.config_path,
+            job.config_text.as_bytes(),
+            0o644,
+            job.force,
+        )
+    };
+    if let Err(e) = put() {
+        let created = created_paths(&created_list);
+        let removed = if job.keep {
+            vec![]
+        } else {
+            remove_created(&created, &[], logf)
         };
-        if let Err(e) = install() {
-            let created = created_paths(&created_list);
-            let removed = if opts.keep {
-                vec![]
-            } else {
-                remove_created(&created, &[], &mut logf)
-            };
-            log::note(&mut logf, &format!("cannot install the VM config: {e}"));
-            if opts.keep {
-                let _ = journal.failed_kept();
-            }
-            return Err(Failure {
-                vm: plan.vm.clone(),
-                status: format!(
-                    "cannot install the VM config `{}`: {e}",
-                    plan.config_path.display()
-                ),
-                last_lines: vec![],
-                log: Some(plan.log_path.clone()),
-                removed,
-                kept: vec![],
-                interrupted: false,
-            }
-            .into());
+        log::note(logf, &format!("cannot install the VM config: {e}"));
+        if job.keep {
+            let _ = journal.failed_kept();
         }
-        log::note(
-            &mut logf,
-            &format!("installed VM config {}", plan.config_path.display()),
-        );
-        if opts.keep {
-            let kept = work.keep();
-            log::note(
-                &mut logf,
-                &format!("work directory kept at {}", kept.display()),
-            );
-        }
-        let after = hooks::finish(plan, opts, journal, &prior, &mut logf);
-        return Ok(Provisioned::of(plan, replaced, started, after));
+        return Err(Failure {
+            vm: job.vm.clone(),
+            status: format!(
+                "cannot install the VM config `{}`: {e}",
+                job.config_path.display()
+            ),
+            last_lines: vec![],
+            log: Some(job.log_path.clone()),
+            removed,
+            kept: vec![],
+            interrupted: false,
+        });
     }
+    log::note(
+        logf,
+        &format!("installed VM config {}", job.config_path.display()),
+    );
+    if job.keep {
+        let kept = work.keep();
+        log::note(logf, &format!("work directory kept at {}", kept.display()));
+    }
+    Ok(hooks::finish(job, journal, prior, logf))
+}
 
+/// Runs a job on this machine. `watch` sees every line of the script's output.
+pub(crate) fn execute(
+    job: &Job,
+    tree: Tree,
+    watch: &mut dyn run::Watcher,
+) -> anyhow::Result<Provisioned> {
+    let started = std::time::Instant::now();
+    let missing = disk_values::check_sources(&job.sources, true);
+    if missing.has_errors() {
+        return Err(crate::diagnostic::Diagnostics(missing.errors().cloned().collect()).into());
+    }
+    let work_root = &job.work_dir;
+    let _lock = lock(work_root, &job.vm, &job.image)?;
+    // Records (#10): name collisions refused before anything is made.
+    let prior = hooks::preflight(job)?;
+    // Holding the lock, no live run owns a work dir of this VM: any left are a dead run's.
+    let swept = crate::tree::sweep_work_dirs(work_root, &job.vm);
+    // Refuse to replace anything that exists, unless forced (spec §6.1 step 2).
+    let existing: Vec<&Disk> = job
+        .disks
+        .iter()
+        .filter(|d| d.create && d.is_file_backed() && Path::new(&d.path).exists())
+        .collect();
+    refuse_existing(job, &existing)?;
+    // Records (#10): the journal knows every file from here on, even if convirt is killed.
+    let (mut journal, mut replaced) = hooks::begin(job, &prior)?;
+    let mut logf = open_log(job, &swept)?;
+    watch.started();
+    for r in &replaced {
+        log::note(&mut logf, &format!("--force: removed {r}"));
+    }
+    replace_disks(&existing, job, &mut logf, &mut replaced)?;
+
+    // A private work directory: the script never sees, let alone changes, the store.
+    std::fs::create_dir_all(work_root)
+        .map_err(|e| err(format!("cannot create `{}`: {e}", work_root.display())))?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!("{}.", job.vm))
+        .tempdir_in(work_root)
+        .map_err(|e| {
+            err(format!(
+                "cannot create a work directory in `{}`: {e}",
+                work_root.display()
+            ))
+        })?;
+    hooks::work_dir(&mut journal, work.path())?;
+    let work_store = fill_work_dir(job, work.path(), tree)?;
+    let created_list = journal.created_list();
+    let finished = run_script(
+        job,
+        work.path(),
+        &work_store,
+        &created_list,
+        &mut logf,
+        watch,
+    );
+    if finished.outcome == run::Outcome::Success {
+        let after = install(job, journal, &prior, work, &mut logf)?;
+        return Ok(Provisioned::of(job, replaced, started, after));
+    }
     let created = created_paths(&created_list);
-    let (removed, kept) = if opts.keep {
+    let (removed, kept) = if job.keep {
         let w = work.keep();
         let mut kept = created.clone();
         kept.push(w.display().to_string());
@@ -933,21 +1026,20 @@ pub(crate) fn execute(
         (vec![], kept)
     } else {
         (
-            remove_created(&created, std::slice::from_ref(&plan.log_path), &mut logf),
+            remove_created(&created, std::slice::from_ref(&job.log_path), &mut logf),
             vec![],
         )
     };
-    let interrupted = finished.outcome == run::Outcome::Interrupted;
-    let f = Failure {
-        vm: plan.vm.clone(),
+    Err(Failure {
+        vm: job.vm.clone(),
         status: format!("provision.sh {}", finished.outcome.describe()),
         last_lines: finished.last_lines,
-        log: Some(plan.log_path.clone()),
+        log: Some(job.log_path.clone()),
         removed,
         kept,
-        interrupted,
-    };
-    Err(f.into())
+        interrupted: finished.outcome == run::Outcome::Interrupted,
+    }
+    .into())
 }
 
 /// The work directory's store as a plan shows it before the run: the directory is made by

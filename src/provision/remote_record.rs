@@ -2,8 +2,8 @@
 //! machine under `<state_dir>/hosts/<host>/<vm>/` in the local format, with server-side
 //! paths. A record of that name on that host refuses the run before anything is made
 //! (unless `--force`); the journal header is written before the script starts, so a convirt
-//! killed mid-run leaves an "interrupted" entry; the driver's report of what it created
-//! (with `stat` identities from the server) becomes the record's `created` list.
+//! killed mid-run leaves an "interrupted" entry; the server's own record of what the run
+//! created (with the server's identities) becomes the record's `created` list.
 
 use super::{Lock, Options, Plan};
 use crate::diagnostic::Diagnostic;
@@ -32,10 +32,12 @@ pub(crate) fn begin(
     target: &Target,
     local_log: &std::path::Path,
     opts: &Options,
+    run: &str,
+    local_state: &std::path::Path,
 ) -> anyhow::Result<Recorder> {
     let host = &target.name;
     let vm = &plan.vm;
-    let root = rs::lock_root(&plan.state_dir, host);
+    let root = rs::lock_root(&local_state, host);
     if state::lock_held(&root, vm) {
         // Another convirt of this machine provisions (or removes) it there right now.
         let path = root.join("locks").join(format!("{vm}.lock"));
@@ -52,7 +54,7 @@ pub(crate) fn begin(
     }
     let lock = super::lock(&root, vm, &plan.image)?;
     let mut prior = None;
-    if let Some(old) = Vm::load_remote(&plan.state_dir, host, vm)? {
+    if let Some(old) = Vm::load_remote(&local_state, host, vm)? {
         let hint = format!(
             "`convirt vm remove {vm} --host {host}` removes what convirt made for it there; `--force` replaces it"
         );
@@ -91,8 +93,9 @@ pub(crate) fn begin(
         }
         prior = old.record;
     }
-    let header = plan.run_header(host, Some((target.display_address(), local_log)));
-    let dir = rs::host_dir(&plan.state_dir, host).join(vm);
+    let mut header = plan.run_header(host, Some((target.display_address(), local_log)));
+    header.run = Some(run.to_string());
+    let dir = rs::host_dir(&local_state, host).join(vm);
     let journal = Journal::begin(&dir, header).map_err(|e| {
         anyhow::anyhow!(
             "cannot write the journal of `{vm}` in `{}`: {e}",
@@ -120,14 +123,12 @@ fn logs(plan: &Plan) -> Vec<Item> {
     .collect()
 }
 
-/// What the report names, or (when it did not arrive whole or cannot be read) what the plan
-/// knows the run made, without identities, and why.
-fn reported(plan: &Plan, report: Option<&[u8]>, installed: bool) -> (Vec<Item>, Option<String>) {
-    let why = match report.map(rs::parse_report) {
-        Some(Ok(items)) => return (items, None),
-        Some(Err(e)) => format!("its report of what it created was unreadable ({e})"),
-        None => "it sent no report of what it created".to_string(),
-    };
+/// What the server's record or journal names, or (when it sent none) what the plan knows
+/// the run made, without identities, and why.
+fn reported(plan: &Plan, items: Option<Vec<Item>>, installed: bool) -> (Vec<Item>, Option<String>) {
+    if let Some(items) = items {
+        return (items, None);
+    }
     let mut items = logs(plan);
     items.extend(
         plan.created_disks()
@@ -140,7 +141,10 @@ fn reported(plan: &Plan, report: Option<&[u8]>, installed: bool) -> (Vec<Item>, 
             Kind::Config,
         ));
     }
-    (items, Some(why))
+    (
+        items,
+        Some("it sent no record of what it created".to_string()),
+    )
 }
 
 impl Recorder {
@@ -158,12 +162,17 @@ impl Recorder {
 
     /// A successful run: the record, written atomically. Returns what went wrong (the VM
     /// stays provisioned).
-    pub(crate) fn finish(self, plan: &Plan, report: Option<&[u8]>, opts: &Options) -> Vec<String> {
+    pub(crate) fn finish(
+        self,
+        plan: &Plan,
+        created: Option<Vec<Item>>,
+        opts: &Options,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
-        let (mut created, why) = reported(plan, report, true);
+        let (mut created, why) = reported(plan, created, true);
         if let Some(why) = why {
             problems.push(format!(
-                "the server's driver: {why}; the record names the config, disks and logs without their identities"
+                "the server: {why}; the record names the config, disks and logs without their identities"
             ));
         }
         created.retain(|i| opts.keep || i.kind != Kind::Workdir);
@@ -189,22 +198,17 @@ impl Recorder {
         problems
     }
 
-    /// The connection was lost mid-run. When convirt reconnected and the server removed
-    /// everything, the run leaves nothing (as a failed run); otherwise (`None`: could not
-    /// reconnect, or items the server could not remove) the journal stays, naming them, so
-    /// `vm list` shows the run as interrupted for that host and `vm remove` can finish it.
-    pub(crate) fn lost(self, plan: &Plan, not_removed: Option<&[String]>) {
-        if not_removed.is_some_and(<[String]>::is_empty) {
+    /// A run that ended without a record: the journal stays naming `left` (what the server
+    /// says is left of it, or, when it could not be asked, what the plan would have made), so
+    /// `vm list` shows it as interrupted for that host and `vm remove` can finish it. With
+    /// nothing left, confirmed by the server, it leaves nothing (as a failed run).
+    pub(crate) fn lost(self, plan: &Plan, left: Option<Vec<Item>>) {
+        if left.as_ref().is_some_and(Vec::is_empty) {
             return;
         }
         let mut journal = self.journal;
-        let disks = plan.created_disks();
-        for p in not_removed.unwrap_or_default() {
-            let item = match p.strip_prefix("lvm:") {
-                Some(lv) => Item::new(lv, Kind::Lvm),
-                None if disks.contains(p) => Item::new(p.clone(), Kind::Disk),
-                None => Item::new(p.clone(), Kind::File),
-            };
+        let (items, _) = reported(plan, left, false);
+        for item in items {
             if let Err(e) = journal.created(item) {
                 tracing::warn!("cannot write the journal of `{}`: {e}", plan.vm);
             }
@@ -213,74 +217,13 @@ impl Recorder {
     }
 
     /// A failed run with `--keep`: the journal stays, naming what the server kept.
-    pub(crate) fn kept(mut self, plan: &Plan, report: Option<&[u8]>) {
-        let (items, _) = reported(plan, report, false);
+    pub(crate) fn kept(mut self, plan: &Plan, left: Option<Vec<Item>>) {
+        let (items, _) = reported(plan, left, false);
         for i in items {
             if let Err(e) = self.journal.created(i) {
                 tracing::warn!("cannot write the journal of `{}`: {e}", plan.vm);
             }
         }
         let _ = self.journal.failed_kept();
-    }
-}
-
-/// `--start` / `--autostart` for the driver: `START`, and `AUTO_LINK`, the link in the
-/// server's auto-start directory (empty without `--autostart`).
-pub(crate) fn after_sh(
-    plan: &Plan,
-    settings: &crate::settings::Settings,
-    opts: &Options,
-) -> String {
-    let link = if opts.autostart {
-        crate::state::xen::autostart_link(&settings.xen_auto_dir, &plan.config_path)
-            .display()
-            .to_string()
-    } else {
-        String::new()
-    };
-    format!(
-        "START={}\nAUTO_LINK={}\n",
-        u8::from(opts.start),
-        crate::value::shell_quote(&link)
-    )
-}
-
-/// What the driver said about `--start` / `--autostart`, as the local run reports it.
-#[derive(Debug, Default)]
-pub(crate) struct AfterSaid {
-    pub autostart: Option<String>,
-    pub problems: Vec<String>,
-    pub started: bool,
-}
-
-impl AfterSaid {
-    /// Takes one `CONVIRT:` status word of `--start` / `--autostart`.
-    pub(crate) fn take(&mut self, word: &str, text: &str, host: &str, config: &str) {
-        match word {
-            "autostart" => self.autostart = Some(text.to_string()),
-            "autostartfailed" => self.problems.push(format!(
-                "cannot link it into the auto-start directory on {host}: {text}"
-            )),
-            "xlstarted" => self.started = true,
-            "xlmissing" => self.problems.push(format!(
-                "it was not started: `xl create {config}` on {host}: `xl` is not installed (no Xen tools on the server's PATH)"
-            )),
-            "xlfailed" => {
-                let (status, last) = text.split_once(' ').unwrap_or((text, ""));
-                let hint = if ["hypervisor", "xenstore", "/proc/xen"]
-                    .iter()
-                    .any(|w| last.contains(w))
-                {
-                    " (the server is not running under the Xen hypervisor)"
-                } else {
-                    ""
-                };
-                let last = if last.is_empty() { "no error output" } else { last };
-                self.problems.push(format!(
-                    "it was not started: `xl create {config}` on {host} failed (exit status {status}): {last}{hint}"
-                ));
-            }
-            _ => {}
-        }
     }
 }

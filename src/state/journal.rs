@@ -203,6 +203,7 @@ mod tests {
             convirt_version: "0".into(),
             server: None,
             local_log: None,
+            run: None,
         }
     }
 

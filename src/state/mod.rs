@@ -131,6 +131,10 @@ pub(crate) struct Header {
     /// removes here after the server's files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_log: Option<String>,
+    /// The run's own identity (random), the same in this machine's journal of a remote run
+    /// and in the server's: how the two are matched after a lost connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// A finished run.

@@ -225,7 +225,7 @@ impl World {
             ));
             match user {
                 None => toml.push_str(&format!(
-                    "user = 'root'\nlog_dir = '{s}/log'\nwork_dir = '{s}/work'\nVM_DISKS_DIR = '{s}/disks'\nVM_CONF_DIR = '{s}/xen'\n",
+                    "user = 'root'\nlog_dir = '{s}/log'\nwork_dir = '{s}/work'\nstate_dir = '{s}/state'\nVM_DISKS_DIR = '{s}/disks'\nVM_CONF_DIR = '{s}/xen'\n",
                     s = srv.display()
                 )),
                 Some(u) => toml.push_str(&format!("user = '{u}'\n")),
