@@ -399,6 +399,9 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                             hosts::local_log_copy(env.settings, h, plan).display()
                         );
                     }
+                    if let Some(s) = session_of(i) {
+                        let _ = writeln!(text, "  on the server: {}", s.convirt.describe());
+                    }
                     for r in &p.replaced {
                         let _ = writeln!(text, "  replaced (--force): {r}");
                     }

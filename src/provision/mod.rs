@@ -612,8 +612,19 @@ impl Drop for Lock {
 /// Takes the per-VM lock, or fails at once naming the holder.
 pub(crate) fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
     let dir = work_dir.join("locks");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| err(format!("cannot create `{}`: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            Diagnostic::error(format!(
+                "the work_dir `{}` is not writable (cannot create `{}`: {e})",
+                work_dir.display(),
+                dir.display()
+            ))
+            .with_hint("fix its permissions or choose another `work_dir`; nothing was changed")
+            .into()
+        } else {
+            err(format!("cannot create `{}`: {e}", dir.display()))
+        }
+    })?;
     let path = dir.join(format!("{vm}.lock"));
     loop {
         let file = std::fs::OpenOptions::new()
@@ -729,6 +740,42 @@ pub(crate) enum Tree<'a> {
     Store,
     /// A tar stream of `image_store/` as `remote::tree` packs it (a server's run).
     Tar(&'a mut dyn std::io::Read),
+}
+
+/// The directories the run writes into must be writable (the nearest existing parent of
+/// each): checked before anything is made.
+fn check_writable(job: &Job) -> anyhow::Result<()> {
+    let mut dirs: Vec<(PathBuf, Option<&str>)> = vec![(job.log_dir.clone(), None)];
+    if let Some(p) = job.config_path.parent() {
+        dirs.push((p.to_path_buf(), None));
+    }
+    for d in job.disks.iter().filter(|d| d.create && d.is_file_backed()) {
+        if let Some(p) = Path::new(&d.path).parent() {
+            dirs.push((p.to_path_buf(), Some(d.path.as_str())));
+        }
+    }
+    for (dir, disk) in dirs {
+        let mut near = dir.as_path();
+        while !near.exists() {
+            match near.parent() {
+                Some(p) => near = p,
+                None => break,
+            }
+        }
+        if !(near.is_dir() && crate::sys::may_write(near)) {
+            let what = match disk {
+                Some(d) => format!(" (disk `{d}`)"),
+                None => String::new(),
+            };
+            return Err(Diagnostic::error(format!(
+                "`{}` is not writable{what}",
+                dir.display()
+            ))
+            .with_hint("fix its permissions or choose another path in the settings; nothing was changed")
+            .into());
+        }
+    }
+    Ok(())
 }
 
 fn refuse_existing(job: &Job, existing: &[&Disk]) -> anyhow::Result<()> {
@@ -968,7 +1015,11 @@ pub(crate) fn execute(
         return Err(crate::diagnostic::Diagnostics(missing.errors().cloned().collect()).into());
     }
     let work_root = &job.work_dir;
-    let _lock = lock(work_root, &job.vm, &job.image)?;
+    let who = match &job.console {
+        Some(c) => format!("{}, for {c}", job.image),
+        None => job.image.clone(),
+    };
+    let _lock = lock(work_root, &job.vm, &who)?;
     // Records (#10): name collisions refused before anything is made.
     let prior = hooks::preflight(job)?;
     // Holding the lock, no live run owns a work dir of this VM: any left are a dead run's.
@@ -980,6 +1031,7 @@ pub(crate) fn execute(
         .filter(|d| d.create && d.is_file_backed() && Path::new(&d.path).exists())
         .collect();
     refuse_existing(job, &existing)?;
+    check_writable(job)?;
     // Records (#10): the journal knows every file from here on, even if convirt is killed.
     let (mut journal, mut replaced) = hooks::begin(job, &prior)?;
     let mut logf = open_log(job, &swept)?;

@@ -495,6 +495,50 @@ impl Ended<'_> {
         }
     }
 
+    /// The run's own final answer, kept by the server because the connection was gone.
+    fn reconciled(
+        self,
+        answer: Event,
+        record: Recorder,
+        lost: String,
+    ) -> anyhow::Result<Provisioned> {
+        let host = self.host().to_string();
+        match answer {
+            Event::Provisioned { result, created } => {
+                let mut p = *result;
+                let mut problems = record.finish(self.plan, Some(created), self.opts);
+                problems.insert(
+                    0,
+                    format!("the connection to `{host}` was lost; the server finished the run"),
+                );
+                p.after.problems.extend(problems);
+                Ok(p)
+            }
+            Event::Failed { mut failure, left } => {
+                if self.opts.keep {
+                    record.kept(self.plan, Some(left));
+                } else {
+                    record.lost(self.plan, Some(left));
+                }
+                failure.status = format!(
+                    "{lost}\nreconnected to `{host}`: {} there\nlocal copy of the log: {}",
+                    failure.status,
+                    self.local_log.display()
+                );
+                failure.log = Some(self.log_shown());
+                failure.interrupted |= self.asked_stop;
+                if failure.last_lines.is_empty() {
+                    failure.last_lines = self.tail;
+                }
+                Err(failure.into())
+            }
+            other => {
+                record.lost(self.plan, None);
+                Err(err(format!("{lost}\n`{host}` kept the answer {other:?}")))
+            }
+        }
+    }
+
     /// The channel ended mid-run: the server stops the run by itself when it notices; ask
     /// it (on a new connection) what its own journal says, and record exactly that.
     fn lost(self, record: Recorder, stderr: &str) -> anyhow::Result<Provisioned> {
@@ -508,12 +552,19 @@ impl Ended<'_> {
             None,
             &Request::Status {
                 vm: self.plan.vm.clone(),
+                run: self.job.run.clone(),
                 work_dir: self.job.work_dir.clone(),
                 state_dir: self.job.state_dir.clone(),
             },
         );
-        let (mut removed, mut kept) = (vec![], vec![]);
+        let (removed, mut kept) = (vec![], vec![]);
         match asked {
+            Ok((
+                Event::Status {
+                    answer: Some(a), ..
+                },
+                _,
+            )) => return self.reconciled(*a, record, status),
             Ok((
                 Event::Status {
                     record: Some(r), ..
@@ -551,7 +602,6 @@ impl Ended<'_> {
                             .map(|i| format!("{} (left on `{host}`)", i.path)),
                     );
                 }
-                removed.clear();
                 record.lost(self.plan, Some(left));
             }
             Ok((other, _)) => {

@@ -68,9 +68,19 @@ pub(crate) enum Request {
     /// waits for a run of it still going there to end.
     Status {
         vm: String,
+        /// The run asked about (`Job::run`).
+        run: String,
         work_dir: PathBuf,
         state_dir: PathBuf,
     },
+}
+
+/// A run's final answer that could not be delivered (the channel was gone), kept by the
+/// server in `<state_dir>/undelivered/<vm>.json` until this machine asks (`Status`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Undelivered {
+    pub run: String,
+    pub answer: Event,
 }
 
 /// The server's facts.
@@ -124,6 +134,8 @@ pub(crate) enum Event {
         record: Option<Box<Record>>,
         /// An unfinished run's items still there.
         leftovers: Option<Vec<Item>>,
+        /// The run's own final answer, when the server kept it for us.
+        answer: Option<Box<Event>>,
     },
 }
 

@@ -90,6 +90,10 @@ pub(crate) fn main(found: Option<String>) -> i32 {
             return 1;
         }
     };
+    let mut keep_for: Option<(std::path::PathBuf, String)> = None;
+    if let Request::Provision { job, .. } = &request {
+        keep_for = Some((undelivered_path(&job.state_dir, &job.vm), job.run.clone()));
+    }
     let answer = match request {
         Request::Facts => Event::Facts(facts()),
         Request::Provision { job, tree_bytes } => provision(*job, tree_bytes, input, &out),
@@ -102,13 +106,48 @@ pub(crate) fn main(found: Option<String>) -> i32 {
         } => remove(&vm, &items, dry_run, &own_state_dir(state_dir)),
         Request::Status {
             vm,
+            run,
             work_dir,
             state_dir,
-        } => status(&vm, &work_dir, &state_dir),
+        } => status(&vm, &run, &work_dir, &state_dir),
     };
     let fail = matches!(answer, Event::Error { .. } | Event::Failed { .. });
     out.send(&answer);
+    if let Some((path, run)) = keep_for.filter(|_| crate::interrupt::lost()) {
+        keep_undelivered(&path, run, answer);
+    }
     i32::from(fail)
+}
+
+fn undelivered_path(state_dir: &std::path::Path, vm: &str) -> std::path::PathBuf {
+    state_dir.join("undelivered").join(format!("{vm}.json"))
+}
+
+/// Nobody heard the answer: it waits on the server for this machine's next contact.
+fn keep_undelivered(path: &std::path::Path, run: String, answer: Event) {
+    let kept = proto::Undelivered { run, answer };
+    let written = serde_json::to_vec(&kept)
+        .map_err(std::io::Error::other)
+        .and_then(|text| {
+            if let Some(d) = path.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            crate::atomic::write(path, &text, 0o600, true)
+        });
+    if let Err(e) = written {
+        tracing::warn!("cannot keep the answer in `{}`: {e}", path.display());
+    }
+}
+
+/// The kept answer of run `run`, taken (removed) from the server.
+fn take_undelivered(path: &std::path::Path, run: &str) -> Option<Event> {
+    let text = std::fs::read(path).ok()?;
+    let kept: proto::Undelivered = serde_json::from_slice(&text).ok()?;
+    if kept.run != run {
+        return None;
+    }
+    let _ = std::fs::remove_file(path);
+    Some(kept.answer)
 }
 
 /// The state dir of the server's own records: the one asked for (`~/` is this user's home),
@@ -240,22 +279,25 @@ fn remove(vm: &str, items: &[Item], dry_run: bool, state_dir: &std::path::Path) 
     Event::Removal { running, steps }
 }
 
-fn status(vm: &str, work_dir: &std::path::Path, state_dir: &std::path::Path) -> Event {
+fn status(vm: &str, run: &str, work_dir: &std::path::Path, state_dir: &std::path::Path) -> Event {
     // A run cut off from convirt cleans up before it ends; wait for it (bounded).
     let end = Instant::now() + Duration::from_secs(120);
     while state::lock_held(work_dir, vm) && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50));
     }
+    let answer = take_undelivered(&undelivered_path(state_dir, vm), run).map(Box::new);
     match Vm::load(state_dir, LOCALHOST, vm) {
         Ok(Some(v)) => Event::Status {
             record: v.record.map(Box::new),
             leftovers: v
                 .run
                 .map(|r| r.items.into_iter().filter(Item::exists).collect()),
+            answer,
         },
         Ok(None) => Event::Status {
             record: None,
             leftovers: None,
+            answer,
         },
         Err(e) => proto::error_event(&e),
     }
