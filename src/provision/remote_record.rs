@@ -208,7 +208,8 @@ impl Recorder {
         }
         let mut journal = self.journal;
         let (items, _) = reported(plan, left, false);
-        for item in items {
+        let known: Vec<String> = journal.items().into_iter().map(|i| i.path).collect();
+        for item in items.into_iter().filter(|i| !known.contains(&i.path)) {
             if let Err(e) = journal.created(item) {
                 tracing::warn!("cannot write the journal of `{}`: {e}", plan.vm);
             }
@@ -219,7 +220,8 @@ impl Recorder {
     /// A failed run with `--keep`: the journal stays, naming what the server kept.
     pub(crate) fn kept(mut self, plan: &Plan, left: Option<Vec<Item>>) {
         let (items, _) = reported(plan, left, false);
-        for i in items {
+        let known: Vec<String> = self.journal.items().into_iter().map(|i| i.path).collect();
+        for i in items.into_iter().filter(|i| !known.contains(&i.path)) {
             if let Err(e) = self.journal.created(i) {
                 tracing::warn!("cannot write the journal of `{}`: {e}", plan.vm);
             }

@@ -8,7 +8,7 @@
 
 use super::proto::{self, Event, Facts, Hello, Removed, Request};
 use crate::provision::{self, Tree, run::Watcher};
-use crate::state::{self, Item, Kind, LOCALHOST, Vm};
+use crate::state::{self, Item, LOCALHOST, Vm};
 use std::io::{BufRead, Read};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -237,7 +237,13 @@ fn provision(
                 failure,
                 left: own
                     .and_then(|v| v.run)
-                    .map(|r| r.items.into_iter().filter(Item::exists).collect())
+                    .map(|r| {
+                        r.items
+                            .into_iter()
+                            .filter(Item::exists)
+                            .map(Item::stat)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             },
             Err(e) => proto::error_event(&e),
@@ -265,14 +271,8 @@ fn remove(vm: &str, items: &[Item], dry_run: bool, state_dir: &std::path::Path) 
         .collect();
     // The server's own record of the VM goes with its files.
     if !dry_run
-        && steps
-            .iter()
-            .all(|s| s.action == "removed" || s.action == "gone")
+        && !steps.iter().any(|s| s.action == "failed")
         && let Ok(Some(own)) = Vm::load(state_dir, LOCALHOST, vm)
-        && own
-            .items()
-            .iter()
-            .all(|i| i.kind == Kind::Lvm || !i.exists())
     {
         let _ = state::remove::forget(&own);
     }
@@ -289,9 +289,13 @@ fn status(vm: &str, run: &str, work_dir: &std::path::Path, state_dir: &std::path
     match Vm::load(state_dir, LOCALHOST, vm) {
         Ok(Some(v)) => Event::Status {
             record: v.record.map(Box::new),
-            leftovers: v
-                .run
-                .map(|r| r.items.into_iter().filter(Item::exists).collect()),
+            leftovers: v.run.map(|r| {
+                r.items
+                    .into_iter()
+                    .filter(Item::exists)
+                    .map(Item::stat)
+                    .collect()
+            }),
             answer,
         },
         Ok(None) => Event::Status {

@@ -428,13 +428,13 @@ fn start_and_autostart_on_the_server_keep_the_vm_provisioned_when_xl_cannot_run(
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
     assert!(
         err.contains(&format!(
-            "`s1` is provisioned, but it was not started: `xl create {}` on srv0",
+            "`s1` is provisioned, but it was not started: `xl create {}` failed",
             cfg.display()
         )),
         "{err}"
     );
     assert!(
-        err.contains("(the server is not running under the Xen hypervisor)")
+        err.contains("is not running under the Xen hypervisor)")
             || err.contains("`xl` is not installed"),
         "{err}"
     );
@@ -464,7 +464,7 @@ fn start_and_autostart_on_the_server_keep_the_vm_provisioned_when_xl_cannot_run(
     );
     assert!(
         err.contains(&format!(
-            "the auto-start link `{}` already exists on srv0",
+            "`s2` on `srv0`: cannot provision `s2`: the auto-start link `{}` already exists",
             srv.join("xen/auto/s2.cfg").display()
         )),
         "{err}"
@@ -546,7 +546,9 @@ fn the_servers_xl_decides_running_and_starts_the_vm() {
     // ... and a new VM of a running domain's name is refused on the server, even forced.
     let err = failed(&provision(&w, "x2", "Linux_CD_Install", &["--force"]), 1);
     assert!(
-        err.contains("a domain `x2` is running on srv0 (`xl list`)"),
+        err.contains(
+            "`x2` on `srv0`: cannot provision `x2`: a domain of that name is running (`xl list`)"
+        ),
         "{err}"
     );
     assert_eq!(files_with_inodes(&srv), before);
