@@ -163,7 +163,7 @@ pub fn main() -> i32 {
     crate::sys::file_size_limit_is_an_error();
     if let Command::Serve { found } = &cli.command {
         // No settings, no store: the request carries every path it needs.
-        return crate::remote::serve::main(found.clone());
+        return crate::provision::serve::main(found.clone());
     }
     match run(&cli) {
         Ok(()) => 0,

@@ -6,7 +6,7 @@
 
 use super::App;
 use crate::diagnostic::Diagnostic;
-use crate::remote::proto::{Event, Request};
+use crate::provision::proto::{Event, Request};
 use crate::remote::{Target, find, parse_target};
 use crate::state::{Item, Kind, Vm, remove::Step};
 use anyhow::Result;
@@ -81,7 +81,7 @@ pub(crate) fn remove(
         Err(why) => Some(format!(
             "could not check whether `{}` is running on `{host}`: {}",
             vm.name,
-            crate::remote::proto::escape(why)
+            crate::provision::proto::escape(why)
         )),
         _ => None,
     };
@@ -105,7 +105,7 @@ pub(crate) fn remove(
                 Some(d) => Step::new(
                     item,
                     action(&d.action),
-                    crate::remote::proto::escape(&d.why),
+                    crate::provision::proto::escape(&d.why),
                 ),
                 None => Step::new(
                     item,

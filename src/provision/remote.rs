@@ -7,12 +7,12 @@
 //! connection stops the run there by itself, and this side asks the server afterwards what
 //! its own journal says.
 
+use super::proto::{self, Event, Hello, Request};
 use super::remote_record::Recorder;
 use super::{Failure, Job, Options, Plan, Provisioned, log, run};
 use crate::diagnostic::Diagnostic;
 use crate::remote::channel::{Msg, stream};
-use crate::remote::proto::{self, Event, Hello, Request};
-use crate::remote::{Channel, Facts, Session, Target, find, ssh_error};
+use crate::remote::{Channel, Facts, Session, Target, find, ssh_error, wire};
 use crate::resolve::Context;
 use crate::settings::{HostSettings, Settings};
 use crate::value::Value;
@@ -197,26 +197,6 @@ fn add_tree<W: Write>(b: &mut tar::Builder<W>, src: &Path, name: &Path) -> std::
     Ok(())
 }
 
-#[cfg(test)]
-fn add_file(
-    b: &mut tar::Builder<impl Write>,
-    name: &str,
-    mode: u32,
-    data: &[u8],
-) -> std::io::Result<()> {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(mode);
-    h.set_mtime(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    );
-    h.set_entry_type(tar::EntryType::Regular);
-    b.append_data(&mut h, name, data)
-}
-
 /// The work tree as one tar stream (`image_store/` as the local work directory would hold
 /// it). It is spooled to an unnamed private temporary file, so a large image does not sit in
 /// memory, and returned rewound with its length.
@@ -261,8 +241,10 @@ fn console() -> String {
     )
 }
 
-/// What a remote run has shown so far.
+/// What a remote run has shown so far, and its record in the making.
 struct Shown<'a> {
+    plan: &'a Plan,
+    record: Recorder,
     local_log: &'a Path,
     copy: Option<std::fs::File>,
     tail: VecDeque<String>,
@@ -271,11 +253,11 @@ struct Shown<'a> {
 
 impl Shown<'_> {
     /// The server made its log: so does the local copy (a refused run changes nothing here).
-    fn start(&mut self, plan: &Plan, record: &mut Recorder) {
+    fn start(&mut self) {
         if std::mem::replace(&mut self.started, true) {
             return;
         }
-        record.started(plan);
+        self.record.started(self.plan);
         if let Some(parent) = self.local_log.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
@@ -303,11 +285,8 @@ impl Shown<'_> {
 fn converse(
     ch: &mut Channel,
     job: &Job,
-    mut tree: std::fs::File,
-    tree_len: u64,
+    (mut tree, tree_len): (std::fs::File, u64),
     session: &Session,
-    plan: &Plan,
-    record: &mut Recorder,
     shown: &mut Shown,
     watch: &mut dyn run::Watcher,
 ) -> anyhow::Result<(Option<Event>, bool)> {
@@ -335,11 +314,11 @@ fn converse(
             let _ = ch.send(&"stop");
         }
         match ch.next(Duration::from_millis(20)) {
-            Ok(Msg::Event(e)) => match *e {
+            Ok(Msg::Line(l)) => match wire::parse::<Event>(&l).map_err(err)? {
                 Event::Hello(h) => {
                     find::check_hello(&h, &session.target)?;
                 }
-                Event::Started => shown.start(plan, record),
+                Event::Started => shown.start(),
                 Event::Output(line) => shown.line(&line, watch),
                 other => return Ok((Some(other), asked_stop)),
             },
@@ -368,7 +347,7 @@ pub(crate) fn execute(
     job.console = Some(console());
     // Records (#10): a record of this VM on this host refuses the run before anything is
     // made; the journal header is written before the run starts.
-    let mut record = super::remote_record::begin(
+    let record = super::remote_record::begin(
         plan,
         &session.target,
         local_log,
@@ -376,26 +355,18 @@ pub(crate) fn execute(
         &job.run,
         local_state,
     )?;
-    let (tree, tree_len) = work_tree(&job, local_store)?;
+    let tree = work_tree(&job, local_store)?;
     let mut ch =
         Channel::spawn(session.serve()).map_err(|e| err(format!("cannot run ssh: {e}")))?;
     let mut shown = Shown {
+        plan,
+        record,
         local_log,
         copy: None,
         tail: VecDeque::new(),
         started: false,
     };
-    let (last, asked_stop) = converse(
-        &mut ch,
-        &job,
-        tree,
-        tree_len,
-        session,
-        plan,
-        &mut record,
-        &mut shown,
-        watch,
-    )?;
+    let (last, asked_stop) = converse(&mut ch, &job, tree, session, &mut shown, watch)?;
     ch.close_input();
     let stderr = ch.finish();
     if let Some(c) = shown.copy.as_mut() {
@@ -411,6 +382,7 @@ pub(crate) fn execute(
         started,
         asked_stop,
     };
+    let record = shown.record;
     match last {
         Some(e) => ended.answer(e, record, shown.started),
         None if !shown.started => {
@@ -644,33 +616,6 @@ mod tests {
         assert_eq!(default_bridge(&b(&["br1", "xenbr0"])), Some("xenbr0"));
         assert_eq!(default_bridge(&b(&["br1", "br2"])), Some("br1"));
         assert_eq!(default_bridge(&b(&[])), None);
-    }
-
-    #[test]
-    fn driver_reports_are_read() {
-        let mut s = Said::default();
-        for l in [
-            "CONVIRT:started",
-            "CONVIRT:outcome exit 3",
-            "CONVIRT:removed /srv/d/a b.disk",
-            "CONVIRT:notremoved lvm:vg/x",
-            "tee: write error",
-            "CONVIRT:done",
-        ] {
-            s.take(l);
-        }
-        assert!(s.started && s.done);
-        assert_eq!(s.removed, vec!["/srv/d/a b.disk"]);
-        assert_eq!(s.not_removed, vec!["lvm:vg/x"]);
-        assert_eq!(s.other, vec!["tee: write error"]);
-        assert_eq!(
-            describe_outcome(s.outcome.as_deref().unwrap()),
-            "exited with status 3"
-        );
-        assert_eq!(
-            describe_outcome("signal 9"),
-            "was killed by signal SIGKILL (9)"
-        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub(crate) fn begin(
 ) -> anyhow::Result<Recorder> {
     let host = &target.name;
     let vm = &plan.vm;
-    let root = rs::lock_root(&local_state, host);
+    let root = rs::lock_root(local_state, host);
     if state::lock_held(&root, vm) {
         // Another convirt of this machine provisions (or removes) it there right now.
         let path = root.join("locks").join(format!("{vm}.lock"));
@@ -54,7 +54,7 @@ pub(crate) fn begin(
     }
     let lock = super::lock(&root, vm, &plan.image)?;
     let mut prior = None;
-    if let Some(old) = Vm::load_remote(&local_state, host, vm)? {
+    if let Some(old) = Vm::load_remote(local_state, host, vm)? {
         let hint = format!(
             "`convirt vm remove {vm} --host {host}` removes what convirt made for it there; `--force` replaces it"
         );
@@ -95,7 +95,7 @@ pub(crate) fn begin(
     }
     let mut header = plan.run_header(host, Some((target.display_address(), local_log)));
     header.run = Some(run.to_string());
-    let dir = rs::host_dir(&local_state, host).join(vm);
+    let dir = rs::host_dir(local_state, host).join(vm);
     let journal = Journal::begin(&dir, header).map_err(|e| {
         anyhow::anyhow!(
             "cannot write the journal of `{vm}` in `{}`: {e}",

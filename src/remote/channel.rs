@@ -2,7 +2,7 @@
 //! tree), its standard output brings the server's events, read by a thread with every line
 //! bounded; its standard error (ssh's words, or a shell's) is kept, bounded too.
 
-use super::proto::{self, Event};
+use super::wire;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -15,7 +15,8 @@ const MAX_STDERR: usize = 64 << 10;
 /// What came out of the channel.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    Event(Box<Event>),
+    /// A message line, to be parsed by whoever knows its type.
+    Line(Vec<u8>),
     /// A line from the bootstrap shell (`convirt-bootstrap: ...`), before convirt runs.
     Boot(String),
     /// A line that is not a message: the channel cannot be trusted from here on.
@@ -45,17 +46,11 @@ impl Channel {
             let Some(out) = out else { return };
             let mut r = BufReader::new(out);
             loop {
-                let msg = match proto::read_line(&mut r) {
+                let msg = match wire::read_line(&mut r) {
                     Ok(Some(l)) if l.starts_with(b"convirt-bootstrap: ") => {
                         Msg::Boot(String::from_utf8_lossy(&l[19..]).into_owned())
                     }
-                    Ok(Some(l)) => match serde_json::from_slice::<Event>(&l) {
-                        Ok(e) => Msg::Event(Box::new(e)),
-                        Err(e) => Msg::Bad(format!(
-                            "{e}: {}",
-                            proto::escape(&String::from_utf8_lossy(&l[..l.len().min(200)]))
-                        )),
-                    },
+                    Ok(Some(l)) => Msg::Line(l),
                     Ok(None) => return,
                     Err(e) => Msg::Bad(e.to_string()),
                 };
@@ -74,7 +69,7 @@ impl Channel {
             let _ = (&mut err).take(MAX_STDERR as u64).read_to_end(&mut kept);
             // The rest is read and dropped, so the server never blocks on a full pipe.
             let _ = std::io::copy(&mut err, &mut std::io::sink());
-            proto::escape(&String::from_utf8_lossy(&kept))
+            wire::escape(&String::from_utf8_lossy(&kept))
         });
         Ok(Channel {
             input: child.stdin.take(),
@@ -86,9 +81,9 @@ impl Channel {
     }
 
     /// Sends one message; an error means the channel is gone.
-    pub(crate) fn send<T: serde::Serialize>(&mut self, msg: &T) -> std::io::Result<()> {
+    pub(crate) fn send<T: serde::Serialize + ?Sized>(&mut self, msg: &T) -> std::io::Result<()> {
         match self.input.as_mut() {
-            Some(i) => proto::send(i, msg),
+            Some(i) => wire::send(i, msg),
             None => Err(std::io::ErrorKind::BrokenPipe.into()),
         }
     }

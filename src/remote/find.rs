@@ -6,7 +6,7 @@
 //! program cannot run on (another architecture, no glibc loader) is an error naming both.
 
 use super::channel::{Channel, Msg};
-use super::proto::{self, Event, Hello, Request};
+use super::wire::{self, Greeting, Hello};
 use super::{Target, command, ssh_error};
 use crate::diagnostic::Diagnostic;
 use std::io::Read;
@@ -91,7 +91,7 @@ fn bootstrap(configured: Option<&str>) -> anyhow::Result<String> {
         ));
     }
     let sha = own_digest()?;
-    let want = crate::value::shell_quote(&proto::version());
+    let want = crate::value::shell_quote(&wire::version());
     Ok(format!(
         "c=$(command -v convirt 2>/dev/null) && [ \"$(\"$c\" --version 2>/dev/null </dev/null)\" = {want} ] && exec \"$c\" __serve --found path; \
          c=\"$HOME/.cache/convirt/bin/{sha}\"; [ -x \"$c\" ] && exec \"$c\" __serve --found copy; \
@@ -127,7 +127,7 @@ fn copy_self(target: &Target, control: Option<&Path>, boot: &str) -> anyhow::Res
         return Err(Diagnostic::error(format!(
             "`{}` answered the search for convirt with `{}`",
             target.name,
-            proto::escape(boot)
+            wire::escape(boot)
         ))
         .into());
     }
@@ -159,7 +159,7 @@ fn copy_self(target: &Target, control: Option<&Path>, boot: &str) -> anyhow::Res
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        let said = proto::escape(&String::from_utf8_lossy(&out.stderr));
+        let said = wire::escape(&String::from_utf8_lossy(&out.stderr));
         return Err(Diagnostic::error(format!(
             "cannot copy convirt to `{}`: {}",
             target.name,
@@ -174,12 +174,12 @@ fn copy_self(target: &Target, control: Option<&Path>, boot: &str) -> anyhow::Res
 }
 
 /// Sends `req` to the server's convirt (found, or copied there first) and returns its
-/// answer and how convirt was found.
-pub(crate) fn ask(
+/// answer (one message of type `A`) and how convirt was found.
+pub(crate) fn ask<R: serde::Serialize + ?Sized, A: for<'de> serde::Deserialize<'de>>(
     target: &Target,
     control: Option<&Path>,
-    req: &Request,
-) -> anyhow::Result<(Event, Found)> {
+    req: &R,
+) -> anyhow::Result<(A, Found)> {
     let configured = target.settings.as_ref().and_then(|h| h.convirt.clone());
     for _ in 0..2 {
         let mut ch = Channel::spawn(command(
@@ -201,10 +201,16 @@ pub(crate) fn ask(
         };
         let found = found?;
         match ch.recv() {
-            Some(Msg::Event(e)) => {
+            Some(Msg::Line(l)) => {
                 ch.close_input();
                 let _ = ch.finish();
-                return Ok((*e, found));
+                return wire::parse::<A>(&l).map(|a| (a, found)).map_err(|why| {
+                    Diagnostic::error(format!(
+                        "`{}` sent an unreadable answer: {why}",
+                        target.name
+                    ))
+                    .into()
+                });
             }
             Some(Msg::Bad(why)) => {
                 return Err(Diagnostic::error(format!(
@@ -228,10 +234,10 @@ pub(crate) fn ask(
 fn hello(ch: &Channel, target: &Target) -> Result<anyhow::Result<Found>, Option<String>> {
     match ch.recv() {
         Some(Msg::Boot(line)) => Err(Some(line)),
-        Some(Msg::Event(e)) => match *e {
-            Event::Hello(h) => Ok(check_hello(&h, target)),
-            _ => Ok(Err(Diagnostic::error(format!(
-                "`{}` did not begin with a greeting",
+        Some(Msg::Line(l)) => match wire::parse::<Greeting>(&l) {
+            Ok(g) => Ok(check_hello(&g.hello, target)),
+            Err(why) => Ok(Err(Diagnostic::error(format!(
+                "`{}` did not begin with a greeting: {why}",
                 target.name
             ))
             .into())),
@@ -252,14 +258,14 @@ pub(crate) fn check_hello(h: &Hello, target: &Target) -> anyhow::Result<Found> {
         .as_deref()
         .and_then(|f| f.split_once(' '))
         .unwrap_or(("?", "convirt"));
-    if h.convirt != proto::version() || h.protocol != proto::VERSION {
+    if h.convirt != wire::version() || h.protocol != wire::VERSION {
         return Err(Diagnostic::error(format!(
             "`{}` runs {} ({path}, protocol {}), this machine {} (protocol {})",
             target.name,
-            proto::escape(&h.convirt),
+            wire::escape(&h.convirt),
             h.protocol,
-            proto::version(),
-            proto::VERSION
+            wire::version(),
+            wire::VERSION
         ))
         .with_hint("both ends must be the same convirt: install this version there, or remove the `convirt` entry of the host's settings so that convirt copies itself there")
         .into());

@@ -1,13 +1,13 @@
 //! Managed servers over the system OpenSSH client (spec §7, docs/remote.md): who a `--host`
 //! names, one multiplexed connection per host per run (ControlMaster), `BatchMode`, strict
 //! host keys, finding (or bringing) convirt on the server, the channel to its `convirt
-//! __serve` (`proto`, `serve`), and ssh failures turned into errors that say what happened
-//! and what to do.
+//! __serve` (`wire`, `channel`; the typed messages and the server side are
+//! `provision::proto` and `provision::serve`), and ssh failures turned into errors that say
+//! what happened and what to do.
 
 pub(crate) mod channel;
 pub(crate) mod find;
-pub(crate) mod proto;
-pub(crate) mod serve;
+pub(crate) mod wire;
 
 pub(crate) use channel::Channel;
 
@@ -124,7 +124,7 @@ pub(crate) fn ssh_program() -> Vec<String> {
     }
 }
 
-pub(crate) use proto::Facts;
+pub(crate) use wire::Facts;
 
 /// What went wrong with an ssh connection, from ssh's own words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,13 +286,8 @@ impl Session {
         if !status.success() || !control.exists() {
             return Err(ssh_error(target, &stderr));
         }
-        let (answer, convirt) = find::ask(target, Some(&control), &proto::Request::Facts)?;
-        let proto::Event::Facts(facts) = answer else {
-            return Err(err(format!(
-                "`{}` answered the request for its facts with something else",
-                target.name
-            )));
-        };
+        let (answer, convirt): (wire::FactsAnswer, _) = find::ask(target, Some(&control), "facts")?;
+        let facts = answer.facts;
         Ok(Session {
             target: target.clone(),
             _dir: dir,

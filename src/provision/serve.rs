@@ -8,6 +8,7 @@
 
 use super::proto::{self, Event, Facts, Hello, Removed, Request};
 use crate::provision::{self, Tree, run::Watcher};
+use crate::remote::wire;
 use crate::state::{self, Item, LOCALHOST, Vm};
 use std::io::{BufRead, Read};
 use std::sync::{Arc, Mutex};
@@ -66,12 +67,12 @@ pub(crate) fn main(found: Option<String>) -> i32 {
         "{} {exe}",
         found.as_deref().unwrap_or("path")
     )))));
-    if hello.protocol != proto::VERSION {
+    if hello.protocol != wire::VERSION {
         out.send(&Event::Error {
             message: format!(
                 "this server's {} speaks protocol {}, this machine's {} speaks {}",
-                proto::version(),
-                proto::VERSION,
+                wire::version(),
+                wire::VERSION,
                 hello.convirt,
                 hello.protocol
             ),
@@ -181,7 +182,7 @@ fn facts() -> Facts {
 fn watchdog(mut input: impl BufRead + Send + 'static) {
     std::thread::spawn(move || {
         loop {
-            match proto::read_line(&mut input) {
+            match wire::read_line(&mut input) {
                 Ok(Some(l)) if l == b"\"stop\"" || l == b"stop" => crate::interrupt::raise(),
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
