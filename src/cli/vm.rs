@@ -146,7 +146,7 @@ fn vm_json(app: &App, vm: &Vm, full: bool, checks: &Presence) -> serde_json::Val
 }
 
 fn list(app: &App) -> Result<()> {
-    let vms = Vm::list(&app.settings.state_dir)?;
+    let vms = super::vm_remote::reconcile(app, Vm::list(&app.settings.state_dir)?);
     let checks = super::vm_remote::check(app, &vms);
     if app.cli.json {
         let rows: Vec<_> = vms
@@ -238,6 +238,7 @@ fn load(app: &App, name: &str, host: Option<&str>) -> Result<Vm> {
             .filter(|v| v.name == name)
             .collect(),
     };
+    let found = super::vm_remote::reconcile(app, found);
     let on = host.map(|h| format!(" on `{h}`")).unwrap_or_default();
     match found.len() {
         0 => Err(Diagnostic::error(format!("no record of a VM `{name}`{on}"))

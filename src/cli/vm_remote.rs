@@ -208,3 +208,46 @@ fn check_host(app: &App, vms: &[&Vm]) -> Result<HashMap<String, bool>, String> {
     };
     Ok(items.into_iter().map(|i| i.path).zip(there).collect())
 }
+
+/// Unfinished remote runs settled with their servers' word first (docs/records.md): each
+/// server of an interrupted run is asked once, side by side; a VM the server cleaned up
+/// completely is forgotten (and leaves the list), one it finished is provisioned.
+pub(crate) fn reconcile(app: &App, vms: Vec<Vm>) -> Vec<Vm> {
+    let state_dir = &app.settings.state_dir;
+    let pending = |v: &Vm| {
+        v.remote
+            && v.run.as_ref().is_some_and(|r| !r.failed_kept)
+            && v.status(&app.settings.work_dir) == crate::state::Status::Interrupted
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = vms
+            .into_iter()
+            .map(|vm| {
+                if !pending(&vm) {
+                    return Err(vm);
+                }
+                Ok(scope.spawn(move || {
+                    let Ok(t) = target(app, &vm) else {
+                        return Some(vm);
+                    };
+                    if let Some(note) = crate::provision::remote_record::reconcile(&t, &vm)
+                        && !app.cli.quiet
+                    {
+                        eprintln!("note: {note}");
+                    }
+                    match Vm::load_remote(state_dir, &vm.host, &vm.name) {
+                        Ok(v) => v,
+                        Err(_) => Some(vm),
+                    }
+                }))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h {
+                Err(vm) => Some(vm),
+                Ok(t) => t.join().ok().flatten(),
+            })
+            .collect()
+    })
+}

@@ -38,8 +38,10 @@ pub(crate) enum Request {
         vm: String,
         /// The run asked about (`Job::run`).
         run: String,
-        work_dir: PathBuf,
-        state_dir: PathBuf,
+        /// The server's work and state dirs from the host's settings; else its user's
+        /// defaults.
+        work_dir: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
     },
 }
 

@@ -525,8 +525,8 @@ impl Ended<'_> {
             &Request::Status {
                 vm: self.plan.vm.clone(),
                 run: self.job.run.clone(),
-                work_dir: self.job.work_dir.clone(),
-                state_dir: self.job.state_dir.clone(),
+                work_dir: Some(self.job.work_dir.clone()),
+                state_dir: Some(self.job.state_dir.clone()),
             },
         );
         let (removed, mut kept) = (vec![], vec![]);

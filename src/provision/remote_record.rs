@@ -54,7 +54,15 @@ pub(crate) fn begin(
     }
     let lock = super::lock(&root, vm, &plan.image)?;
     let mut prior = None;
-    if let Some(old) = Vm::load_remote(local_state, host, vm)? {
+    let mut old = Vm::load_remote(local_state, host, vm)?;
+    // An interrupted run there: the server's word first (it may have finished or cleaned up).
+    if let Some(o) = old.as_ref().filter(|o| o.run.is_some()) {
+        if let Some(note) = reconcile(target, o) {
+            tracing::info!("{note}");
+        }
+        old = Vm::load_remote(local_state, host, vm)?;
+    }
+    if let Some(old) = old {
         let hint = format!(
             "`convirt vm remove {vm} --host {host}` removes what convirt made for it there; `--force` replaces it"
         );
@@ -228,4 +236,76 @@ impl Recorder {
         }
         let _ = self.journal.failed_kept();
     }
+}
+
+/// An unfinished remote run of this machine's records, settled with the server's word on
+/// the next contact (`vm list`, `vm show`, `vm remove`, `provision`): the run's kept answer,
+/// or the server's record of that run (provisioned), or its journal's items still there
+/// (interrupted, with those leftovers), or nothing at all there (it cleaned up: forgotten
+/// here). Returns what changed, for a note; `None` when the server could not be asked or
+/// the run is not unfinished.
+pub(crate) fn reconcile(target: &Target, vm: &Vm) -> Option<String> {
+    use super::proto::{Event, Request};
+    let run = vm.run.as_ref()?;
+    if run.failed_kept {
+        return None;
+    }
+    let header = run.header.as_ref()?;
+    let id = header.run.clone()?;
+    let settings = target.settings.as_ref();
+    let request = Request::Status {
+        vm: vm.name.clone(),
+        run: id.clone(),
+        work_dir: settings.and_then(|h| h.work_dir.clone()),
+        state_dir: settings.and_then(|h| h.state_dir.clone()),
+    };
+    let (answer, _) = crate::remote::find::ask::<_, Event>(target, None, &request).ok()?;
+    let Event::Status {
+        record,
+        leftovers,
+        answer,
+    } = answer
+    else {
+        return None;
+    };
+    let finished = |created: Vec<Item>| Record {
+        format_version: state::FORMAT_VERSION,
+        header: header.clone(),
+        finished: super::log::timestamp(),
+        created,
+        values: serde_json::Value::Null,
+    };
+    let (done, left): (Option<Record>, Vec<Item>) = match (answer.map(|a| *a), record) {
+        (_, Some(r)) if r.header.run.as_deref() == Some(id.as_str()) => (
+            Some(Record {
+                header: header.clone(),
+                ..*r
+            }),
+            vec![],
+        ),
+        (Some(Event::Provisioned { created, .. }), _) => (Some(finished(created)), vec![]),
+        (Some(Event::Failed { left, .. }), _) => (None, left),
+        _ => (None, leftovers.unwrap_or_default()),
+    };
+    if let Some(r) = &done {
+        state::journal::settle(&vm.dir, Some(r), &[]).ok()?;
+        return Some(format!(
+            "`{}` on `{}`: the server finished the interrupted run; recorded as provisioned",
+            vm.name, vm.host
+        ));
+    }
+    if left.is_empty() {
+        state::remove::forget(vm).ok()?;
+        return Some(format!(
+            "`{}` on `{}`: the server removed everything of the interrupted run; forgotten",
+            vm.name, vm.host
+        ));
+    }
+    let known: Vec<String> = vm.items().into_iter().map(|i| i.path).collect();
+    let new: Vec<Item> = left
+        .into_iter()
+        .filter(|i| !known.contains(&i.path))
+        .collect();
+    state::journal::settle(&vm.dir, None, &new).ok()?;
+    None
 }

@@ -110,7 +110,12 @@ pub(crate) fn main(found: Option<String>) -> i32 {
             run,
             work_dir,
             state_dir,
-        } => status(&vm, &run, &work_dir, &state_dir),
+        } => status(
+            &vm,
+            &run,
+            &own_work_dir(work_dir),
+            &own_state_dir(state_dir),
+        ),
     };
     let fail = matches!(answer, Event::Error { .. } | Event::Failed { .. });
     out.send(&answer);
@@ -165,6 +170,20 @@ fn own_state_dir(asked: Option<std::path::PathBuf>) -> std::path::PathBuf {
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| home.join(".local/share"))
             .join("convirt"),
+    }
+}
+
+/// The work dir of the server's runs: the one asked for, else this user's default.
+fn own_work_dir(asked: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    match asked {
+        Some(p) => match p.strip_prefix("~") {
+            Ok(rest) => home.join(rest),
+            Err(_) => p,
+        },
+        None => crate::settings::Defaults::of(crate::sys::euid() == 0, &home)
+            .cache_dir
+            .join("work"),
     }
 }
 

@@ -394,7 +394,7 @@ pub fn processes() -> Vec<(i32, i32, String)> {
 
 /// The `Slow` image's last step: a sleep whose command line is this test process's own, so
 /// that the process checks never see another run's scripts (two test runs on one machine).
-fn slow_sleep() -> String {
+pub fn slow_sleep() -> String {
     format!("sleep 373.{}", std::process::id())
 }
 
