@@ -224,7 +224,7 @@ pub(crate) fn reconcile(app: &App, vms: Vec<Vm>) -> Vec<Vm> {
             .into_iter()
             .map(|vm| {
                 if !pending(&vm) {
-                    return Err(vm);
+                    return Err(Box::new(vm));
                 }
                 Ok(scope.spawn(move || {
                     let Ok(t) = target(app, &vm) else {
@@ -245,7 +245,7 @@ pub(crate) fn reconcile(app: &App, vms: Vec<Vm>) -> Vec<Vm> {
         handles
             .into_iter()
             .filter_map(|h| match h {
-                Err(vm) => Some(vm),
+                Err(vm) => Some(*vm),
                 Ok(t) => t.join().ok().flatten(),
             })
             .collect()
