@@ -39,6 +39,10 @@ pub(crate) fn parse_target(
     spec: &str,
     hosts: &BTreeMap<String, HostSettings>,
 ) -> anyhow::Result<Target> {
+    // Host names name directories (records, locks, log copies): never these.
+    if matches!(spec, "" | "." | "..") {
+        return Err(err(format!("`--host {spec}`: not a host name")));
+    }
     if let Some(h) = hosts.get(spec) {
         check_word(&h.address, "address", spec)?;
         if let Some(u) = &h.user {
@@ -384,6 +388,8 @@ mod tests {
             "u;x@h",
             "[::1",
             "",
+            ".",
+            "..",
         ] {
             assert!(parse_target(bad, &hosts()).is_err(), "{bad} accepted");
         }
