@@ -54,6 +54,16 @@ pub(crate) fn remove(
         dry_run,
         state_dir: target.settings.as_ref().and_then(|h| h.state_dir.clone()),
     };
+    // Not another server's files: its host key first (one round trip), then the removal.
+    if let Some(h) = vm.header().filter(|h| h.host_key.is_some()) {
+        let (_, found): (crate::remote::wire::FactsAnswer, _) = find::ask(&target, None, "facts")?;
+        crate::provision::remote_record::same_server(
+            &vm.name,
+            host,
+            Some(h),
+            found.host_key.as_deref(),
+        )?;
+    }
     let (answer, _) = find::ask(&target, None, &request)?;
     let Event::Removal {
         running,
@@ -188,7 +198,18 @@ fn check_host(app: &App, vms: &[&Vm]) -> Result<HashMap<String, bool>, String> {
         },
     );
     let there = match asked {
-        Ok((Event::Present(there), _)) if there.len() == items.len() => there,
+        Ok((Event::Present(there), found)) if there.len() == items.len() => {
+            for v in vms {
+                crate::provision::remote_record::same_server(
+                    &v.name,
+                    &v.host,
+                    v.header(),
+                    found.host_key.as_deref(),
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            there
+        }
         Ok(_) => return Err("an answer that does not fit the question".to_string()),
         Err(e) => {
             let text = e.to_string();

@@ -115,6 +115,7 @@ impl Job {
             server: None,
             local_log: None,
             run: Some(self.run.clone()),
+            host_key: None,
         }
     }
 

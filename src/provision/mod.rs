@@ -385,6 +385,7 @@ impl Plan {
             server,
             local_log,
             run: None,
+            host_key: None,
         }
     }
 

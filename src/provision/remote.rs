@@ -353,7 +353,7 @@ pub(crate) fn execute(
         local_log,
         opts,
         &job.run,
-        local_state,
+        (local_state, session.host_key.as_deref()),
     )?;
     let tree = work_tree(&job, local_store)?;
     let mut ch =

@@ -33,7 +33,7 @@ pub(crate) fn begin(
     local_log: &std::path::Path,
     opts: &Options,
     run: &str,
-    local_state: &std::path::Path,
+    (local_state, host_key): (&std::path::Path, Option<&str>),
 ) -> anyhow::Result<Recorder> {
     let host = &target.name;
     let vm = &plan.vm;
@@ -61,6 +61,9 @@ pub(crate) fn begin(
             tracing::info!("{note}");
         }
         old = Vm::load_remote(local_state, host, vm)?;
+    }
+    if let Some(old) = &old {
+        same_server(&old.name, host, old.header(), host_key)?;
     }
     if let Some(old) = old {
         let hint = format!(
@@ -103,6 +106,7 @@ pub(crate) fn begin(
     }
     let mut header = plan.run_header(host, Some((target.display_address(), local_log)));
     header.run = Some(run.to_string());
+    header.host_key = host_key.map(String::from);
     let dir = rs::host_dir(local_state, host).join(vm);
     let journal = Journal::begin(&dir, header).map_err(|e| {
         anyhow::anyhow!(
@@ -116,6 +120,29 @@ pub(crate) fn begin(
         prior,
         logged: false,
     })
+}
+
+/// A server showing another host key than the one a VM's record kept is not that VM's
+/// server (a `[hosts.NAME]` entry re-pointed, issue #18.4): refused, naming both keys.
+pub(crate) fn same_server(
+    vm: &str,
+    host: &str,
+    header: Option<&state::Header>,
+    now: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(was) = header.and_then(|h| h.host_key.as_deref()) else {
+        return Ok(());
+    };
+    match now {
+        Some(now) if now != was => Err(Diagnostic::error(format!(
+            "`{host}` is not the server `{vm}` was provisioned on: it shows the host key {now}, the record of `{vm}` names {was}"
+        ))
+        .with_hint(format!(
+            "check the address of `{host}` in the settings; nothing was changed on either server"
+        ))
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// The log and the inputs beside it, which the driver writes before the script starts.
@@ -259,7 +286,8 @@ pub(crate) fn reconcile(target: &Target, vm: &Vm) -> Option<String> {
         work_dir: settings.and_then(|h| h.work_dir.clone()),
         state_dir: settings.and_then(|h| h.state_dir.clone()),
     };
-    let (answer, _) = crate::remote::find::ask::<_, Event>(target, None, &request).ok()?;
+    let (answer, found) = crate::remote::find::ask::<_, Event>(target, None, &request).ok()?;
+    same_server(&vm.name, &vm.host, Some(header), found.host_key.as_deref()).ok()?;
     let Event::Status {
         record,
         leftovers,

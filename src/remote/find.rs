@@ -19,6 +19,8 @@ pub(crate) struct Found {
     pub path: String,
     /// `configured`, `path` or `copy`.
     pub how: String,
+    /// The server's host key, when this connection logged in itself (no master).
+    pub host_key: Option<String>,
 }
 
 impl Found {
@@ -203,7 +205,8 @@ pub(crate) fn ask<R: serde::Serialize + ?Sized, A: for<'de> serde::Deserialize<'
         match ch.recv() {
             Some(Msg::Line(l)) => {
                 ch.close_input();
-                let _ = ch.finish();
+                let mut found = found;
+                found.host_key = super::host_key(&ch.finish());
                 return wire::parse::<A>(&l).map(|a| (a, found)).map_err(|why| {
                     Diagnostic::error(format!(
                         "`{}` sent an unreadable answer: {why}",
@@ -273,6 +276,7 @@ pub(crate) fn check_hello(h: &Hello, target: &Target) -> anyhow::Result<Found> {
     Ok(Found {
         path: path.to_string(),
         how: how.to_string(),
+        host_key: None,
     })
 }
 

@@ -141,8 +141,26 @@ pub(crate) enum SshProblem {
     Other,
 }
 
+/// What ssh said, without its `-v` debugging lines (convirt asks for them only to learn the
+/// server's host key, `host_key`).
+pub(crate) fn said(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("debug") && !l.starts_with("OpenSSH_"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The host key the server showed (`ssh-ed25519 SHA256:...`), from ssh's `-v` lines.
+pub(crate) fn host_key(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|l| {
+        l.split_once("Server host key: ")
+            .map(|(_, k)| wire::escape(k.trim()))
+    })
+}
+
 pub(crate) fn classify(stderr: &str) -> SshProblem {
-    let s = stderr.to_ascii_lowercase();
+    let s = said(stderr).to_ascii_lowercase();
     if s.contains("remote host identification has changed")
         || s.contains("host key for") && s.contains("has changed")
     {
@@ -175,6 +193,7 @@ pub(crate) fn classify(stderr: &str) -> SshProblem {
 
 /// An ssh failure as an error naming the host and what to do.
 pub(crate) fn ssh_error(t: &Target, stderr: &str) -> anyhow::Error {
+    let stderr = &said(stderr);
     let shown: Vec<&str> = stderr
         .lines()
         .map(str::trim)
@@ -241,6 +260,8 @@ pub(crate) struct Session {
     pub facts: Facts,
     /// The server's convirt and how it was found.
     pub convirt: find::Found,
+    /// The host key the server showed at login.
+    pub host_key: Option<String>,
 }
 
 impl Session {
@@ -292,12 +313,14 @@ impl Session {
         }
         let (answer, convirt): (wire::FactsAnswer, _) = find::ask(target, Some(&control), "facts")?;
         let facts = answer.facts;
+        let host_key = host_key(&std::fs::read_to_string(&errlog).unwrap_or_default());
         Ok(Session {
             target: target.clone(),
             _dir: dir,
             control,
             facts,
             convirt,
+            host_key,
         })
     }
 }
@@ -320,6 +343,11 @@ pub(crate) fn command(t: &Target, control: Option<&Path>, extra: &[&str], remote
     c.args(&prog[1..]);
     // Never a password prompt; never a host key accepted silently.
     c.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]);
+    // Debugging output, for the one line naming the server's host key (`host_key`): a
+    // record keeps it, and a server whose key differs is refused (issue #18.4).
+    if control.is_none() || extra.contains(&"ControlMaster=yes") {
+        c.arg("-v");
+    }
     c.args(["-o", "ConnectTimeout=10"]);
     // A dead connection is noticed within about 15 s instead of hanging.
     c.args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]);

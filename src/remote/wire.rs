@@ -111,11 +111,11 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, Stri
 }
 
 /// A server's text made safe for a terminal: control characters (escape sequences
-/// included) shown escaped, tabs kept.
+/// included) shown escaped, tabs and line ends kept.
 pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() && c != '\t' {
+        if c.is_control() && c != '\t' && c != '\n' {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -140,6 +140,6 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped() {
-        assert_eq!(escape("a\u{1b}[31mb\tc\r"), "a\\u{1b}[31mb\tc\\r");
+        assert_eq!(escape("a\u{1b}[31mb\tc\r\n"), "a\\u{1b}[31mb\tc\\r\n");
     }
 }

@@ -255,6 +255,7 @@ mod tests {
             server: None,
             local_log: None,
             run: None,
+            host_key: None,
         }
     }
 

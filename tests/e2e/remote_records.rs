@@ -636,3 +636,41 @@ fn a_lost_connection_leaves_a_record_only_when_the_clean_up_is_not_confirmed() {
     assert_eq!(v[0]["status"], "interrupted");
     assert_eq!(v[0]["not_checked"], "srv0: unreachable");
 }
+
+#[test]
+fn a_re_pointed_host_is_refused_naming_both_host_keys() {
+    let w = World::new(2, None);
+    succeeded(&provision(&w, "h1", "Linux_CD_Install", DISK16));
+    let r = json(&record_dir(&w, "h1").join("record.json"));
+    let key = r["host_key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("ssh-ed25519 SHA256:"), "{key}");
+    // `[hosts.srv0]` now points at srv1's sshd (another server, another host key).
+    let path = w.root.join("convirt.toml");
+    let toml = std::fs::read_to_string(&path).unwrap().replacen(
+        &format!("port = {}\n", w.servers[0].port),
+        &format!("port = {}\n", w.servers[1].port),
+        1,
+    );
+    std::fs::write(&path, toml).unwrap();
+    let before = tree(&w.srv(0));
+    let err = failed(&w.run(&["vm", "remove", "h1", "--yes"]), 1);
+    assert!(
+        err.contains("`srv0` is not the server `h1` was provisioned on") && err.contains(&key),
+        "{err}"
+    );
+    let err = failed(&provision(&w, "h1", "Linux_CD_Install", &["--force"]), 1);
+    assert!(
+        err.contains("is not the server `h1` was provisioned on"),
+        "{err}"
+    );
+    let v = w.json_list();
+    assert!(
+        v[0]["not_checked"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("host key"),
+        "{v}"
+    );
+    assert_eq!(tree(&w.srv(0)), before);
+    assert!(record_dir(&w, "h1").join("record.json").exists());
+}
