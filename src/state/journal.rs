@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 enum Event {
-    Start(Header),
+    Start(Box<Header>),
     Created(Item),
     Failed { kept: bool },
 }
@@ -51,7 +51,7 @@ impl Journal {
             own: Vec::new(),
             settled: false,
         };
-        j.append(&Event::Start(header))?;
+        j.append(&Event::Start(Box::new(header)))?;
         fsync_dir(dir);
         Ok(j)
     }
@@ -203,7 +203,7 @@ pub(crate) fn read(dir: &Path) -> anyhow::Result<Option<Run>> {
     let lines: Vec<&str> = text.lines().collect();
     for (n, line) in lines.iter().enumerate() {
         match parse_line(line) {
-            Ok(Event::Start(h)) => run.header = Some(h),
+            Ok(Event::Start(h)) => run.header = Some(*h),
             Ok(Event::Created(i)) => run.items.push(i),
             Ok(Event::Failed { kept }) => run.failed_kept = kept,
             Err(_) if n + 1 == lines.len() && !text.ends_with('\n') => {}
