@@ -206,7 +206,7 @@ fn check_host(app: &App, vms: &[&Vm]) -> Result<HashMap<String, bool>, String> {
                     v.header(),
                     found.host_key.as_deref(),
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())?;
             }
             there
         }

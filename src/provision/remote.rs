@@ -517,7 +517,7 @@ impl Ended<'_> {
         let host = self.host().to_string();
         let mut status = format!("the connection to `{host}` was lost mid-run");
         if let Some(l) = stderr.lines().rev().find(|l| !l.trim().is_empty()) {
-            status.push_str(&format!("\nssh said: {l}"));
+            status.push_str(&format!("\nssh said: {}", proto::escape(l.trim_end())));
         }
         let asked = find::ask(
             &self.session.target,

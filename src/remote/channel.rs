@@ -69,7 +69,7 @@ impl Channel {
             let _ = (&mut err).take(MAX_STDERR as u64).read_to_end(&mut kept);
             // The rest is read and dropped, so the server never blocks on a full pipe.
             let _ = std::io::copy(&mut err, &mut std::io::sink());
-            wire::escape(&String::from_utf8_lossy(&kept))
+            String::from_utf8_lossy(&kept).into_owned()
         });
         Ok(Channel {
             input: child.stdin.take(),

@@ -193,7 +193,8 @@ pub(crate) fn classify(stderr: &str) -> SshProblem {
 
 /// An ssh failure as an error naming the host and what to do.
 pub(crate) fn ssh_error(t: &Target, stderr: &str) -> anyhow::Error {
-    let stderr = &said(stderr);
+    // A server's words reach the terminal with their control characters escaped.
+    let stderr = &wire::escape(&said(stderr).replace('\r', ""));
     let shown: Vec<&str> = stderr
         .lines()
         .map(str::trim)
