@@ -8,7 +8,8 @@
 # - mmdebstrap + uidmap for the bootable image (a normal user's bootstrap); openssl for
 #   the test's crypt hash (openssl passwd -6);
 # - qemu-system-x86 to boot the provisioned guest (from bookworm-backports: bookworm's
-#   7.2 conflicts with the preinstalled qemu-utils 10);
+#   7.2 conflicts with the preinstalled qemu-utils 10), and qemu-utils from there too when
+#   missing: its qemu-storage-daemon (FUSE export) writes thin VMs' overlays;
 # - openssh-server/openssh-client for the remote-host tests; iproute2 for bridges in a
 #   network namespace; lintian/man-db/bash-completion for the package checks.
 set -euo pipefail
@@ -20,7 +21,7 @@ packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs qemu-utils util-linux c
           lintian man-db bash-completion openssl)
 # scripts/build-deb.sh: dpkg-shlibdeps and dpkg-parsechangelog (dpkg-dev), strip (binutils).
 packages+=(dpkg-dev binutils)
-backports=(qemu-system-x86)
+backports=(qemu-system-x86 qemu-utils)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
