@@ -49,14 +49,14 @@ const ROWS: &[Row] = &[
     },
     Row {
         name: "timeout",
-        image: "Slow",
+        image: "Waits",
         args: &["--timeout", "3"],
         config_before: false,
         act: Act::Run,
     },
     Row {
         name: "Ctrl-C",
-        image: "Slow",
+        image: "Waits",
         args: &[],
         config_before: false,
         act: Act::CtrlC,
@@ -137,7 +137,11 @@ impl Side<'_> {
                 let child = self.w.spawn(&args, false);
                 let disk = self.base.join(format!("disks/{vm}.disk.xm"));
                 wait_for("the disk", 30, || disk.exists());
-                wait_for("the script", 30, super::remote::script_running);
+                wait_for("the script", 30, || {
+                    super::remote::processes()
+                        .iter()
+                        .any(|(_, _, c)| c.trim() == waits_sleep())
+                });
                 super::remote::signal(child, libc::SIGINT)
             }
         };
@@ -171,6 +175,30 @@ impl Side<'_> {
     }
 }
 
+/// The `Waits` image's last step: like `Slow`'s, with a command line of its own, so that the
+/// other tests' checks for a leftover `Slow` script never see this test's scripts.
+fn waits_sleep() -> String {
+    format!("sleep 374.{}", std::process::id())
+}
+
+/// A copy of the `Slow` image that waits with `waits_sleep`.
+fn add_waits(w: &World) {
+    let store = w.root.join("store");
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(store.join("Slow"))
+        .arg(store.join("Waits"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let p = store.join("Waits/provision.sh");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace(&super::remote::slow_sleep(), &waits_sleep());
+    std::fs::write(&p, text).unwrap();
+}
+
 /// The entries of `dir` that belong to `vm`.
 fn names(dir: &Path, vm: &str) -> Vec<String> {
     tree(dir)
@@ -182,6 +210,7 @@ fn names(dir: &Path, vm: &str) -> Vec<String> {
 #[test]
 fn every_scenario_is_the_same_here_and_over_ssh() {
     let w = World::new(1, None);
+    add_waits(&w);
     let local = Side {
         w: &w,
         base: w.local(),
