@@ -21,6 +21,15 @@ pub(crate) struct Disk {
     pub image_src: Option<String>,
 }
 
+/// The paths of the disks a provisioning creates.
+pub(crate) fn created(disks: &[Disk]) -> Vec<String> {
+    disks
+        .iter()
+        .filter(|d| d.create)
+        .map(|d| d.path.clone())
+        .collect()
+}
+
 impl Disk {
     /// A regular file convirt may check and, with `--force`, replace.
     pub(crate) fn is_file_backed(&self) -> bool {

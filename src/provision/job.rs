@@ -91,11 +91,7 @@ impl Job {
 
     /// The paths of the disks this provisioning creates.
     pub(crate) fn created_disks(&self) -> Vec<String> {
-        self.disks
-            .iter()
-            .filter(|d| d.create)
-            .map(|d| d.path.clone())
-            .collect()
+        super::disks::created(&self.disks)
     }
 
     /// What the run states first in its journal, on the machine it runs on.

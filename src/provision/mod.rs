@@ -352,11 +352,7 @@ pub(crate) fn plan(
 impl Plan {
     /// The paths of the disks this provisioning creates.
     pub(crate) fn created_disks(&self) -> Vec<String> {
-        self.disks
-            .iter()
-            .filter(|d| d.create)
-            .map(|d| d.path.clone())
-            .collect()
+        disks::created(&self.disks)
     }
 
     /// What a run of this plan states first in its journal: on this machine (`host`
