@@ -16,11 +16,13 @@ set -euo pipefail
 
 [[ -n "${SKIP_APT:-}" ]] && exit 0
 
-packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs qemu-utils util-linux curl gcc libc6-dev
+packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs util-linux curl gcc libc6-dev
           tar gzip zstd dpkg diffutils mmdebstrap uidmap openssh-server openssh-client iproute2
           lintian man-db bash-completion openssl)
 # scripts/build-deb.sh: dpkg-shlibdeps and dpkg-parsechangelog (dpkg-dev), strip (binutils).
 packages+=(dpkg-dev binutils)
+# The web console's browser test (tests/ui_browser): chromium driven over WebDriver.
+packages+=(chromium chromium-driver)
 backports=(qemu-system-x86 qemu-utils)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }

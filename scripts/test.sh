@@ -15,4 +15,6 @@ cargo test --all-targets --locked
 if [[ -z "${FAST:-}" ]]; then
     # The slow end-to-end target: bootstraps, QEMU boots under TCG, a private sshd.
     cargo test --locked --test e2e -- --test-threads=1
+    # The web console in headless chromium over WebDriver (chromedriver).
+    cargo test --locked --test ui_browser -- --test-threads=1
 fi

@@ -25,6 +25,7 @@ pub mod subst;
 pub mod syntax;
 pub(crate) mod sys;
 pub(crate) mod tree;
+pub(crate) mod ui;
 pub(crate) mod validate;
 pub mod value;
 

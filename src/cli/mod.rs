@@ -14,6 +14,7 @@ mod provision;
 pub mod report;
 mod share;
 mod store;
+mod ui;
 mod vm;
 mod vm_remote;
 
@@ -114,6 +115,11 @@ enum Command {
   convirt vm remove web1 --dry-run"
     )]
     Vm(vm::VmCmd),
+    /// The console in a browser: images, provisioning and VMs, on 127.0.0.1 by default
+    #[command(after_help = "Examples:
+  convirt ui                              serve on 127.0.0.1:8470; open the URL it prints
+  convirt ui --listen 127.0.0.1:0         any free port")]
+    Ui(ui::UiArgs),
     /// The guest bootstrap cache: list its entries and thin-VM bases, prune unpinned ones
     #[command(
         subcommand,
@@ -306,6 +312,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Key(cmd) => share::key(&app, cmd),
         Command::Provision(args) => provision::run(&app, args),
         Command::Vm(cmd) => vm::run(&app, cmd),
+        Command::Ui(args) => ui::run(&app, args),
         Command::Cache(cmd) => cache::run(&app, cmd),
         Command::Render {
             image,

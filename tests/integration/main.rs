@@ -24,6 +24,7 @@ mod shell;
 mod store;
 mod test;
 mod thin;
+mod ui;
 mod vm;
 mod vm_remote;
 mod xen;
