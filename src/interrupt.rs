@@ -2,16 +2,47 @@
 //! signal only raises a flag, the work polls it and returns an error, and the normal unwinding
 //! removes every temporary file and directory before convirt exits with 130.
 
+//! Provisioning polls the same flag to stop a script's process group; `convirt __serve`
+//! raises it too when its channel to this machine is gone (`lose`).
+
 use crate::diagnostic::Diagnostic;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static LOST: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // A second signal while the first one's clean-up runs: exit at once (`_exit` is
+    // async-signal-safe; what the clean-up did not reach stays in the journal).
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        crate::sys::exit_now(130);
+    }
+}
 
 /// Routes SIGINT, SIGTERM and SIGHUP to the flag (the same one a provisioning run polls); a
 /// second one exits at once.
 pub(crate) fn install() {
-    crate::provision::run::install_interrupt_handler();
+    // The handler only stores to an atomic, which is async-signal-safe.
+    crate::sys::on_interrupt(on_signal);
 }
 
 pub(crate) fn interrupted() -> bool {
-    crate::provision::run::interrupted()
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Raises the flag as Ctrl-C does (a server asked to stop by this machine).
+pub(crate) fn raise() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// The channel to this machine is gone: stop as after Ctrl-C, and say why.
+pub(crate) fn lose() {
+    LOST.store(true, Ordering::SeqCst);
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+pub(crate) fn lost() -> bool {
+    LOST.load(Ordering::SeqCst)
 }
 
 /// An error when Ctrl-C was pressed, naming the operation that stops.

@@ -86,6 +86,14 @@ pub struct HostSettings {
     /// server's `VM_CONF_DIR/auto`, as locally).
     #[serde(default)]
     pub xen_auto_dir: Option<PathBuf>,
+    /// Where the server keeps its own journals and records of the runs convirt makes there
+    /// (default: the server user's state dir, as locally).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// convirt on the server (default: `convirt` on its PATH when the version matches, else
+    /// a copy of this convirt in the server user's cache; docs/remote.md).
+    #[serde(default)]
+    pub convirt: Option<String>,
     /// `[hosts.NAME.variables]`: site variables for this server, over `[variables]`.
     #[serde(default)]
     pub variables: BTreeMap<String, toml::Value>,

@@ -16,6 +16,15 @@ pub(crate) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// Whether this process may create entries in `dir` (`access(2)` with `W_OK`).
+pub(crate) fn may_write(dir: &Path) -> bool {
+    rustix::fs::access(
+        dir,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    )
+    .is_ok()
+}
+
 /// The fields of `uname(2)`: sysname, nodename, release, version, machine.
 pub(crate) fn uname() -> [String; 5] {
     let u = rustix::system::uname();

@@ -93,16 +93,8 @@ impl Servers {
 /// The local copy of a remote run's log: `<log_dir>/hosts/<host>/<image>/<image>_<vm>.log`,
 /// apart from the local runs' logs.
 pub(crate) fn local_log_copy(settings: &Settings, host: &str, plan: &Plan) -> std::path::PathBuf {
-    let safe: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    // The one encoding of host names (as records): two hosts never share a directory.
+    let safe = crate::state::remote::host_dir_name(host);
     settings
         .log_dir
         .join("hosts")

@@ -162,6 +162,13 @@ enum Command {
         #[arg(long = "vm-set", value_name = "KEY=VALUE", value_parser = args::key_value)]
         vm_set: Vec<(String, String)>,
     },
+    /// convirt's side on a managed server, spoken to over ssh (docs/remote.md)
+    #[command(name = "__serve", hide = true)]
+    Serve {
+        /// How the client found this program (`configured`, `path`, `copy`)
+        #[arg(long)]
+        found: Option<String>,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -179,6 +186,10 @@ pub fn main() -> i32 {
     init_tracing(cli.verbose, cli.quiet);
     crate::sys::file_size_limit_is_an_error();
     crate::sys::no_shared_writes();
+    if let Command::Serve { found } = &cli.command {
+        // No settings, no store: the request carries every path it needs.
+        return crate::provision::serve::main(found.clone());
+    }
     match run(&cli) {
         Ok(()) => 0,
         Err(e) if out::is_stdout_closed(&e) => 0,
@@ -323,6 +334,6 @@ fn run(cli: &Cli) -> Result<()> {
             out::print(&text)?;
             Ok(())
         }
-        Command::Completions { .. } | Command::Manpage { .. } => Ok(()),
+        Command::Completions { .. } | Command::Manpage { .. } | Command::Serve { .. } => Ok(()),
     }
 }

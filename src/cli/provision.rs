@@ -170,7 +170,7 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
 }
 
 fn provision(env: &Env, req: Request) -> Result<()> {
-    provision::run::install_interrupt_handler();
+    crate::interrupt::install();
     let store = &env.store;
     let ctx = Context {
         vm_name: None,
@@ -302,11 +302,18 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                     settings,
                     s,
                     &req.options,
-                    &hosts::local_log_copy(env.settings, &host_names[h], plan),
+                    (
+                        &hosts::local_log_copy(env.settings, &host_names[h], plan),
+                        &env.settings.state_dir,
+                    ),
                     w,
                 )
             }
-            _ => provision::execute(plan, &env.settings.work_dir, &req.options, w),
+            _ => provision::execute(
+                &provision::Job::of(plan, &req.options, &env.settings.work_dir, &store.root),
+                provision::Tree::Store,
+                w,
+            ),
         }
     };
     std::thread::scope(|scope| {
@@ -315,7 +322,7 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                 loop {
                     let i = {
                         let Ok(mut n) = next.lock() else { return };
-                        if *n >= plans.len() || provision::run::interrupted() {
+                        if *n >= plans.len() || crate::interrupt::interrupted() {
                             return;
                         }
                         *n += 1;
@@ -413,6 +420,9 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                             "  local copy of the log: {}",
                             hosts::local_log_copy(env.settings, h, plan).display()
                         );
+                    }
+                    if let Some(s) = session_of(i) {
+                        let _ = writeln!(text, "  on the server: {}", s.convirt.describe());
                     }
                     for r in &p.replaced {
                         let _ = writeln!(text, "  replaced (--force): {r}");

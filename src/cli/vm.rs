@@ -161,6 +161,7 @@ fn warn_unreadable(app: &App, bad: &[state::Unreadable]) {
 fn list(app: &App) -> Result<()> {
     let (vms, bad) = Vm::list(&app.settings.state_dir);
     warn_unreadable(app, &bad);
+    let vms = super::vm_remote::reconcile(app, vms);
     let result = list_these(app, vms);
     if bad.is_empty() || result.is_err() {
         return result;
@@ -276,6 +277,7 @@ fn load(app: &App, name: &str, host: Option<&str>) -> Result<Vm> {
             vms.into_iter().filter(|v| v.name == name).collect()
         }
     };
+    let found = super::vm_remote::reconcile(app, found);
     let on = host.map(|h| format!(" on `{h}`")).unwrap_or_default();
     match found.len() {
         0 => Err(Diagnostic::error(format!("no record of a VM `{name}`{on}"))

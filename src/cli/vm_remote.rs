@@ -1,18 +1,16 @@
-//! `vm remove` of a VM made on a managed server (docs/records.md): one ssh round trip runs
-//! the removal script of `state::remote` on the server (fed on standard input, never on a
-//! command line), which refuses a running domain, then removes exactly what the record
-//! names, each item only while it is still the file the run created. `vm list` and `vm show`
-//! ask each server in one round trip which of its VMs' files are still there.
+//! `vm remove` of a VM made on a managed server (docs/records.md): one ssh round trip asks
+//! the server's `convirt __serve` to remove exactly what the record names, with the very
+//! code a local removal runs (a running domain refused, each item only while it is still
+//! the file the run created). `vm list` and `vm show` ask each server in one round trip
+//! which of its VMs' files are still there.
 
 use super::App;
 use crate::diagnostic::Diagnostic;
-use crate::remote::{SshProblem, Target, classify, parse_target, ssh_error};
-use crate::state::remote::{parse_presence, parse_removal, presence_script, removal_script};
+use crate::provision::proto::{Event, Request};
+use crate::remote::{Target, find, parse_target};
 use crate::state::{Item, Kind, Vm, remove::Step};
 use anyhow::Result;
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::Stdio;
 
 /// Where the VM's server is now: its `[hosts.NAME]` entry when there is one, else the
 /// address the record kept, else the host text itself.
@@ -49,16 +47,37 @@ pub(crate) fn remove(
         }
     }
     let target = target(app, vm)?;
-    let out =
-        run_script(&target, removal_script(&vm.name, &send, dry_run)).map_err(Diagnostic::error)?;
-    let answer = parse_removal(&String::from_utf8_lossy(&out.stdout));
     let host = &vm.host;
-    if answer.running.is_none() {
-        // The script never started: ssh itself failed (unreachable, refused, host key).
-        return Err(ssh_error(&target, &String::from_utf8_lossy(&out.stderr)));
+    let request = Request::Remove {
+        vm: vm.name.clone(),
+        items: send.iter().map(|(_, i)| (*i).clone()).collect(),
+        dry_run,
+        state_dir: target.settings.as_ref().and_then(|h| h.state_dir.clone()),
+    };
+    // Not another server's files: its host key first (one round trip), then the removal.
+    if let Some(h) = vm.header().filter(|h| h.host_key.is_some()) {
+        let (_, found): (crate::remote::wire::FactsAnswer, _) = find::ask(&target, None, "facts")?;
+        crate::provision::remote_record::same_server(
+            &vm.name,
+            host,
+            Some(h),
+            found.host_key.as_deref(),
+        )?;
     }
-    let note = match &answer.running {
-        Some(Ok(true)) => {
+    let (answer, _) = find::ask(&target, None, &request)?;
+    let Event::Removal {
+        running,
+        steps: done,
+    } = answer
+    else {
+        return Err(Diagnostic::error(format!(
+            "`{host}` answered the removal of `{}` with something else",
+            vm.name
+        ))
+        .into());
+    };
+    let note = match &running {
+        Ok(true) => {
             return Err(Diagnostic::error(format!(
                 "cannot remove `{}`: it is running on `{host}` (`xl list` there)",
                 vm.name
@@ -69,19 +88,20 @@ pub(crate) fn remove(
             ))
             .into());
         }
-        Some(Err(why)) => Some(format!(
-            "could not check whether `{}` is running on `{host}`: {why}",
-            vm.name
+        Err(why) => Some(format!(
+            "could not check whether `{}` is running on `{host}`: {}",
+            vm.name,
+            crate::provision::proto::escape(why)
         )),
         _ => None,
     };
     let mut steps = Vec::new();
-    let mut sent = send.iter().peekable();
+    let mut sent = send.iter().enumerate().peekable();
     let mut local = local.into_iter().peekable();
     // Both lists are newest first; merge them back into one order.
     loop {
         let take_local = match (local.peek(), sent.peek()) {
-            (Some((a, _)), Some((b, _))) => a > b,
+            (Some((a, _)), Some((_, (b, _)))) => a > b,
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (None, None) => break,
@@ -90,9 +110,13 @@ pub(crate) fn remove(
             if let Some((_, s)) = local.next() {
                 steps.push(s);
             }
-        } else if let Some((i, item)) = sent.next() {
-            steps.push(match answer.steps.iter().find(|(n, _, _)| n == i) {
-                Some((_, action, why)) => Step::new(item, action, why.clone()),
+        } else if let Some((n, (_, item))) = sent.next() {
+            steps.push(match done.get(n) {
+                Some(d) => Step::new(
+                    item,
+                    action(&d.action),
+                    crate::provision::proto::escape(&d.why),
+                ),
                 None => Step::new(
                     item,
                     "failed",
@@ -114,24 +138,15 @@ pub(crate) fn remove(
     Ok((steps, note))
 }
 
-/// Runs `script` with `bash -s` on the server, fed on standard input (never on a command
-/// line: it may name paths a user would rather not show in `ps`).
-fn run_script(target: &Target, script: String) -> Result<std::process::Output, String> {
-    let mut child = crate::remote::command(target, None, &[], "bash -s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run ssh: {e}"))?;
-    let stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let Some(mut s) = stdin {
-            let _ = s.write_all(script.as_bytes());
-        }
-    });
-    let out = child.wait_with_output().map_err(|e| e.to_string());
-    let _ = writer.join();
-    out
+/// A server's word for a removal step, as `Step` spells it (an unknown word is a failure).
+fn action(word: &str) -> &'static str {
+    match word {
+        "remove" => "remove",
+        "removed" => "removed",
+        "gone" => "gone",
+        "kept" => "kept",
+        _ => "failed",
+    }
 }
 
 /// What each server said about its VMs' files (host → path → there), or why it could not.
@@ -178,17 +193,85 @@ fn check_host(app: &App, vms: &[&Vm]) -> Result<HashMap<String, bool>, String> {
     let first = vms.first().ok_or("no VM")?;
     let target = target(app, first).map_err(|e| e.to_string())?;
     let items: Vec<Item> = vms.iter().flat_map(|v| looked_at(v)).collect();
-    let refs: Vec<&Item> = items.iter().collect();
-    let out = run_script(&target, presence_script(&refs))?;
-    let Some(there) = parse_presence(&String::from_utf8_lossy(&out.stdout), items.len()) else {
-        return Err(match classify(&String::from_utf8_lossy(&out.stderr)) {
-            SshProblem::Unreachable => "unreachable",
-            SshProblem::AuthRefused => "authentication refused",
-            SshProblem::HostKeyChanged | SshProblem::HostKeyUnknown => "host key not accepted",
-            SshProblem::Lost => "connection lost",
-            SshProblem::Other => "no answer over ssh",
+    let asked = find::ask(
+        &target,
+        None,
+        &Request::Check {
+            items: items.clone(),
+        },
+    );
+    let there = match asked {
+        Ok((Event::Present(there), found)) if there.len() == items.len() => {
+            for v in vms {
+                crate::provision::remote_record::same_server(
+                    &v.name,
+                    &v.host,
+                    v.header(),
+                    found.host_key.as_deref(),
+                )
+                .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())?;
+            }
+            there
         }
-        .to_string());
+        Ok(_) => return Err("an answer that does not fit the question".to_string()),
+        Err(e) => {
+            let text = e.to_string();
+            let short = if text.contains("is unreachable") {
+                "unreachable"
+            } else if text.contains("refused the authentication") {
+                "authentication refused"
+            } else if text.contains("host key") {
+                "host key not accepted"
+            } else if text.contains("was lost") {
+                "connection lost"
+            } else {
+                text.lines().next().unwrap_or("no answer")
+            };
+            return Err(short.to_string());
+        }
     };
     Ok(items.into_iter().map(|i| i.path).zip(there).collect())
+}
+
+/// Unfinished remote runs settled with their servers' word first (docs/records.md): each
+/// server of an interrupted run is asked once, side by side; a VM the server cleaned up
+/// completely is forgotten (and leaves the list), one it finished is provisioned.
+pub(crate) fn reconcile(app: &App, vms: Vec<Vm>) -> Vec<Vm> {
+    let state_dir = &app.settings.state_dir;
+    let pending = |v: &Vm| {
+        v.remote
+            && v.run.as_ref().is_some_and(|r| !r.failed_kept)
+            && v.status(&app.settings.work_dir) == crate::state::Status::Interrupted
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = vms
+            .into_iter()
+            .map(|vm| {
+                if !pending(&vm) {
+                    return Err(Box::new(vm));
+                }
+                Ok(scope.spawn(move || {
+                    let Ok(t) = target(app, &vm) else {
+                        return Some(vm);
+                    };
+                    if let Some(note) = crate::provision::remote_record::reconcile(&t, &vm)
+                        && !app.cli.quiet
+                    {
+                        eprintln!("note: {note}");
+                    }
+                    match Vm::load_remote(state_dir, &vm.host, &vm.name) {
+                        Ok(v) => v,
+                        Err(_) => Some(vm),
+                    }
+                }))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h {
+                Err(vm) => Some(*vm),
+                Ok(t) => t.join().ok().flatten(),
+            })
+            .collect()
+    })
 }

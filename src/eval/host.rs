@@ -3,7 +3,7 @@
 use crate::value::Value;
 
 /// What `os.uname()` answers: the machine the VM will run on (spec §2.4).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Host {
     pub sysname: String,
     pub nodename: String,

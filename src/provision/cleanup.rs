@@ -1,7 +1,8 @@
 //! After a run: the disks made owner-only, and what a failed run created removed again, with
 //! what could not be removed named (issue #18).
 
-use super::{Plan, log};
+use super::disks::Disk;
+use super::log;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -9,10 +10,10 @@ use std::path::{Path, PathBuf};
 /// Makes every file disk the run created owner-only (0600), whatever the umask and the
 /// image's script did: a disk holds the guest's secrets (issue #18). Returns what it changed,
 /// for the log. Symlinks and devices are left alone.
-pub(super) fn private_disks(plan: &Plan) -> Vec<String> {
+pub(super) fn private_disks(disks: &[Disk]) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
     let mut notes = Vec::new();
-    for d in plan.disks.iter().filter(|d| d.create && d.is_file_backed()) {
+    for d in disks.iter().filter(|d| d.create && d.is_file_backed()) {
         let Ok(m) = std::fs::symlink_metadata(&d.path) else {
             continue;
         };

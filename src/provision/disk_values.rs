@@ -193,37 +193,65 @@ fn optional(resolved: &Resolved, dev: &str) -> bool {
 /// `<dev>_image_src` of a disk to create. Warnings for `--dry-run` and `image validate`;
 /// with `for_real`, errors unless the image marks the device optional.
 pub(crate) fn missing_sources(disks: &[Disk], resolved: &Resolved, for_real: bool) -> Diagnostics {
-    let mut out = Diagnostics::default();
+    check_sources(&sources(disks, resolved), for_real)
+}
+
+/// A file a run reads and does not create: checked where the run happens (the server for
+/// `--host`), so it travels with the job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Source {
+    pub what: String,
+    pub path: String,
+    pub dev: String,
+    pub optional: bool,
+}
+
+/// The read-only sources of `disks`: a read-only or CD-ROM disk file, and a local
+/// `<dev>_image_src` of a disk to create.
+pub(crate) fn sources(disks: &[Disk], resolved: &Resolved) -> Vec<Source> {
+    let mut out = Vec::new();
     for d in disks {
-        let mut sources = Vec::new();
+        let mut add = |what: &str, path: String| {
+            out.push(Source {
+                what: what.into(),
+                path,
+                dev: d.dev.clone(),
+                optional: optional(resolved, &d.dev),
+            })
+        };
         if (d.cdrom || d.mode == "r") && d.is_file_backed() {
-            sources.push(("read-only disk", d.path.clone()));
+            add("read-only disk", d.path.clone());
         }
         if d.create {
             if let Some(src) = &d.image_src {
                 let local = src.strip_prefix("file://").unwrap_or(src);
                 if local.starts_with('/') && !src.contains("://") || src.starts_with("file://") {
-                    sources.push(("reference disk", local.to_string()));
+                    add("reference disk", local.to_string());
                 }
             }
         }
-        for (what, path) in sources {
-            if Path::new(&path).exists() {
-                continue;
-            }
-            let msg = format!("the {what} `{path}` of `{}` does not exist", d.dev);
-            let opt = optional(resolved, &d.dev);
-            out.push(if for_real && !opt {
-                Diagnostic::error(msg).with_hint(format!(
-                    "put it there, or mark it optional with `{}_optional = 'yes'` in image.conf",
-                    d.dev
-                ))
-            } else if opt {
-                Diagnostic::warning(format!("{msg} (marked optional: provisioning goes ahead; put it there before the VM starts)"))
-            } else {
-                Diagnostic::warning(msg).with_hint("provisioning stops unless it exists by then")
-            });
+    }
+    out
+}
+
+/// The sources missing on this machine, as warnings or (with `for_real`) errors.
+pub(crate) fn check_sources(sources: &[Source], for_real: bool) -> Diagnostics {
+    let mut out = Diagnostics::default();
+    for s in sources {
+        if Path::new(&s.path).exists() {
+            continue;
         }
+        let msg = format!("the {} `{}` of `{}` does not exist", s.what, s.path, s.dev);
+        out.push(if for_real && !s.optional {
+            Diagnostic::error(msg).with_hint(format!(
+                "put it there, or mark it optional with `{}_optional = 'yes'` in image.conf",
+                s.dev
+            ))
+        } else if s.optional {
+            Diagnostic::warning(format!("{msg} (marked optional: provisioning goes ahead; put it there before the VM starts)"))
+        } else {
+            Diagnostic::warning(msg).with_hint("provisioning stops unless it exists by then")
+        });
     }
     out
 }

@@ -5,7 +5,7 @@
 use crate::resolve::Resolved;
 use crate::value::Value;
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Disk {
     /// The entry as written in the VM config.
     pub spec: String,
@@ -19,6 +19,15 @@ pub(crate) struct Disk {
     pub create: bool,
     pub size_mb: Option<i64>,
     pub image_src: Option<String>,
+}
+
+/// The paths of the disks a provisioning creates.
+pub(crate) fn created(disks: &[Disk]) -> Vec<String> {
+    disks
+        .iter()
+        .filter(|d| d.create)
+        .map(|d| d.path.clone())
+        .collect()
 }
 
 impl Disk {

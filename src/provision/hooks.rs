@@ -3,7 +3,7 @@
 //! the record and `xl create`. `provision::execute` calls these at well-marked points; they
 //! live here, with their caller, so that `state` (the records) never imports `provision`.
 
-use super::{Options, Plan};
+use super::Job;
 use crate::diagnostic::Diagnostic;
 use crate::settings::Format;
 use crate::state::journal::Journal;
@@ -22,7 +22,7 @@ pub(crate) struct Prior {
 }
 
 /// The config path of the same VM in the other format.
-fn other_format_config(plan: &Plan) -> PathBuf {
+fn other_format_config(plan: &Job) -> PathBuf {
     let dir = plan.config_path.parent().unwrap_or(Path::new("."));
     match plan.format {
         Format::Xl => dir.join(&plan.vm),
@@ -40,7 +40,7 @@ fn refuse(vm: &str, what: String, hint: &str) -> anyhow::Error {
 /// written: a running domain (never overridden), a script of a killed run still going (never),
 /// an interrupted run, a config in either format, a record with files still there, an
 /// auto-start link (each refused unless `--force`).
-pub(crate) fn preflight(plan: &Plan, opts: &Options) -> anyhow::Result<Prior> {
+pub(crate) fn preflight(plan: &Job) -> anyhow::Result<Prior> {
     let vm = &plan.vm;
     match xen::is_running(vm) {
         Ok(true) => {
@@ -79,7 +79,7 @@ pub(crate) fn preflight(plan: &Plan, opts: &Options) -> anyhow::Result<Prior> {
                 .filter(|i| i.exists())
                 .map(|i| format!("{} `{}`", i.kind, i.path))
                 .collect();
-            if !opts.force {
+            if !plan.force {
                 let (what, since) = match &run.header {
                     Some(h) => (
                         if run.failed_kept {
@@ -105,10 +105,10 @@ pub(crate) fn preflight(plan: &Plan, opts: &Options) -> anyhow::Result<Prior> {
                 .into());
             }
         }
-        check_configs(plan, opts)?;
+        check_configs(plan)?;
         if let Some(r) = &state.record {
             let left = r.created.iter().any(Item::exists);
-            if left && !opts.force {
+            if left && !plan.force {
                 return Err(refuse(
                     vm,
                     format!(
@@ -128,15 +128,15 @@ pub(crate) fn preflight(plan: &Plan, opts: &Options) -> anyhow::Result<Prior> {
             prior.interrupted = Some(state);
         }
     } else {
-        check_configs(plan, opts)?;
+        check_configs(plan)?;
     }
     let other = other_format_config(plan);
     if other.exists() {
         prior.other_config = Some(other);
     }
-    if opts.autostart {
+    if plan.autostart {
         let link = xen::autostart_link(&plan.xen_auto_dir, &plan.config_path);
-        if std::fs::symlink_metadata(&link).is_ok() && !opts.force {
+        if std::fs::symlink_metadata(&link).is_ok() && !plan.force {
             return Err(refuse(
                 vm,
                 format!("the auto-start link `{}` already exists", link.display()),
@@ -148,9 +148,9 @@ pub(crate) fn preflight(plan: &Plan, opts: &Options) -> anyhow::Result<Prior> {
 }
 
 /// A config of the VM in either format refuses the run, unless `--force`.
-fn check_configs(plan: &Plan, opts: &Options) -> anyhow::Result<()> {
+fn check_configs(plan: &Job) -> anyhow::Result<()> {
     for path in [&plan.config_path, &other_format_config(plan)] {
-        if path.exists() && !opts.force {
+        if path.exists() && !plan.force {
             return Err(refuse(
                 &plan.vm,
                 format!(
@@ -167,7 +167,7 @@ fn check_configs(plan: &Plan, opts: &Options) -> anyhow::Result<()> {
 /// With `--force`, clears what `preflight` found; then opens the journal and notes the files
 /// convirt itself is about to write. Returns the journal and what was replaced.
 pub(crate) fn begin(
-    plan: &Plan,
+    plan: &Job,
     prior: &Prior,
     work_root: &Path,
 ) -> anyhow::Result<(Journal, Vec<String>)> {
@@ -200,7 +200,7 @@ pub(crate) fn begin(
         })?;
         replaced.push(other.display().to_string());
     }
-    let header = plan.run_header(LOCALHOST, None);
+    let header = plan.run_header();
     let dir = crate::state::vm_dir(&plan.state_dir, LOCALHOST, &plan.vm);
     let journal_err = |e: std::io::Error| {
         anyhow::anyhow!(
@@ -224,18 +224,14 @@ pub(crate) fn begin(
 
 /// Where a `--force` run may remove an earlier run's leftovers: the directories this plan
 /// and the earlier run were configured with (`crate::state::remove::Bounds`).
-fn bounds(plan: &Plan, work_root: &Path, earlier: &Vm) -> crate::state::remove::Bounds {
+fn bounds(plan: &Job, work_root: &Path, earlier: &Vm) -> crate::state::remove::Bounds {
     let mut roots: Vec<PathBuf> = vec![
         work_root.to_path_buf(),
         plan.log_dir.parent().unwrap_or(&plan.log_dir).to_path_buf(),
         plan.xen_auto_dir.clone(),
     ];
     roots.extend(plan.config_path.parent().map(Path::to_path_buf));
-    for k in ["VM_DISKS_DIR", "VM_CONF_DIR", "VM_CACHE_DIR"] {
-        if let Some(v) = plan.resolved.image_value(k) {
-            roots.push(PathBuf::from(v.to_text()));
-        }
-    }
+    roots.extend(plan.bound_dirs.iter().cloned());
     roots.extend(
         plan.disks
             .iter()
@@ -253,7 +249,7 @@ pub(crate) fn work_dir(j: &mut Journal, dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Notes the config before it is installed.
-pub(crate) fn before_install(j: &mut Journal, plan: &Plan) -> std::io::Result<()> {
+pub(crate) fn before_install(j: &mut Journal, plan: &Job) -> std::io::Result<()> {
     for d in crate::state::missing_parents(&plan.config_path) {
         j.created(Item::new(d.display().to_string(), Kind::Dir))?;
     }
@@ -264,7 +260,8 @@ pub(crate) fn before_install(j: &mut Journal, plan: &Plan) -> std::io::Result<()
 }
 
 /// What happened after the config was installed.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct After {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autostart: Option<PathBuf>,
@@ -276,22 +273,16 @@ pub(crate) struct After {
 }
 
 /// After a successful install: the auto-start link, the record, then `xl create`.
-pub(crate) fn finish(
-    plan: &Plan,
-    opts: &Options,
-    mut j: Journal,
-    prior: &Prior,
-    log: &mut std::fs::File,
-) -> After {
+pub(crate) fn finish(plan: &Job, mut j: Journal, prior: &Prior, log: &mut std::fs::File) -> After {
     let note = |log: &mut std::fs::File, m: &str| super::log::note(log, m);
     let mut after = After::default();
-    if opts.autostart {
+    if plan.autostart {
         let link = xen::autostart_link(&plan.xen_auto_dir, &plan.config_path);
         let made = crate::state::missing_parents(&link)
             .iter()
             .try_for_each(|d| j.created(Item::new(d.display().to_string(), Kind::Dir)))
             .and_then(|()| j.created(Item::new(link.display().to_string(), Kind::Autostart)))
-            .and_then(|()| xen::link_autostart(&link, &plan.config_path, opts.force));
+            .and_then(|()| xen::link_autostart(&link, &plan.config_path, plan.force));
         match made {
             Ok(()) => {
                 note(log, &format!("auto-start link {}", link.display()));
@@ -306,7 +297,7 @@ pub(crate) fn finish(
     let mut created: Vec<Item> = j
         .items()
         .into_iter()
-        .filter(|i| opts.keep || i.kind != Kind::Workdir)
+        .filter(|i| plan.keep || i.kind != Kind::Workdir)
         .filter(|i| i.exists())
         .map(Item::stat)
         .collect();
@@ -326,12 +317,12 @@ pub(crate) fn finish(
         header: j.header().clone(),
         finished: super::log::timestamp(),
         created,
-        values: crate::state::masked_values(&plan.resolved),
+        values: plan.values.clone(),
     };
     if let Err(e) = j.finish(&record) {
         after.problems.push(format!("cannot write its record: {e}"));
     }
-    if opts.start {
+    if plan.start {
         match xen::create(&plan.config_path) {
             Ok(()) => {
                 note(log, "started with xl create");

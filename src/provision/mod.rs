@@ -6,15 +6,22 @@ pub(crate) mod cache;
 pub(crate) mod cleanup;
 pub(crate) mod disk_values;
 pub(crate) mod disks;
+mod engine;
 pub(crate) mod guest;
 pub(crate) mod log;
+pub(crate) mod proto;
 pub(crate) mod remote;
 pub(crate) mod remote_record;
 pub(crate) mod run;
 pub(crate) mod secrets;
+pub(crate) mod serve;
 
 // Where a run meets the VM records of `crate::state`; `state` never imports `provision`.
 pub(crate) mod hooks;
+pub(crate) mod job;
+
+pub(crate) use engine::{Tree, execute};
+pub(crate) use job::Job;
 
 use crate::diagnostic::Diagnostic;
 use crate::image::Image;
@@ -74,7 +81,7 @@ pub(crate) struct Options {
 
 /// A failed provisioning, modelled on cargo's `ProcessError`: what happened, the last output,
 /// where the log is, and what was cleaned up or kept.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Failure {
     pub vm: String,
     pub status: String,
@@ -125,7 +132,7 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// The result of a successful run.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Provisioned {
     pub vm: String,
     pub image: String,
@@ -141,20 +148,20 @@ pub(crate) struct Provisioned {
 }
 
 impl Provisioned {
-    /// The result of a successful run of `plan` (here or on a server) that began at `started`.
+    /// The result of a successful run of `job` that began at `started`.
     pub(crate) fn of(
-        plan: &Plan,
+        job: &Job,
         replaced: Vec<String>,
         started: std::time::Instant,
         after: hooks::After,
     ) -> Provisioned {
         Provisioned {
-            vm: plan.vm.clone(),
-            image: plan.image.clone(),
-            config: plan.config_path.clone(),
-            disks: plan.created_disks(),
-            log: plan.log_path.clone(),
-            image_conf: plan.image_conf_path.clone(),
+            vm: job.vm.clone(),
+            image: job.image.clone(),
+            config: job.config_path.clone(),
+            disks: job.created_disks(),
+            log: job.log_path.clone(),
+            image_conf: job.image_conf_path.clone(),
             replaced,
             seconds: started.elapsed().as_secs_f64(),
             after,
@@ -357,11 +364,7 @@ pub(crate) fn plan(
 impl Plan {
     /// The paths of the disks this provisioning creates.
     pub(crate) fn created_disks(&self) -> Vec<String> {
-        self.disks
-            .iter()
-            .filter(|d| d.create)
-            .map(|d| d.path.clone())
-            .collect()
+        disks::created(&self.disks)
     }
 
     /// What a run of this plan states first in its journal: on this machine (`host`
@@ -390,30 +393,21 @@ impl Plan {
             convirt_version: env!("CARGO_PKG_VERSION").into(),
             server,
             local_log,
+            run: None,
+            host_key: None,
         }
     }
 
     /// The script command line, for a work store at `work_store`.
     pub(crate) fn command_line(&self, work_store: &Path) -> Vec<String> {
-        vec![
-            work_store
-                .join(&self.image)
-                .join(crate::image::PROVISION_SCRIPT)
-                .display()
-                .to_string(),
-            "-x".into(),
-            self.vm_conf_path.display().to_string(),
-            "-p".into(),
-            self.args_path.display().to_string(),
-            "-s".into(),
-            work_store.display().to_string(),
-            "-i".into(),
-            self.image.clone(),
-            "-l".into(),
-            self.log_path.display().to_string(),
-            "-c".into(),
-            self.image_conf_path.display().to_string(),
-        ]
+        command_line(
+            &self.image,
+            work_store,
+            &self.vm_conf_path,
+            &self.args_path,
+            &self.log_path,
+            &self.image_conf_path,
+        )
     }
 
     /// The instantiated image.conf in the restricted literal format of docs/script-contract.md.
@@ -571,6 +565,33 @@ impl Plan {
     }
 }
 
+/// `provision.sh` as ConVirt called it (spec §6.1).
+pub(crate) fn command_line(
+    image: &str,
+    work_store: &Path,
+    vm_conf: &Path,
+    args: &Path,
+    log: &Path,
+    image_conf: &Path,
+) -> Vec<String> {
+    let p = |p: &Path| p.display().to_string();
+    vec![
+        p(&work_store.join(image).join(crate::image::PROVISION_SCRIPT)),
+        "-x".into(),
+        p(vm_conf),
+        "-p".into(),
+        p(args),
+        "-s".into(),
+        p(work_store),
+        "-i".into(),
+        image.into(),
+        "-l".into(),
+        p(log),
+        "-c".into(),
+        p(image_conf),
+    ]
+}
+
 fn shell_quote_if_needed(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
@@ -612,8 +633,19 @@ impl Drop for Lock {
 /// Takes the per-VM lock, or fails at once naming the holder.
 pub(crate) fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
     let dir = work_dir.join("locks");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| err(format!("cannot create `{}`: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            Diagnostic::error(format!(
+                "the work_dir `{}` is not writable (cannot create `{}`: {e})",
+                work_dir.display(),
+                dir.display()
+            ))
+            .with_hint("fix its permissions or choose another `work_dir`; nothing was changed")
+            .into()
+        } else {
+            err(format!("cannot create `{}`: {e}", dir.display()))
+        }
+    })?;
     // Another user's symlink planted here would make convirt write through it.
     for d in [work_dir, dir.as_path()] {
         if let Some(why) = crate::sys::unsafe_dir(d) {
@@ -677,299 +709,6 @@ pub(crate) fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Loc
 /// Copies a directory tree, keeping modes and symlinks, skipping dot names (as ConVirt did).
 pub(crate) fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
     crate::tree::copy_plain(src, dst)
-}
-
-/// Paths the run's scripts recorded as created, in creation order.
-fn created_paths(list: &Path) -> Vec<String> {
-    let bytes = std::fs::read(list).unwrap_or_default();
-    bytes
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
-}
-
-/// Runs a plan. `watch` sees every line of the script's output.
-pub(crate) fn execute(
-    plan: &Plan,
-    work_root: &Path,
-    opts: &Options,
-    watch: &mut dyn run::Watcher,
-) -> anyhow::Result<Provisioned> {
-    let started = std::time::Instant::now();
-    let missing = disk_values::missing_sources(&plan.disks, &plan.resolved, true);
-    if missing.has_errors() {
-        return Err(crate::diagnostic::Diagnostics(missing.errors().cloned().collect()).into());
-    }
-    // Nothing another user could have changed is run (issue #18, docs/security.md).
-    let untrusted = crate::trust::check_run(
-        &plan.store_root,
-        &plan.store_root.join(&plan.image),
-        &plan.custom_scripts,
-        crate::sys::euid(),
-    );
-    if !untrusted.is_empty() {
-        return Err(crate::diagnostic::Diagnostics(
-            untrusted.iter().map(|u| u.diagnostic(true)).collect(),
-        )
-        .into());
-    }
-    let _lock = lock(work_root, &plan.vm, &plan.image)?;
-    // Records (#10): name collisions refused before anything is made.
-    let prior = hooks::preflight(plan, opts)?;
-    // Holding the lock, no live run owns a work dir of this VM: any left are a dead run's.
-    let swept = crate::tree::sweep_work_dirs(work_root, &plan.vm);
-
-    // Refuse to replace anything that exists, unless forced (spec §6.1 step 2).
-    let existing_disks: Vec<&Disk> = plan
-        .disks
-        .iter()
-        .filter(|d| d.create && d.is_file_backed() && Path::new(&d.path).exists())
-        .collect();
-    if !opts.force {
-        if plan.config_path.exists() {
-            return Err(Diagnostic::error(format!("cannot provision `{}`: VM config `{}` already exists", plan.vm, plan.config_path.display()))
-                .with_hint("choose another VM name, or pass `--force` to replace the config and the disks the image names")
-                .into());
-        }
-        if let Some(d) = existing_disks.first() {
-            return Err(Diagnostic::error(format!(
-                "cannot provision `{}`: disk `{}` already exists",
-                plan.vm, d.path
-            ))
-            .with_hint(
-                "pass `--force` to replace it (its data will be lost), or choose another VM name",
-            )
-            .into());
-        }
-    }
-    // Records (#10): the journal knows every file from here on, even if convirt is killed.
-    let (mut journal, mut replaced) = hooks::begin(plan, &prior, work_root)?;
-    std::fs::create_dir_all(&plan.log_dir).map_err(|e| {
-        err(format!(
-            "cannot create log directory `{}`: {e}",
-            plan.log_dir.display()
-        ))
-    })?;
-    for d in [
-        plan.log_dir.parent().unwrap_or(&plan.log_dir),
-        &plan.log_dir,
-    ] {
-        if let Some(why) = crate::sys::unsafe_dir(d) {
-            return Err(err(format!("refusing to write the log: {why}")));
-        }
-    }
-    let _ = std::fs::set_permissions(&plan.log_dir, std::fs::Permissions::from_mode(0o750));
-    let mut logf = log::create_private(&plan.log_path).map_err(|e| {
-        err(format!(
-            "cannot create log `{}`: {e}",
-            plan.log_path.display()
-        ))
-    })?;
-    log::note(
-        &mut logf,
-        &format!(
-            "provisioning VM {} from image {} (convirt {})",
-            plan.vm,
-            plan.image,
-            env!("CARGO_PKG_VERSION")
-        ),
-    );
-    for line in &swept {
-        log::note(&mut logf, line);
-    }
-
-    for r in &replaced {
-        log::note(&mut logf, &format!("--force: removed {r}"));
-    }
-    if opts.force {
-        for d in &existing_disks {
-            match std::fs::remove_file(&d.path) {
-                // Already removed with an interrupted run's leftovers (records, above).
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                r => r.map_err(|e| err(format!("cannot replace disk `{}`: {e}", d.path)))?,
-            }
-            log::note(
-                &mut logf,
-                &format!("--force: removed existing disk {}", d.path),
-            );
-            replaced.push(d.path.clone());
-        }
-        if plan.config_path.exists() {
-            replaced.push(plan.config_path.display().to_string());
-        }
-    }
-
-    // A private work directory: the script never sees, let alone changes, the store.
-    std::fs::create_dir_all(work_root)
-        .map_err(|e| err(format!("cannot create `{}`: {e}", work_root.display())))?;
-    let work = tempfile::Builder::new()
-        .prefix(&format!("{}.", plan.vm))
-        .tempdir_in(work_root)
-        .map_err(|e| {
-            err(format!(
-                "cannot create a work directory in `{}`: {e}",
-                work_root.display()
-            ))
-        })?;
-    hooks::work_dir(&mut journal, work.path())?;
-    let work_store = work.path().join("image_store");
-    let copy = |from: &Path, to: &Path| {
-        copy_tree(from, to).map_err(|e| {
-            err(format!(
-                "cannot copy `{}` to the work directory: {e}",
-                from.display()
-            ))
-        })
-    };
-    copy(&plan.store_root.join("common"), &work_store.join("common"))?;
-    copy(
-        &plan.store_root.join(&plan.image),
-        &work_store.join(&plan.image),
-    )?;
-    for (name, dir) in &plan.custom_dirs {
-        if dir.starts_with(plan.store_root.join("custom_scripts")) {
-            copy(dir, &work_store.join("custom_scripts").join(name))?;
-        }
-    }
-    let created_list = journal.created_list();
-
-    for (path, text) in [
-        (&plan.image_conf_path, plan.image_conf_text()),
-        (&plan.vm_conf_path, plan.vm_conf_text()),
-        (&plan.args_path, plan.args_text()),
-    ] {
-        log::write_private(path, &text)
-            .map_err(|e| err(format!("cannot write `{}`: {e}", path.display())))?;
-    }
-
-    let argv = plan.command_line(&work_store);
-    log::note(
-        &mut logf,
-        &format!(
-            "running: {}",
-            argv.iter()
-                .map(|a| shell_quote_if_needed(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-    );
-    let mut cmd = std::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(work.path())
-        .env("CONVIRT_CREATED", &created_list)
-        .env("CONVIRT_VM_NAME", &plan.vm)
-        .env("CONVIRT_IMAGE_NAME", &plan.image)
-        .env("CONVIRT_LOG_FILE", &plan.log_path)
-        // convirt copies the script's output into the log; the shipped functions then only
-        // print, so no line is logged twice.
-        .env("CONVIRT_LOG_VIA_STDOUT", "1");
-    let finished = run::Run {
-        command: cmd,
-        log: &mut logf,
-        timeout: plan.timeout,
-        watcher: watch,
-        tail: 15,
-    }
-    .run();
-    log::note(
-        &mut logf,
-        &format!("provision.sh {}", finished.outcome.describe()),
-    );
-
-    if finished.outcome == run::Outcome::Success {
-        for note in cleanup::private_disks(plan) {
-            log::note(&mut logf, &note);
-        }
-        let mut install = || -> std::io::Result<()> {
-            hooks::before_install(&mut journal, plan)?;
-            if let Some(parent) = plan.config_path.parent() {
-                std::fs::create_dir_all(parent)?;
-                if let Some(why) = crate::sys::unsafe_dir(parent) {
-                    return Err(std::io::Error::other(format!(
-                        "refusing to install it: {why}"
-                    )));
-                }
-            }
-            crate::atomic::write(
-                &plan.config_path,
-                plan.config_text.as_bytes(),
-                plan.config_mode(),
-                opts.force,
-            )
-        };
-        if let Err(e) = install() {
-            let created = created_paths(&created_list);
-            let (removed, not_removed) = if opts.keep {
-                (vec![], vec![])
-            } else {
-                cleanup::remove_created(&created, &[], &mut logf)
-            };
-            log::note(&mut logf, &format!("cannot install the VM config: {e}"));
-            if opts.keep {
-                let _ = journal.failed_kept();
-            } else if !not_removed.is_empty() {
-                journal.leave_unfinished();
-            }
-            return Err(Failure {
-                vm: plan.vm.clone(),
-                status: format!(
-                    "cannot install the VM config `{}`: {e}",
-                    plan.config_path.display()
-                ),
-                last_lines: vec![],
-                log: Some(plan.log_path.clone()),
-                removed,
-                not_removed,
-                kept: vec![],
-                interrupted: false,
-            }
-            .into());
-        }
-        log::note(
-            &mut logf,
-            &format!("installed VM config {}", plan.config_path.display()),
-        );
-        if opts.keep {
-            let kept = work.keep();
-            log::note(
-                &mut logf,
-                &format!("work directory kept at {}", kept.display()),
-            );
-        }
-        let after = hooks::finish(plan, opts, journal, &prior, &mut logf);
-        return Ok(Provisioned::of(plan, replaced, started, after));
-    }
-
-    let created = created_paths(&created_list);
-    let (removed, not_removed, kept) = if opts.keep {
-        let w = work.keep();
-        let mut kept = created.clone();
-        kept.push(w.display().to_string());
-        log::note(&mut logf, "--keep: nothing removed");
-        let _ = journal.failed_kept();
-        (vec![], vec![], kept)
-    } else {
-        let (removed, not_removed) =
-            cleanup::remove_created(&created, std::slice::from_ref(&plan.log_path), &mut logf);
-        if !not_removed.is_empty() {
-            // The journal names them, so `vm list` shows the run and `vm remove` finishes it.
-            journal.leave_unfinished();
-        }
-        (removed, not_removed, vec![])
-    };
-    let interrupted = finished.outcome == run::Outcome::Interrupted;
-    let f = Failure {
-        vm: plan.vm.clone(),
-        status: format!("provision.sh {}", finished.outcome.describe()),
-        last_lines: finished.last_lines,
-        log: Some(plan.log_path.clone()),
-        removed,
-        not_removed,
-        kept,
-        interrupted,
-    };
-    Err(f.into())
 }
 
 /// The work directory's store as a plan shows it before the run: the directory is made by

@@ -2,8 +2,8 @@
 //! machine under `<state_dir>/hosts/<host>/<vm>/` in the local format, with server-side
 //! paths. A record of that name on that host refuses the run before anything is made
 //! (unless `--force`); the journal header is written before the script starts, so a convirt
-//! killed mid-run leaves an "interrupted" entry; the driver's report of what it created
-//! (with `stat` identities from the server) becomes the record's `created` list.
+//! killed mid-run leaves an "interrupted" entry; the server's own record of what the run
+//! created (with the server's identities) becomes the record's `created` list.
 
 use super::{Lock, Options, Plan};
 use crate::diagnostic::Diagnostic;
@@ -32,10 +32,12 @@ pub(crate) fn begin(
     target: &Target,
     local_log: &std::path::Path,
     opts: &Options,
+    run: &str,
+    (local_state, host_key): (&std::path::Path, Option<&str>),
 ) -> anyhow::Result<Recorder> {
     let host = &target.name;
     let vm = &plan.vm;
-    let root = rs::lock_root(&plan.state_dir, host);
+    let root = rs::lock_root(local_state, host);
     if state::lock_held(&root, vm) {
         // Another convirt of this machine provisions (or removes) it there right now.
         let path = root.join("locks").join(format!("{vm}.lock"));
@@ -52,7 +54,18 @@ pub(crate) fn begin(
     }
     let lock = super::lock(&root, vm, &plan.image)?;
     let mut prior = None;
-    if let Some(old) = Vm::load_remote(&plan.state_dir, host, vm)? {
+    let mut old = Vm::load_remote(local_state, host, vm)?;
+    // An interrupted run there: the server's word first (it may have finished or cleaned up).
+    if let Some(o) = old.as_ref().filter(|o| o.run.is_some()) {
+        if let Some(note) = reconcile(target, o) {
+            tracing::info!("{note}");
+        }
+        old = Vm::load_remote(local_state, host, vm)?;
+    }
+    if let Some(old) = &old {
+        same_server(&old.name, host, old.header(), host_key)?;
+    }
+    if let Some(old) = old {
         let hint = format!(
             "`convirt vm remove {vm} --host {host}` removes what convirt made for it there; `--force` replaces it"
         );
@@ -91,8 +104,10 @@ pub(crate) fn begin(
         }
         prior = old.record;
     }
-    let header = plan.run_header(host, Some((target.display_address(), local_log)));
-    let dir = rs::host_dir(&plan.state_dir, host).join(vm);
+    let mut header = plan.run_header(host, Some((target.display_address(), local_log)));
+    header.run = Some(run.to_string());
+    header.host_key = host_key.map(String::from);
+    let dir = rs::host_dir(local_state, host).join(vm);
     let journal = Journal::begin(&dir, header).map_err(|e| {
         anyhow::anyhow!(
             "cannot write the journal of `{vm}` in `{}`: {e}",
@@ -105,6 +120,29 @@ pub(crate) fn begin(
         prior,
         logged: false,
     })
+}
+
+/// A server showing another host key than the one a VM's record kept is not that VM's
+/// server (a `[hosts.NAME]` entry re-pointed, issue #18.4): refused, naming both keys.
+pub(crate) fn same_server(
+    vm: &str,
+    host: &str,
+    header: Option<&state::Header>,
+    now: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(was) = header.and_then(|h| h.host_key.as_deref()) else {
+        return Ok(());
+    };
+    match now {
+        Some(now) if now != was => Err(Diagnostic::error(format!(
+            "`{host}` is not the server `{vm}` was provisioned on: it shows the host key {now}, the record of `{vm}` names {was}"
+        ))
+        .with_hint(format!(
+            "check the address of `{host}` in the settings; nothing was changed on either server"
+        ))
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// The log and the inputs beside it, which the driver writes before the script starts.
@@ -120,14 +158,12 @@ fn logs(plan: &Plan) -> Vec<Item> {
     .collect()
 }
 
-/// What the report names, or (when it did not arrive whole or cannot be read) what the plan
-/// knows the run made, without identities, and why.
-fn reported(plan: &Plan, report: Option<&[u8]>, installed: bool) -> (Vec<Item>, Option<String>) {
-    let why = match report.map(rs::parse_report) {
-        Some(Ok(items)) => return (items, None),
-        Some(Err(e)) => format!("its report of what it created was unreadable ({e})"),
-        None => "it sent no report of what it created".to_string(),
-    };
+/// What the server's record or journal names, or (when it sent none) what the plan knows
+/// the run made, without identities, and why.
+fn reported(plan: &Plan, items: Option<Vec<Item>>, installed: bool) -> (Vec<Item>, Option<String>) {
+    if let Some(items) = items {
+        return (items, None);
+    }
     let mut items = logs(plan);
     items.extend(
         plan.created_disks()
@@ -140,7 +176,10 @@ fn reported(plan: &Plan, report: Option<&[u8]>, installed: bool) -> (Vec<Item>, 
             Kind::Config,
         ));
     }
-    (items, Some(why))
+    (
+        items,
+        Some("it sent no record of what it created".to_string()),
+    )
 }
 
 impl Recorder {
@@ -158,12 +197,17 @@ impl Recorder {
 
     /// A successful run: the record, written atomically. Returns what went wrong (the VM
     /// stays provisioned).
-    pub(crate) fn finish(self, plan: &Plan, report: Option<&[u8]>, opts: &Options) -> Vec<String> {
+    pub(crate) fn finish(
+        self,
+        plan: &Plan,
+        created: Option<Vec<Item>>,
+        opts: &Options,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
-        let (mut created, why) = reported(plan, report, true);
+        let (mut created, why) = reported(plan, created, true);
         if let Some(why) = why {
             problems.push(format!(
-                "the server's driver: {why}; the record names the config, disks and logs without their identities"
+                "the server: {why}; the record names the config, disks and logs without their identities"
             ));
         }
         created.retain(|i| opts.keep || i.kind != Kind::Workdir);
@@ -189,22 +233,18 @@ impl Recorder {
         problems
     }
 
-    /// The connection was lost mid-run. When convirt reconnected and the server removed
-    /// everything, the run leaves nothing (as a failed run); otherwise (`None`: could not
-    /// reconnect, or items the server could not remove) the journal stays, naming them, so
-    /// `vm list` shows the run as interrupted for that host and `vm remove` can finish it.
-    pub(crate) fn lost(self, plan: &Plan, not_removed: Option<&[String]>) {
-        if not_removed.is_some_and(<[String]>::is_empty) {
+    /// A run that ended without a record: the journal stays naming `left` (what the server
+    /// says is left of it, or, when it could not be asked, what the plan would have made), so
+    /// `vm list` shows it as interrupted for that host and `vm remove` can finish it. With
+    /// nothing left, confirmed by the server, it leaves nothing (as a failed run).
+    pub(crate) fn lost(self, plan: &Plan, left: Option<Vec<Item>>) {
+        if left.as_ref().is_some_and(Vec::is_empty) {
             return;
         }
         let mut journal = self.journal;
-        let disks = plan.created_disks();
-        for p in not_removed.unwrap_or_default() {
-            let item = match p.strip_prefix("lvm:") {
-                Some(lv) => Item::new(lv, Kind::Lvm),
-                None if disks.contains(p) => Item::new(p.clone(), Kind::Disk),
-                None => Item::new(p.clone(), Kind::File),
-            };
+        let (items, _) = reported(plan, left, false);
+        let known: Vec<String> = journal.items().into_iter().map(|i| i.path).collect();
+        for item in items.into_iter().filter(|i| !known.contains(&i.path)) {
             if let Err(e) = journal.created(item) {
                 tracing::warn!("cannot write the journal of `{}`: {e}", plan.vm);
             }
@@ -213,9 +253,10 @@ impl Recorder {
     }
 
     /// A failed run with `--keep`: the journal stays, naming what the server kept.
-    pub(crate) fn kept(mut self, plan: &Plan, report: Option<&[u8]>) {
-        let (items, _) = reported(plan, report, false);
-        for i in items {
+    pub(crate) fn kept(mut self, plan: &Plan, left: Option<Vec<Item>>) {
+        let (items, _) = reported(plan, left, false);
+        let known: Vec<String> = self.journal.items().into_iter().map(|i| i.path).collect();
+        for i in items.into_iter().filter(|i| !known.contains(&i.path)) {
             if let Err(e) = self.journal.created(i) {
                 tracing::warn!("cannot write the journal of `{}`: {e}", plan.vm);
             }
@@ -224,63 +265,75 @@ impl Recorder {
     }
 }
 
-/// `--start` / `--autostart` for the driver: `START`, and `AUTO_LINK`, the link in the
-/// server's auto-start directory (empty without `--autostart`).
-pub(crate) fn after_sh(
-    plan: &Plan,
-    settings: &crate::settings::Settings,
-    opts: &Options,
-) -> String {
-    let link = if opts.autostart {
-        crate::state::xen::autostart_link(&settings.xen_auto_dir, &plan.config_path)
-            .display()
-            .to_string()
-    } else {
-        String::new()
-    };
-    format!(
-        "START={}\nAUTO_LINK={}\n",
-        u8::from(opts.start),
-        crate::value::shell_quote(&link)
-    )
-}
-
-/// What the driver said about `--start` / `--autostart`, as the local run reports it.
-#[derive(Debug, Default)]
-pub(crate) struct AfterSaid {
-    pub autostart: Option<String>,
-    pub problems: Vec<String>,
-    pub started: bool,
-}
-
-impl AfterSaid {
-    /// Takes one `CONVIRT:` status word of `--start` / `--autostart`.
-    pub(crate) fn take(&mut self, word: &str, text: &str, host: &str, config: &str) {
-        match word {
-            "autostart" => self.autostart = Some(text.to_string()),
-            "autostartfailed" => self.problems.push(format!(
-                "cannot link it into the auto-start directory on {host}: {text}"
-            )),
-            "xlstarted" => self.started = true,
-            "xlmissing" => self.problems.push(format!(
-                "it was not started: `xl create {config}` on {host}: `xl` is not installed (no Xen tools on the server's PATH)"
-            )),
-            "xlfailed" => {
-                let (status, last) = text.split_once(' ').unwrap_or((text, ""));
-                let hint = if ["hypervisor", "xenstore", "/proc/xen"]
-                    .iter()
-                    .any(|w| last.contains(w))
-                {
-                    " (the server is not running under the Xen hypervisor)"
-                } else {
-                    ""
-                };
-                let last = if last.is_empty() { "no error output" } else { last };
-                self.problems.push(format!(
-                    "it was not started: `xl create {config}` on {host} failed (exit status {status}): {last}{hint}"
-                ));
-            }
-            _ => {}
-        }
+/// An unfinished remote run of this machine's records, settled with the server's word on
+/// the next contact (`vm list`, `vm show`, `vm remove`, `provision`): the run's kept answer,
+/// or the server's record of that run (provisioned), or its journal's items still there
+/// (interrupted, with those leftovers), or nothing at all there (it cleaned up: forgotten
+/// here). Returns what changed, for a note; `None` when the server could not be asked or
+/// the run is not unfinished.
+pub(crate) fn reconcile(target: &Target, vm: &Vm) -> Option<String> {
+    use super::proto::{Event, Request};
+    let run = vm.run.as_ref()?;
+    if run.failed_kept {
+        return None;
     }
+    let header = run.header.as_ref()?;
+    let id = header.run.clone()?;
+    let settings = target.settings.as_ref();
+    let request = Request::Status {
+        vm: vm.name.clone(),
+        run: id.clone(),
+        work_dir: settings.and_then(|h| h.work_dir.clone()),
+        state_dir: settings.and_then(|h| h.state_dir.clone()),
+    };
+    let (answer, found) = crate::remote::find::ask::<_, Event>(target, None, &request).ok()?;
+    same_server(&vm.name, &vm.host, Some(header), found.host_key.as_deref()).ok()?;
+    let Event::Status {
+        record,
+        leftovers,
+        answer,
+    } = answer
+    else {
+        return None;
+    };
+    let finished = |created: Vec<Item>| Record {
+        format_version: state::FORMAT_VERSION,
+        header: header.clone(),
+        finished: super::log::timestamp(),
+        created,
+        values: serde_json::Value::Null,
+    };
+    let (done, left): (Option<Record>, Vec<Item>) = match (answer.map(|a| *a), record) {
+        (_, Some(r)) if r.header.run.as_deref() == Some(id.as_str()) => (
+            Some(Record {
+                header: header.clone(),
+                ..*r
+            }),
+            vec![],
+        ),
+        (Some(Event::Provisioned { created, .. }), _) => (Some(finished(created)), vec![]),
+        (Some(Event::Failed { left, .. }), _) => (None, left),
+        _ => (None, leftovers.unwrap_or_default()),
+    };
+    if let Some(r) = &done {
+        state::journal::settle(&vm.dir, Some(r), &[]).ok()?;
+        return Some(format!(
+            "`{}` on `{}`: the server finished the interrupted run; recorded as provisioned",
+            vm.name, vm.host
+        ));
+    }
+    if left.is_empty() {
+        state::remove::forget(vm).ok()?;
+        return Some(format!(
+            "`{}` on `{}`: the server removed everything of the interrupted run; forgotten",
+            vm.name, vm.host
+        ));
+    }
+    let known: Vec<String> = vm.items().into_iter().map(|i| i.path).collect();
+    let new: Vec<Item> = left
+        .into_iter()
+        .filter(|i| !known.contains(&i.path))
+        .collect();
+    state::journal::settle(&vm.dir, None, &new).ok()?;
+    None
 }

@@ -6,30 +6,11 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    // A second signal while the first one's clean-up runs: exit at once (`_exit` is
-    // async-signal-safe; what the clean-up did not reach stays in the journal).
-    if INTERRUPTED.swap(true, Ordering::SeqCst) {
-        crate::sys::exit_now(130);
-    }
-}
-
-/// Routes SIGINT, SIGTERM and SIGHUP to a flag that running scripts poll, so convirt can stop
-/// a script's whole process group and clean up before exiting with 130; a second one exits
-/// at once.
-pub(crate) fn install_interrupt_handler() {
-    // The handler only stores to an atomic, which is async-signal-safe.
-    crate::sys::on_interrupt(on_sigint);
-}
-
-pub(crate) fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+fn interrupted() -> bool {
+    crate::interrupt::interrupted()
 }
 
 /// How a script ended.
@@ -40,6 +21,8 @@ pub(crate) enum Outcome {
     Signal(i32),
     TimedOut(Duration),
     Interrupted,
+    /// A server's run whose connection to convirt was lost (`convirt __serve`).
+    Lost,
     /// It could not be started at all.
     NotStarted(String),
     /// Its output could not be written to the log (a full disk): it was stopped, since a
@@ -55,6 +38,7 @@ impl Outcome {
             Outcome::Signal(s) => format!("was killed by signal {}", signal_name(*s)),
             Outcome::TimedOut(d) => format!("timed out after {} s and was stopped", d.as_secs()),
             Outcome::Interrupted => "was interrupted (Ctrl-C) and stopped".into(),
+            Outcome::Lost => "was stopped: the connection to convirt was lost".into(),
             Outcome::NotStarted(e) => format!("could not be started: {e}"),
             Outcome::LogFailed(e) => format!(
                 "was stopped: its output could not be written to the log ({e}); the log keeps what fit and is cut short there"
@@ -87,6 +71,8 @@ pub(crate) fn signal_name(sig: i32) -> String {
 /// Where the script's output goes besides the log.
 pub(crate) trait Watcher: Send {
     fn line(&mut self, line: &str);
+    /// The run's log exists: from here on the run changes things.
+    fn started(&mut self) {}
 }
 
 pub(crate) struct Run<'a> {
@@ -196,7 +182,11 @@ impl Run<'_> {
             if outcome.is_none() {
                 if interrupted() {
                     stop_group(pgid, &mut child);
-                    outcome = Some(Outcome::Interrupted);
+                    outcome = Some(if crate::interrupt::lost() {
+                        Outcome::Lost
+                    } else {
+                        Outcome::Interrupted
+                    });
                 } else if let Some(t) = self.timeout.filter(|t| start.elapsed() >= *t) {
                     stop_group(pgid, &mut child);
                     outcome = Some(Outcome::TimedOut(t));

@@ -1,22 +1,21 @@
 //! Managed servers over the system OpenSSH client (spec §7, docs/remote.md): who a `--host`
 //! names, one multiplexed connection per host per run (ControlMaster), `BatchMode`, strict
-//! host keys, one probe round trip for the server's facts, and ssh failures turned into
-//! errors that say what happened and what to do.
+//! host keys, finding (or bringing) convirt on the server, the channel to its `convirt
+//! __serve` (`wire`, `channel`; the typed messages and the server side are
+//! `provision::proto` and `provision::serve`), and ssh failures turned into errors that say
+//! what happened and what to do.
+
+pub(crate) mod channel;
+pub(crate) mod find;
+pub(crate) mod wire;
+
+pub(crate) use channel::Channel;
 
 use crate::diagnostic::Diagnostic;
-use crate::eval::Host;
 use crate::settings::HostSettings;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-/// The tools every remote provisioning needs on the server, besides what the image's own
-/// scripts need. `flock` is util-linux (Essential on Debian): it takes the same per-VM lock
-/// file as a local convirt on that server.
-pub(crate) const SERVER_TOOLS: &[&str] = &[
-    "bash", "tar", "head", "tee", "mkfifo", "mktemp", "flock", "rm", "mv", "ln", "cat", "sleep",
-    "mkdir", "chmod", "stat", "wc",
-];
 
 /// Where one `--host` points.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +39,10 @@ pub(crate) fn parse_target(
     spec: &str,
     hosts: &BTreeMap<String, HostSettings>,
 ) -> anyhow::Result<Target> {
+    // Host names name directories (records, locks, log copies): never these.
+    if matches!(spec, "" | "." | "..") {
+        return Err(err(format!("`--host {spec}`: not a host name")));
+    }
     if let Some(h) = hosts.get(spec) {
         check_word(&h.address, "address", spec)?;
         if let Some(u) = &h.user {
@@ -125,61 +128,7 @@ pub(crate) fn ssh_program() -> Vec<String> {
     }
 }
 
-/// What one probe round trip learnt about a server.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Facts {
-    pub host: Host,
-    pub uid: u32,
-    pub home: PathBuf,
-    pub bridges: Vec<String>,
-    pub missing: Vec<String>,
-}
-
-/// The probe: uname, uid, home, the bridges, and which needed tools are missing. Runs in the
-/// remote user's login shell, so it is POSIX sh.
-pub(crate) fn probe_script() -> String {
-    format!(
-        "printf 'sysname=%s\\nnodename=%s\\nrelease=%s\\nversion=%s\\nmachine=%s\\nuid=%s\\nhome=%s\\n' \
-         \"$(uname -s)\" \"$(uname -n)\" \"$(uname -r)\" \"$(uname -v)\" \"$(uname -m)\" \"$(id -u)\" \"$HOME\"; \
-         for b in /sys/class/net/*/bridge; do [ -d \"$b\" ] || continue; b=${{b%/bridge}}; echo \"bridge=${{b##*/}}\"; done; \
-         for t in {}; do command -v \"$t\" >/dev/null 2>&1 || echo \"missing=$t\"; done; echo end=1",
-        SERVER_TOOLS.join(" ")
-    )
-}
-
-/// Reads the probe's output.
-pub(crate) fn parse_probe(out: &str) -> Option<Facts> {
-    let mut m: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut bridges = Vec::new();
-    let mut missing = Vec::new();
-    for l in out.lines() {
-        let Some((k, v)) = l.split_once('=') else {
-            continue;
-        };
-        match k {
-            "bridge" => bridges.push(v.to_string()),
-            "missing" => missing.push(v.to_string()),
-            _ => {
-                m.insert(k, v);
-            }
-        }
-    }
-    m.get("end")?;
-    let get = |k: &str| m.get(k).map(|s| s.to_string()).unwrap_or_default();
-    Some(Facts {
-        host: Host {
-            sysname: get("sysname"),
-            nodename: get("nodename"),
-            release: get("release"),
-            version: get("version"),
-            machine: get("machine"),
-        },
-        uid: get("uid").parse().ok()?,
-        home: PathBuf::from(get("home")),
-        bridges,
-        missing,
-    })
-}
+pub(crate) use wire::Facts;
 
 /// What went wrong with an ssh connection, from ssh's own words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,8 +141,26 @@ pub(crate) enum SshProblem {
     Other,
 }
 
+/// What ssh said, without its `-v` debugging lines (convirt asks for them only to learn the
+/// server's host key, `host_key`).
+pub(crate) fn said(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("debug") && !l.starts_with("OpenSSH_"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The host key the server showed (`ssh-ed25519 SHA256:...`), from ssh's `-v` lines.
+pub(crate) fn host_key(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|l| {
+        l.split_once("Server host key: ")
+            .map(|(_, k)| wire::escape(k.trim()))
+    })
+}
+
 pub(crate) fn classify(stderr: &str) -> SshProblem {
-    let s = stderr.to_ascii_lowercase();
+    let s = said(stderr).to_ascii_lowercase();
     if s.contains("remote host identification has changed")
         || s.contains("host key for") && s.contains("has changed")
     {
@@ -226,6 +193,8 @@ pub(crate) fn classify(stderr: &str) -> SshProblem {
 
 /// An ssh failure as an error naming the host and what to do.
 pub(crate) fn ssh_error(t: &Target, stderr: &str) -> anyhow::Error {
+    // A server's words reach the terminal with their control characters escaped.
+    let stderr = &wire::escape(&said(stderr).replace('\r', ""));
     let shown: Vec<&str> = stderr
         .lines()
         .map(str::trim)
@@ -290,6 +259,10 @@ pub(crate) struct Session {
     _dir: tempfile::TempDir,
     control: PathBuf,
     pub facts: Facts,
+    /// The server's convirt and how it was found.
+    pub convirt: find::Found,
+    /// The host key the server showed at login.
+    pub host_key: Option<String>,
 }
 
 impl Session {
@@ -298,7 +271,13 @@ impl Session {
         command(&self.target, Some(&self.control), &[], remote)
     }
 
-    /// Opens the master connection and probes the server (one round trip after login).
+    /// `convirt __serve` on the server, through this session's master.
+    pub(crate) fn serve(&self) -> Command {
+        self.command(&self.convirt.serve_command())
+    }
+
+    /// Opens the master connection, finds convirt on the server (copying it there when
+    /// needed) and asks for the server's facts (one round trip after login).
     pub(crate) fn open(target: &Target) -> anyhow::Result<Session> {
         let dir = tempfile::Builder::new()
             .prefix("convirt-ssh-")
@@ -333,38 +312,17 @@ impl Session {
         if !status.success() || !control.exists() {
             return Err(ssh_error(target, &stderr));
         }
-        let mut s = Session {
+        let (answer, convirt): (wire::FactsAnswer, _) = find::ask(target, Some(&control), "facts")?;
+        let facts = answer.facts;
+        let host_key = host_key(&std::fs::read_to_string(&errlog).unwrap_or_default());
+        Ok(Session {
             target: target.clone(),
             _dir: dir,
             control,
-            facts: Facts {
-                host: Host::local(None),
-                uid: 0,
-                home: PathBuf::new(),
-                bridges: vec![],
-                missing: vec![],
-            },
-        };
-        let out = s
-            .command(&probe_script())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| err(format!("cannot run ssh: {e}")))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let Some(facts) = parse_probe(&text) else {
-            return Err(ssh_error(target, &String::from_utf8_lossy(&out.stderr)));
-        };
-        if !facts.missing.is_empty() {
-            return Err(Diagnostic::error(format!(
-                "`{}` lacks tools that convirt needs on the server: {}",
-                target.name,
-                facts.missing.join(", ")
-            ))
-            .with_hint("install them there (bash, coreutils, tar, util-linux); nothing was changed on the server")
-            .into());
-        }
-        s.facts = facts;
-        Ok(s)
+            facts,
+            convirt,
+            host_key,
+        })
     }
 }
 
@@ -386,6 +344,11 @@ pub(crate) fn command(t: &Target, control: Option<&Path>, extra: &[&str], remote
     c.args(&prog[1..]);
     // Never a password prompt; never a host key accepted silently.
     c.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]);
+    // Debugging output, for the one line naming the server's host key (`host_key`): a
+    // record keeps it, and a server whose key differs is refused (issue #18.4).
+    if control.is_none() || extra.contains(&"ControlMaster=yes") {
+        c.arg("-v");
+    }
     c.args(["-o", "ConnectTimeout=10"]);
     // A dead connection is noticed within about 15 s instead of hanging.
     c.args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]);
@@ -454,36 +417,13 @@ mod tests {
             "u;x@h",
             "[::1",
             "",
+            ".",
+            "..",
         ] {
             assert!(parse_target(bad, &hosts()).is_err(), "{bad} accepted");
         }
         let e = parse_target("-x", &hosts()).unwrap_err().to_string();
         assert!(e.contains("xen1"), "{e}");
-    }
-
-    #[test]
-    fn probe_output_parses() {
-        let out = "sysname=Linux\nnodename=xen1\nrelease=6.1.0\nversion=#1 SMP\nmachine=x86_64\nuid=0\nhome=/root\nbridge=xenbr0\nbridge=br1\nmissing=flock\nend=1\n";
-        let f = parse_probe(out).unwrap();
-        assert_eq!(f.host.nodename, "xen1");
-        assert_eq!(f.host.version, "#1 SMP");
-        assert_eq!(f.bridges, vec!["xenbr0", "br1"]);
-        assert_eq!(f.missing, vec!["flock"]);
-        assert_eq!(f.uid, 0);
-        // A truncated answer is no answer.
-        assert!(parse_probe("sysname=Linux\nuid=0\n").is_none());
-    }
-
-    #[test]
-    fn the_probe_runs_in_sh_here() {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(probe_script())
-            .output()
-            .unwrap();
-        let f = parse_probe(&String::from_utf8_lossy(&out.stdout)).unwrap();
-        assert_eq!(f.host.machine, Host::local(None).machine);
-        assert_eq!(f.uid, crate::sys::euid());
     }
 
     #[test]

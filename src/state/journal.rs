@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 enum Event {
-    Start(Header),
+    Start(Box<Header>),
     Created(Item),
     Failed { kept: bool },
 }
@@ -58,7 +58,7 @@ impl Journal {
             own: Vec::new(),
             settled: false,
         };
-        j.append(&Event::Start(header))?;
+        j.append(&Event::Start(Box::new(header)))?;
         fsync_dir(dir);
         Ok(j)
     }
@@ -120,6 +120,31 @@ impl Journal {
     }
 }
 
+/// An unfinished journal in `dir`, settled afterwards (a remote run reconciled with the
+/// server's word): with `record`, the run finished; else `left` is appended (items not yet
+/// named) and the journal stays.
+pub(crate) fn settle(dir: &Path, record: Option<&Record>, left: &[Item]) -> std::io::Result<()> {
+    if let Some(r) = record {
+        let mut text = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;
+        text.push('\n');
+        crate::atomic::write(&dir.join(RECORD), text.as_bytes(), 0o600, true)?;
+        std::fs::remove_file(dir.join(JOURNAL))?;
+        let _ = std::fs::remove_file(dir.join(CREATED));
+        fsync_dir(dir);
+        return Ok(());
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join(JOURNAL))?;
+    for i in left {
+        let mut line =
+            serde_json::to_string(&Event::Created(i.clone())).map_err(std::io::Error::other)?;
+        line.push('\n');
+        f.write_all(line.as_bytes())?;
+    }
+    f.sync_data()
+}
+
 impl Drop for Journal {
     fn drop(&mut self) {
         if self.settled {
@@ -157,6 +182,19 @@ fn script_items(list: &Path, header: &Header) -> Vec<Item> {
 
 /// Reads an unfinished run's journal, if there is one. A torn last line (the machine
 /// stopped mid-write) is skipped; anything else unreadable is an error naming the file.
+/// One journal line. A `created` line is read as an `Item` directly: serde's internally
+/// tagged enums buffer their fields in a form that cannot hold the 128-bit birth times.
+fn parse_line(line: &str) -> serde_json::Result<Event> {
+    #[derive(Deserialize)]
+    struct Tag {
+        event: String,
+    }
+    if serde_json::from_str::<Tag>(line)?.event == "created" {
+        return serde_json::from_str::<Item>(line).map(Event::Created);
+    }
+    serde_json::from_str::<Event>(line)
+}
+
 pub(crate) fn read(dir: &Path) -> anyhow::Result<Option<Run>> {
     let path = dir.join(JOURNAL);
     let text = match std::fs::read_to_string(&path) {
@@ -171,8 +209,8 @@ pub(crate) fn read(dir: &Path) -> anyhow::Result<Option<Run>> {
     };
     let lines: Vec<&str> = text.lines().collect();
     for (n, line) in lines.iter().enumerate() {
-        match serde_json::from_str::<Event>(line) {
-            Ok(Event::Start(h)) => run.header = Some(h),
+        match parse_line(line) {
+            Ok(Event::Start(h)) => run.header = Some(*h),
             Ok(Event::Created(i)) => run.items.push(i),
             Ok(Event::Failed { kept }) => run.failed_kept = kept,
             Err(_) if n + 1 == lines.len() && !text.ends_with('\n') => {}
@@ -197,6 +235,19 @@ mod tests {
     use super::*;
     use crate::settings::Format;
 
+    #[test]
+    fn birth_times_beyond_64_bits_read_back() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("hosts/x/a");
+        let mut j = Journal::begin(&dir, header()).unwrap();
+        let mut i = Item::new("/d/a.disk", Kind::Disk);
+        i.born = Some(1_765_000_000_123_456_789_000);
+        j.created(i.clone()).unwrap();
+        j.leave_unfinished();
+        let run = read(&dir).unwrap().unwrap();
+        assert!(run.items.contains(&i), "{:?}", run.items);
+    }
+
     fn header() -> Header {
         Header {
             vm: "a".into(),
@@ -212,6 +263,8 @@ mod tests {
             convirt_version: "0".into(),
             server: None,
             local_log: None,
+            run: None,
+            host_key: None,
         }
     }
 

@@ -184,6 +184,14 @@ pub(crate) struct Header {
     /// removes here after the server's files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_log: Option<String>,
+    /// The run's own identity (random), the same in this machine's journal of a remote run
+    /// and in the server's: how the two are matched after a lost connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// A remote run: the host key the server showed (`ssh-ed25519 SHA256:...`); a server
+    /// showing another key is not this VM's server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
 }
 
 /// A finished run.

@@ -196,7 +196,11 @@ pub(crate) fn provision_vm(
                 ),
             );
             let mut w = Forward { vm: &job.vm, emit };
-            let p = provision::execute(&plan, &ui.settings.work_dir, &job.options, &mut w)?;
+            let p = provision::execute(
+                &provision::Job::of(&plan, &job.options, &ui.settings.work_dir, &store.root),
+                provision::Tree::Store,
+                &mut w,
+            )?;
             Ok(format!(
                 "provisioned in {:.1} s; config {}; disks {}",
                 p.seconds,
@@ -223,7 +227,7 @@ pub(crate) fn provision_vm(
                 &ctx.settings,
                 &session,
                 &job.options,
-                &local_log,
+                (&local_log, &ui.settings.state_dir),
                 &mut w,
             )?;
             Ok(format!(

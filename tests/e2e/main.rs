@@ -10,3 +10,4 @@ mod boot;
 mod guest;
 mod remote;
 mod remote_records;
+mod scenarios;

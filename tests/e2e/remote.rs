@@ -225,7 +225,7 @@ impl World {
             ));
             match user {
                 None => toml.push_str(&format!(
-                    "user = 'root'\nlog_dir = '{s}/log'\nwork_dir = '{s}/work'\nVM_DISKS_DIR = '{s}/disks'\nVM_CONF_DIR = '{s}/xen'\n",
+                    "user = 'root'\nlog_dir = '{s}/log'\nwork_dir = '{s}/work'\nstate_dir = '{s}/state'\nVM_DISKS_DIR = '{s}/disks'\nVM_CONF_DIR = '{s}/xen'\n",
                     s = srv.display()
                 )),
                 Some(u) => toml.push_str(&format!("user = '{u}'\n")),
@@ -394,7 +394,7 @@ pub fn processes() -> Vec<(i32, i32, String)> {
 
 /// The `Slow` image's last step: a sleep whose command line is this test process's own, so
 /// that the process checks never see another run's scripts (two test runs on one machine).
-fn slow_sleep() -> String {
+pub fn slow_sleep() -> String {
     format!("sleep 373.{}", std::process::id())
 }
 
@@ -729,7 +729,7 @@ fn a_normal_user_on_the_server_gets_home_paths_and_clear_permission_errors() {
     );
     assert!(
         err.contains(&format!(
-            "`{}/xen` is not writable on locked",
+            "`u2` on `locked`: `{}/xen` is not writable",
             locked.display()
         )),
         "{err}"
@@ -757,34 +757,99 @@ fn a_normal_user_on_the_server_gets_home_paths_and_clear_permission_errors() {
     assert!(!home.join(".convirt/vm_configs/u3.cfg").exists());
 }
 
+/// A file that is an ELF executable for aarch64 (only its header): no x86_64 machine runs it.
+fn aarch64_elf(path: &Path) {
+    let mut h = vec![0u8; 64];
+    h[..4].copy_from_slice(b"\x7fELF");
+    (h[4], h[5], h[6]) = (2, 1, 1);
+    h[16] = 2;
+    h[18] = 0xb7;
+    h[20] = 1;
+    std::fs::write(path, h).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 #[test]
-fn a_server_without_the_tools_is_named_before_anything_is_made() {
-    let w = World::new(0, None);
-    // A server whose sessions only find a few tools: no tar.
-    let bin = w.root.join("bin");
+fn convirt_is_found_on_the_servers_path_or_copied_and_a_wrong_one_is_a_clear_error() {
+    // The server's PATH first holds a `convirt` of another version: it is passed over.
+    let tmp = tempfile::Builder::new()
+        .prefix("convirt-e2e-bin.")
+        .tempdir()
+        .unwrap();
+    let bin = tmp.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    for t in [
-        "sh", "bash", "uname", "id", "printf", "head", "mktemp", "mkdir",
-    ] {
-        let p = text(&sh(Command::new("bash").args(["-c", &format!("command -v {t}")])).stdout);
-        if p.trim().starts_with('/') {
-            std::os::unix::fs::symlink(p.trim(), bin.join(t)).unwrap();
-        }
-    }
-    let s = Sshd::start(
-        &w.root.join("sshd-bare"),
-        &w.root.join("authorized_keys"),
-        &format!("SetEnv PATH={}\n", bin.display()),
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let other = bin.join("convirt");
+    std::fs::write(&other, "#!/bin/sh\necho 'convirt 0.0.1'\n").unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        bin.display()
     );
-    std::fs::write(w.root.join("known_hosts"), s.known_hosts_line()).unwrap();
-    let target = format!("root@127.0.0.1:{}", s.port);
-    let err = failed(&w.provision(&target, &["t1"], "Linux_CD_Install", &[]), 1);
+    let w = World::new_with(1, None, &format!("SetEnv PATH={path}\n"));
+    let out = succeeded(&w.provision("srv0", &["f1"], "Linux_CD_Install", DISK16));
     assert!(
-        err.contains("lacks tools that convirt needs on the server"),
+        out.contains("on the server: convirt /root/.cache/convirt/bin/"),
+        "{out}"
+    );
+    assert!(out.contains("(copied there by convirt)"), "{out}");
+    // The copy is the very program, owner-only, named by its SHA-256.
+    let copy = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("on the server: convirt "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_string();
+    let meta = std::fs::metadata(&copy).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_convirt")).unwrap()
+    );
+
+    // The same version on the server's PATH is used as it is.
+    std::fs::remove_file(&other).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_convirt"), &other).unwrap();
+    let out = succeeded(&w.provision("srv0", &["f2"], "Linux_CD_Install", DISK16));
+    assert!(
+        out.contains(&format!(
+            "on the server: convirt {} (on the server's PATH)",
+            other.display()
+        )) || out.contains("(on the server's PATH)"),
+        "{out}"
+    );
+
+    // A configured convirt of another version, and one for another architecture: errors
+    // naming both, nothing made.
+    let old = w.root.join("old-convirt");
+    std::fs::write(
+        &old,
+        "#!/bin/sh\necho '{\"hello\":{\"protocol\":1,\"convirt\":\"convirt 0.0.9\"}}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let arm = w.root.join("arm-convirt");
+    aarch64_elf(&arm);
+    for (name, file) in [("old", &old), ("arm", &arm)] {
+        w.add_settings(&format!(
+            "[hosts.{name}]\naddress = '127.0.0.1'\nport = {}\nuser = 'root'\nconvirt = '{}'\nlog_dir = '{s}/log'\nwork_dir = '{s}/work'\nstate_dir = '{s}/state'\nVM_DISKS_DIR = '{s}/disks'\nVM_CONF_DIR = '{s}/xen'\n",
+            w.servers[0].port,
+            file.display(),
+            s = w.root.join(name).display()
+        ));
+    }
+    let err = failed(&w.provision("old", &["f3"], "Linux_CD_Install", DISK16), 1);
+    assert!(
+        err.contains("`old` runs convirt 0.0.9") && err.contains("this machine convirt 0.1.0"),
         "{err}"
     );
-    assert!(err.contains("tar"), "{err}");
-    assert!(!w.srv(0).exists());
+    let err = failed(&w.provision("arm", &["f3"], "Linux_CD_Install", DISK16), 1);
+    assert!(
+        err.contains("this convirt cannot run on `arm`: it is built for x86_64"),
+        "{err}"
+    );
+    assert!(err.contains("install convirt"), "{err}");
+    assert!(!w.root.join("old").exists() && !w.root.join("arm").exists());
 }
 
 /// Every command line on this machine (what `ps` shows), joined.
@@ -831,9 +896,10 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
         .unwrap();
     let err = failed(&o, 1);
     assert!(
-        err.contains("`l1` is already being provisioned on srv0 ("),
+        err.contains("`l1` on `srv0`: VM `l1` is already being provisioned (pid "),
         "{err}"
     );
+    assert!(err.contains("for console "), "{err}");
     let err = failed(&w.run(&forced), 1);
     assert!(
         err.contains("`l1` is already being provisioned on srv0 from this machine"),

@@ -182,16 +182,19 @@ fn convirt_killed_mid_remote_run_leaves_an_interrupted_entry_for_that_host() {
         !super::remote::script_running()
     });
     no_script_left();
-    let v = w.json_list();
-    assert_eq!(v[0]["name"], "k1", "{v}");
-    assert_eq!(v[0]["host"], "srv0", "{v}");
-    assert_eq!(v[0]["status"], "interrupted", "{v}");
-    // The next run names it instead of starting over it.
-    let err = failed(&provision(&w, "k1", "Linux_CD_Install", &[]), 1);
+    // On the next contact this machine asks the server about that very run: it removed
+    // everything (its journal is gone), so the entry goes too, and the name is free again.
+    let o = w.run(&["--json", "vm", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v, serde_json::json!([]), "{v}");
     assert!(
-        err.contains("an earlier provisioning run there was interrupted"),
-        "{err}"
+        text(&o.stderr)
+            .contains("`k1` on `srv0`: the server removed everything of the interrupted run"),
+        "{}",
+        text(&o.stderr)
     );
+    assert!(!record_dir(&w, "k1").exists());
+    succeeded(&provision(&w, "k1", "Linux_CD_Install", DISK16));
 }
 
 /// Every file under `dir` with its inode, to tell "untouched" from "made again".
@@ -400,20 +403,59 @@ fn a_name_on_several_hosts_needs_host_and_a_replaced_file_is_left_alone() {
 fn an_interrupted_remote_run_is_removed_over_ssh() {
     let w = World::new(1, None);
     let (child, disk) = w.slow_on_srv0("i1", DISK16, true);
-    signal(child, libc::SIGKILL);
-    wait_for("the server's clean-up", 30, || !disk.exists());
+    // The server's convirt is killed (SIGKILL: no cleanup), and its script with it: what
+    // the run made stays there, named by the server's own journal.
+    wait_for("the remote script", 30, super::remote::script_running);
+    // This run's script (other tests' Slow scripts look the same): the sleep whose
+    // ancestors include this VM's provision.sh, and the `__serve` above it.
+    let procs = super::remote::processes();
+    let parent = |pid: i32| procs.iter().find(|(p, _, _)| *p == pid);
+    let chain = |pid: i32| {
+        let mut out = vec![];
+        let mut at = pid;
+        while let Some((p, pp, c)) = parent(at) {
+            out.push((*p, c.clone()));
+            if *p <= 1 || c.contains("__serve") {
+                break;
+            }
+            at = *pp;
+        }
+        out
+    };
+    let (sleep, serve) = procs
+        .iter()
+        .filter(|(_, _, c)| c.trim() == super::remote::slow_sleep())
+        .map(|(p, _, _)| chain(*p))
+        .find(|ch| ch.iter().any(|(_, c)| c.contains("Slow_i1")))
+        .and_then(|ch| {
+            let serve = ch.iter().find(|(_, c)| c.contains("__serve"))?.0;
+            Some((ch[0].0, serve))
+        })
+        .unwrap();
+    // SAFETY: the test's own server-side processes.
+    unsafe {
+        libc::kill(serve, libc::SIGKILL);
+        libc::kill(sleep, libc::SIGKILL);
+    }
+    let _ = child.wait_with_output();
     let log = w.srv(0).join("log/Slow/Slow_i1.log");
-    wait_for("the server's lock", 30, || {
-        !w.srv(0).join("work/locks/i1.lock").exists()
-    });
-    assert!(log.exists());
+    assert!(log.exists() && disk.exists());
+    // `vm list` asks the server: interrupted, with the server's leftovers.
+    let o = w.run(&["--json", "vm", "list"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o.stderr)));
+    assert_eq!(v[0]["status"], "interrupted", "{v}");
+    let journal = std::fs::read_to_string(record_dir(&w, "i1").join("journal")).unwrap();
+    assert!(journal.contains(&disk.display().to_string()), "{journal}");
     let out = succeeded(&w.run(&["vm", "remove", "i1", "--yes"]));
     assert!(
         out.contains(&format!("  removed  log       {}\n", log.display())),
         "{out}"
     );
-    assert!(!log.exists());
+    assert!(!log.exists() && !disk.exists(), "{out}");
     assert!(!record_dir(&w, "i1").exists());
+    // The server forgot its own journal of the run too.
+    assert!(!w.srv(0).join("state/vms/i1").exists());
 }
 
 #[test]
@@ -428,13 +470,13 @@ fn start_and_autostart_on_the_server_keep_the_vm_provisioned_when_xl_cannot_run(
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
     assert!(
         err.contains(&format!(
-            "`s1` is provisioned, but it was not started: `xl create {}` on srv0",
+            "`s1` is provisioned, but it was not started: `xl create {}` failed",
             cfg.display()
         )),
         "{err}"
     );
     assert!(
-        err.contains("(the server is not running under the Xen hypervisor)")
+        err.contains("is not running under the Xen hypervisor)")
             || err.contains("`xl` is not installed"),
         "{err}"
     );
@@ -464,7 +506,7 @@ fn start_and_autostart_on_the_server_keep_the_vm_provisioned_when_xl_cannot_run(
     );
     assert!(
         err.contains(&format!(
-            "the auto-start link `{}` already exists on srv0",
+            "`s2` on `srv0`: cannot provision `s2`: the auto-start link `{}` already exists",
             srv.join("xen/auto/s2.cfg").display()
         )),
         "{err}"
@@ -546,7 +588,9 @@ fn the_servers_xl_decides_running_and_starts_the_vm() {
     // ... and a new VM of a running domain's name is refused on the server, even forced.
     let err = failed(&provision(&w, "x2", "Linux_CD_Install", &["--force"]), 1);
     assert!(
-        err.contains("a domain `x2` is running on srv0 (`xl list`)"),
+        err.contains(
+            "`x2` on `srv0`: cannot provision `x2`: a domain of that name is running (`xl list`)"
+        ),
         "{err}"
     );
     assert_eq!(files_with_inodes(&srv), before);
@@ -591,4 +635,42 @@ fn a_lost_connection_leaves_a_record_only_when_the_clean_up_is_not_confirmed() {
     assert_eq!(v[0]["name"], "l2");
     assert_eq!(v[0]["status"], "interrupted");
     assert_eq!(v[0]["not_checked"], "srv0: unreachable");
+}
+
+#[test]
+fn a_re_pointed_host_is_refused_naming_both_host_keys() {
+    let w = World::new(2, None);
+    succeeded(&provision(&w, "h1", "Linux_CD_Install", DISK16));
+    let r = json(&record_dir(&w, "h1").join("record.json"));
+    let key = r["host_key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("ssh-ed25519 SHA256:"), "{key}");
+    // `[hosts.srv0]` now points at srv1's sshd (another server, another host key).
+    let path = w.root.join("convirt.toml");
+    let toml = std::fs::read_to_string(&path).unwrap().replacen(
+        &format!("port = {}\n", w.servers[0].port),
+        &format!("port = {}\n", w.servers[1].port),
+        1,
+    );
+    std::fs::write(&path, toml).unwrap();
+    let before = tree(&w.srv(0));
+    let err = failed(&w.run(&["vm", "remove", "h1", "--yes"]), 1);
+    assert!(
+        err.contains("`srv0` is not the server `h1` was provisioned on") && err.contains(&key),
+        "{err}"
+    );
+    let err = failed(&provision(&w, "h1", "Linux_CD_Install", &["--force"]), 1);
+    assert!(
+        err.contains("is not the server `h1` was provisioned on"),
+        "{err}"
+    );
+    let v = w.json_list();
+    assert!(
+        v[0]["not_checked"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("host key"),
+        "{v}"
+    );
+    assert_eq!(tree(&w.srv(0)), before);
+    assert!(record_dir(&w, "h1").join("record.json").exists());
 }

@@ -1,0 +1,350 @@
+//! `convirt __serve`: convirt's side on a server (docs/remote.md). It reads one request from
+//! the ssh channel (`proto`) and answers it with exactly the code a local run calls:
+//! `provision::execute` (lock, checks, journal in the server user's state dir, work dir,
+//! `provision.sh` with its timeout and process group, atomic install, `--keep`, `--start`,
+//! `--autostart`, cleanup), the records' removal, the presence checks. Nothing keeps running
+//! after it answers. The channel is its watchdog: its end of file, or an answer that cannot
+//! be written, stops the run as Ctrl-C does, and the engine removes what the run made.
+
+use super::proto::{self, Event, Facts, Hello, Removed, Request};
+use crate::provision::{self, Tree, run::Watcher};
+use crate::remote::wire;
+use crate::state::{self, Item, LOCALHOST, Vm};
+use std::io::{BufRead, Read};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The answers, shared by the run and its watcher; a write that fails means the channel is
+/// gone.
+#[derive(Clone)]
+struct Out(Arc<Mutex<std::io::Stdout>>);
+
+impl Out {
+    fn send(&self, e: &Event) {
+        let ok = match self.0.lock() {
+            Ok(mut o) => proto::send(&mut *o, e).is_ok(),
+            Err(_) => false,
+        };
+        if !ok {
+            crate::interrupt::lose();
+        }
+    }
+}
+
+struct Forward(Out);
+
+impl Watcher for Forward {
+    fn line(&mut self, line: &str) {
+        // A line is bounded like every message.
+        let mut l = line.to_string();
+        if l.len() > 64 << 10 {
+            let mut cut = 64 << 10;
+            while !l.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            l.truncate(cut);
+        }
+        self.0.send(&Event::Output(l));
+    }
+    fn started(&mut self) {
+        self.0.send(&Event::Started);
+    }
+}
+
+/// Runs the server side; returns the exit status.
+pub(crate) fn main(found: Option<String>) -> i32 {
+    crate::interrupt::install();
+    let out = Out(Arc::new(Mutex::new(std::io::stdout())));
+    let mut input = std::io::BufReader::new(std::io::stdin());
+    let hello: Hello = match proto::receive(&mut input) {
+        Ok(Some(h)) => h,
+        _ => return 2,
+    };
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "convirt".into());
+    out.send(&Event::Hello(Hello::ours(Some(format!(
+        "{} {exe}",
+        found.as_deref().unwrap_or("path")
+    )))));
+    if hello.protocol != wire::VERSION {
+        out.send(&Event::Error {
+            message: format!(
+                "this server's {} speaks protocol {}, this machine's {} speaks {}",
+                wire::version(),
+                wire::VERSION,
+                hello.convirt,
+                hello.protocol
+            ),
+            hints: vec!["install the same convirt version on both".into()],
+        });
+        return 1;
+    }
+    let request: Request = match proto::receive(&mut input) {
+        Ok(Some(r)) => r,
+        Ok(None) => return 1,
+        Err(e) => {
+            out.send(&Event::Error {
+                message: format!("the request could not be read: {e}"),
+                hints: vec![],
+            });
+            return 1;
+        }
+    };
+    let mut keep_for: Option<(std::path::PathBuf, String)> = None;
+    if let Request::Provision { job, .. } = &request {
+        keep_for = Some((undelivered_path(&job.state_dir, &job.vm), job.run.clone()));
+    }
+    let answer = match request {
+        Request::Facts => Event::Facts(facts()),
+        Request::Provision { job, tree_bytes } => provision(*job, tree_bytes, input, &out),
+        Request::Check { items } => Event::Present(items.iter().map(Item::exists).collect()),
+        Request::Remove {
+            vm,
+            items,
+            dry_run,
+            state_dir,
+        } => remove(&vm, &items, dry_run, &own_state_dir(state_dir)),
+        Request::Status {
+            vm,
+            run,
+            work_dir,
+            state_dir,
+        } => status(
+            &vm,
+            &run,
+            &own_work_dir(work_dir),
+            &own_state_dir(state_dir),
+        ),
+    };
+    let fail = matches!(answer, Event::Error { .. } | Event::Failed { .. });
+    out.send(&answer);
+    if let Some((path, run)) = keep_for.filter(|_| crate::interrupt::lost()) {
+        keep_undelivered(&path, run, answer);
+    }
+    i32::from(fail)
+}
+
+fn undelivered_path(state_dir: &std::path::Path, vm: &str) -> std::path::PathBuf {
+    state_dir.join("undelivered").join(format!("{vm}.json"))
+}
+
+/// Nobody heard the answer: it waits on the server for this machine's next contact.
+fn keep_undelivered(path: &std::path::Path, run: String, answer: Event) {
+    let kept = proto::Undelivered { run, answer };
+    let written = serde_json::to_vec(&kept)
+        .map_err(std::io::Error::other)
+        .and_then(|text| {
+            if let Some(d) = path.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            crate::atomic::write(path, &text, 0o600, true)
+        });
+    if let Err(e) = written {
+        tracing::warn!("cannot keep the answer in `{}`: {e}", path.display());
+    }
+}
+
+/// The kept answer of run `run`, taken (removed) from the server.
+fn take_undelivered(path: &std::path::Path, run: &str) -> Option<Event> {
+    let text = std::fs::read(path).ok()?;
+    let kept: proto::Undelivered = serde_json::from_slice(&text).ok()?;
+    if kept.run != run {
+        return None;
+    }
+    let _ = std::fs::remove_file(path);
+    Some(kept.answer)
+}
+
+/// The state dir of the server's own records: the one asked for (`~/` is this user's home),
+/// else this user's default, as a local convirt would use.
+fn own_state_dir(asked: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    match asked {
+        Some(p) => match p.strip_prefix("~") {
+            Ok(rest) => home.join(rest),
+            Err(_) => p,
+        },
+        None if crate::sys::euid() == 0 => "/var/lib/convirt".into(),
+        None => std::env::var_os("XDG_DATA_HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| home.join(".local/share"))
+            .join("convirt"),
+    }
+}
+
+/// The work dir of the server's runs: the one asked for, else this user's default.
+fn own_work_dir(asked: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    match asked {
+        Some(p) => match p.strip_prefix("~") {
+            Ok(rest) => home.join(rest),
+            Err(_) => p,
+        },
+        None => crate::settings::Defaults::of(crate::sys::euid() == 0, &home)
+            .cache_dir
+            .join("work"),
+    }
+}
+
+fn facts() -> Facts {
+    Facts {
+        host: crate::eval::Host::local(None),
+        uid: crate::sys::euid(),
+        home: std::env::var_os("HOME").unwrap_or_default().into(),
+        bridges: crate::bridge::bridges_in(std::path::Path::new("/sys/class/net")),
+    }
+}
+
+/// Watches the channel after the request: `stop` raises the Ctrl-C flag, its end (or a
+/// broken read) raises it as a lost connection.
+fn watchdog(mut input: impl BufRead + Send + 'static) {
+    std::thread::spawn(move || {
+        loop {
+            match wire::read_line(&mut input) {
+                Ok(Some(l)) if l == b"\"stop\"" || l == b"stop" => crate::interrupt::raise(),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    crate::interrupt::lose();
+                    return;
+                }
+            }
+        }
+    });
+}
+
+fn provision(
+    mut job: provision::Job,
+    tree_bytes: u64,
+    mut input: std::io::BufReader<std::io::Stdin>,
+    out: &Out,
+) -> Event {
+    // The tree is spooled whole before anything else: the channel is then free for `stop`.
+    let spooled = tempfile::tempfile().and_then(|mut f| {
+        let n = std::io::copy(&mut (&mut input).take(tree_bytes), &mut f)?;
+        if n != tree_bytes {
+            return Err(std::io::Error::other(format!(
+                "{n} of {tree_bytes} bytes arrived"
+            )));
+        }
+        std::io::Seek::rewind(&mut f)?;
+        Ok(f)
+    });
+    let mut tree = match spooled {
+        Ok(f) => f,
+        Err(e) => {
+            return Event::Error {
+                message: format!("the work tree did not arrive whole: {e}"),
+                hints: vec![],
+            };
+        }
+    };
+    watchdog(input);
+    // Paths the job names are the server's; the store it copies from is the tree.
+    job.store_root = std::path::PathBuf::new();
+    let result = provision::execute(&job, Tree::Tar(&mut tree), &mut Forward(out.clone()));
+    let own = Vm::load(&job.state_dir, LOCALHOST, &job.vm).ok().flatten();
+    match result {
+        Ok(p) => Event::Provisioned {
+            created: own
+                .and_then(|v| v.record)
+                .map(|r| r.created)
+                .unwrap_or_default(),
+            result: Box::new(p),
+        },
+        Err(e) => match e.downcast::<provision::Failure>() {
+            Ok(failure) => Event::Failed {
+                failure,
+                left: own
+                    .and_then(|v| v.run)
+                    .map(|r| {
+                        r.items
+                            .into_iter()
+                            .filter(Item::exists)
+                            .map(Item::stat)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            Err(e) => proto::error_event(&e),
+        },
+    }
+}
+
+/// Where the server removes a VM's files: the directories its own record and journal of
+/// that VM name (issue #18), never what the request alone claims.
+fn server_bounds(state_dir: &std::path::Path, vm: &str) -> state::remove::Bounds {
+    let Ok(Some(own)) = Vm::load(state_dir, LOCALHOST, vm) else {
+        return state::remove::Bounds::new([]);
+    };
+    let mut roots = state::remove::header_roots(&own);
+    let runs = own.run.iter().map(|r| &r.items);
+    let recorded = own.record.iter().map(|r| &r.created);
+    for i in runs.chain(recorded).flatten() {
+        if i.kind == state::Kind::Workdir {
+            roots.extend(
+                std::path::Path::new(&i.path)
+                    .parent()
+                    .map(|p| p.to_path_buf()),
+            );
+        }
+    }
+    state::remove::Bounds::new(roots)
+}
+
+fn remove(vm: &str, items: &[Item], dry_run: bool, state_dir: &std::path::Path) -> Event {
+    let running = state::xen::is_running(vm);
+    if matches!(running, Ok(true)) {
+        return Event::Removal {
+            running,
+            steps: vec![],
+        };
+    }
+    let bounds = server_bounds(state_dir, vm);
+    let steps: Vec<Removed> = items
+        .iter()
+        .map(|i| {
+            let s = state::remove::remove_item(i, false, dry_run, &bounds);
+            Removed {
+                action: s.action.to_string(),
+                why: s.why,
+            }
+        })
+        .collect();
+    // The server's own record of the VM goes with its files.
+    if !dry_run
+        && !steps.iter().any(|s| s.action == "failed")
+        && let Ok(Some(own)) = Vm::load(state_dir, LOCALHOST, vm)
+    {
+        let _ = state::remove::forget(&own);
+    }
+    Event::Removal { running, steps }
+}
+
+fn status(vm: &str, run: &str, work_dir: &std::path::Path, state_dir: &std::path::Path) -> Event {
+    // A run cut off from convirt cleans up before it ends; wait for it (bounded).
+    let end = Instant::now() + Duration::from_secs(120);
+    while state::lock_held(work_dir, vm) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = take_undelivered(&undelivered_path(state_dir, vm), run).map(Box::new);
+    match Vm::load(state_dir, LOCALHOST, vm) {
+        Ok(Some(v)) => Event::Status {
+            record: v.record.map(Box::new),
+            leftovers: v.run.map(|r| {
+                r.items
+                    .into_iter()
+                    .filter(Item::exists)
+                    .map(Item::stat)
+                    .collect()
+            }),
+            answer,
+        },
+        Ok(None) => Event::Status {
+            record: None,
+            leftovers: None,
+            answer,
+        },
+        Err(e) => proto::error_event(&e),
+    }
+}
