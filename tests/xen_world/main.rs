@@ -91,6 +91,8 @@ pub struct World {
     pub port: u16,
     pub key: PathBuf,
     pub run_dir: PathBuf,
+    /// This machine's convirt settings (target/xen-world/host), with dom0 as `[hosts.dom0]`.
+    pub host_config: PathBuf,
     qemu: Qemu,
 }
 
@@ -150,7 +152,7 @@ fn deb(t0: Instant) -> PathBuf {
 /// The guest cache dom0's convirt starts with: this host's convirt bootstraps the Debian
 /// base once (a throw-away VM, removed again) into `target/xen-world/guest-cache`, so that
 /// in dom0 a provisioning only customises (a bootstrap under TCG takes many minutes).
-fn guest_seed(root: &Path, t0: Instant) -> PathBuf {
+fn guest_seed(root: &Path, t0: Instant) -> (PathBuf, PathBuf) {
     let host = root.join("host");
     let _ = std::fs::remove_dir_all(&host);
     std::fs::create_dir_all(&host).unwrap();
@@ -179,7 +181,7 @@ fn guest_seed(root: &Path, t0: Instant) -> PathBuf {
         &mut conv(&["vm", "remove", "--yes", "seed"]),
     );
     note(t0, "guest cache warm on the host");
-    cache.join("guests")
+    (cache.join("guests"), config)
 }
 
 /// A free TCP port on 127.0.0.1 for QEMU's forward to dom0's sshd.
@@ -198,7 +200,7 @@ impl World {
         std::fs::create_dir_all(&root).unwrap();
         let deb = deb(t0);
         let dom0 = dom0(&root, t0);
-        let seed = guest_seed(&root, t0);
+        let (seed, host_config) = guest_seed(&root, t0);
         let run_dir = root.join("run");
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(&run_dir).unwrap();
@@ -231,11 +233,13 @@ impl World {
                 port,
                 key: dom0.join("id_dom0"),
                 run_dir: run_dir.clone(),
+                host_config: host_config.clone(),
                 qemu: boot(&dom0, &run_dir, port, t0),
             };
             match w.wait_ready() {
                 Ok(()) => {
                     w.install(&deb);
+                    w.fleet_setup();
                     return w;
                 }
                 Err(why) => {
@@ -295,6 +299,53 @@ impl World {
         let out = self.ok("dpkg -i /root/convirt.deb && convirt --version");
         note(self.t0, &format!("installed in dom0: {}", out.trim()));
         self.ok("mkdir -p /var/cache/convirt/guests && mount /dev/vdc /var/cache/convirt/guests");
+    }
+
+    /// dom0 as a managed server of this machine's convirt: `[hosts.dom0]` in its settings,
+    /// and an ssh config (the world's key, dom0's host key as scanned now) for CONVIRT_SSH.
+    fn fleet_setup(&self) {
+        let keys = run(
+            "ssh-keyscan",
+            Command::new("ssh-keyscan")
+                .args(["-T", "30", "-t", "ed25519", "-p"])
+                .arg(self.port.to_string())
+                .arg("127.0.0.1"),
+        );
+        let known = self.run_dir.join("known_hosts");
+        std::fs::write(&known, keys).unwrap();
+        std::fs::write(
+            self.run_dir.join("ssh_config"),
+            format!(
+                "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  ServerAliveInterval 15\n",
+                self.key.display(),
+                known.display()
+            ),
+        )
+        .unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.host_config)
+            .unwrap();
+        write!(
+            f,
+            "\n[hosts.dom0]\naddress = '127.0.0.1'\nport = {}\nuser = 'root'\n",
+            self.port
+        )
+        .unwrap();
+    }
+
+    /// This machine's convirt with the world's settings and ssh config, not yet run.
+    pub fn host_convirt(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_convirt"));
+        c.arg("--config")
+            .arg(&self.host_config)
+            .args(args)
+            .env(
+                "CONVIRT_SSH",
+                format!("ssh -F {}", self.run_dir.join("ssh_config").display()),
+            )
+            .stdin(Stdio::null());
+        c
     }
 
     /// `ssh root@dom0 SCRIPT` (bash -c, `set -e`), not yet run.
