@@ -129,9 +129,13 @@ fn debian_guest_type_option_renders_pv_or_pvh_for_xen() {
     let w = World::new();
     for (set, want) in [(None, "pvh"), (Some("guest_type=pv"), "pv")] {
         let mut c = w.cmd();
-        c.arg("--store")
-            .arg(repo().join("image_store"))
-            .args(["-q", "render", "Debian_12_Minimal", "--vm", "gt"]);
+        c.arg("--store").arg(repo().join("image_store")).args([
+            "-q",
+            "render",
+            "Debian_12_Minimal",
+            "--vm",
+            "gt",
+        ]);
         if let Some(s) = set {
             c.args(["--set", s]);
         }

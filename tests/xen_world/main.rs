@@ -285,17 +285,20 @@ impl World {
         }
     }
 
+    /// `scp FILE root@dom0:DEST`, not yet run.
+    pub fn scp_to(&self, file: &Path, dest: &str) -> Command {
+        let mut c = Command::new("scp");
+        c.args(ssh_opts(&self.key))
+            .arg("-P")
+            .arg(self.port.to_string())
+            .arg(file)
+            .arg(format!("root@127.0.0.1:{dest}"));
+        c
+    }
+
     /// Installs convirt from the .deb and mounts the guest cache seed.
     fn install(&self, deb: &Path) {
-        run(
-            "scp the .deb",
-            Command::new("scp")
-                .args(ssh_opts(&self.key))
-                .arg("-P")
-                .arg(self.port.to_string())
-                .arg(deb)
-                .arg("root@127.0.0.1:/root/convirt.deb"),
-        );
+        run("scp the .deb", &mut self.scp_to(deb, "/root/convirt.deb"));
         let out = self.ok("dpkg -i /root/convirt.deb && convirt --version");
         note(self.t0, &format!("installed in dom0: {}", out.trim()));
         self.ok("mkdir -p /var/cache/convirt/guests && mount /dev/vdc /var/cache/convirt/guests");
