@@ -96,11 +96,24 @@ pub struct World {
     qemu: Qemu,
 }
 
+/// The world, made by the first case that asks; when making it failed, every case fails
+/// with that reason (no second attempt per case: a boot takes minutes).
 pub fn world() -> MutexGuard<'static, World> {
-    static W: OnceLock<Mutex<World>> = OnceLock::new();
-    W.get_or_init(|| Mutex::new(World::new()))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    static W: OnceLock<Result<Mutex<World>, String>> = OnceLock::new();
+    let w = W.get_or_init(|| {
+        std::panic::catch_unwind(World::new)
+            .map(Mutex::new)
+            .map_err(|e| {
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            })
+    });
+    match w {
+        Ok(m) => m.lock().unwrap_or_else(|e| e.into_inner()),
+        Err(why) => panic!("the Xen world could not be made: {why}"),
+    }
 }
 
 /// The key of the cached dom0 disk: the build script's contents.
@@ -158,6 +171,13 @@ fn guest_seed(root: &Path, t0: Instant) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&host).unwrap();
     let p = host.display();
     let cache = root.join("guest-cache");
+    run(
+        "cp the image store",
+        Command::new("cp")
+            .arg("-a")
+            .arg(repo().join("image_store"))
+            .arg(host.join("store")),
+    );
     let config = host.join("convirt.toml");
     std::fs::write(
         &config,
