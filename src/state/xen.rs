@@ -175,28 +175,41 @@ mod tests {
     /// `xl list` as Xen 4.17 printed it in the Xen world's dom0 (tests/xen_world), tabs
     /// included.
     const REAL_XL_LIST: &str = "Name                                        ID   Mem VCPUs\tState\tTime(s)\n\
-        Domain-0                                     0  1024     2     r-----     261.8\n";
+        Domain-0                                     0  1024     2     r-----    1142.4\n\
+        auto1                                        1   256     1     ------      10.0\n";
 
     #[test]
     fn xl_list_rows_give_state_memory_vcpus_and_cpu_time() {
         let d = parse_domains(REAL_XL_LIST);
         assert_eq!(
             d,
-            [Domain {
-                name: "Domain-0".into(),
-                id: 0,
-                memory_mib: 1024,
-                vcpus: 2,
-                state: "running",
-                flags: "r-----".into(),
-                cpu_seconds: 261.8,
-            }]
+            [
+                Domain {
+                    name: "Domain-0".into(),
+                    id: 0,
+                    memory_mib: 1024,
+                    vcpus: 2,
+                    state: "running",
+                    flags: "r-----".into(),
+                    cpu_seconds: 1142.4,
+                },
+                Domain {
+                    name: "auto1".into(),
+                    id: 1,
+                    memory_mib: 256,
+                    vcpus: 1,
+                    state: "running",
+                    flags: "------".into(),
+                    cpu_seconds: 10.0,
+                }
+            ]
         );
+        assert_eq!(parse_list(REAL_XL_LIST), ["Domain-0", "auto1"]);
         // A row that is not six columns of the right kinds is left out, not guessed.
         let odd = format!("{REAL_XL_LIST}half 3 x\n(null) 7 0 1 --ps-d 0.0\n");
         let d = parse_domains(&odd);
-        assert_eq!(d.len(), 2, "{d:?}");
-        assert_eq!(d[1].state, "dying");
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!(d[2].state, "dying");
         assert!(parse_domains("").is_empty());
     }
 
