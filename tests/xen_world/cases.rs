@@ -84,6 +84,13 @@ fn debian_pv_guest_starts_is_listed_running_and_removed_once_stopped() {
 
     w.ok("timeout 600 xl shutdown -w web1");
     note(w.t0, "web1 shut down");
+    // The shut-down domain stays listed (`--ps--`, `vm list`: shutdown) until the `xl`
+    // process that watches it destroys it (on_poweroff = destroy).
+    let gone = crate::wait_for(Duration::from_secs(300), || {
+        let l = w.ok("xl list");
+        (!l.lines().any(|l| l.starts_with("web1 "))).then_some(())
+    });
+    assert!(gone.is_some(), "web1 still listed:\n{}", w.ok("xl list"));
     let v = json_vm(
         &serde_json::from_str(&w.ok("convirt vm list --json")).unwrap(),
         "web1",
@@ -103,10 +110,10 @@ fn debian_pv_guest_starts_is_listed_running_and_removed_once_stopped() {
 fn autostart_link_is_started_by_xendomains_and_removed_with_the_vm() {
     let w = world();
     let before = w.ok(MADE);
-    let out = w.ok(
-        "convirt provision --vm auto1 --image Debian_12_Minimal --set guest_type=pv \
-         --vm-set memory=256 --vm-set vcpus=1 --autostart 2>&1",
-    );
+    let out = w.ok(&format!(
+        "convirt provision --vm auto1 --image Fedora_Core_Install {} --autostart 2>&1",
+        marker_guest(&w).join(" ")
+    ));
     note(w.t0, &format!("auto1 provisioned:\n{out}"));
     assert_eq!(
         w.ok("readlink /etc/xen/auto/auto1.cfg").trim(),
@@ -152,22 +159,19 @@ fn fleet_provision_onto_dom0_lists_both_hosts_and_removes_there() {
         let o = w.host_convirt(args).output().expect("run convirt");
         (o.status.success(), crate::text(&o))
     };
-    let (ok, out) = host(&[
+    let marker = marker_guest(&w);
+    let mut args = vec![
         "provision",
         "--host",
         "dom0",
         "--vm",
         "fleet1",
         "--image",
-        "Debian_12_Minimal",
-        "--set",
-        "guest_type=pv",
-        "--vm-set",
-        "memory=256",
-        "--vm-set",
-        "vcpus=1",
+        "Fedora_Core_Install",
         "--start",
-    ]);
+    ];
+    args.extend(marker.iter().map(String::as_str));
+    let (ok, out) = host(&args);
     note(
         w.t0,
         &format!("fleet1 provisioned from this machine:\n{out}"),
@@ -178,7 +182,7 @@ fn fleet_provision_onto_dom0_lists_both_hosts_and_removes_there() {
         list.lines().any(|l| l.starts_with("fleet1 ")),
         "fleet1 not running in dom0:\n{list}"
     );
-    w.wait_console("fleet1", "fleet1 login:", Duration::from_secs(600))
+    w.wait_console("fleet1", MARKER, Duration::from_secs(300))
         .unwrap();
     // A VM of this machine (no Xen here: provisioned, not started).
     let (ok, out) = host(&[
@@ -260,6 +264,29 @@ fn marker_initramfs(dir: &std::path::Path) -> std::path::PathBuf {
     out
 }
 
+/// The arguments that make the shipped PV installer image (Fedora_Core_Install) a small
+/// guest that boots at once: dom0's own kernel (PV-capable) and the marker initramfs (put
+/// in dom0 the first time), 256 MiB, one vCPU, a 16 MB disk.
+fn marker_guest(w: &crate::World) -> Vec<String> {
+    if !w.sh("test -s /root/marker.img").status.success() {
+        let initrd = marker_initramfs(&w.run_dir);
+        crate::ok(
+            "scp initrd",
+            w.scp_to(&initrd, "/root/marker.img").output().unwrap(),
+        );
+    }
+    let kernel = w.ok("ls /boot/vmlinuz-* | head -n1");
+    [
+        format!("kernel_src=file://{}", kernel.trim()),
+        "ramdisk_src=file:///root/marker.img".into(),
+        "xvda_disk_size=16".into(),
+    ]
+    .into_iter()
+    .flat_map(|v| ["--set".to_string(), v])
+    .chain(["--vm-set", "memory=256", "--vm-set", "vcpus=1"].map(String::from))
+    .collect()
+}
+
 /// The shipped PV installer image (Fedora_Core_Install) on an LVM volume: a volume group on
 /// dom0's second disk, the image's disk as a logical volume there, started with a kernel
 /// (dom0's own, PV-capable) and an initrd the test makes; the console shows the initrd ran,
@@ -268,24 +295,16 @@ fn marker_initramfs(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn pv_installer_on_an_lvm_volume_boots_as_rendered_and_its_volume_is_removed() {
     let w = world();
-    let initrd = marker_initramfs(&w.run_dir);
-    crate::ok(
-        "scp initrd",
-        w.scp_to(&initrd, "/root/marker.img").output().unwrap(),
-    );
+    let marker = marker_guest(&w);
     w.ok(
         "vgs vgx >/dev/null 2>&1 || { pvcreate -q /dev/vdb && vgcreate -q vgx /dev/vdb; }; \
          lvs vgx/keepme >/dev/null 2>&1 || lvcreate -q -y -L 8M -n keepme vgx",
     );
     let before = w.ok(MADE);
-    let kernel = w.ok("ls /boot/vmlinuz-* | head -n1");
     let out = w.ok(&format!(
-        "convirt provision --vm inst1 --image Fedora_Core_Install \
-         --set kernel_src=file://{} --set ramdisk_src=file:///root/marker.img \
-         --set xvda_disk_type=LVM --set xvda_disk_size=64 \
-         --vm-set \"disk=['phy:/dev/vgx/inst1,xvda,w']\" \
-         --vm-set memory=256 --vm-set vcpus=1 --start 2>&1",
-        kernel.trim()
+        "convirt provision --vm inst1 --image Fedora_Core_Install {} \
+         --set xvda_disk_type=LVM --vm-set \"disk=['phy:/dev/vgx/inst1,xvda,w']\" --start 2>&1",
+        marker.join(" ")
     ));
     note(w.t0, &format!("inst1 provisioned and started:\n{out}"));
     let lvs = || w.ok("lvs --noheadings -o lv_name vgx | tr -d ' ' | sort");
