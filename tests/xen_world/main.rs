@@ -485,7 +485,7 @@ fn boot(dom0: &Path, run_dir: &Path, port: u16, t0: Instant) -> Qemu {
         "-kernel".into(),
         d("xen.elf"),
         "-append".into(),
-        "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M".into(),
+        "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M loglvl=all guest_loglvl=all".into(),
         "-initrd".into(),
         format!(
             "{} root=/dev/vda rw console=hvc0 net.ifnames=0,{}",
