@@ -8,6 +8,8 @@
 #   2. a second VM on the warm cache,
 #   3. four VMs with --jobs 2 on the warm cache,
 #   4. the bytes each VM's 2 GiB disk allocates (du),
+#   4b. thin VMs (xvda_disk_type=qcow2-thin): one, another, then 20 with
+#      --jobs 2, and the bytes a thin VM's overlay allocates,
 #   5. the naive warm path for comparison: cp -a of the unpacked base tree, then
 #      mkfs.ext4 -d into a 2 GiB sparse file.
 # As root, 6. the peer in the same run: xen-tools' first and second guest and
@@ -73,7 +75,16 @@ cold=$(timed provision --vm cold1)
 warm=$(timed provision --vm warm1)
 warm2=$(timed provision --vm warm2)
 jobs4=$(timed provision --jobs 2 --vm j1 j2 j3 j4)
+# Thin VMs (issue #22): qcow2 overlays of the cached base.
+thin1=$(timed provision --vm thin1 --set xvda_disk_type=qcow2-thin)
+thin2=$(timed provision --vm thin2 --set xvda_disk_type=qcow2-thin)
+thin_vms=()
+for i in $(seq 1 20); do thin_vms+=("t$i"); done
+thin20=$(timed provision --jobs 2 --set xvda_disk_type=qcow2-thin --vm "${thin_vms[@]}")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+# A thin VM's own bytes: its overlay; its kernel and initrd are hard links
+# of the cache's read-only files.
+thin_alloc=$(du --block-size=1 "$work/disks/thin1.disk" | cut -f1)
 
 alloc=$(du --block-size=1 "$work/disks/warm1.disk" | cut -f1)
 apparent=$(stat -c %s "$work/disks/warm1.disk")
@@ -112,9 +123,13 @@ as $(id -un) (uid $EUID), release build; load average $load_before before, $load
 | second VM, warm cache | ${warm} |
 | third VM, warm cache | ${warm2} |
 | 4 VMs, \`--jobs 2\`, warm cache | ${jobs4} |
+| thin VM (\`xvda_disk_type=qcow2-thin\`), warm cache | ${thin1} |
+| second thin VM, warm cache | ${thin2} |
+| 20 thin VMs, \`--jobs 2\`, warm cache | ${thin20} |
 | naive warm path for comparison (\`cp -a\` tree + \`mkfs.ext4 -d\`), wall only | ${naive_s} s | |
 
-Each VM's 2 GiB disk ($apparent bytes apparent) allocates $alloc bytes.
+Each VM's 2 GiB disk ($apparent bytes apparent) allocates $alloc bytes; a thin VM's
+qcow2 overlay allocates $thin_alloc bytes (its kernel and initrd are hard links of the cache's).
 EOF
 
 if ((peer_ran)) && [[ -n "${peer_error:-}" ]]; then

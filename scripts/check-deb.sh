@@ -63,6 +63,7 @@ dpkg-deb -x "$deb" "$x"
 diff -u "$work/expected" "$work/files" || fail "the package's files differ from the expected list"
 grep -qx 'usr/share/man/man1/convirt-provision.1.gz' "$work/files" ||
     fail "no convirt-provision(1)"
+grep -qx 'usr/share/man/man1/convirt-ui.1.gz' "$work/files" || fail "no convirt-ui(1)"
 [[ $(dpkg-deb -f "$deb" Depends) == *e2fsprogs* ]] || fail "Depends lacks e2fsprogs"
 dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/convirt/convirt.toml ||
     fail "/etc/convirt/convirt.toml is not a conffile"

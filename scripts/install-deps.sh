@@ -8,21 +8,24 @@
 # - mmdebstrap + uidmap for the bootable image (a normal user's bootstrap); openssl for
 #   the test's crypt hash (openssl passwd -6);
 # - qemu-system-x86 to boot the provisioned guest (from bookworm-backports: bookworm's
-#   7.2 conflicts with the preinstalled qemu-utils 10);
+#   7.2 conflicts with the preinstalled qemu-utils 10), and qemu-utils from there too when
+#   missing: its qemu-storage-daemon (FUSE export) writes thin VMs' overlays;
 # - openssh-server/openssh-client for the remote-host tests; iproute2 for bridges in a
 #   network namespace; lintian/man-db/bash-completion for the package checks.
 set -euo pipefail
 
 [[ -n "${SKIP_APT:-}" ]] && exit 0
 
-packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs qemu-utils util-linux curl gcc libc6-dev
+packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs util-linux curl gcc libc6-dev
           tar gzip zstd dpkg diffutils mmdebstrap uidmap openssh-server openssh-client iproute2
           lintian man-db bash-completion openssl)
 # tests/xen_world: the initramfs (static busybox, cpio) and the boot ISO (xorriso) the test makes.
 packages+=(busybox-static cpio xorriso)
 # scripts/build-deb.sh: dpkg-shlibdeps and dpkg-parsechangelog (dpkg-dev), strip (binutils).
 packages+=(dpkg-dev binutils)
-backports=(qemu-system-x86)
+# The web console's browser test (tests/ui_browser): chromium driven over WebDriver.
+packages+=(chromium chromium-driver)
+backports=(qemu-system-x86 qemu-utils)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 

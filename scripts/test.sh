@@ -16,6 +16,8 @@ cargo test --all-targets --locked
 if [[ -z "${FAST:-}" ]]; then
     # The slow end-to-end target: bootstraps, QEMU boots under TCG, a private sshd.
     cargo test --locked --test e2e -- --test-threads=1
+    # The web console in headless chromium over WebDriver (chromedriver).
+    cargo test --locked --test ui_browser -- --test-threads=1
     if [[ -z "${NO_XEN:-}" ]]; then
         # Real Xen 4.17 under QEMU, dom0 driven over ssh; one boot for every case
         # (docs/xen.md). Needs root: the dom0 tree is bootstrapped with mmdebstrap.

@@ -14,7 +14,7 @@ mod import;
 mod pack;
 mod tarfmt;
 
-pub use import::{DEFAULT_MAX_SIZE, ImportOptions, import, parse_size};
+pub use import::{DEFAULT_MAX_SIZE, ImportOptions, ImportedImage, import, parse_size};
 pub use pack::{PackOptions, pack};
 
 use std::collections::BTreeMap;

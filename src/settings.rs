@@ -43,6 +43,26 @@ struct FileSettings {
     hosts: BTreeMap<String, HostSettings>,
     state_dir: Option<PathBuf>,
     xen_auto_dir: Option<PathBuf>,
+    #[serde(default)]
+    sources: BTreeMap<String, FileSource>,
+    require_signature: Option<bool>,
+}
+
+/// `[sources.NAME]` as written, with the places of its values for messages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSource {
+    url: toml::Spanned<String>,
+    public_key: toml::Spanned<String>,
+}
+
+/// An image index to search and pull from (`[sources.NAME]`, docs/sharing.md): its URL (a
+/// directory holding `index.json`) and the minisign public key its index and packs are
+/// signed with. Both were checked when the settings were read.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct SourceSettings {
+    pub url: String,
+    pub public_key: String,
 }
 
 /// A managed server named in the settings file (`[hosts.NAME]`, spec §7, docs/remote.md).
@@ -165,6 +185,11 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Xen's auto-start directory, where `provision --autostart` links a config.
     pub xen_auto_dir: PathBuf,
+    /// `[sources.NAME]`, by name.
+    pub sources: BTreeMap<String, SourceSettings>,
+    /// `require_signature = true`: `image import` refuses an archive without a good
+    /// signature beside it.
+    pub require_signature: bool,
 }
 
 impl Settings {
@@ -258,6 +283,20 @@ impl Settings {
             variables,
             hosts: file.hosts,
             is_root: env.is_root,
+            sources: file
+                .sources
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        SourceSettings {
+                            url: v.url.into_inner(),
+                            public_key: v.public_key.into_inner().trim().to_string(),
+                        },
+                    )
+                })
+                .collect(),
+            require_signature: file.require_signature.unwrap_or(false),
         })
     }
 
@@ -286,6 +325,48 @@ fn expand(p: &Path, base: &Path, home: &Path) -> PathBuf {
 
 fn read_file(path: &Path) -> Result<FileSettings, Diagnostic> {
     let file = SourceFile::read(path)?;
+    let settings = parse_file(&file)?;
+    check_sources(&file, &settings.sources)?;
+    Ok(settings)
+}
+
+/// A source's name is a file name in the state directory, its URL follows the download
+/// rules (`fetch::check_url`) and its key is a minisign public key.
+fn check_sources(
+    file: &SourceFile,
+    sources: &BTreeMap<String, FileSource>,
+) -> Result<(), Diagnostic> {
+    for (name, s) in sources {
+        let at = |sp: &toml::Spanned<String>| Span::new(sp.span().start, sp.span().end);
+        let plain = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with('-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !plain {
+            return Err(Diagnostic::error(format!(
+                "source name `{}` may hold only ASCII letters, digits, `_` and `-`",
+                name.escape_debug()
+            ))
+            .at(file, at(&s.url)));
+        }
+        if let Err(e) = crate::fetch::check_url(s.url.get_ref()) {
+            return Err(
+                Diagnostic::error(format!("[sources.{name}] url: {e}")).at(file, at(&s.url))
+            );
+        }
+        if let Err(e) = crate::signing::parse_public_key(s.public_key.get_ref()) {
+            return Err(
+                Diagnostic::error(format!("[sources.{name}] public_key: {e}"))
+                    .at(file, at(&s.public_key)),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_file(file: &SourceFile) -> Result<FileSettings, Diagnostic> {
     toml::from_str::<FileSettings>(&file.text).map_err(|e| {
         let msg = e.message().trim_end().to_string();
         let d = Diagnostic::error(format!("invalid settings file: {msg}"));
@@ -295,9 +376,9 @@ fn read_file(path: &Path) -> Result<FileSettings, Diagnostic> {
             .span()
             .map(|r| Span::new(r.start, r.end))
             .unwrap_or_else(|| deepest_key(&file.text));
-        let d = d.at(&file, span);
+        let d = d.at(file, span);
         if msg.starts_with("unknown field") {
-            d.with_hint("known keys: image_store, log_dir, work_dir, default_computed_options, default_format, state_dir, xen_auto_dir, [variables], [hosts.NAME]")
+            d.with_hint("known keys: image_store, log_dir, work_dir, default_computed_options, default_format, state_dir, xen_auto_dir, require_signature, [variables], [hosts.NAME], [sources.NAME] (url, public_key)")
         } else {
             d
         }

@@ -28,6 +28,8 @@ pub struct ImportOptions {
     pub progress: bool,
     /// The most file data the archive may expand to (`--max-size`).
     pub max_size: u64,
+    /// The one image the archive must hold (`image pull`): anything else is refused.
+    pub expect: Option<String>,
 }
 
 /// `--max-size` when it is not given: larger than any image convirt ships or builds, small
@@ -622,6 +624,17 @@ pub fn import(
         return Err(Diagnostic::error(format!("`{shown}` holds no image"))
             .with_hint(UNCHANGED)
             .into());
+    }
+    if let Some(want) = &opts.expect {
+        if im.images.len() != 1 || !im.images.contains_key(want) {
+            let held: Vec<String> = im.images.keys().map(|k| format!("`{k}`")).collect();
+            return Err(Diagnostic::error(format!(
+                "refusing `{shown}`: it should hold image `{want}` alone but holds {}",
+                held.join(", ")
+            ))
+            .with_hint(UNCHANGED)
+            .into());
+        }
     }
     let mut warnings = Diagnostics::default();
     let verified = im.verify(&mut warnings)?;

@@ -50,6 +50,10 @@ fn attach(mut cmd: clap::Command) -> clap::Command {
             id == "image" || id == "images" || (id == "src" && cmd.get_name() == "create-like");
         if images {
             cmd = cmd.mut_arg(&id, |a| a.add(ArgValueCandidates::new(image_names)));
+        } else if id == "name" && cmd.get_name() == "pull" {
+            cmd = cmd.mut_arg(&id, |a| a.add(ArgValueCandidates::new(source_image_names)));
+        } else if id == "from" {
+            cmd = cmd.mut_arg(&id, |a| a.add(ArgValueCandidates::new(source_names)));
         } else if id == "host" {
             cmd = cmd.mut_arg(&id, |a| a.add(ArgValueCandidates::new(host_names)));
         } else if id == "format" && open {
@@ -146,6 +150,30 @@ fn host_names() -> Vec<CompletionCandidate> {
         .unwrap_or_default()
 }
 
+/// Image names the sources offered when their indexes were last read and verified (kept in
+/// the state directory): a Tab never downloads.
+fn source_image_names() -> Vec<CompletionCandidate> {
+    let Some(settings) = settings() else {
+        return Vec::new();
+    };
+    let sources = super::share::sources_of(&settings);
+    crate::share::cached_names(&settings.state_dir, &sources)
+        .into_iter()
+        .map(|(name, help)| CompletionCandidate::new(name).help(Some(help.into())))
+        .collect()
+}
+
+fn source_names() -> Vec<CompletionCandidate> {
+    settings()
+        .map(|s| {
+            s.sources
+                .into_keys()
+                .map(CompletionCandidate::new)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn formats() -> Vec<CompletionCandidate> {
     ["xl", "xm"]
         .into_iter()
@@ -199,5 +227,8 @@ mod tests {
         assert!(has_candidates(&real, &["image", "show"], "image"));
         assert!(has_candidates(&real, &["image", "create-like"], "src"));
         assert!(!has_candidates(&real, &["image", "create-like"], "new"));
+        assert!(has_candidates(&real, &["image", "pull"], "name"));
+        assert!(has_candidates(&real, &["image", "pull"], "from"));
+        assert!(has_candidates(&real, &["image", "publish"], "images"));
     }
 }

@@ -108,6 +108,54 @@ pub(crate) enum ImageCmd {
         /// G, T; default 64G)
         #[arg(long, value_name = "SIZE", value_parser = crate::archive::parse_size)]
         max_size: Option<u64>,
+        /// Refuse the archive unless a good signature (FILE.minisig) sits beside it (also
+        /// `require_signature = true` in the settings)
+        #[arg(long)]
+        require_signature: bool,
+        /// Also trust this minisign public key (a .pub file or its last line) for the
+        /// signature, besides the keys of the [sources.*] in the settings
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+    },
+    /// Pack images, sign them and add them to a signed index in a directory to serve
+    #[command(after_help = "Examples:
+  convirt key generate mykey
+  convirt image publish Linux_CD_Install Debian_12_Minimal --to /srv/www/images --key mykey.key
+  rsync -a /srv/www/images/ web:/var/www/images/     any static web server will do")]
+    Publish {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+        /// The directory holding the index and the packs (created when missing)
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// The secret key to sign with (from `convirt key generate`)
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// List what the [sources.*] in the settings offer, verified, and what of it is installed
+    #[command(after_help = "Examples:
+  convirt image search
+  convirt image search debian
+  convirt --json image search | jq '.[].name'")]
+    Search {
+        /// Only images whose name, title or description contains TERM (any case)
+        term: Option<String>,
+    },
+    /// Download an image from a source, verify its signature and hash, and import it
+    #[command(after_help = "Examples:
+  convirt image pull Debian_12_Minimal
+  convirt image pull Debian_12_Minimal@2 --from community
+  convirt image pull Debian_12_Minimal --force     replace the installed one")]
+    Pull {
+        /// NAME or NAME@VERSION (default: the newest version)
+        #[arg(value_name = "NAME[@VERSION]")]
+        name: String,
+        /// The source to pull from, when several offer the image
+        #[arg(long, value_name = "SOURCE")]
+        from: Option<String>,
+        /// Replace an image that already exists in the store
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -158,7 +206,22 @@ pub(crate) fn run(app: &App, cmd: &ImageCmd) -> Result<()> {
             file,
             force,
             max_size,
-        } => image_import(app, file, *force, *max_size),
+            require_signature,
+            public_key,
+        } => {
+            let signed = super::share::import_signature(
+                app,
+                file,
+                *require_signature,
+                public_key.as_deref(),
+            )?;
+            image_import(app, file, *force, *max_size, signed)
+        }
+        ImageCmd::Publish { images, to, key } => super::share::publish(app, images, to, key),
+        ImageCmd::Search { term } => super::share::search(app, term.as_deref()),
+        ImageCmd::Pull { name, from, force } => {
+            super::share::pull(app, name, from.as_deref(), *force)
+        }
     }
 }
 
@@ -266,6 +329,9 @@ struct ListRow {
     kind: Option<image::Kind>,
     title: String,
     broken: Option<String>,
+    /// Where it came from (`image pull`, a signed `image import`), when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<crate::share::Origin>,
 }
 
 fn list_rows(app: &App, store: &Store) -> Result<Vec<ListRow>> {
@@ -281,6 +347,7 @@ fn list_rows(app: &App, store: &Store) -> Result<Vec<ListRow>> {
                     .map(|h| image::description_title(&h))
                     .unwrap_or_default(),
                 kind: Some(img.kind()),
+                origin: crate::share::read_origin(store, &e.name),
                 name: e.name,
                 template: e.template,
                 broken: None,
@@ -291,6 +358,7 @@ fn list_rows(app: &App, store: &Store) -> Result<Vec<ListRow>> {
                 kind: None,
                 title: String::new(),
                 broken: Some(d.summary()),
+                origin: None,
             },
         };
         rows.push(row);
@@ -310,15 +378,41 @@ fn image_list(app: &App) -> Result<()> {
     }
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     let mut out = out::stdout();
+    // The ORIGIN column appears once some image has a recorded origin (docs/sharing.md).
+    let origins: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.origin
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |o| o.short())
+        })
+        .collect();
+    if rows.iter().any(|r| r.origin.is_some()) {
+        let ow = origins.iter().map(String::len).max().unwrap_or(6).max(6);
+        writeln!(
+            out,
+            "{:<w$}  {:<4}  {:<8}  {:<ow$}  TITLE",
+            "NAME", "KIND", "FLAGS", "ORIGIN"
+        )?;
+        for (r, o) in rows.iter().zip(&origins) {
+            let kind = r.kind.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
+            let flags = flags(r);
+            let title = match &r.broken {
+                Some(b) => format!("broken: {b}"),
+                None => r.title.clone(),
+            };
+            writeln!(
+                out,
+                "{:<w$}  {:<4}  {:<8}  {:<ow$}  {}",
+                r.name, kind, flags, o, title
+            )?;
+        }
+        return Ok(());
+    }
     writeln!(out, "{:<w$}  {:<4}  {:<8}  TITLE", "NAME", "KIND", "FLAGS")?;
     for r in &rows {
         let kind = r.kind.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
-        let flags = match (r.template, r.broken.is_some()) {
-            (true, true) => "template,broken",
-            (true, false) => "template",
-            (false, true) => "broken",
-            (false, false) => "-",
-        };
+        let flags = flags(r);
         let title = match &r.broken {
             Some(b) => format!("broken: {b}"),
             None => r.title.clone(),
@@ -326,6 +420,15 @@ fn image_list(app: &App) -> Result<()> {
         writeln!(out, "{:<w$}  {:<4}  {:<8}  {}", r.name, kind, flags, title)?;
     }
     Ok(())
+}
+
+fn flags(r: &ListRow) -> &'static str {
+    match (r.template, r.broken.is_some()) {
+        (true, true) => "template,broken",
+        (true, false) => "template",
+        (false, true) => "broken",
+        (false, false) => "-",
+    }
 }
 
 pub(crate) fn load_image(app: &App, store: &Store, name: &str) -> Result<Image> {
@@ -544,24 +647,45 @@ fn image_pack(
     Ok(())
 }
 
-fn image_import(app: &App, file: &Path, force: bool, max_size: Option<u64>) -> Result<()> {
+fn image_import(
+    app: &App,
+    file: &Path,
+    force: bool,
+    max_size: Option<u64>,
+    signed: Option<super::share::Signed>,
+) -> Result<()> {
     use crate::archive;
     let store = app.store()?;
     let opts = archive::ImportOptions {
         force,
         progress: app.show_progress(),
         max_size: max_size.unwrap_or(archive::DEFAULT_MAX_SIZE),
+        expect: None,
     };
     crate::interrupt::install();
     let report = archive::import(&store, file, &app.host, &opts)
         .map_err(|e| or_interrupted(e, "`image import`", "the store is unchanged"))?;
     report::warn(app.cli.quiet, &report.warnings);
+    if let Some(s) = &signed {
+        super::share::record_signed_import(app, &store, file, s, &report.images);
+    }
     if app.cli.json {
-        return app.print_json(&serde_json::json!({
+        let mut v = serde_json::json!({
             "archive": file.display().to_string(),
             "store": store.root.display().to_string(),
             "images": report.images,
-        }));
+        });
+        if let Some(s) = &signed {
+            v["signed_by"] = serde_json::json!(s.key_id);
+        }
+        return app.print_json(&v);
+    }
+    if let Some(s) = &signed {
+        outln!(
+            "`{}`: good signature by key {}",
+            file.display(),
+            s.describe()
+        )?;
     }
     for i in &report.images {
         outln!(

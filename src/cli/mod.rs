@@ -3,6 +3,7 @@
 //! code: 0 ok, 1 the operation failed, 2 usage error, 130 interrupted.
 
 mod args;
+mod cache;
 mod complete;
 mod conf;
 mod hosts;
@@ -11,7 +12,9 @@ mod manpages;
 pub(crate) mod out;
 mod provision;
 pub mod report;
+mod share;
 mod store;
+mod ui;
 mod vm;
 mod vm_remote;
 
@@ -72,15 +75,23 @@ enum Command {
   convirt store init /srv/image_store     or to a directory of your choice"
     )]
     Store(store::StoreCmd),
-    /// List, show, validate, copy and edit images
+    /// List, show, validate, copy, edit, pack and import images; publish, search and pull shared ones
     #[command(
         subcommand,
         after_help = "Examples:
   convirt image list
   convirt image show Linux_CD_Install
-  convirt image create-like Linux_CD_Install Web_Install --set hda_disk_size=20000"
+  convirt image create-like Linux_CD_Install Web_Install --set hda_disk_size=20000
+  convirt image search && convirt image pull Debian_12_Minimal"
     )]
     Image(image::ImageCmd),
+    /// Signing keys for `image publish`
+    #[command(
+        subcommand,
+        after_help = "Example:
+  convirt key generate mykey      writes mykey.key (secret) and mykey.pub here"
+    )]
+    Key(share::KeyCmd),
     /// Work with single config files
     #[command(
         subcommand,
@@ -104,6 +115,19 @@ enum Command {
   convirt vm remove web1 --dry-run"
     )]
     Vm(vm::VmCmd),
+    /// The console in a browser: images, provisioning and VMs, on 127.0.0.1 by default
+    #[command(after_help = "Examples:
+  convirt ui                              serve on 127.0.0.1:8470; open the URL it prints
+  convirt ui --listen 127.0.0.1:0         any free port")]
+    Ui(ui::UiArgs),
+    /// The guest bootstrap cache: list its entries and thin-VM bases, prune unpinned ones
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  convirt cache list                      entries, bases, sizes and the VM disks pinning them
+  convirt cache prune --dry-run           what an unpinned cleanup would remove"
+    )]
+    Cache(cache::CacheCmd),
     /// Print a shell completion script (it asks convirt for image and host names on each Tab)
     #[command(after_help = "Examples:
   convirt completions bash > ~/.local/share/bash-completion/completions/convirt
@@ -274,8 +298,11 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Store(cmd) => store::run(&app, cmd),
         Command::Image(cmd) => image::run(&app, cmd),
         Command::Conf(cmd) => conf::run(&app, cmd),
+        Command::Key(cmd) => share::key(&app, cmd),
         Command::Provision(args) => provision::run(&app, args),
         Command::Vm(cmd) => vm::run(&app, cmd),
+        Command::Ui(args) => ui::run(&app, args),
+        Command::Cache(cmd) => cache::run(&app, cmd),
         Command::Render {
             image,
             vm,

@@ -26,6 +26,8 @@ pub(crate) const DISK_TYPES: &[&str] = &[
     "tap:qcow",
     "tap:qcow2",
     "tap2:qcow2",
+    // A qcow2 overlay of the cached, read-only base of a `guest_tree` disk (docs/images.md).
+    "qcow2-thin",
     "vmdk",
     "tap:vmdk",
     "LVM",
@@ -65,6 +67,7 @@ pub(crate) fn check(image: &Image, resolved: &Resolved) -> Diagnostics {
         let problem = match what {
             "disk_size" => check_size(&e.value),
             "disk_create" => one_of(&e.value, &["yes", "no"]),
+            "disk_type" if e.value.to_text() == "qcow2-thin" => thin_source(resolved, &e.key),
             "disk_type" => one_of(&e.value, DISK_TYPES),
             "disk_fs_type" => one_of(&e.value, FS_TYPES),
             "image_src_type" => one_of(&e.value, SRC_TYPES),
@@ -80,6 +83,21 @@ pub(crate) fn check(image: &Image, resolved: &Resolved) -> Diagnostics {
         }
     }
     out
+}
+
+/// `qcow2-thin` needs a base to be thin on: only a `guest_tree` disk has one (the cache
+/// entry's base disk).
+fn thin_source(resolved: &Resolved, key: &str) -> Option<String> {
+    let dev = key.strip_suffix("_disk_type")?;
+    let src = resolved
+        .image_value(&format!("{dev}_image_src_type"))
+        .map(Value::to_text);
+    (src.as_deref() != Some("guest_tree")).then(|| {
+        format!(
+            "'qcow2-thin' is an overlay of a cached guest base, only for a disk whose \
+             `{dev}_image_src_type` is 'guest_tree'"
+        )
+    })
 }
 
 /// `hda_disk_size` → (`hda`, `disk_size`), for the keys checked here.

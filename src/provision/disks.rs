@@ -182,6 +182,65 @@ pub(crate) fn plan(resolved: &Resolved) -> Vec<Disk> {
     out
 }
 
+/// The `disk` list with each `qcow2-thin` disk (`<dev>_disk_type`) named as the qcow2
+/// image it is, the way `xl` and its qdisk backend (QEMU) need it: an xl-form entry gets
+/// `format=qcow2` and `backendtype=qdisk`, a legacy one the `tap:qcow2:` protocol.
+pub(crate) fn thin_entries(resolved: &mut Resolved) {
+    let thin = |dev: &str| {
+        resolved
+            .image_value(&format!("{dev}_disk_type"))
+            .is_some_and(|v| v.to_text() == "qcow2-thin")
+    };
+    let fix = |spec: &str| -> Option<String> {
+        let e = parse(spec)?;
+        if !thin(&e.dev) {
+            return None;
+        }
+        if spec.contains("target=") {
+            let at = spec.find("target=")?;
+            let mut parts: Vec<String> = spec[..at]
+                .split(',')
+                .map(str::trim)
+                .filter(|p| {
+                    !p.is_empty() && !p.starts_with("format=") && !p.starts_with("backendtype=")
+                })
+                .map(str::to_string)
+                .collect();
+            parts.insert(0, "format=qcow2".into());
+            parts.insert(1, "backendtype=qdisk".into());
+            Some(format!("{},{}", parts.join(","), &spec[at..]))
+        } else {
+            let (target, rest) = spec.split_once(',')?;
+            let path = split_proto(target.trim()).map_or(target.trim(), |(_, p)| p);
+            Some(format!("tap:qcow2:{path},{rest}"))
+        }
+    };
+    let Some(entry) = resolved.vm.iter().position(|e| e.key == "disk") else {
+        return;
+    };
+    let new = match &resolved.vm[entry].value {
+        Value::List(v) | Value::Tuple(v) => {
+            let items: Vec<Value> = v
+                .iter()
+                .map(|i| match i {
+                    Value::Str(s) => fix(s).map_or_else(|| i.clone(), Value::Str),
+                    _ => i.clone(),
+                })
+                .collect();
+            match &resolved.vm[entry].value {
+                Value::Tuple(_) => Value::Tuple(items),
+                _ => Value::List(items),
+            }
+        }
+        Value::Str(s) => match fix(s) {
+            Some(f) => Value::Str(f),
+            None => return,
+        },
+        _ => return,
+    };
+    resolved.vm[entry].value = new;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! directory, write the inputs, run `provision.sh` exactly as ConVirt called it, then install
 //! the config atomically on success or remove what the run created on failure.
 
+pub(crate) mod cache;
 pub(crate) mod disk_values;
 pub(crate) mod disks;
 pub(crate) mod guest;
@@ -259,7 +260,8 @@ pub(crate) fn plan(
         vm_name: Some(vm.to_string()),
         ..ctx_base.clone()
     };
-    let resolved = resolve::resolve(&image, &ctx, &opts.overrides, opts.strict)?;
+    let mut resolved = resolve::resolve(&image, &ctx, &opts.overrides, opts.strict)?;
+    disks::thin_entries(&mut resolved);
     let format = opts.format.unwrap_or(ctx.settings.default_format);
     let conf_dir = resolved
         .image_value("VM_CONF_DIR")
@@ -306,7 +308,6 @@ pub(crate) fn plan(
     };
     let disks = disks::plan(&resolved);
     // Bad disk values stop here, before anything runs (issue #12.7).
-    let mut resolved = resolved;
     let bad = disk_values::check(&image, &resolved);
     if bad.has_errors() {
         return Err(bad.into());

@@ -173,6 +173,7 @@ pub fn archive_import(data: &[u8]) -> Result<(), String> {
         progress: false,
         // Small enough that an archive bomb stops quickly, large enough for any input.
         max_size: 64 << 20,
+        expect: None,
     };
     match archive::import(&store, &input, &host(), &opts) {
         Err(d) => {

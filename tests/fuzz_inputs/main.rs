@@ -307,6 +307,9 @@ fn settings_file() {
         "[hosts.a]\naddress = 'a'\nport = 22\nstore = 'rel/store'\nlog_dir = '/l'\n\
          [hosts.\"b.c\"]\naddress = \"10.0.0.1\"\n[variables]\nwhen = 1979-05-27T07:32:00Z\n\
          a.b.c = 'dotted'\n",
+        "require_signature = true\n[sources.community]\nurl = \"https://images.example.org/c/\"\n\
+         public_key = \"RWRWgRcfUkZQ+wXHL2hr8y+MJGIuDcezQ0Prz8ySdmkhPTtEApdu8uz3\"\n\
+         [sources.local]\nurl = 'http://[::1]:8080/x'\npublic_key = 'RW'\n",
     ]);
     harness::run(Target {
         name: "settings_file",

@@ -6,7 +6,7 @@ use crate::World;
 
 /// Runs bash's completion for `words` (the last one is the word being completed) and returns
 /// the candidates, plus whatever was printed on stderr.
-fn complete(w: &World, env: &[(&str, &str)], words: &[&str]) -> (Vec<String>, String) {
+pub(crate) fn complete(w: &World, env: &[(&str, &str)], words: &[&str]) -> (Vec<String>, String) {
     let bin = assert_cmd::cargo::cargo_bin("convirt");
     let path = format!(
         "{}:{}",

@@ -11,6 +11,7 @@ const KEYS: &[&str] = &[
     "work_dir",
     "default_computed_options",
     "default_format",
+    "require_signature",
 ];
 
 fn sample() -> String {
