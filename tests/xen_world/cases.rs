@@ -35,7 +35,7 @@ fn debian_pv_guest_starts_is_listed_running_and_removed_once_stopped() {
         "web1 not in xl list:\n{list}"
     );
     let console = w
-        .wait_console("web1", "web1 login:", Duration::from_secs(600))
+        .wait_console("web1", "web1 login:", Duration::from_secs(1500))
         .unwrap();
     note(
         w.t0,
@@ -182,7 +182,7 @@ fn fleet_provision_onto_dom0_lists_both_hosts_and_removes_there() {
         list.lines().any(|l| l.starts_with("fleet1 ")),
         "fleet1 not running in dom0:\n{list}"
     );
-    w.wait_console("fleet1", MARKER, Duration::from_secs(300))
+    w.wait_console("fleet1", MARKER, Duration::from_secs(600))
         .unwrap();
     // A VM of this machine (no Xen here: provisioned, not started).
     let (ok, out) = host(&[
@@ -315,7 +315,7 @@ fn pv_installer_on_an_lvm_volume_boots_as_rendered_and_its_volume_is_removed() {
         "inst1 not in xl list:\n{list}"
     );
     let console = w
-        .wait_console("inst1", MARKER, Duration::from_secs(300))
+        .wait_console("inst1", MARKER, Duration::from_secs(600))
         .unwrap();
     note(
         w.t0,
@@ -418,7 +418,7 @@ fn hvm_cd_images_start_from_a_tiny_iso() {
         // `xl dmesg` (Xen runs with guest_loglvl=all), after hvmloader's and SeaBIOS's lines.
         let id = v["domain"]["id"].as_u64().unwrap_or(0);
         let mut dmesg = String::new();
-        let ran = crate::wait_for(Duration::from_secs(300), || {
+        let ran = crate::wait_for(Duration::from_secs(600), || {
             dmesg = w.ok(&format!("xl dmesg | grep -a '(d{id})' || true"));
             dmesg.contains(HVM_MARKER).then_some(())
         });
