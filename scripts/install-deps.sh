@@ -19,6 +19,8 @@ set -euo pipefail
 packages=(xen-utils-4.17 libxen-dev shellcheck e2fsprogs util-linux curl gcc libc6-dev
           tar gzip zstd dpkg diffutils mmdebstrap uidmap openssh-server openssh-client iproute2
           lintian man-db bash-completion openssl)
+# tests/xen_world: the initramfs (static busybox, cpio) and the boot ISO (xorriso) the test makes.
+packages+=(busybox-static cpio xorriso)
 # scripts/build-deb.sh: dpkg-shlibdeps and dpkg-parsechangelog (dpkg-dev), strip (binutils).
 packages+=(dpkg-dev binutils)
 # The web console's browser test (tests/ui_browser): chromium driven over WebDriver.

@@ -147,7 +147,7 @@ impl Image {
     }
 
     pub fn kind(&self) -> Kind {
-        kind_of(&self.vm_template.values)
+        kind_of(&self.vm_template.values, Some(&self.image_conf.values))
     }
 
     pub fn description_html(&self) -> Option<String> {
@@ -160,12 +160,23 @@ impl Image {
 }
 
 /// HVM when the template says `builder = 'hvm'` or `type = 'hvm'`, PVH for `type = 'pvh'`.
-pub fn kind_of(values: &Evaluated) -> Kind {
-    let is = |want: &str| {
-        ["builder", "type"]
-            .iter()
-            .any(|k| values.get(k).and_then(Value::as_str) == Some(want))
+/// A value that is just `$NAME` (`type = '$guest_type'`) is that key of `image` (the
+/// image.conf values), as provisioning would substitute it.
+pub fn kind_of(values: &Evaluated, image: Option<&Evaluated>) -> Kind {
+    let value = |k: &str| {
+        let v = values.get(k).and_then(Value::as_str)?;
+        match v.strip_prefix('$') {
+            Some(name) => {
+                let name = name
+                    .strip_prefix('{')
+                    .and_then(|n| n.strip_suffix('}'))
+                    .unwrap_or(name);
+                image?.get(name).and_then(Value::as_str)
+            }
+            None => Some(v),
+        }
     };
+    let is = |want: &str| ["builder", "type"].iter().any(|k| value(k) == Some(want));
     if is("hvm") {
         Kind::Hvm
     } else if is("pvh") {

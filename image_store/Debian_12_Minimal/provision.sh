@@ -12,6 +12,11 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/../common/provision"
 source "$(dirname -- "${BASH_SOURCE[0]}")/../common/guest"
 
 provision_steps() {
+    # guest_type (image.conf) becomes the config's `type`: the kernel boots as PV or PVH.
+    case "${guest_type:-pvh}" in
+        pv | pvh) ;;
+        *) die "guest_type must be 'pv' or 'pvh', not '${guest_type}'" ;;
+    esac
     guest_provision_steps
 }
 

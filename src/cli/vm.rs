@@ -106,13 +106,52 @@ fn item_json(vm: &Vm, i: &Item, checks: &Presence) -> serde_json::Value {
     v
 }
 
-fn vm_json(app: &App, vm: &Vm, full: bool, checks: &Presence) -> serde_json::Value {
+/// What `xl list` said on this machine: the domains, or why it could not say.
+type Domains = Result<Vec<xen::Domain>, String>;
+
+/// The domain of a VM: `Ok(Some)` when it is running here, `Ok(None)` when `xl list` does
+/// not show it, `Err` when that was not asked (a managed server's VM) or `xl` could not
+/// answer.
+fn domain<'a>(vm: &Vm, domains: &'a Domains) -> Result<Option<&'a xen::Domain>, ()> {
+    if vm.remote {
+        return Err(());
+    }
+    match domains {
+        Ok(d) => Ok(d.iter().find(|d| d.name == vm.name)),
+        Err(_) => Err(()),
+    }
+}
+
+/// The STATE column: the domain's state word, `off` when Xen does not run it, `unknown`
+/// when `xl` could not answer, `-` for a managed server's VM (not asked).
+fn state_text(vm: &Vm, domains: &Domains) -> &'static str {
+    match domain(vm, domains) {
+        Ok(Some(d)) => d.state,
+        Ok(None) => "off",
+        Err(()) if vm.remote => "-",
+        Err(()) => "unknown",
+    }
+}
+
+fn vm_json(
+    app: &App,
+    vm: &Vm,
+    full: bool,
+    checks: &Presence,
+    domains: &Domains,
+) -> serde_json::Value {
     let h = vm.header();
     let cfg = config(vm);
+    let dom = domain(vm, domains);
     let mut v = serde_json::json!({
         "name": vm.name,
         "host": vm.host,
         "status": vm.status(&app.settings.work_dir),
+        "state": match dom {
+            Err(()) if vm.remote => None,
+            _ => Some(state_text(vm, domains)),
+        },
+        "domain": dom.ok().flatten(),
         "image": h.map(|h| h.image.clone()),
         "image_digest": h.map(|h| h.image_digest.clone()),
         "format": h.map(|h| h.format),
@@ -158,6 +197,21 @@ fn warn_unreadable(app: &App, bad: &[state::Unreadable]) {
     }
 }
 
+/// `xl list` on this machine when a VM recorded here needs it; a note on stderr when it
+/// cannot answer.
+fn local_domains(app: &App, vms: &[Vm]) -> Domains {
+    if !vms.iter().any(|v| !v.remote) {
+        return Ok(Vec::new());
+    }
+    let d = xen::domains();
+    if let Err(why) = &d
+        && !app.cli.quiet
+    {
+        eprintln!("note: the VMs' state is unknown: {why}");
+    }
+    d
+}
+
 fn list(app: &App) -> Result<()> {
     let (vms, bad) = Vm::list(&app.settings.state_dir);
     warn_unreadable(app, &bad);
@@ -179,10 +233,11 @@ fn list(app: &App) -> Result<()> {
 
 fn list_these(app: &App, vms: Vec<Vm>) -> Result<()> {
     let checks = super::vm_remote::check(app, &vms);
+    let domains = local_domains(app, &vms);
     if app.cli.json {
         let rows: Vec<_> = vms
             .iter()
-            .map(|v| vm_json(app, v, false, &checks))
+            .map(|v| vm_json(app, v, false, &checks, &domains))
             .collect();
         return app.print_json(&serde_json::Value::Array(rows));
     }
@@ -198,6 +253,10 @@ fn list_these(app: &App, vms: Vec<Vm>) -> Result<()> {
     let mut rows = vec![[
         "NAME".to_string(),
         "STATUS".into(),
+        "STATE".into(),
+        "MEM(MiB)".into(),
+        "VCPUS".into(),
+        "CPU(s)".into(),
         "HOST".into(),
         "IMAGE".into(),
         "CONFIG".into(),
@@ -224,9 +283,15 @@ fn list_these(app: &App, vms: Vec<Vm>) -> Result<()> {
                 d.len()
             ),
         };
+        let dom = domain(vm, &domains).ok().flatten();
+        let dash = || "-".to_string();
         rows.push([
             vm.name.clone(),
             vm.status(&app.settings.work_dir).to_string(),
+            state_text(vm, &domains).to_string(),
+            dom.map_or_else(dash, |d| d.memory_mib.to_string()),
+            dom.map_or_else(dash, |d| d.vcpus.to_string()),
+            dom.map_or_else(dash, |d| format!("{:.1}", d.cpu_seconds)),
             vm.host.clone(),
             vm.header()
                 .map(|h| h.image.clone())
@@ -235,7 +300,7 @@ fn list_these(app: &App, vms: Vec<Vm>) -> Result<()> {
             disks_text,
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..10)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = std::io::stdout().lock();
@@ -306,8 +371,9 @@ fn load(app: &App, name: &str, host: Option<&str>) -> Result<Vm> {
 fn show(app: &App, name: &str, host: Option<&str>) -> Result<()> {
     let vm = load(app, name, host)?;
     let checks = super::vm_remote::check(app, std::slice::from_ref(&vm));
+    let domains = local_domains(app, std::slice::from_ref(&vm));
     if app.cli.json {
-        return app.print_json(&vm_json(app, &vm, true, &checks));
+        return app.print_json(&vm_json(app, &vm, true, &checks, &domains));
     }
     let mut s = format!("VM `{}` on {}", vm.name, vm.host);
     if let Some(server) = vm.header().and_then(|h| h.server.as_ref()) {
@@ -318,6 +384,17 @@ fn show(app: &App, name: &str, host: Option<&str>) -> Result<()> {
         "  status:   {}\n",
         vm.status(&app.settings.work_dir)
     ));
+    // A managed server's domains are not asked for (`vm list` shows `-`).
+    if !vm.remote {
+        s.push_str(&format!("  state:    {}", state_text(&vm, &domains)));
+        if let Ok(Some(d)) = domain(&vm, &domains) {
+            s.push_str(&format!(
+                " (domain {}, {} MiB, {} vCPUs, {:.1} s CPU)",
+                d.id, d.memory_mib, d.vcpus, d.cpu_seconds
+            ));
+        }
+        s.push('\n');
+    }
     if let Some(h) = vm.header() {
         s.push_str(&format!("  image:    {} ({})\n", h.image, h.image_digest));
         s.push_str(&format!(

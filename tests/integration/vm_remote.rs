@@ -58,8 +58,8 @@ fn an_unreachable_server_is_not_checked_never_missing() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "NAME  STATUS       HOST              IMAGE  CONFIG                                       DISKS\n\
-         v1    provisioned  root@127.0.0.1:1  Img    not checked (root@127.0.0.1:1: unreachable)  1 not checked\n"
+        "NAME  STATUS       STATE  MEM(MiB)  VCPUS  CPU(s)  HOST              IMAGE  CONFIG                                       DISKS\n\
+         v1    provisioned  -      -         -      -       root@127.0.0.1:1  Img    not checked (root@127.0.0.1:1: unreachable)  1 not checked\n"
     );
     let o = conv(&w, &["--json", "vm", "list"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -69,6 +69,8 @@ fn an_unreachable_server_is_not_checked_never_missing() {
             "name": "v1",
             "host": HOST,
             "status": "provisioned",
+            "state": null,
+            "domain": null,
             "image": "Img",
             "image_digest": "sha256:00",
             "format": "xl",

@@ -121,3 +121,33 @@ fn xen_rejects_what_convirt_must_never_write() {
         assert!(r.is_err(), "xl accepted a Python expression");
     }
 }
+
+/// Debian_12_Minimal's guest type is an option: `pvh` by default, `pv` with
+/// `--set guest_type=pv`; Xen's parser sees each as that domain type.
+#[test]
+fn debian_guest_type_option_renders_pv_or_pvh_for_xen() {
+    let w = World::new();
+    for (set, want) in [(None, "pvh"), (Some("guest_type=pv"), "pv")] {
+        let mut c = w.cmd();
+        c.arg("--store").arg(repo().join("image_store")).args([
+            "-q",
+            "render",
+            "Debian_12_Minimal",
+            "--vm",
+            "gt",
+        ]);
+        if let Some(s) = set {
+            c.args(["--set", s]);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let cfg = stdout(&o);
+        assert!(cfg.contains(&format!("type = \"{want}\"")), "{cfg}");
+        let file = w.write(&format!("gt-{want}.cfg"), &cfg);
+        let Some(result) = xl_check(&file) else {
+            return;
+        };
+        let json = result.unwrap_or_else(|e| panic!("Xen rejected {want}: {e}\n{cfg}"));
+        assert_eq!(json["c_info"]["type"], want, "{cfg}");
+    }
+}
