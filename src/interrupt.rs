@@ -10,13 +10,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static LOST: AtomicBool = AtomicBool::new(false);
+/// A signal has arrived (not only the flag raised by `raise` or `lose`).
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+/// Whether a second signal exits at once: not for `convirt __serve`, whose clean-up must
+/// finish even when sshd sends SIGHUP and SIGTERM as the connection goes.
+static SECOND_EXITS: AtomicBool = AtomicBool::new(true);
 
 extern "C" fn on_signal(_: libc::c_int) {
     // A second signal while the first one's clean-up runs: exit at once (`_exit` is
     // async-signal-safe; what the clean-up did not reach stays in the journal).
-    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+    if SIGNALLED.swap(true, Ordering::SeqCst) && SECOND_EXITS.load(Ordering::SeqCst) {
         crate::sys::exit_now(130);
     }
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// As `install`, for the server's engine: every signal only raises the flag, so the run's
+/// clean-up always finishes and the server's journal stays true (issue #17).
+pub(crate) fn install_for_server() {
+    SECOND_EXITS.store(false, Ordering::SeqCst);
+    install();
 }
 
 /// Routes SIGINT, SIGTERM and SIGHUP to the flag (the same one a provisioning run polls); a

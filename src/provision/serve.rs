@@ -53,7 +53,7 @@ impl Watcher for Forward {
 
 /// Runs the server side; returns the exit status.
 pub(crate) fn main(found: Option<String>) -> i32 {
-    crate::interrupt::install();
+    crate::interrupt::install_for_server();
     let out = Out(Arc::new(Mutex::new(std::io::stdout())));
     let mut input = std::io::BufReader::new(std::io::stdin());
     let hello: Hello = match proto::receive(&mut input) {

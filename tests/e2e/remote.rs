@@ -883,7 +883,7 @@ fn the_lock_is_on_the_server_secrets_stay_off_command_lines_and_the_timeout_stop
     );
     assert_eq!(
         std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
-        0o640
+        0o600
     );
 
     // A second console provisioning the same VM on that server is refused at once: another

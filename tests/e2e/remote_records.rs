@@ -226,9 +226,9 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(
         masked(&text(&o.stdout)),
-        "NAME  STATUS       HOST  IMAGE             CONFIG   DISKS\n\
-         r1    provisioned  srv0  Linux_CD_Install  present  1/1 present\n\
-         r2    provisioned  srv0  Linux_CD_Install  present  0/1 present\n"
+        "NAME  STATUS       STATE  MEM(MiB)  VCPUS  CPU(s)  HOST  IMAGE             CONFIG   DISKS\n\
+         r1    provisioned  -      -         -      -       srv0  Linux_CD_Install  present  1/1 present\n\
+         r2    provisioned  -      -         -      -       srv0  Linux_CD_Install  present  0/1 present\n"
     );
     let v = w.json_list();
     assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
@@ -349,8 +349,8 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(
         text(&o.stdout),
-        "NAME  STATUS       HOST  IMAGE             CONFIG                           DISKS\n\
-         r2    provisioned  srv0  Linux_CD_Install  not checked (srv0: unreachable)  1 not checked\n"
+        "NAME  STATUS       STATE  MEM(MiB)  VCPUS  CPU(s)  HOST  IMAGE             CONFIG                           DISKS\n\
+         r2    provisioned  -      -         -      -       srv0  Linux_CD_Install  not checked (srv0: unreachable)  1 not checked\n"
     );
     let v = w.json_list();
     assert_eq!(v[0]["not_checked"], "srv0: unreachable", "{v}");
