@@ -16,13 +16,29 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Paths the run's scripts recorded as created, in creation order.
-fn created_paths(list: &Path) -> Vec<String> {
+fn recorded_paths(list: &Path) -> Vec<String> {
     let bytes = std::fs::read(list).unwrap_or_default();
     bytes
         .split(|b| *b == 0)
         .filter(|s| !s.is_empty())
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect()
+}
+
+/// What the run created: the scripts' list, plus the planned file disks that are there now.
+/// None of those existed when the run began under the VM's lock (or `--force` removed
+/// them), so one that exists is this run's even when the script was stopped between
+/// creating it and recording it.
+fn created_paths(job: &Job, list: &Path) -> Vec<String> {
+    let mut created = recorded_paths(list);
+    for d in job.disks.iter().filter(|d| d.create && d.is_file_backed()) {
+        if !created.contains(&d.path)
+            && std::fs::symlink_metadata(&d.path).is_ok_and(|m| m.is_file())
+        {
+            created.insert(0, d.path.clone());
+        }
+    }
+    created
 }
 
 /// Where the run's copy of the image comes from.
@@ -273,7 +289,7 @@ fn install(
         )
     };
     if let Err(e) = put() {
-        let created = created_paths(&created_list);
+        let created = created_paths(job, &created_list);
         let (removed, not_removed) = if job.keep {
             (vec![], vec![])
         } else {
@@ -379,7 +395,7 @@ pub(crate) fn execute(
             install(job, journal, &prior, work, &mut logf).map_err(|f| anyhow::Error::from(*f))?;
         return Ok(Provisioned::of(job, replaced, started, after));
     }
-    let created = created_paths(&created_list);
+    let created = created_paths(job, &created_list);
     let (removed, not_removed, kept) = if job.keep {
         let w = work.keep();
         let mut kept = created.clone();
