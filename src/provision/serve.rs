@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 struct Out(Arc<Mutex<std::io::Stdout>>);
 
 impl Out {
-    fn send(&self, e: &Event) {
+    /// Sends `e`; false (and the channel counted as lost) when it could not be written.
+    fn send(&self, e: &Event) -> bool {
         let ok = match self.0.lock() {
             Ok(mut o) => proto::send(&mut *o, e).is_ok(),
             Err(_) => false,
@@ -28,6 +29,7 @@ impl Out {
         if !ok {
             crate::interrupt::lose();
         }
+        ok
     }
 }
 
@@ -118,8 +120,12 @@ pub(crate) fn main(found: Option<String>) -> i32 {
         ),
     };
     let fail = matches!(answer, Event::Error { .. } | Event::Failed { .. });
-    out.send(&answer);
-    if let Some((path, run)) = keep_for.filter(|_| crate::interrupt::lost()) {
+    // Lost before the answer, or the answer could not be written: keep it for the next
+    // contact. Not when this machine closed the channel after reading it (the watchdog then
+    // sees the end of its input too).
+    let lost_before = crate::interrupt::lost();
+    let delivered = out.send(&answer) && !lost_before;
+    if let Some((path, run)) = keep_for.filter(|_| !delivered) {
         keep_undelivered(&path, run, answer);
     }
     i32::from(fail)
