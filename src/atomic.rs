@@ -17,7 +17,7 @@ pub(crate) fn write(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> std
         .tempfile_in(dir)?;
     // The mark that it is in use: a sweep of the store (`tree::sweep_store`) removes only
     // temporary files whose lock is free, i.e. whose writer died.
-    let _ = crate::sys::try_lock_exclusive(tmp.as_file());
+    let _ = crate::lock::try_exclusive(tmp.as_file());
     tmp.write_all(data)?;
     tmp.as_file().sync_all()?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;

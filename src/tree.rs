@@ -402,7 +402,7 @@ impl Drop for TempDir {
 /// Opens and locks `path`, checking it is still the same directory afterwards.
 fn lock_existing(path: &Path) -> io::Result<File> {
     let f = File::open(path)?;
-    if !sys::try_lock_exclusive(&f)? {
+    if !crate::lock::try_exclusive(&f)? {
         return Err(io::Error::other("a fresh temporary directory is locked"));
     }
     let now = fs::symlink_metadata(path)?;
@@ -418,7 +418,7 @@ fn lock_existing(path: &Path) -> io::Result<File> {
 /// The caller keeps the lock while it removes the thing, so no new owner can slip in.
 fn take_if_free(path: &Path) -> Option<File> {
     let f = File::open(path).ok()?;
-    sys::try_lock_exclusive(&f).ok()?.then_some(f)
+    crate::lock::try_exclusive(&f).ok()?.then_some(f)
 }
 
 /// Cleans the store of what interrupted convirt runs left behind: `.convirt-new-*` and

@@ -94,7 +94,7 @@ impl Servers {
 /// apart from the local runs' logs.
 pub(crate) fn local_log_copy(settings: &Settings, host: &str, plan: &Plan) -> std::path::PathBuf {
     // The one encoding of host names (as records): two hosts never share a directory.
-    let safe = crate::state::remote::host_dir_name(host);
+    let safe = crate::host_dir::host_dir_name(host);
     settings
         .log_dir
         .join("hosts")

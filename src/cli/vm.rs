@@ -625,11 +625,11 @@ fn remove(
         for vm in &ready {
             // The VM's lock: no provisioning of this name may run while its files go.
             let lock_root = if vm.remote {
-                state::remote::lock_root(&app.settings.state_dir, &vm.host)
+                crate::lock::remote_root(&app.settings.state_dir, &vm.host)
             } else {
                 app.settings.work_dir.clone()
             };
-            let _lock = crate::provision::lock(&lock_root, &vm.name, "(vm remove)")?;
+            let _lock = crate::lock::lock(&lock_root, &vm.name, "(vm remove)")?;
             // Read again under the lock: a `provision --force` that finished meanwhile wrote
             // a new record, whose files this removal must see (issue #18).
             let fresh = if vm.remote {

@@ -6,7 +6,7 @@
 use super::cleanup::remove_created;
 use super::disks::Disk;
 use super::{
-    Failure, Job, Provisioned, cleanup, copy_tree, disk_values, err, hooks, lock, log, run,
+    Failure, Job, Provisioned, cleanup, copy_tree, disk_values, err, hooks, log, run,
     shell_quote_if_needed,
 };
 use crate::diagnostic::Diagnostic;
@@ -345,7 +345,7 @@ pub(crate) fn execute(
     if matches!(tree, Tree::Store) {
         check_trust(job)?;
     }
-    let _lock = lock(work_root, &job.vm, &who)?;
+    let _lock = crate::lock::lock(work_root, &job.vm, &who)?;
     // Records (#10): name collisions refused before anything is made.
     let prior = hooks::preflight(job)?;
     // Holding the lock, no live run owns a work dir of this VM: any left are a dead run's.

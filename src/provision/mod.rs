@@ -31,9 +31,7 @@ use crate::settings::Format;
 use crate::store::{self, Store};
 use crate::value::{Value, shell_quote};
 use disks::Disk;
-use std::fs::File;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -616,94 +614,6 @@ fn literal_file(title: &str, entries: &[Entry], extra: &[(&str, Value)]) -> Stri
         }
     }
     s
-}
-
-/// A held per-VM lock; released when dropped.
-pub(crate) struct Lock {
-    _file: File,
-    path: PathBuf,
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Takes the per-VM lock, or fails at once naming the holder.
-pub(crate) fn lock(work_dir: &Path, vm: &str, image: &str) -> anyhow::Result<Lock> {
-    let dir = work_dir.join("locks");
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::PermissionDenied {
-            Diagnostic::error(format!(
-                "the work_dir `{}` is not writable (cannot create `{}`: {e})",
-                work_dir.display(),
-                dir.display()
-            ))
-            .with_hint("fix its permissions or choose another `work_dir`; nothing was changed")
-            .into()
-        } else {
-            err(format!("cannot create `{}`: {e}", dir.display()))
-        }
-    })?;
-    // Another user's symlink planted here would make convirt write through it.
-    for d in [work_dir, dir.as_path()] {
-        if let Some(why) = crate::sys::unsafe_dir(d) {
-            return Err(err(format!("refusing to take the VM's lock: {why}")));
-        }
-    }
-    let path = dir.join(format!("{vm}.lock"));
-    loop {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| err(format!("cannot open lock `{}`: {e}", path.display())))?;
-        let locked = crate::sys::try_lock_exclusive(&file)
-            .map_err(|e| err(format!("cannot lock `{}`: {e}", path.display())))?;
-        if !locked {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            let holder = holder.trim();
-            return Err(Diagnostic::error(format!(
-                "VM `{vm}` is already being provisioned{}",
-                if holder.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({holder})")
-                }
-            ))
-            .with_hint(format!(
-                "wait for it to finish; the lock is `{}`",
-                path.display()
-            ))
-            .into());
-        }
-        // The file we locked may have been removed by a finishing holder in the meantime.
-        let same = std::fs::metadata(&path)
-            .ok()
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-            == file
-                .metadata()
-                .ok()
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-        if !same {
-            continue;
-        }
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| format!("uid {}", crate::sys::euid()));
-        let info = format!(
-            "pid {}, user {user}, image {image}, since {}",
-            std::process::id(),
-            log::timestamp()
-        );
-        let _ = file.set_len(0);
-        let _ = (&file).write_all(info.as_bytes());
-        return Ok(Lock { _file: file, path });
-    }
 }
 
 /// Copies a directory tree, keeping modes and symlinks, skipping dot names (as ConVirt did).

@@ -5,11 +5,12 @@
 //! killed mid-run leaves an "interrupted" entry; the server's own record of what the run
 //! created (with the server's identities) becomes the record's `created` list.
 
-use super::{Lock, Options, Plan};
+use super::{Options, Plan};
 use crate::diagnostic::Diagnostic;
+use crate::lock::Lock;
 use crate::remote::Target;
 use crate::state::journal::Journal;
-use crate::state::{self, Item, Kind, Record, Vm, remote as rs};
+use crate::state::{self, Item, Kind, Record, Vm};
 
 /// A remote run's record in the making; holds the console-side lock of that VM on that host.
 pub(crate) struct Recorder {
@@ -37,22 +38,20 @@ pub(crate) fn begin(
 ) -> anyhow::Result<Recorder> {
     let host = &target.name;
     let vm = &plan.vm;
-    let root = rs::lock_root(local_state, host);
-    if state::lock_held(&root, vm) {
+    let root = crate::lock::remote_root(local_state, host);
+    if crate::lock::held(&root, vm) {
         // Another convirt of this machine provisions (or removes) it there right now.
-        let path = root.join("locks").join(format!("{vm}.lock"));
-        let holder = std::fs::read_to_string(&path).unwrap_or_default();
         return Err(Diagnostic::error(format!(
             "VM `{vm}` is already being provisioned on {host} from this machine ({})",
-            holder.trim()
+            crate::lock::holder(&root, vm)
         ))
         .with_hint(format!(
             "wait for it to finish; the lock is `{}`",
-            path.display()
+            crate::lock::vm_path(&root, vm).display()
         ))
         .into());
     }
-    let lock = super::lock(&root, vm, &plan.image)?;
+    let lock = crate::lock::lock(&root, vm, &plan.image)?;
     let mut prior = None;
     let mut old = Vm::load_remote(local_state, host, vm)?;
     // An interrupted run there: the server's word first (it may have finished or cleaned up).
@@ -107,7 +106,7 @@ pub(crate) fn begin(
     let mut header = plan.run_header(host, Some((target.display_address(), local_log)));
     header.run = Some(run.to_string());
     header.host_key = host_key.map(String::from);
-    let dir = rs::host_dir(local_state, host).join(vm);
+    let dir = state::host_dir(local_state, host).join(vm);
     let journal = Journal::begin(&dir, header).map_err(|e| {
         anyhow::anyhow!(
             "cannot write the journal of `{vm}` in `{}`: {e}",

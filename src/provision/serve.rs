@@ -330,7 +330,7 @@ fn remove(vm: &str, items: &[Item], dry_run: bool, state_dir: &std::path::Path) 
 fn status(vm: &str, run: &str, work_dir: &std::path::Path, state_dir: &std::path::Path) -> Event {
     // A run cut off from convirt cleans up before it ends; wait for it (bounded).
     let end = Instant::now() + Duration::from_secs(120);
-    while state::lock_held(work_dir, vm) && Instant::now() < end {
+    while crate::lock::held(work_dir, vm) && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50));
     }
     let answer = take_undelivered(&undelivered_path(state_dir, vm), run).map(Box::new);

@@ -107,14 +107,14 @@ pub(crate) fn publish(
     let dir = opts.dir;
     fs::create_dir_all(dir).map_err(|e| fs_fail(dir, e))?;
     // One publisher at a time per directory.
-    let lock_path = dir.join(".convirt-publish.lock");
+    let lock_path = crate::lock::publish_path(dir);
     let lock = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
         .map_err(|e| fs_fail(&lock_path, e))?;
-    if !crate::sys::try_lock_exclusive(&lock).map_err(|e| fs_fail(&lock_path, e))? {
+    if !crate::lock::try_exclusive(&lock).map_err(|e| fs_fail(&lock_path, e))? {
         return Err(Diagnostic::error(format!(
             "another `image publish` is writing to `{}`",
             dir.display()

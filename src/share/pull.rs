@@ -366,7 +366,7 @@ pub(crate) fn pull(
                 store.root.display()
             ))
         })?;
-    let _ = crate::sys::try_lock_exclusive(tmp.as_file());
+    let _ = crate::lock::try_exclusive(tmp.as_file());
     let bar = progress_bar(req.progress, entry.size, &entry.name);
     let mut hashing = HashingWriter {
         inner: tmp.as_file_mut(),

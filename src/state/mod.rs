@@ -8,7 +8,6 @@
 //! announces) and `created` (the NUL-separated list the image's scripts append to).
 
 pub(crate) mod journal;
-pub(crate) mod remote;
 pub(crate) mod remove;
 pub(crate) mod xen;
 
@@ -16,8 +15,7 @@ use crate::settings::Format;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The host name records use for VMs made on this machine.
-pub(crate) const LOCALHOST: &str = "localhost";
+pub(crate) use crate::host_dir::LOCALHOST;
 
 /// What kind of thing a run created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,12 +259,19 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// `<state_dir>/hosts/<host>`: the records of one managed server's VMs.
+pub(crate) fn host_dir(state_dir: &Path, host: &str) -> PathBuf {
+    state_dir
+        .join("hosts")
+        .join(crate::host_dir::host_dir_name(host))
+}
+
 /// The state directory of one VM.
 pub(crate) fn vm_dir(state_dir: &Path, host: &str, vm: &str) -> PathBuf {
     if host == LOCALHOST {
         state_dir.join("vms").join(vm)
     } else {
-        remote::host_dir(state_dir, host).join(vm)
+        host_dir(state_dir, host).join(vm)
     }
 }
 
@@ -286,7 +291,7 @@ impl Vm {
         host: &str,
         vm: &str,
     ) -> anyhow::Result<Option<Vm>> {
-        Vm::load_at(remote::host_dir(state_dir, host).join(vm), host, vm, true)
+        Vm::load_at(host_dir(state_dir, host).join(vm), host, vm, true)
     }
 
     fn load_at(dir: PathBuf, host: &str, vm: &str, remote: bool) -> anyhow::Result<Option<Vm>> {
@@ -340,7 +345,7 @@ impl Vm {
         }
         for dir in dir_names(&state_dir.join("hosts")) {
             // A directory convirt did not name is not a host's.
-            let Some(host) = remote::host_from_dir_name(&dir) else {
+            let Some(host) = crate::host_dir::host_from_dir_name(&dir) else {
                 continue;
             };
             for name in dir_names(&state_dir.join("hosts").join(&dir)) {
@@ -355,7 +360,7 @@ impl Vm {
             None => Status::Provisioned,
             Some(r) if r.failed_kept => Status::FailedKept,
             Some(_) if self.remote && self.remote_lock_held() => Status::Running,
-            Some(_) if !self.remote && lock_held(work_dir, &self.name) => Status::Running,
+            Some(_) if !self.remote && crate::lock::held(work_dir, &self.name) => Status::Running,
             Some(_) => Status::Interrupted,
         }
     }
@@ -364,7 +369,7 @@ impl Vm {
     fn remote_lock_held(&self) -> bool {
         // `<state_dir>/hosts/<host>/<vm>`
         let state_dir = self.dir.ancestors().nth(3).unwrap_or(Path::new("/"));
-        lock_held(&remote::lock_root(state_dir, &self.host), &self.name)
+        crate::lock::held(&crate::lock::remote_root(state_dir, &self.host), &self.name)
     }
 
     pub(crate) fn header(&self) -> Option<&Header> {
@@ -436,51 +441,6 @@ fn dir_names(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-/// Whether a provisioning run holds the VM's lock right now (`provision::lock` uses flock,
-/// which the kernel releases when its holder dies, even by SIGKILL). Read from
-/// `/proc/locks`, so that looking never takes the lock from a run that is starting.
-pub(crate) fn lock_held(work_dir: &Path, vm: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let path = work_dir.join("locks").join(format!("{vm}.lock"));
-    let Ok(m) = std::fs::metadata(&path) else {
-        return false;
-    };
-    match std::fs::read_to_string("/proc/locks") {
-        Ok(locks) => flock_listed(&locks, m.dev(), m.ino()),
-        Err(_) => probe_lock(&path),
-    }
-}
-
-/// Whether `/proc/locks` text lists a granted flock on this device and inode.
-fn flock_listed(locks: &str, dev: u64, ino: u64) -> bool {
-    // Linux's dev_t encoding (glibc's gnu_dev_major / gnu_dev_minor).
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    locks.lines().any(|l| {
-        let t: Vec<&str> = l.split_whitespace().collect();
-        // "1: FLOCK  ADVISORY  WRITE 4711 08:01:1234 0 EOF"; waiters have "->" before FLOCK.
-        if t.get(1) != Some(&"FLOCK") {
-            return false;
-        }
-        let Some(id) = t.get(5) else { return false };
-        let mut parts = id.split(':');
-        let (Some(ma), Some(mi), Some(i)) = (parts.next(), parts.next(), parts.next()) else {
-            return false;
-        };
-        u64::from_str_radix(ma, 16) == Ok(major)
-            && u64::from_str_radix(mi, 16) == Ok(minor)
-            && i.parse::<u64>() == Ok(ino)
-    })
-}
-
-/// Without `/proc/locks`: a shared, non-blocking flock probe, released at once.
-fn probe_lock(path: &Path) -> bool {
-    let Ok(f) = std::fs::File::open(path) else {
-        return false;
-    };
-    crate::sys::exclusively_locked(&f)
 }
 
 /// Processes whose working directory is inside `dir`: a script of a killed run that is
@@ -644,40 +604,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.state_dir, Path::new("/srv/st"));
-    }
-
-    #[test]
-    fn a_held_flock_is_found_in_proc_locks_and_gone_when_released() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("locks")).unwrap();
-        assert!(!lock_held(t.path(), "v"), "no lock file");
-        let f = std::fs::File::create(t.path().join("locks/v.lock")).unwrap();
-        assert!(!lock_held(t.path(), "v"));
-        assert!(crate::sys::try_lock_exclusive(&f).unwrap());
-        assert!(lock_held(t.path(), "v"));
-        assert!(!lock_held(t.path(), "w"));
-        drop(f);
-        // Another test's thread may fork at any moment: its child shares our open file (and
-        // so the flock) until it execs, a few milliseconds at most. Released means released
-        // once that window has passed.
-        let released = (0..200).any(|_| {
-            let gone = !lock_held(t.path(), "v");
-            if !gone {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            gone
-        });
-        assert!(released, "the lock stayed listed after its file was closed");
-        assert!(flock_listed(
-            "1: FLOCK  ADVISORY  WRITE 4711 08:01:1234 0 EOF\n",
-            (8 << 8) | 1,
-            1234
-        ));
-        assert!(!flock_listed(
-            "1: POSIX  ADVISORY  WRITE 4711 08:01:1234 0 EOF\n1: -> FLOCK  ADVISORY  WRITE 9 08:01:1234 0 EOF\n",
-            (8 << 8) | 1,
-            1234
-        ));
     }
 
     #[test]

@@ -232,7 +232,7 @@ pub(crate) async fn remove(
             return r;
         }
         // The VM's lock: no provisioning of this name runs while its files go.
-        let _lock = match crate::provision::lock(&ui.settings.work_dir, &vm.name, "(vm remove)") {
+        let _lock = match crate::lock::lock(&ui.settings.work_dir, &vm.name, "(vm remove)") {
             Ok(l) => l,
             Err(e) => return list_page(&ui, &[], &super::messages(&e)),
         };

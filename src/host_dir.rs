@@ -1,10 +1,13 @@
-//! VMs on managed servers in the records (issues #9, #10; docs/records.md): the directory a
-//! host's records live in, named by the one encoding of host names that every per-host
-//! directory uses (records, locks, the local copies of server logs). Nothing here runs ssh.
+//! The one encoding of host names as directory names (issue #17): every per-host directory
+//! (records under `<state_dir>/hosts/`, the console-side locks, the local copies of server
+//! logs) is named by `host_dir_name`, and only records read names back. A leaf: it imports
+//! nothing of the crate, so the lock module, the records and the CLI can all use it.
 
-use std::path::{Path, PathBuf};
+/// The host name records use for VMs made on this machine (its directory is `vms/`, so no
+/// encoded host name may equal it).
+pub(crate) const LOCALHOST: &str = "localhost";
 
-/// The directory name of a host under `<state_dir>/hosts/`: the name as given (a
+/// The directory name of a host, wherever a host names a directory: the name as given (a
 /// `[hosts.NAME]` name or `user@server:port`), every byte outside `A-Za-z0-9._-`
 /// percent-encoded (`root@10.0.0.5:2222` → `root%4010.0.0.5%3A2222`), so that two hosts never
 /// share a directory and no name climbs out of it. A leading `.` is encoded too, and so is
@@ -13,7 +16,7 @@ pub(crate) fn host_dir_name(host: &str) -> String {
     let mut out = String::new();
     for (i, b) in host.bytes().enumerate() {
         let plain = b.is_ascii_alphanumeric() || b"_-".contains(&b) || (b == b'.' && i > 0);
-        if plain && !(i == 0 && host == super::LOCALHOST) {
+        if plain && !(i == 0 && host == LOCALHOST) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -39,19 +42,6 @@ pub(crate) fn host_from_dir_name(dir: &str) -> Option<String> {
     }
     let host = String::from_utf8(out).ok()?;
     (!host.is_empty() && host_dir_name(&host) == dir).then_some(host)
-}
-
-/// `<state_dir>/hosts/<host>`.
-pub(crate) fn host_dir(state_dir: &Path, host: &str) -> PathBuf {
-    state_dir.join("hosts").join(host_dir_name(host))
-}
-
-/// Where the console-side lock of a remote VM lives: `<state_dir>/remote-locks/<host>/locks/
-/// <vm>.lock` (the layout `provision::lock` makes under a root), held by the convirt that
-/// provisions or removes that VM, so `vm list` can tell a running remote run from an
-/// interrupted one.
-pub(crate) fn lock_root(state_dir: &Path, host: &str) -> PathBuf {
-    state_dir.join("remote-locks").join(host_dir_name(host))
 }
 
 #[cfg(test)]
@@ -84,7 +74,7 @@ mod tests {
         fn host_directory_names_are_safe_and_reversible(host in "\\PC{1,30}") {
             let dir = host_dir_name(&host);
             proptest::prop_assert!(!dir.contains('/') && dir != "." && dir != ".." && !dir.starts_with('.'));
-            proptest::prop_assert!(dir != crate::state::LOCALHOST);
+            proptest::prop_assert!(dir != LOCALHOST);
             proptest::prop_assert_eq!(host_from_dir_name(&dir), Some(host));
         }
     }
