@@ -44,10 +44,10 @@ pub(crate) fn validate_one(ctx: &Context, store: &Store, name: &str, strict: boo
     let customs: Vec<std::path::PathBuf> = {
         let resolved = resolve::resolve(&img, ctx, &Overrides::default(), false).ok();
         resolved
-            .and_then(|r| crate::provision::custom_dirs(&img, store, &r).ok())
+            .and_then(|r| crate::custom_scripts::custom_dirs(&img, store, &r).ok())
             .unwrap_or_default()
             .iter()
-            .flat_map(|(_, d)| crate::provision::scripts_in(d))
+            .flat_map(|(_, d)| crate::custom_scripts::scripts_in(d))
             .collect()
     };
     for u in crate::trust::check_run(&store.root, &dir, &customs, crate::sys::euid()) {
@@ -93,11 +93,9 @@ pub(crate) fn validate_one(ctx: &Context, store: &Store, name: &str, strict: boo
     match resolve::resolve(&img, &ctx, &Overrides::default(), strict) {
         Ok(r) => {
             diags.extend(r.warnings.clone());
-            diags.extend(crate::provision::disk_values::check(&img, &r));
-            let disks = crate::provision::disks::plan(&r);
-            diags.extend(crate::provision::disk_values::missing_sources(
-                &disks, &r, false,
-            ));
+            diags.extend(crate::disk_values::check(&img, &r));
+            let disks = crate::disks::plan(&r);
+            diags.extend(crate::disk_values::missing_sources(&disks, &r, false));
             let req = render::Request {
                 entries: &r.vm,
                 template: &img.vm_template,

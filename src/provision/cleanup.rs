@@ -1,8 +1,8 @@
 //! After a run: the disks made owner-only, and what a failed run created removed again, with
 //! what could not be removed named (issue #18).
 
-use super::disks::Disk;
 use super::log;
+use crate::disks::Disk;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -4,12 +4,12 @@
 //! group, the atomic install, `--keep`, and the cleanup of a failed run.
 
 use super::cleanup::remove_created;
-use super::disks::Disk;
 use super::{
-    Failure, Job, Provisioned, cleanup, copy_tree, disk_values, err, hooks, log, run,
-    shell_quote_if_needed,
+    Failure, Job, Provisioned, cleanup, copy_tree, err, hooks, log, run, shell_quote_if_needed,
 };
 use crate::diagnostic::Diagnostic;
+use crate::disk_values;
+use crate::disks::Disk;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -2,9 +2,9 @@
 //! the user asked for. The same `Job` runs here (`provision::execute`) or travels to a
 //! server's `convirt __serve` (`remote::proto`), which calls the very same `execute`.
 
-use super::disk_values::{self, Source};
-use super::disks::Disk;
 use super::{Options, Plan};
+use crate::disk_values::{self, Source};
+use crate::disks::Disk;
 use crate::settings::Format;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -103,7 +103,7 @@ impl Job {
 
     /// The paths of the disks this provisioning creates.
     pub(crate) fn created_disks(&self) -> Vec<String> {
-        super::disks::created(&self.disks)
+        crate::disks::created(&self.disks)
     }
 
     /// What the run states first in its journal, on the machine it runs on.

@@ -4,8 +4,6 @@
 
 pub(crate) mod cache;
 pub(crate) mod cleanup;
-pub(crate) mod disk_values;
-pub(crate) mod disks;
 mod engine;
 pub(crate) mod guest;
 pub(crate) mod log;
@@ -23,15 +21,16 @@ pub(crate) mod job;
 pub(crate) use engine::{Tree, execute};
 pub(crate) use job::Job;
 
+use crate::custom_scripts::{custom_dirs, scripts_in};
 use crate::diagnostic::Diagnostic;
+use crate::disk_values;
+use crate::disks::{self, Disk};
 use crate::image::Image;
 use crate::render;
 use crate::resolve::{self, Context, Entry, Overrides, Resolved};
 use crate::settings::Format;
 use crate::store::{self, Store};
 use crate::value::{Value, shell_quote};
-use disks::Disk;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -186,72 +185,6 @@ pub(crate) fn new_uuid() -> std::io::Result<String> {
         &h[16..20],
         &h[20..32]
     ))
-}
-
-/// The custom script directories of `custom_list`, image's own first (spec §5.1).
-pub(crate) fn custom_dirs(
-    image: &Image,
-    store: &Store,
-    resolved: &Resolved,
-) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let names: Vec<String> = match resolved.image_value("custom_list") {
-        Some(Value::List(v)) | Some(Value::Tuple(v)) => v.iter().map(Value::to_text).collect(),
-        Some(Value::Str(s)) => s.split_whitespace().map(String::from).collect(),
-        _ => vec![],
-    };
-    let mut out = Vec::new();
-    for n in names {
-        if n.is_empty() || n.contains('/') || n == "." || n == ".." || n.starts_with('.') {
-            return Err(err(format!(
-                "`custom_list` names `{n}`, which is not a directory name"
-            )));
-        }
-        let own = image.dir.join("custom_scripts").join(&n);
-        let shared = store.root.join("custom_scripts").join(&n);
-        let dir = if own.is_dir() {
-            own
-        } else if shared.is_dir() {
-            shared
-        } else {
-            return Err(err(format!(
-                "custom script directory `{n}` is in neither `{}` nor `{}`",
-                image.dir.join("custom_scripts").display(),
-                store.root.join("custom_scripts").display()
-            )));
-        };
-        out.push((n, dir));
-    }
-    Ok(out)
-}
-
-/// The scripts a directory runs, in byte order of name, without dot files and editor backups.
-pub(crate) fn scripts_in(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return vec![];
-    };
-    let mut names: Vec<(Vec<u8>, PathBuf)> = rd
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name();
-            let s = name.to_string_lossy();
-            let backup = s.starts_with('.')
-                || s.ends_with('~')
-                || s.ends_with(".bak")
-                || s.ends_with(".orig")
-                || s.ends_with(".swp")
-                || (s.starts_with('#') && s.ends_with('#'));
-            let meta = std::fs::metadata(e.path()).ok()?;
-            let exec = meta.is_file() && meta.permissions().mode() & 0o111 != 0;
-            (!backup && exec).then(|| {
-                (
-                    std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()).to_vec(),
-                    e.path(),
-                )
-            })
-        })
-        .collect();
-    names.sort();
-    names.into_iter().map(|(_, p)| p).collect()
 }
 
 /// Decides everything; writes nothing.

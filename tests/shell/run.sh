@@ -971,7 +971,7 @@ FAKE
 ###########################################################################
 
 # test_disk_entry_table: every row of tests/fixtures/disk_entries.txt read by
-# _cv_parse_disk (the Rust side reads the same rows in src/provision/disks.rs).
+# _cv_parse_disk (the Rust side reads the same rows in src/disks.rs).
 test_disk_entry_table() {
     local line entry want got rows=0 bad=0
     local d_type d_path d_dev d_mode d_cdrom

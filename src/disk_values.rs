@@ -5,8 +5,8 @@
 //! the file and line or the `--set`, before any file is made. Read-only sources (an install
 //! ISO, a reference disk) that do not exist are found here too.
 
-use super::disks::Disk;
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::disks::Disk;
 use crate::image::Image;
 use crate::resolve::{Entry, Origin, Resolved};
 use crate::value::Value;

@@ -258,7 +258,7 @@ mod tests {
     /// `_cv_parse_disk`, so the two parsers cannot drift apart.
     #[test]
     fn the_shared_disk_entry_table() {
-        let table = include_str!("../../tests/fixtures/disk_entries.txt");
+        let table = include_str!("../tests/fixtures/disk_entries.txt");
         let mut rows = 0;
         for (n, line) in table.lines().enumerate() {
             if line.trim().is_empty() || line.starts_with('#') {
