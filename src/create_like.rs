@@ -4,7 +4,7 @@
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::edit::{self, Change, FileEdit};
-use crate::eval::Host;
+use crate::host::Host;
 use crate::image::{self, Image};
 use crate::settings::Settings;
 use crate::store::{self, Store};

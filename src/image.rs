@@ -2,7 +2,8 @@
 //! option lists (`computed_options`, `customizable_options`), the description and the script.
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, Span};
-use crate::eval::{self, Evaluated, Host, Limits};
+use crate::eval::{self, Evaluated, Limits};
+use crate::host::Host;
 use crate::syntax::{self, Module};
 use crate::value::Value;
 use std::path::{Path, PathBuf};

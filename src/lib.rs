@@ -14,6 +14,7 @@ pub(crate) mod disks;
 pub mod edit;
 pub mod eval;
 pub(crate) mod fetch;
+pub mod host;
 pub(crate) mod host_dir;
 pub mod image;
 pub(crate) mod interrupt;

@@ -4,7 +4,8 @@
 
 use crate::diagnostic::SourceFile;
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::eval::{self, Host, Limits};
+use crate::eval::{self, Limits};
+use crate::host::Host;
 use crate::image::{ConfFile, Image, OPTION_LISTS};
 use crate::settings::Settings;
 use crate::subst::{self, Unresolved, Var, Vars};

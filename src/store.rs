@@ -2,7 +2,8 @@
 //! shipped store embedded in the binary (`convirt store init`).
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
-use crate::eval::{self, Host, Limits};
+use crate::eval::{self, Limits};
+use crate::host::Host;
 use crate::syntax;
 use crate::value::Value;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,8 @@
 #![allow(unreachable_pub)]
 
 use convirt::diagnostic::SourceFile;
-use convirt::eval::{self, Host, Limits};
+use convirt::eval::{self, Limits};
+use convirt::host::Host;
 use convirt::subst::{self, Var, Vars};
 use convirt::syntax;
 use proptest::prelude::*;

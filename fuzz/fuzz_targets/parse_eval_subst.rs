@@ -6,7 +6,8 @@
 #![no_main]
 
 use convirt::diagnostic::SourceFile;
-use convirt::eval::{self, Host, Limits};
+use convirt::eval::{self, Limits};
+use convirt::host::Host;
 use convirt::subst::{self, Var, Vars};
 use convirt::syntax;
 use libfuzzer_sys::fuzz_target;

@@ -9,7 +9,7 @@ use super::{
     ZERO_RUN, check_link, hex, parse_manifest, remove_tree, special_bits,
 };
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::eval::Host;
+use crate::host::Host;
 use crate::image::Image;
 use crate::store::{self, Store};
 use crate::tree::{IMPORT_PREFIX, TempDir, rename_noreplace};

@@ -18,7 +18,7 @@ mod ui;
 mod vm;
 mod vm_remote;
 
-use crate::eval::Host;
+use crate::host::Host;
 use crate::resolve::Context;
 use crate::settings::{self, Env, Format, Settings};
 use crate::store::Store;

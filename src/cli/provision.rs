@@ -4,7 +4,7 @@
 
 use super::out::{self, err, errln};
 use super::{App, args, hosts, report};
-use crate::eval::Host;
+use crate::host::Host;
 use crate::provision::{self, Options, Plan, run::Watcher};
 use crate::resolve::Context;
 use crate::settings::Format;

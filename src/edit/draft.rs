@@ -5,7 +5,7 @@ use super::locate::{Assignment, BY_HAND, Shape, assignments, literal_value};
 use super::splice::{BOM, Layout, Splice};
 use super::{Action, Applied, Change, FileEdit, check_key};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, Span};
-use crate::eval::Host;
+use crate::host::Host;
 use crate::image::ConfFile;
 use crate::resolve;
 use crate::value::Value;

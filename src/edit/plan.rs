@@ -2,7 +2,7 @@
 
 use super::{Change, Draft, FileEdit};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::eval::Host;
+use crate::host::Host;
 use crate::image;
 use crate::resolve;
 use crate::settings::Settings;

@@ -1,7 +1,7 @@
 //! Table-driven tests of the format-preserving edits and the description title.
 
 use super::*;
-use crate::eval::Host;
+use crate::host::Host;
 use crate::image;
 use std::path::Path;
 

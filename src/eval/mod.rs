@@ -4,16 +4,15 @@
 //! (`limits`), so a config file can describe values but never run code, hang or exhaust
 //! memory.
 //!
-//! Files by concern, each importing only those below it: `fail`, `host`, `limits`,
+//! Files by concern, each importing only those below it: `fail`, `limits`,
 //! `coerce` (leaves); `table` (the entry types); `format` (`%`), `ops` (operators);
 //! `builtins`, `strings`, `methods`, `modules` (the tables); this file (statements,
-//! names, attributes and calls).
+//! names, attributes and calls). The host facts (`crate::host::Host`) come in as a value.
 
 mod builtins;
 mod coerce;
 mod fail;
 mod format;
-mod host;
 mod limits;
 mod methods;
 pub(crate) mod modules;
@@ -23,10 +22,10 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use host::Host;
 pub use limits::Limits;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, Span};
+use crate::host::Host;
 use crate::syntax::ast::{BinOp, BoolOp, Expr, ExprKind, Module, Stmt, StmtKind, Target, UnaryOp};
 use crate::value::Value;
 use builtins::BUILTINS;

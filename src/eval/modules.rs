@@ -8,6 +8,7 @@ use super::limits::check_text;
 use super::strings::STR_METHODS;
 use super::table::{Call, Const, Func, ModuleDef, Obj, find, val};
 use crate::diagnostic::Span;
+use crate::host::Host;
 use crate::value::Value;
 
 const ANY: usize = usize::MAX;
@@ -33,6 +34,25 @@ fn text(s: &str) -> Obj {
     Obj::Val(Value::Str(s.to_string()))
 }
 
+/// `os.uname()`: the host's five fields as a tuple.
+pub(super) fn uname(h: &Host) -> Value {
+    Value::Tuple(
+        [&h.sysname, &h.nodename, &h.release, &h.version, &h.machine]
+            .into_iter()
+            .map(|s| Value::Str(s.clone()))
+            .collect(),
+    )
+}
+
+/// `sys.platform`: Python's lower-case system name.
+fn platform(h: &Host) -> String {
+    if h.sysname.eq_ignore_ascii_case("linux") {
+        "linux".into()
+    } else {
+        h.sysname.to_lowercase()
+    }
+}
+
 static OS: ModuleDef = ModuleDef {
     name: "os",
     functions: &[Func {
@@ -40,7 +60,7 @@ static OS: ModuleDef = ModuleDef {
         min: 0,
         max: 0,
         kwargs: &[],
-        run: |c| val(Value::Tuple(c.host.tuple())),
+        run: |c| val(uname(c.host)),
     }],
     constants: &[
         Const {
@@ -201,7 +221,7 @@ static SYS: ModuleDef = ModuleDef {
     constants: &[
         Const {
             name: "platform",
-            value: |h| Obj::Val(Value::Str(h.platform())),
+            value: |h| Obj::Val(Value::Str(platform(h))),
         },
         Const {
             name: "byteorder",

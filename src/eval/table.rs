@@ -4,9 +4,9 @@
 //! A module is a [`ModuleDef`]: its functions and its constants.
 
 use super::fail::{R, err, err_hint};
-use super::host::Host;
 use super::limits::Limits;
 use crate::diagnostic::Span;
+use crate::host::Host;
 use crate::value::Value;
 
 /// Anything an expression can produce; only `Val` can become an option.

@@ -236,7 +236,7 @@ fn console() -> String {
         .unwrap_or_else(|_| "?".into());
     format!(
         "console {} (user {user}, pid {})",
-        crate::eval::Host::local(None).nodename,
+        crate::host::Host::local(None).nodename,
         std::process::id()
     )
 }
@@ -652,7 +652,7 @@ mod tests {
             settings: Some(h),
         };
         let facts = |uid, bridges: &[&str]| Facts {
-            host: crate::eval::Host::local(None),
+            host: crate::host::Host::local(None),
             uid,
             home: PathBuf::from("/home/srv"),
             bridges: bridges.iter().map(|s| s.to_string()).collect(),

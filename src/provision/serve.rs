@@ -195,7 +195,7 @@ fn own_work_dir(asked: Option<std::path::PathBuf>) -> std::path::PathBuf {
 
 fn facts() -> Facts {
     Facts {
-        host: crate::eval::Host::local(None),
+        host: crate::host::Host::local(None),
         uid: crate::sys::euid(),
         home: std::env::var_os("HOME").unwrap_or_default().into(),
         bridges: crate::bridge::bridges_in(std::path::Path::new("/sys/class/net")),

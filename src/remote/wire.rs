@@ -44,7 +44,7 @@ pub(crate) struct Greeting {
 /// A server's facts, what planning for it needs (`"facts"` asks for them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Facts {
-    pub host: crate::eval::Host,
+    pub host: crate::host::Host,
     pub uid: u32,
     pub home: PathBuf,
     pub bridges: Vec<String>,

@@ -4,7 +4,7 @@
 use super::index::{self, Entry, INDEX, Index};
 use crate::archive;
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::eval::Host;
+use crate::host::Host;
 use crate::image::{self, Image};
 use crate::signing::{self, Signer};
 use crate::store::Store;

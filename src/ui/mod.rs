@@ -10,7 +10,7 @@ mod security;
 mod tls;
 mod vms;
 
-use crate::eval::Host;
+use crate::host::Host;
 use crate::settings::Settings;
 use crate::store::Store;
 use anyhow::{Context as _, Result};

@@ -7,7 +7,8 @@
 use convirt::archive::{self, ImportOptions};
 use convirt::diagnostic::{Diagnostics, SourceFile};
 use convirt::edit::{self, Change};
-use convirt::eval::{self, Host, Limits};
+use convirt::eval::{self, Limits};
+use convirt::host::Host;
 use convirt::image::{ConfFile, Image};
 use convirt::render;
 use convirt::resolve::{self, Context, Overrides};

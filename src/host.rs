@@ -1,6 +1,7 @@
-//! The machine `os.uname()` and `sys.platform` describe: where the VM will run (spec §2.4).
-
-use crate::value::Value;
+//! Host facts (issue #17: they leave `eval`): the machine a VM will run on, as `uname(2)`
+//! describes it (spec §2.4), this machine's own or a server's (`convirt __serve` reports
+//! them). The evaluator receives them as a value and shows them as `os.uname()` and
+//! `sys.platform`; planning, publishing and pulling read the architecture. A leaf above `sys`.
 
 /// What `os.uname()` answers: the machine the VM will run on (spec §2.4).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,27 +28,5 @@ impl Host {
             host.machine = a.to_string();
         }
         host
-    }
-
-    pub(crate) fn tuple(&self) -> Vec<Value> {
-        [
-            &self.sysname,
-            &self.nodename,
-            &self.release,
-            &self.version,
-            &self.machine,
-        ]
-        .into_iter()
-        .map(|s| Value::Str(s.clone()))
-        .collect()
-    }
-
-    /// `sys.platform`: Python's lower-case system name.
-    pub(crate) fn platform(&self) -> String {
-        if self.sysname.eq_ignore_ascii_case("linux") {
-            "linux".into()
-        } else {
-            self.sysname.to_lowercase()
-        }
     }
 }
