@@ -27,12 +27,7 @@ pub const PREDEFINED: &[&str] = &[
     "DEFAULT_BRIDGE",
     "AUTOGEN_MAC",
 ];
-pub const FALLBACKS: &[&str] = &[
-    "VM_DISKS_DIR",
-    "VM_CONF_DIR",
-    "VM_CACHE_DIR",
-    "DEFAULT_BRIDGE",
-];
+pub const FALLBACKS: &[&str] = crate::settings::MACHINE_VARIABLES;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

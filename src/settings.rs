@@ -317,6 +317,140 @@ impl Settings {
     }
 }
 
+/// The site variables that describe a machine (its paths and its bridge). Site-wide
+/// `[variables]` entries of these describe this machine, so a managed server never gets
+/// them: its `[hosts.NAME]` entry, its user's defaults and its bridges decide. The same
+/// names are the resolver's built-in fallbacks (`resolve::FALLBACKS`).
+pub const MACHINE_VARIABLES: &[&str] = &[
+    "VM_DISKS_DIR",
+    "VM_CONF_DIR",
+    "VM_CACHE_DIR",
+    "DEFAULT_BRIDGE",
+];
+
+/// A path of a `[hosts.NAME]` entry as the server reads it: `~/` is the server user's home,
+/// and relative paths are relative to it too (that is where ssh starts).
+pub(crate) fn server_path(p: &Path, home: &Path) -> PathBuf {
+    if let Ok(rest) = p.strip_prefix("~") {
+        home.join(rest)
+    } else if p.is_relative() {
+        home.join(p)
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// A managed server's directories (spec §7, docs/remote.md): those its `[hosts.NAME]` entry
+/// names (`server_path`), else the built-in ones of the server's user, root or not, with
+/// that home (`Defaults`, as on this machine). Both ends resolve them here: this machine to
+/// plan for the server (`Settings::for_server`), the server's `convirt __serve` for a
+/// request that names no directory.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ServerDirs {
+    pub cache_dir: PathBuf,
+    pub image_store: PathBuf,
+    pub log_dir: PathBuf,
+    pub work_dir: PathBuf,
+    pub vm_disks_dir: PathBuf,
+    pub vm_conf_dir: PathBuf,
+    pub xen_auto_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl ServerDirs {
+    pub(crate) fn of(h: Option<&HostSettings>, root: bool, home: &Path) -> ServerDirs {
+        let pick = |p: Option<&PathBuf>, d: PathBuf| p.map(|p| server_path(p, home)).unwrap_or(d);
+        let defaults = Defaults::of(root, home);
+        let cache_dir = defaults.cache_dir;
+        let vm_conf_dir = pick(h.and_then(|h| h.vm_conf_dir.as_ref()), defaults.vm_conf_dir);
+        ServerDirs {
+            image_store: pick(
+                h.and_then(|h| h.store.as_ref()),
+                cache_dir.join("image_store"),
+            ),
+            log_dir: pick(h.and_then(|h| h.log_dir.as_ref()), defaults.log_dir),
+            work_dir: pick(h.and_then(|h| h.work_dir.as_ref()), cache_dir.join("work")),
+            vm_disks_dir: pick(
+                h.and_then(|h| h.vm_disks_dir.as_ref()),
+                cache_dir.join("vm_disks"),
+            ),
+            xen_auto_dir: pick(
+                h.and_then(|h| h.xen_auto_dir.as_ref()),
+                vm_conf_dir.join("auto"),
+            ),
+            // The server's environment is not known here: no `XDG_DATA_HOME` on either end.
+            state_dir: pick(
+                h.and_then(|h| h.state_dir.as_ref()),
+                if root {
+                    PathBuf::from("/var/lib/convirt")
+                } else {
+                    home.join(".local/share/convirt")
+                },
+            ),
+            vm_conf_dir,
+            cache_dir,
+        }
+    }
+}
+
+impl Settings {
+    /// The settings as a managed server sees them: this machine's, with the server's
+    /// directories (`ServerDirs`) and root-ness; site `[variables]` apply except the
+    /// machine-describing ones (`MACHINE_VARIABLES`), the entry's own paths and variables
+    /// over them, and `bridge` (the server's, found by its facts) for `$DEFAULT_BRIDGE`
+    /// unless a variable sets it.
+    pub(crate) fn for_server(
+        &self,
+        h: Option<&HostSettings>,
+        root: bool,
+        home: &Path,
+        bridge: Option<&str>,
+    ) -> Settings {
+        let dirs = ServerDirs::of(h, root, home);
+        let mut s = self.clone();
+        s.is_root = root;
+        s.image_store = dirs.image_store;
+        s.log_dir = dirs.log_dir;
+        s.work_dir = dirs.work_dir;
+        s.vm_disks_dir = dirs.vm_disks_dir;
+        s.vm_conf_dir = dirs.vm_conf_dir;
+        s.xen_auto_dir = dirs.xen_auto_dir;
+        s.state_dir = dirs.state_dir;
+        s.cache_dir = dirs.cache_dir;
+        s.variables
+            .retain(|(k, _)| !MACHINE_VARIABLES.contains(&k.as_str()));
+        let mut set = |k: &str, v: Value| match s.variables.iter_mut().find(|(n, _)| n == k) {
+            Some(e) => e.1 = v,
+            None => s.variables.push((k.to_string(), v)),
+        };
+        // The host's own paths beat a site-wide `[variables]` entry naming a local path.
+        if let Some(h) = h {
+            if let Some(p) = &h.vm_disks_dir {
+                set(
+                    "VM_DISKS_DIR",
+                    Value::Str(server_path(p, home).display().to_string()),
+                );
+            }
+            if let Some(p) = &h.vm_conf_dir {
+                set(
+                    "VM_CONF_DIR",
+                    Value::Str(server_path(p, home).display().to_string()),
+                );
+            }
+            for (k, v) in &h.variables {
+                set(k, toml_to_value(v.clone()));
+            }
+        }
+        if !s.variables.iter().any(|(k, _)| k == "DEFAULT_BRIDGE") {
+            if let Some(b) = bridge {
+                s.variables
+                    .push(("DEFAULT_BRIDGE".into(), Value::Str(b.to_string())));
+            }
+        }
+        s
+    }
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
@@ -692,5 +826,46 @@ mod tests {
         let r = Settings::load(&o, &env(false, &[])).unwrap_err().render();
         assert!(r.contains("unknown field `logdir`"), "{r}");
         assert!(r.contains(&format!("{}:3:1", cfg.display())), "{r}");
+    }
+
+    #[test]
+    fn a_servers_directories_are_its_entrys_else_its_users_defaults() {
+        let h: HostSettings = toml::from_str(
+            "address = 'x'\nwork_dir = '~/w'\nlog_dir = 'logs'\nVM_CONF_DIR = '/srv/xen'\n",
+        )
+        .unwrap();
+        let home = Path::new("/home/srv");
+        let d = ServerDirs::of(Some(&h), false, home);
+        assert_eq!(d.work_dir, Path::new("/home/srv/w"));
+        assert_eq!(d.log_dir, Path::new("/home/srv/logs"));
+        assert_eq!(d.vm_conf_dir, Path::new("/srv/xen"));
+        assert_eq!(d.xen_auto_dir, Path::new("/srv/xen/auto"));
+        assert_eq!(d.image_store, Path::new("/home/srv/.convirt/image_store"));
+        assert_eq!(d.state_dir, Path::new("/home/srv/.local/share/convirt"));
+        // Nothing named: the built-in paths of that user, as on this machine.
+        let d = ServerDirs::of(None, true, home);
+        assert_eq!(d.work_dir, Path::new("/var/cache/convirt/work"));
+        assert_eq!(d.vm_conf_dir, Path::new("/etc/xen"));
+        assert_eq!(d.state_dir, Path::new("/var/lib/convirt"));
+        // The same rules as this machine's settings for such a user.
+        let local = Settings::load(
+            &Overrides::default(),
+            &env(false, &[("XDG_CONFIG_HOME", "/nonexistent")]),
+        )
+        .unwrap();
+        let d = ServerDirs::of(None, false, Path::new("/home/u"));
+        assert_eq!(
+            [
+                &local.image_store,
+                &local.work_dir,
+                &local.log_dir,
+                &local.vm_disks_dir
+            ],
+            [&d.image_store, &d.work_dir, &d.log_dir, &d.vm_disks_dir]
+        );
+        assert_eq!(
+            [&local.vm_conf_dir, &local.xen_auto_dir, &local.state_dir],
+            [&d.vm_conf_dir, &d.xen_auto_dir, &d.state_dir]
+        );
     }
 }

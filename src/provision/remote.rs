@@ -14,8 +14,7 @@ use crate::diagnostic::Diagnostic;
 use crate::remote::channel::{Msg, stream};
 use crate::remote::{Channel, Facts, Session, Target, find, ssh_error, wire};
 use crate::resolve::Context;
-use crate::settings::{HostSettings, Settings};
-use crate::value::Value;
+use crate::settings::Settings;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,92 +24,15 @@ fn err(msg: impl Into<String>) -> anyhow::Error {
     Diagnostic::error(msg.into()).into()
 }
 
-/// A server-side path from the host's settings: `~/` is the remote home; relative paths
-/// are relative to it too (that is where ssh starts).
-fn server_path(p: &Path, home: &Path) -> PathBuf {
-    if let Ok(rest) = p.strip_prefix("~") {
-        home.join(rest)
-    } else if p.is_relative() {
-        home.join(p)
-    } else {
-        p.to_path_buf()
-    }
-}
-
-/// The settings as the server sees them: the root / non-root defaults of the remote user,
-/// then `[hosts.NAME]`; site `[variables]` apply except the host-describing ones
-/// (`VM_DISKS_DIR`, `VM_CONF_DIR`, `VM_CACHE_DIR`, `DEFAULT_BRIDGE`), the host's own
-/// variables over them.
+/// The settings as the server sees them (`Settings::for_server`): its user's directories
+/// and `[hosts.NAME]`, its bridge.
 pub(crate) fn host_settings(base: &Settings, t: &Target, facts: &Facts) -> Settings {
-    let empty = HostSettings {
-        address: t.address.clone(),
-        user: None,
-        port: None,
-        store: None,
-        log_dir: None,
-        work_dir: None,
-        vm_disks_dir: None,
-        vm_conf_dir: None,
-        xen_auto_dir: None,
-        state_dir: None,
-        convirt: None,
-        variables: Default::default(),
-    };
-    let h = t.settings.as_ref().unwrap_or(&empty);
-    let root = facts.uid == 0;
-    let home = &facts.home;
-    let pick =
-        |p: &Option<PathBuf>, d: PathBuf| p.as_ref().map(|p| server_path(p, home)).unwrap_or(d);
-    let defaults = crate::settings::Defaults::of(root, home);
-    let cache_dir = defaults.cache_dir;
-    let mut s = base.clone();
-    s.is_root = root;
-    s.image_store = pick(&h.store, cache_dir.join("image_store"));
-    s.log_dir = pick(&h.log_dir, defaults.log_dir);
-    s.work_dir = pick(&h.work_dir, cache_dir.join("work"));
-    s.vm_disks_dir = pick(&h.vm_disks_dir, cache_dir.join("vm_disks"));
-    s.vm_conf_dir = pick(&h.vm_conf_dir, defaults.vm_conf_dir);
-    s.xen_auto_dir = pick(&h.xen_auto_dir, s.vm_conf_dir.join("auto"));
-    s.state_dir = pick(
-        &h.state_dir,
-        if root {
-            PathBuf::from("/var/lib/convirt")
-        } else {
-            home.join(".local/share/convirt")
-        },
-    );
-    s.cache_dir = cache_dir;
-    // Site-wide `[variables]` that name this machine's paths or bridge describe this
-    // machine, not the server: the server's defaults, its bridges and `[hosts.NAME]` decide.
-    s.variables
-        .retain(|(k, _)| !crate::resolve::FALLBACKS.contains(&k.as_str()));
-    let mut set = |k: &str, v: Value| match s.variables.iter_mut().find(|(n, _)| n == k) {
-        Some(e) => e.1 = v,
-        None => s.variables.push((k.to_string(), v)),
-    };
-    // The host's own paths beat a site-wide `[variables]` entry naming a local path.
-    if let Some(p) = &h.vm_disks_dir {
-        set(
-            "VM_DISKS_DIR",
-            Value::Str(server_path(p, home).display().to_string()),
-        );
-    }
-    if let Some(p) = &h.vm_conf_dir {
-        set(
-            "VM_CONF_DIR",
-            Value::Str(server_path(p, home).display().to_string()),
-        );
-    }
-    for (k, v) in &h.variables {
-        set(k, crate::settings::toml_to_value(v.clone()));
-    }
-    if !s.variables.iter().any(|(k, _)| k == "DEFAULT_BRIDGE") {
-        if let Some(b) = default_bridge(&facts.bridges) {
-            s.variables
-                .push(("DEFAULT_BRIDGE".into(), Value::Str(b.to_string())));
-        }
-    }
-    s
+    base.for_server(
+        t.settings.as_ref(),
+        facts.uid == 0,
+        &facts.home,
+        default_bridge(&facts.bridges),
+    )
 }
 
 /// The server's bridge for `$DEFAULT_BRIDGE`: `xenbr0` when it has one, else its first.
@@ -612,6 +534,8 @@ impl Ended<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::HostSettings;
+    use crate::value::Value;
 
     #[test]
     fn bridges_prefer_xenbr0() {

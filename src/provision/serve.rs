@@ -162,35 +162,31 @@ fn take_undelivered(path: &std::path::Path, run: &str) -> Option<Event> {
     Some(kept.answer)
 }
 
-/// The state dir of the server's own records: the one asked for (`~/` is this user's home),
-/// else this user's default, as a local convirt would use.
-fn own_state_dir(asked: Option<std::path::PathBuf>) -> std::path::PathBuf {
+/// This server user's directories when a request names none (`settings::ServerDirs`, the
+/// rule this machine planned with), and a named one read as a `[hosts.NAME]` path.
+fn own_dir(
+    asked: Option<std::path::PathBuf>,
+    default: impl FnOnce(crate::settings::ServerDirs) -> std::path::PathBuf,
+) -> std::path::PathBuf {
     let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
     match asked {
-        Some(p) => match p.strip_prefix("~") {
-            Ok(rest) => home.join(rest),
-            Err(_) => p,
-        },
-        None if crate::sys::euid() == 0 => "/var/lib/convirt".into(),
-        None => std::env::var_os("XDG_DATA_HOME")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| home.join(".local/share"))
-            .join("convirt"),
+        Some(p) => crate::settings::server_path(&p, &home),
+        None => default(crate::settings::ServerDirs::of(
+            None,
+            crate::sys::euid() == 0,
+            &home,
+        )),
     }
 }
 
-/// The work dir of the server's runs: the one asked for, else this user's default.
+/// The state dir of the server's own records.
+fn own_state_dir(asked: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    own_dir(asked, |d| d.state_dir)
+}
+
+/// The work dir of the server's runs.
 fn own_work_dir(asked: Option<std::path::PathBuf>) -> std::path::PathBuf {
-    let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
-    match asked {
-        Some(p) => match p.strip_prefix("~") {
-            Ok(rest) => home.join(rest),
-            Err(_) => p,
-        },
-        None => crate::settings::Defaults::of(crate::sys::euid() == 0, &home)
-            .cache_dir
-            .join("work"),
-    }
+    own_dir(asked, |d| d.work_dir)
 }
 
 fn facts() -> Facts {
