@@ -68,6 +68,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn records_locks_and_log_copies_name_a_host_alike() {
+        let sd = std::path::Path::new("/st");
+        for host in ["srv0", "root@10.0.0.5:2222", "root_10.0.0.5_2222", "a/b"] {
+            let want = std::ffi::OsString::from(host_dir_name(host));
+            let record = crate::state::host_dir(sd, host);
+            let lock = crate::lock::remote_root(sd, host);
+            assert_eq!(record.file_name(), Some(want.as_os_str()), "{host}");
+            assert_eq!(lock.file_name(), Some(want.as_os_str()), "{host}");
+            assert_eq!(record.parent(), Some(sd.join("hosts").as_path()));
+            assert_eq!(lock.parent(), Some(sd.join("remote-locks").as_path()));
+        }
+    }
+
     proptest::proptest! {
         /// Every host name has its own directory name, safe and reversible.
         #[test]

@@ -348,7 +348,7 @@ impl Vm {
             let Some(host) = crate::host_dir::host_from_dir_name(&dir) else {
                 continue;
             };
-            for name in dir_names(&state_dir.join("hosts").join(&dir)) {
+            for name in dir_names(&host_dir(state_dir, &host)) {
                 take(Vm::load_remote(state_dir, &host, &name), &host, &name);
             }
         }
