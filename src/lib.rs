@@ -38,4 +38,6 @@ pub(crate) mod validate;
 pub mod value;
 
 #[cfg(test)]
+mod layering;
+#[cfg(test)]
 mod structure;

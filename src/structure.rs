@@ -62,7 +62,7 @@ pub(crate) fn module_files(src: &Path) -> Vec<(String, PathBuf)> {
 
 /// The code of a file that counts for its imports: without comment lines and without the
 /// inline test module at its end.
-fn code_of(text: &str) -> String {
+pub(crate) fn code_of(text: &str) -> String {
     let code = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or("");
     code.lines()
         .filter(|l| !l.trim_start().starts_with("//"))

@@ -261,7 +261,7 @@ pub(crate) fn prune(cache_dir: &Path, dry_run: bool) -> (Vec<Pruned>, Vec<PathBu
         let held = match locks.iter().find(|(k, _)| *k == item.key) {
             Some((_, f)) => f.is_some(),
             None => {
-                let lock = crate::lock::guest_cache_path(&guests, &item.key);
+                let lock = crate::lock::guest_cache_path(guests, &item.key);
                 let f = crate::lock::try_file(&lock).ok().flatten();
                 let ok = f.is_some();
                 locks.push((item.key.clone(), f));
