@@ -322,17 +322,20 @@ pub(crate) fn finish(plan: &Job, mut j: Journal, prior: &Prior, log: &mut std::f
     if let Err(e) = j.finish(&record) {
         after.problems.push(format!("cannot write its record: {e}"));
     }
-    if plan.start {
-        match xen::create(&plan.config_path) {
-            Ok(()) => {
-                note(log, "started with xl create");
-                after.started = true;
-            }
-            Err(e) => {
-                note(log, &format!("not started: {e}"));
-                after.problems.push(format!("it was not started: {e}"));
-            }
+    after
+}
+
+/// `--start`, once the VM is recorded: `xl create` its config; a failure is a problem of a
+/// VM that stays provisioned.
+pub(crate) fn start(plan: &Job, log: &mut std::fs::File, after: &mut After) {
+    match xen::create(&plan.config_path) {
+        Ok(()) => {
+            super::log::note(log, "started with xl create");
+            after.started = true;
+        }
+        Err(e) => {
+            super::log::note(log, &format!("not started: {e}"));
+            after.problems.push(format!("it was not started: {e}"));
         }
     }
-    after
 }

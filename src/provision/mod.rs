@@ -2,6 +2,7 @@
 //! directory, write the inputs, run `provision.sh` exactly as ConVirt called it, then install
 //! the config atomically on success or remove what the run created on failure.
 
+pub(crate) mod batch;
 pub(crate) mod cache;
 pub(crate) mod cleanup;
 pub(crate) mod disk_values;
