@@ -450,3 +450,151 @@ fn finish(unit: Unit, local_log: Option<PathBuf>, outcome: Outcome, sink: &Sink)
         outcome,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store with one image whose script fails for the VM named `bad`, and settings that
+    /// keep every path in `dir`.
+    fn world(dir: &Path) -> (Store, Context) {
+        let img = dir.join("store/Img");
+        std::fs::create_dir_all(&img).unwrap();
+        std::fs::create_dir_all(dir.join("store/common")).unwrap();
+        std::fs::write(img.join("image.conf"), "mode = 'ok'\n").unwrap();
+        std::fs::write(img.join("vm_conf.template"), "name = ''\nmemory = 256\n").unwrap();
+        let script = img.join("provision.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho \"hello from $CONVIRT_VM_NAME\"\n[ \"$CONVIRT_VM_NAME\" != bad ] || exit 3\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = crate::settings::Env {
+            vars: [("HOME".to_string(), dir.display().to_string())].into(),
+            is_root: false,
+        };
+        let mut settings = Settings::load(&crate::settings::Overrides::default(), &env).unwrap();
+        settings.image_store = dir.join("store");
+        settings.log_dir = dir.join("log");
+        settings.work_dir = dir.join("work");
+        settings.state_dir = dir.join("state");
+        settings.vm_conf_dir = dir.join("conf");
+        settings.vm_disks_dir = dir.join("disks");
+        settings.variables.clear();
+        let store = Store::open(&dir.join("store")).unwrap().0;
+        let ctx = Context {
+            vm_name: None,
+            host: crate::eval::Host::local(None),
+            store_path: store.root.clone(),
+            settings,
+        };
+        (store, ctx)
+    }
+
+    fn name(what: &What<'_>) -> String {
+        match what {
+            What::Step(s) => s.name().to_string(),
+            What::Warning(_) => "warning".into(),
+            What::Started { .. } => "started".into(),
+            What::Line(_) => "line".into(),
+            What::Finished(o) => format!("finished {}", o.name()),
+        }
+    }
+
+    #[test]
+    fn a_batch_reports_every_vm_in_order_and_each_vm_s_events_end_in_its_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, ctx) = world(dir.path());
+        let options = Options {
+            image: Some("Img".into()),
+            ..Default::default()
+        };
+        let batch = Batch {
+            store: &store,
+            context: &ctx,
+            options: &options,
+            arch: None,
+            local_log: |s, h, p| s.log_dir.join(h).join(&p.vm),
+        };
+        let events: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+        let sink = |e: &Event<'_>| {
+            events
+                .lock()
+                .unwrap()
+                .push((e.vm.to_string(), name(&e.what)));
+        };
+        let placed: Vec<(String, Option<String>)> = ["ok1", "bad", "no/name"]
+            .iter()
+            .map(|v| (v.to_string(), None))
+            .collect();
+        let mut prepared = batch.prepare(&placed, &sink).unwrap();
+        assert!(prepared.host_errors.is_empty());
+        // A server that was not reached: its VM is reported, never run.
+        prepared.units.push(Unit {
+            vm: "far".into(),
+            host: Some("far".into()),
+            server: None,
+            plan: Planned::HostNotReached,
+        });
+        let reports = batch.run(prepared.units, 2, &sink);
+
+        let vms: Vec<&str> = reports.iter().map(|r| r.vm.as_str()).collect();
+        assert_eq!(vms, ["ok1", "bad", "no/name", "far"]);
+        match &reports[0].outcome {
+            Outcome::Provisioned(p) => {
+                assert_eq!(p.config, dir.path().join("conf/ok1.cfg"));
+                assert!(p.config.exists());
+            }
+            other => panic!("ok1: {other:?}"),
+        }
+        match &reports[1].outcome {
+            Outcome::Failed {
+                log, interrupted, ..
+            } => {
+                assert_eq!(
+                    log.as_deref(),
+                    Some(&*dir.path().join("log/Img/Img_bad.log"))
+                );
+                assert!(!interrupted);
+            }
+            other => panic!("bad: {other:?}"),
+        }
+        assert!(matches!(
+            reports[2].outcome,
+            Outcome::Failed { log: None, .. }
+        ));
+        assert!(matches!(reports[3].outcome, Outcome::HostNotReached));
+        assert_eq!(
+            reports
+                .iter()
+                .filter(|r| r.outcome.is_provisioned())
+                .count(),
+            1
+        );
+
+        let events = events.into_inner().unwrap();
+        let of = |vm: &str| -> Vec<String> {
+            events
+                .iter()
+                .filter(|(v, _)| v == vm)
+                .map(|(_, e)| e.clone())
+                .filter(|e| e != "line")
+                .collect()
+        };
+        let run = ["plan", "started", "lock", "work_dir", "script"];
+        let mut ok: Vec<&str> = run.to_vec();
+        ok.extend(["install", "finished provisioned"]);
+        assert_eq!(of("ok1"), ok);
+        let mut bad: Vec<&str> = run.to_vec();
+        bad.extend(["cleanup", "finished failed"]);
+        assert_eq!(of("bad"), bad);
+        assert_eq!(of("no/name"), ["plan", "finished failed"]);
+        assert_eq!(of("far"), ["finished host_not_reached"]);
+        assert!(
+            events.contains(&("ok1".into(), "line".into())),
+            "the script's output is an event: {events:?}"
+        );
+    }
+}
