@@ -165,6 +165,30 @@ fn stop_group(pgid: i32, child: &mut std::process::Child) {
 }
 
 impl Run<'_> {
+    /// Whether the script has ended, or must end now (Ctrl-C, a lost channel, the
+    /// timeout: its group is stopped), and how.
+    fn ended(&self, pgid: i32, child: &mut std::process::Child, start: Instant) -> Option<Outcome> {
+        if interrupted() {
+            stop_group(pgid, child);
+            return Some(if crate::interrupt::lost() {
+                Outcome::Lost
+            } else {
+                Outcome::Interrupted
+            });
+        }
+        if let Some(t) = self.timeout.filter(|t| start.elapsed() >= *t) {
+            stop_group(pgid, child);
+            return Some(Outcome::TimedOut(t));
+        }
+        let status = child.try_wait().ok()??;
+        Some(match (status.code(), status.signal()) {
+            (Some(0), _) => Outcome::Success,
+            (Some(c), _) => Outcome::Exit(c),
+            (None, Some(s)) => Outcome::Signal(s),
+            (None, None) => Outcome::Exit(-1),
+        })
+    }
+
     pub(crate) fn run(mut self) -> Finished {
         // convirt's own lines before the run did not fit: the script does not start.
         if let Some(e) = super::log::failure(self.log) {
@@ -236,24 +260,7 @@ impl Run<'_> {
                 std::thread::sleep(Duration::from_millis(2));
             }
             if outcome.is_none() {
-                if interrupted() {
-                    stop_group(pgid, &mut child);
-                    outcome = Some(if crate::interrupt::lost() {
-                        Outcome::Lost
-                    } else {
-                        Outcome::Interrupted
-                    });
-                } else if let Some(t) = self.timeout.filter(|t| start.elapsed() >= *t) {
-                    stop_group(pgid, &mut child);
-                    outcome = Some(Outcome::TimedOut(t));
-                } else if let Ok(Some(status)) = child.try_wait() {
-                    outcome = Some(match (status.code(), status.signal()) {
-                        (Some(0), _) => Outcome::Success,
-                        (Some(c), _) => Outcome::Exit(c),
-                        (None, Some(s)) => Outcome::Signal(s),
-                        (None, None) => Outcome::Exit(-1),
-                    });
-                }
+                outcome = self.ended(pgid, &mut child, start);
                 if outcome.is_some() {
                     exited_at = Some(Instant::now());
                 }
