@@ -180,10 +180,9 @@ fn provision(env: &Env, req: Request) -> Result<()> {
     let sink = |e: &provision::batch::Event<'_>| display.show(e);
     // Plan every VM first: a mistake in the command line stops before anything runs. A
     // server that cannot be reached fails its VMs only.
-    let mut prepared = batch.prepare(&hosts::place(&req.vms, &req.hosts), &sink)?;
-    if let Some(e) = prepared.take_plan_error() {
-        return Err(e);
-    }
+    let prepared = batch
+        .prepare(&hosts::place(&req.vms, &req.hosts), &sink)?
+        .all_planned()?;
     if req.dry_run {
         return dry_run(env, prepared);
     }

@@ -65,17 +65,21 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// The first planning error, taken out (the command line stops on it before anything
-    /// runs; the console lets that VM fail alone).
-    pub(crate) fn take_plan_error(&mut self) -> Option<anyhow::Error> {
-        let unit = self
+    /// The batch, unless a plan failed: then the first planning error (the command line
+    /// stops on it before anything runs; the console lets that VM fail alone).
+    pub(crate) fn all_planned(self) -> anyhow::Result<Prepared> {
+        if !self
             .units
-            .iter_mut()
-            .find(|u| matches!(u.plan, Planned::Failed(_)))?;
-        match std::mem::replace(&mut unit.plan, Planned::HostNotReached) {
+            .iter()
+            .any(|u| matches!(u.plan, Planned::Failed(_)))
+        {
+            return Ok(self);
+        }
+        let first = self.units.into_iter().find_map(|u| match u.plan {
             Planned::Failed(e) => Some(e),
             _ => None,
-        }
+        });
+        Err(first.unwrap_or_else(|| anyhow::anyhow!("a plan failed")))
     }
 }
 
