@@ -1,5 +1,6 @@
 //! `provision --events`: one JSON object per line per event, each VM's steps in order and
-//! its last event its outcome, for one VM, a failing one, and two running side by side.
+//! its last event its outcome, for one VM, a failing one, and two running side by side; and
+//! the one progress display fed by the same events (a status line on a terminal, plain lines).
 
 use crate::provision::{probe, sandbox};
 use crate::{World, provision_script, stderr, stdout};
@@ -182,4 +183,78 @@ fn events_and_dry_run_do_not_go_together() {
     let o = w.run(&["provision", "--vm", "a", "--dry-run", "--events"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--events"), "{}", stderr(&o));
+}
+
+#[test]
+fn on_a_terminal_each_running_vm_has_a_status_line_with_its_output() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let w = sandbox();
+    let go = w.path().join("go");
+    w.write(
+        "store/Held/image.conf",
+        &format!("GO = '{}'\n", go.display()),
+    );
+    w.write("store/Held/vm_conf.template", "name = ''\nmemory = 256\n");
+    // The script shows a line, then waits (at most a minute) until the test has seen it.
+    w.write_exec(
+        "store/Held/provision.sh",
+        &provision_script(
+            true,
+            r#"echo "held-here"
+for _ in $(seq 600); do [ -e "$GO" ] && break; sleep 0.1; done
+"#,
+        ),
+    );
+    w.write("store/Held/description.htm", "<body>Held</body>");
+    let cmd = format!(
+        "{} --config {} provision --vm tty1 --image Held",
+        env!("CARGO_BIN_EXE_convirt"),
+        w.path().join("convirt.toml").display()
+    );
+    let mut c = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_clear()
+        .envs(w.env())
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) gives convirt a terminal");
+    let mut out = c.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read the terminal until the status line shows the VM and its script's line.
+    while !String::from_utf8_lossy(&seen).contains("held-here") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    std::fs::write(&go, "").unwrap();
+    out.read_to_end(&mut seen).unwrap();
+    assert!(c.wait().unwrap().success());
+    let screen = String::from_utf8_lossy(&seen);
+    let line = screen
+        .split(['\r', '\n'])
+        .find(|l| l.contains("held-here"))
+        .unwrap();
+    assert!(line.contains("tty1 ["), "{line:?}");
+    assert!(
+        screen.contains("provisioned `tty1` from `Held`"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn without_a_terminal_verbose_shows_each_step_and_the_output() {
+    let w = sandbox();
+    probe(&w, "");
+    let o = w.conv(&["-v", "provision", "--vm", "web1", "--image", "Probe"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let at = |s: &str| err.find(s).unwrap_or_else(|| panic!("{s}: {err}"));
+    assert!(at("web1: planning") < at("provisioning `web1` from image `Probe`"));
+    assert!(at("web1: taking the lock, checking") < at("web1: running provision.sh"));
+    assert!(at("web1: running provision.sh") < at("web1 | "));
+    assert!(at("web1 | ") < at("web1: installing the config"));
 }
