@@ -149,6 +149,15 @@ impl Side<'_> {
                 super::remote::signal(child, libc::SIGINT)
             }
         };
+        // Every event names the VM's host; a server's VM connects first.
+        let first = text(&o.stdout).lines().next().map(String::from);
+        let first: serde_json::Value =
+            serde_json::from_str(first.as_deref().unwrap_or("null")).unwrap_or_default();
+        let want = match self.host {
+            Some(h) => serde_json::json!({"event": "step", "step": "connect", "vm": vm, "host": h}),
+            None => serde_json::json!({"event": "step", "step": "plan", "vm": vm, "host": null}),
+        };
+        assert_eq!(first, want, "{}", text(&o.stdout));
         let err = text(&o.stderr);
         let errors = err
             .lines()
