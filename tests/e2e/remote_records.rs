@@ -524,7 +524,7 @@ fn start_and_autostart_on_the_server_keep_the_vm_provisioned_when_xl_cannot_run(
 
 /// A recording stand-in for the server's `xl` (NOT the real xl): `xl list` lists Domain-0
 /// and the names in `running`, `xl create CFG` appends CFG to `created`.
-fn xl_stand_in(dir: &Path) -> PathBuf {
+pub fn xl_stand_in(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
