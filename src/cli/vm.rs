@@ -203,6 +203,23 @@ fn local_domains(app: &App, vms: &[Vm]) -> Domains {
     d
 }
 
+/// A note on stderr for each server that answered but whose `xl list` could not say.
+fn note_servers_xl(app: &App, checks: &Presence) {
+    let mut hosts: Vec<_> = checks.iter().collect();
+    hosts.sort_by(|a, b| a.0.cmp(b.0));
+    for (host, c) in hosts {
+        if let Ok(crate::vms::Checked {
+            domains: Err(why), ..
+        }) = c
+        {
+            note_server(
+                app,
+                Some(format!("the state of the VMs on `{host}` is unknown: {why}")),
+            );
+        }
+    }
+}
+
 fn list(app: &App) -> Result<()> {
     let (vms, bad) = Vm::list(&app.settings.state_dir);
     warn_unreadable(app, &bad);
@@ -225,6 +242,7 @@ fn list(app: &App) -> Result<()> {
 fn list_these(app: &App, vms: Vec<Vm>) -> Result<()> {
     let checks = crate::vms::check(&app.settings, &vms);
     let domains = local_domains(app, &vms);
+    note_servers_xl(app, &checks);
     if app.cli.json {
         let rows: Vec<_> = vms
             .iter()
