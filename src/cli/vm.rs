@@ -214,7 +214,9 @@ fn note_servers_xl(app: &App, checks: &Presence) {
         {
             note_server(
                 app,
-                Some(format!("the state of the VMs on `{host}` is unknown: {why}")),
+                Some(format!(
+                    "the state of the VMs on `{host}` is unknown: {why}"
+                )),
             );
         }
     }

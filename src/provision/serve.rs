@@ -342,7 +342,9 @@ fn start(vm: &str, state_dir: &std::path::Path) -> Result<String, String> {
         Err(e) => return Err(format!("{e:#}")),
     };
     if own.run.is_some() {
-        return Err(format!("`{vm}` is not provisioned completely on this server"));
+        return Err(format!(
+            "`{vm}` is not provisioned completely on this server"
+        ));
     }
     let config = own
         .header()

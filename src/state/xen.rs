@@ -261,6 +261,18 @@ mod tests {
     }
 
     #[test]
+    fn domains_travel_between_two_convirts_with_their_state_word() {
+        let d = parse_domains(REAL_XL_LIST);
+        let json = serde_json::to_string(&d).unwrap();
+        let back: Vec<Domain> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, d);
+        // The word is taken again from the flags, never from the sender's text.
+        let odd = json.replacen("\"running\"", "\"gone\"", 1);
+        let back: Vec<Domain> = serde_json::from_str(&odd).unwrap();
+        assert_eq!(back[0].state, "running");
+    }
+
+    #[test]
     fn state_flags_become_one_word() {
         for (flags, word) in [
             ("r-----", "running"),

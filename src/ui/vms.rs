@@ -120,8 +120,11 @@ fn list_page(ui: &Ui, notes: &[String], errors: &[String]) -> Response {
             String::new()
         } else {
             format!(
-                "<p class=\"note\">State <code>unknown</code>: <code>xl list</code> could not say; <code>-</code>: the server did not answer. {}</p>",
-                esc(&unknown.join("; "))
+                "<p class=\"note\">State <code>unknown</code>: <code>xl list</code> could not say; <code>-</code>: the server did not answer.</p><ul class=\"note\">{}</ul>",
+                unknown
+                    .iter()
+                    .map(|u| format!("<li>{}</li>", esc(u)))
+                    .collect::<String>()
             )
         },
         esc(&ui.settings.state_dir.display().to_string())
@@ -189,7 +192,9 @@ fn steps_table(vm: &Vm, steps: &[state::remove::Step]) -> String {
         .iter()
         .map(|s| {
             // The copy of a server's log this machine kept is this machine's.
-            let on = if vm.remote && vm.header().and_then(|h| h.local_log.as_ref()) != Some(&s.item.path) {
+            let on = if vm.remote
+                && vm.header().and_then(|h| h.local_log.as_ref()) != Some(&s.item.path)
+            {
                 vm.host.as_str()
             } else {
                 "this machine"

@@ -183,7 +183,11 @@ fn provisions_on_a_managed_server_from_the_console_and_removes_it_there() {
     let srv = w.srv(0);
     let c = Console::start(&w);
     let form = c.get("/images/Linux_CD_Install/provision");
-    assert!(form.body.contains("<option value=\"srv0\""), "{}", form.body);
+    assert!(
+        form.body.contains("<option value=\"srv0\""),
+        "{}",
+        form.body
+    );
     let r = c.post(
         "/images/Linux_CD_Install/provision",
         &[
@@ -252,7 +256,12 @@ fn provisions_on_a_managed_server_from_the_console_and_removes_it_there() {
 
     // (Its record, kept aside for a server that does not answer, below.)
     let kept = xl.path().join("u1-record");
-    super::remote::sh(std::process::Command::new("cp").arg("-a").arg(&record).arg(&kept));
+    super::remote::sh(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&record)
+            .arg(&kept),
+    );
 
     // Remove shows exactly what goes, with the host of each item, then removes it there.
     let plan = c.get("/vms/srv0/u1/remove");
@@ -285,7 +294,10 @@ fn provisions_on_a_managed_server_from_the_console_and_removes_it_there() {
     let c = Console::start(&w);
     let vms = c.get("/vms");
     let u1 = row(&vms.body, "u1").unwrap_or_else(|| panic!("{}", vms.body));
-    assert!(u1.contains("<td>srv9</td><td>provisioned</td><td>-</td>"), "{u1}");
+    assert!(
+        u1.contains("<td>srv9</td><td>provisioned</td><td>-</td>"),
+        "{u1}"
+    );
     assert!(u1.contains("not checked"), "{u1}");
     assert!(vms.body.contains("srv9: no answer"), "{}", vms.body);
     assert_eq!(listed_state(&w, "u1"), serde_json::Value::Null);
