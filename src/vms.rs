@@ -19,7 +19,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// How long listing waits for a server's answer (connecting included; ssh itself gives up
-/// connecting after 10 s): a server that does not answer shows `-`, never a guess.
+/// connecting after 10 s) unless its `list_timeout` says otherwise: a server that does not
+/// answer shows `-`, never a guess.
 pub(crate) const CHECK_WAIT: Duration = Duration::from_secs(15);
 
 /// Where the VM's server is now: its `[hosts.NAME]` entry when there is one, else the
@@ -57,7 +58,8 @@ fn looked_at(vm: &Vm) -> Vec<Item> {
     items
 }
 
-/// Asks every server of `vms` (side by side, one ssh round trip each, at most `CHECK_WAIT`)
+/// Asks every server of `vms` (side by side, one ssh round trip each, at most `CHECK_WAIT`
+/// or the host's `list_timeout`)
 /// which files are there and which domains run.
 pub(crate) fn check(settings: &Settings, vms: &[Vm]) -> Presence {
     let mut by_host: Vec<(String, Vec<&Vm>)> = Vec::new();
@@ -113,7 +115,13 @@ fn check_host(settings: &Settings, vms: &[&Vm]) -> Result<Checked, String> {
         &Request::Check {
             items: items.clone(),
         },
-        Some(CHECK_WAIT),
+        Some(
+            target
+                .settings
+                .as_ref()
+                .and_then(|h| h.list_timeout)
+                .map_or(CHECK_WAIT, Duration::from_secs),
+        ),
     );
     match asked {
         Ok((Event::Checked { present, domains }, found)) if present.len() == items.len() => {
