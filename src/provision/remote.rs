@@ -54,6 +54,7 @@ pub(crate) fn host_settings(base: &Settings, t: &Target, facts: &Facts) -> Setti
         xen_auto_dir: None,
         state_dir: None,
         convirt: None,
+        list_timeout: None,
         variables: Default::default(),
     };
     let h = t.settings.as_ref().unwrap_or(&empty);
