@@ -36,6 +36,7 @@ pub(crate) mod trust;
 pub(crate) mod ui;
 pub(crate) mod validate;
 pub mod value;
+pub(crate) mod vms;
 
 #[cfg(test)]
 mod layering;

@@ -17,7 +17,6 @@ mod share;
 mod store;
 mod ui;
 mod vm;
-mod vm_remote;
 
 use crate::host::Host;
 use crate::resolve::Context;

@@ -22,8 +22,15 @@ pub(crate) enum Request {
     Facts,
     /// Run a job; the work tree follows the line.
     Provision { job: Box<Job>, tree_bytes: u64 },
-    /// Which of these items are there.
+    /// Which of these items are there, and which domains the server runs.
     Check { items: Vec<Item> },
+    /// `xl create` of VM `vm`'s config, as the server's own record of `vm` names it (never a
+    /// path this machine sends), unless its domain runs.
+    Start {
+        vm: String,
+        /// The server's state dir from the host's settings; else its user's default.
+        state_dir: Option<PathBuf>,
+    },
     /// Remove these items (newest first) of VM `vm`, unless its domain runs.
     Remove {
         vm: String,
@@ -88,7 +95,14 @@ pub(crate) enum Event {
         message: String,
         hints: Vec<String>,
     },
-    Present(Vec<bool>),
+    /// The answer to `Check`: which items are there, and the server's domains (`xl list`,
+    /// stopped after a few seconds) or why it could not say.
+    Checked {
+        present: Vec<bool>,
+        domains: Result<Vec<crate::state::xen::Domain>, String>,
+    },
+    /// The answer to `Start`: the config `xl create` started, or why it did not.
+    Launched(Result<String, String>),
     Removal {
         running: Result<bool, String>,
         steps: Vec<Removed>,
@@ -154,7 +168,14 @@ mod tests {
         let mut i = Item::new("/x", crate::state::Kind::Disk);
         i.born = Some(u128::from(u64::MAX) * 3);
         let mut v = Vec::new();
-        send(&mut v, &Event::Present(vec![true])).unwrap();
+        send(
+            &mut v,
+            &Event::Checked {
+                present: vec![true],
+                domains: Err("no xl".into()),
+            },
+        )
+        .unwrap();
         send(
             &mut v,
             &Request::Check {
@@ -165,7 +186,7 @@ mod tests {
         let mut r: &[u8] = &v;
         assert!(matches!(
             receive::<Event>(&mut r).unwrap(),
-            Some(Event::Present(p)) if p == vec![true]
+            Some(Event::Checked { present, domains: Err(_) }) if present == vec![true]
         ));
         match receive::<Request>(&mut r).unwrap() {
             Some(Request::Check { items }) => assert_eq!(items, vec![i]),
