@@ -149,6 +149,7 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
             strict: a.strict,
             start: a.start,
             autostart: a.autostart,
+            seed_from: Some(provision::guest::local_cache_dir(&app.settings)),
         },
     };
     // A dry run writes nothing, not even a missing default store.
@@ -423,6 +424,9 @@ fn provision(env: &Env, req: Request) -> Result<()> {
                     }
                     if let Some(s) = session_of(i) {
                         let _ = writeln!(text, "  on the server: {}", s.convirt.describe());
+                    }
+                    if let Some(g) = &p.guest_cache {
+                        let _ = writeln!(text, "  guest cache: {g}");
                     }
                     for r in &p.replaced {
                         let _ = writeln!(text, "  replaced (--force): {r}");

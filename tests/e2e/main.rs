@@ -11,3 +11,4 @@ mod guest;
 mod remote;
 mod remote_records;
 mod scenarios;
+mod seed;
