@@ -64,7 +64,9 @@ fn entry_name_ok(entry: &Path) -> bool {
     entry.is_absolute()
         && entry.parent().and_then(Path::file_name) == Some("guests".as_ref())
         && name.strip_prefix("debian-").is_some_and(|k| {
-            k.len() == 16 && k.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            k.len() == 16
+                && k.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         })
 }
 
@@ -82,7 +84,9 @@ pub(crate) fn offer(
     if info.refresh {
         return Some("rebuilt on the server (REFRESH is set)".into());
     }
-    let local = local_cache?.join("guests").join(format!("debian-{}", info.key));
+    let local = local_cache?
+        .join("guests")
+        .join(format!("debian-{}", info.key));
     if !super::guest::entry_ok(&local) {
         return Some(format!(
             "bootstrapped on the server unless it has the entry (this machine has no `{}` to send)",
@@ -107,7 +111,12 @@ pub(crate) fn offer(
     if let Some((_, _, note)) = sent.iter().find(|(h, d, _)| (h, d) == (&id.0, &id.1)) {
         return Some(note.clone());
     }
-    let note = match send(&local, &info.dir, mirror_from_host.then(|| (suite, info.mirror.clone())), session) {
+    let note = match send(
+        &local,
+        &info.dir,
+        mirror_from_host.then(|| (suite, info.mirror.clone())),
+        session,
+    ) {
         Ok(Sent::Already) => "warm on the server (no bootstrap, nothing sent)".to_string(),
         Ok(Sent::Bytes(n, t)) => format!(
             "sent from this machine instead of a bootstrap on the server: {} in {:.1} s, SHA-256 checked there",
@@ -166,7 +175,9 @@ fn send(
                     Err(e) => return Err(format!("the server's answer is unreadable: {e}")),
                 },
                 Some(Msg::Boot(_)) => {}
-                Some(Msg::Bad(why)) => return Err(format!("the server's answer is unreadable: {why}")),
+                Some(Msg::Bad(why)) => {
+                    return Err(format!("the server's answer is unreadable: {why}"));
+                }
                 None => return Err("the server ended the channel".into()),
             }
         }
@@ -186,7 +197,9 @@ fn send(
             .map_err(|e| format!("cannot read `{}`: {e}", f.name))?
             .take(f.size);
         loop {
-            let n = src.read(&mut buf).map_err(|e| format!("cannot read `{}`: {e}", f.name))?;
+            let n = src
+                .read(&mut buf)
+                .map_err(|e| format!("cannot read `{}`: {e}", f.name))?;
             if n == 0 {
                 break;
             }
@@ -205,7 +218,9 @@ fn send(
             }
         }
     }
-    input.flush().map_err(|e| format!("the send broke off: {e}"))?;
+    input
+        .flush()
+        .map_err(|e| format!("the send broke off: {e}"))?;
     ch.give_back(input);
     match answer(&ch)? {
         Event::Seeded { bytes } => Ok(Sent::Bytes(bytes, started.elapsed())),
@@ -251,13 +266,15 @@ fn take(seed: &Seed, input: &mut dyn Read, answer: &mut dyn FnMut(&Event)) -> Re
     }
     let guests = seed.entry.parent().ok_or("no parent")?;
     let key = &seed.entry.file_name().unwrap_or_default().to_string_lossy()["debian-".len()..];
-    std::fs::create_dir_all(guests).map_err(|e| format!("cannot create `{}`: {e}", guests.display()))?;
+    std::fs::create_dir_all(guests)
+        .map_err(|e| format!("cannot create `{}`: {e}", guests.display()))?;
     let lock = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .open(guests.join(format!(".debian-{key}.lock")))
         .map_err(|e| format!("cannot open the entry's lock: {e}"))?;
-    lock.lock().map_err(|e| format!("cannot lock the entry: {e}"))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock the entry: {e}"))?;
     if super::guest::entry_ok(&seed.entry) {
         return Ok(0);
     }
@@ -270,31 +287,46 @@ fn take(seed: &Seed, input: &mut dyn Read, answer: &mut dyn FnMut(&Event)) -> Re
     let mut buf = vec![0u8; 1 << 20];
     for f in &seed.files {
         let path = tmp.path().join(&f.name);
-        let mut out = std::fs::File::create(&path).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        let mut out = std::fs::File::create(&path)
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
         let mut h = Sha256::new();
         let mut left = f.size;
         while left > 0 {
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = input.read(&mut buf[..want]).map_err(|e| format!("the entry did not arrive: {e}"))?;
+            let n = input
+                .read(&mut buf[..want])
+                .map_err(|e| format!("the entry did not arrive: {e}"))?;
             if n == 0 {
-                return Err(format!("the entry did not arrive whole ({} of `{}` missing)", left, f.name));
+                return Err(format!(
+                    "the entry did not arrive whole ({} of `{}` missing)",
+                    left, f.name
+                ));
             }
             h.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+            out.write_all(&buf[..n])
+                .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
             left -= n as u64;
         }
         if hex(&h.finalize()) != f.sha256 {
-            return Err(format!("`{}` arrived damaged (its SHA-256 differs): nothing kept", f.name));
+            return Err(format!(
+                "`{}` arrived damaged (its SHA-256 differs): nothing kept",
+                f.name
+            ));
         }
         if matches!(f.name.as_str(), "vmlinuz" | "initrd.img") {
             use std::os::unix::fs::PermissionsExt;
             let _ = out.set_permissions(std::fs::Permissions::from_mode(0o644));
         }
-        out.sync_all().map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        out.sync_all()
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
         total += f.size;
     }
     // The manifest `_guest_entry_ok` compares: `name size`, byte order, written last.
-    let mut manifest: Vec<String> = seed.files.iter().map(|f| format!("{} {}", f.name, f.size)).collect();
+    let mut manifest: Vec<String> = seed
+        .files
+        .iter()
+        .map(|f| format!("{} {}", f.name, f.size))
+        .collect();
     manifest.sort();
     let text = manifest.join("\n") + "\n";
     crate::atomic::write(&tmp.path().join("complete"), text.as_bytes(), 0o644, true)
@@ -326,7 +358,11 @@ mod tests {
         for (i, f) in FILES.iter().enumerate() {
             std::fs::write(e.join(f), vec![b'a' + i as u8; 1000 * (i + 1)]).unwrap();
         }
-        let mut m: Vec<String> = FILES.iter().enumerate().map(|(i, f)| format!("{f} {}", 1000 * (i + 1))).collect();
+        let mut m: Vec<String> = FILES
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("{f} {}", 1000 * (i + 1)))
+            .collect();
         m.sort();
         std::fs::write(e.join("complete"), m.join("\n") + "\n").unwrap();
         assert!(super::super::guest::entry_ok(&e));
@@ -348,7 +384,11 @@ mod tests {
         let local = entry(a.path());
         let files = describe(&local).unwrap();
         let target = b.path().join("guests/debian-0123456789abcdef");
-        let seed = Seed { entry: target.clone(), files: files.clone(), host_mirror: None };
+        let seed = Seed {
+            entry: target.clone(),
+            files: files.clone(),
+            host_mirror: None,
+        };
         let mut wanted = 0;
         let e = receive(&seed, &mut &stream(&local)[..], |e| {
             wanted += usize::from(matches!(e, Event::SeedWanted))
@@ -356,7 +396,10 @@ mod tests {
         assert!(matches!(e, Event::Seeded { bytes: 21000 }), "{e:?}");
         assert_eq!(wanted, 1);
         assert!(super::super::guest::entry_ok(&target));
-        assert_eq!(std::fs::read(target.join("complete")).unwrap(), std::fs::read(local.join("complete")).unwrap());
+        assert_eq!(
+            std::fs::read(target.join("complete")).unwrap(),
+            std::fs::read(local.join("complete")).unwrap()
+        );
         // Present now: nothing is asked for.
         let e = receive(&seed, &mut &[][..], |_| panic!("asked again"));
         assert!(matches!(e, Event::Seeded { bytes: 0 }), "{e:?}");
@@ -369,29 +412,68 @@ mod tests {
         let local = entry(a.path());
         let files = describe(&local).unwrap();
         let target = b.path().join("guests/debian-0123456789abcdef");
-        let seed = Seed { entry: target.clone(), files, host_mirror: None };
+        let seed = Seed {
+            entry: target.clone(),
+            files,
+            host_mirror: None,
+        };
         let mut bytes = stream(&local);
         bytes[5000] ^= 1;
         let e = receive(&seed, &mut &bytes[..], |_| {});
-        assert!(matches!(&e, Event::Error { message, .. } if message.contains("SHA-256")), "{e:?}");
+        assert!(
+            matches!(&e, Event::Error { message, .. } if message.contains("SHA-256")),
+            "{e:?}"
+        );
         let e = receive(&seed, &mut &bytes[..100], |_| {});
-        assert!(matches!(&e, Event::Error { message, .. } if message.contains("whole")), "{e:?}");
+        assert!(
+            matches!(&e, Event::Error { message, .. } if message.contains("whole")),
+            "{e:?}"
+        );
         assert!(!target.exists());
-        let left: Vec<_> = std::fs::read_dir(b.path().join("guests")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(b.path().join("guests"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(left.len(), 1, "only the lock file is left: {left:?}");
     }
 
     #[test]
     fn only_entry_paths_and_entry_files_are_taken() {
         let b = tempfile::tempdir().unwrap();
-        let files: Vec<SeedFile> = FILES.iter().map(|n| SeedFile { name: n.to_string(), size: 0, sha256: "0".repeat(64) }).collect();
-        for bad in [b.path().join("etc"), b.path().join("guests/debian-xyz"), PathBuf::from("guests/debian-0123456789abcdef")] {
-            let seed = Seed { entry: bad, files: files.clone(), host_mirror: None };
-            assert!(matches!(receive(&seed, &mut &[][..], |_| {}), Event::Error { .. }));
+        let files: Vec<SeedFile> = FILES
+            .iter()
+            .map(|n| SeedFile {
+                name: n.to_string(),
+                size: 0,
+                sha256: "0".repeat(64),
+            })
+            .collect();
+        for bad in [
+            b.path().join("etc"),
+            b.path().join("guests/debian-xyz"),
+            PathBuf::from("guests/debian-0123456789abcdef"),
+        ] {
+            let seed = Seed {
+                entry: bad,
+                files: files.clone(),
+                host_mirror: None,
+            };
+            assert!(matches!(
+                receive(&seed, &mut &[][..], |_| {}),
+                Event::Error { .. }
+            ));
         }
         let mut other = files.clone();
         other[0].name = "../x".into();
-        let seed = Seed { entry: b.path().join("guests/debian-0123456789abcdef"), files: other, host_mirror: None };
-        assert!(matches!(receive(&seed, &mut &[][..], |_| {}), Event::Error { .. }));
+        let seed = Seed {
+            entry: b.path().join("guests/debian-0123456789abcdef"),
+            files: other,
+            host_mirror: None,
+        };
+        assert!(matches!(
+            receive(&seed, &mut &[][..], |_| {}),
+            Event::Error { .. }
+        ));
     }
 }

@@ -71,7 +71,10 @@ fn a_server_without_the_guest_cache_gets_this_machines_entry_instead_of_a_bootst
     let settings = w.root.join("convirt.toml");
     let text = std::fs::read_to_string(&settings).unwrap().replacen(
         "[variables]\n",
-        &format!("[variables]\nVM_CACHE_DIR = '{}/local/cache'\n", w.root.display()),
+        &format!(
+            "[variables]\nVM_CACHE_DIR = '{}/local/cache'\n",
+            w.root.display()
+        ),
         1,
     );
     std::fs::write(&settings, text).unwrap();
