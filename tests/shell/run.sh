@@ -711,7 +711,7 @@ test_run_custom_scripts() {
     add_script "$st/custom_scripts/d4" S10in '# convirt: in-shell
 printf "%s|%s|%s|%s|%s|%s\n" "$VM_NAME" "$IMAGE_CONF" "${GUEST_ROOT:-unset}" "$#" "$$" "$(declare -F _cv_assign)" > "$ORDER_FILE.in"'
     # shellcheck disable=SC2016
-    add_script "$st/custom_scripts/d4" S20out 'printf "%s\n" "$PPID" > "$ORDER_FILE.out"'
+    add_script "$st/custom_scripts/d4" S20out 'printf "%s\n" "$$" > "$ORDER_FILE.out"'
     # shellcheck disable=SC2016
     add_script "$st/custom_scripts/d5" S10infail '# convirt: in-shell
 exit 9'
