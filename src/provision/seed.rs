@@ -93,10 +93,10 @@ pub(crate) fn offer(
             local.display()
         ));
     }
-    let mirror_from_host = !plan
+    let mirror_from_host = plan
         .resolved
         .image_value("DEBIAN_MIRROR")
-        .is_some_and(|m| !m.to_text().is_empty());
+        .is_none_or(|m| m.to_text().is_empty());
     let suite = plan
         .resolved
         .image_value("DEBIAN_SUITE")
@@ -273,7 +273,7 @@ fn take(seed: &Seed, input: &mut dyn Read, answer: &mut dyn FnMut(&Event)) -> Re
         .create(true)
         .open(guests.join(format!(".debian-{key}.lock")))
         .map_err(|e| format!("cannot open the entry's lock: {e}"))?;
-    lock.lock()
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| format!("cannot lock the entry: {e}"))?;
     if super::guest::entry_ok(&seed.entry) {
         return Ok(0);
