@@ -104,28 +104,52 @@ pub(crate) fn offer(
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "bookworm".into());
     // One send per server and entry at a time: VMs of one `--jobs` run wait for the first.
-    static SENDING: std::sync::Mutex<Vec<(String, PathBuf, String)>> =
+    // One send per server and entry at a time: the other VMs of a `--jobs` run to that
+    // server wait for it (a slot per server and entry; other servers go on).
+    type Slot = std::sync::Arc<std::sync::Mutex<Option<(bool, String)>>>;
+    static SLOTS: std::sync::Mutex<Vec<(String, PathBuf, Slot)>> =
         std::sync::Mutex::new(Vec::new());
-    let mut sent = SENDING.lock().unwrap_or_else(|e| e.into_inner());
-    let id = (session.target.name.clone(), info.dir.clone());
-    if let Some((_, _, note)) = sent.iter().find(|(h, d, _)| (h, d) == (&id.0, &id.1)) {
-        return Some(note.clone());
+    let slot = {
+        let mut slots = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let name = &session.target.name;
+        match slots.iter().find(|(h, d, _)| h == name && *d == info.dir) {
+            Some((_, _, s)) => s.clone(),
+            None => {
+                let s = Slot::default();
+                slots.push((name.clone(), info.dir.clone(), s.clone()));
+                s
+            }
+        }
+    };
+    let mut done = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((there, note)) = done.as_ref() {
+        return Some(if *there {
+            "warm on the server (it got the entry earlier in this run)".into()
+        } else {
+            note.clone()
+        });
     }
-    let note = match send(
+    let (there, note) = match send(
         &local,
         &info.dir,
         mirror_from_host.then(|| (suite, info.mirror.clone())),
         session,
     ) {
-        Ok(Sent::Already) => "warm on the server (no bootstrap, nothing sent)".to_string(),
-        Ok(Sent::Bytes(n, t)) => format!(
-            "sent from this machine instead of a bootstrap on the server: {} in {:.1} s, SHA-256 checked there",
-            super::cache::human(n),
-            t.as_secs_f64()
+        Ok(Sent::Already) => (
+            true,
+            "warm on the server (no bootstrap, nothing sent)".to_string(),
         ),
-        Err(why) => format!("bootstrapped on the server: {why}"),
+        Ok(Sent::Bytes(n, t)) => (
+            true,
+            format!(
+                "sent from this machine instead of a bootstrap on the server: {} in {:.1} s, SHA-256 checked there",
+                super::cache::human(n),
+                t.as_secs_f64()
+            ),
+        ),
+        Err(why) => (false, format!("bootstrapped on the server: {why}")),
     };
-    sent.push((id.0, id.1, note.clone()));
+    *done = Some((there, note.clone()));
     Some(note)
 }
 
