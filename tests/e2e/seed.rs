@@ -157,4 +157,23 @@ fn a_server_without_the_guest_cache_gets_this_machines_entry_instead_of_a_bootst
         "{out}"
     );
     assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1);
+
+    // Two VMs of one `--jobs 2` run to a server without the entry: one send, the other VM
+    // waits for it.
+    std::fs::remove_dir_all(&remote).unwrap();
+    let mut a = args("there3", Some("srv0"));
+    a.extend(["--vm", "there4", "--jobs", "2"]);
+    let out = succeeded(&w.run(&a));
+    assert_eq!(
+        out.matches("guest cache: sent from this machine").count(),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("guest cache: warm on the server (it got the entry earlier in this run)")
+            .count(),
+        1,
+        "{out}"
+    );
+    assert!(remote.join("complete").is_file());
 }
