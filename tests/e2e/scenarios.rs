@@ -1,7 +1,9 @@
 //! One table of scenarios, each run on this machine and with `--host` against a private sshd
 //! on 127.0.0.1 (issue #17.7): the two transports must give the same exit status, the same
 //! messages (paths and the `VM on HOST` framing filtered), the same files left in the disk
-//! and config directories, and the same record status. Each row is one scenario; a drift
+//! and config directories, the same record status, and the same progress events (each
+//! run is made with `--events`; the steps of the engine at both ends, issue #17.5; the
+//! `connect` step a server's VM has in front is left out). Each row is one scenario; a drift
 //! between the engine's two transports fails the row that shows it.
 
 use super::remote::{DISK16, World, text, tree, wait_for};
@@ -92,6 +94,8 @@ struct Seen {
     disks: Vec<String>,
     configs: Vec<String>,
     record: String,
+    /// The VM's progress events (`--events`): steps and outcome, `connect` left out.
+    steps: Vec<String>,
 }
 
 /// One side: where its files go (`base`: `local` or `srv0`) and its host option.
@@ -121,7 +125,7 @@ impl Side<'_> {
     }
 
     fn run(&self, row: &Row, vm: &str) -> Seen {
-        let mut args = vec!["provision", "--vm", vm, "--image", row.image];
+        let mut args = vec!["provision", "--events", "--vm", vm, "--image", row.image];
         if let Some(h) = self.host {
             args.extend(["--host", h]);
         }
@@ -145,6 +149,15 @@ impl Side<'_> {
                 super::remote::signal(child, libc::SIGINT)
             }
         };
+        // Every event names the VM's host; a server's VM connects first.
+        let first = text(&o.stdout).lines().next().map(String::from);
+        let first: serde_json::Value =
+            serde_json::from_str(first.as_deref().unwrap_or("null")).unwrap_or_default();
+        let want = match self.host {
+            Some(h) => serde_json::json!({"event": "step", "step": "connect", "vm": vm, "host": h}),
+            None => serde_json::json!({"event": "step", "step": "plan", "vm": vm, "host": null}),
+        };
+        assert_eq!(first, want, "{}", text(&o.stdout));
         let err = text(&o.stderr);
         let errors = err
             .lines()
@@ -166,6 +179,7 @@ impl Side<'_> {
             .map(|v| v["status"].as_str().unwrap_or("?").to_string())
             .unwrap_or_else(|| "none".into());
         Seen {
+            steps: steps(&o.stdout),
             status: o.status.code(),
             errors,
             disks: names(&self.base.join("disks"), vm),
@@ -197,6 +211,21 @@ fn add_waits(w: &World) {
         .unwrap()
         .replace(&super::remote::slow_sleep(), &waits_sleep());
     std::fs::write(&p, text).unwrap();
+}
+
+/// The steps and outcome of a run's event stream, as `step:NAME`, `started`, `finished:OUTCOME`.
+fn steps(stdout: &[u8]) -> Vec<String> {
+    text(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| match e["event"].as_str()? {
+            "step" if e["step"] == "connect" => None,
+            "step" => Some(format!("step:{}", e["step"].as_str()?)),
+            "finished" => Some(format!("finished:{}", e["outcome"].as_str()?)),
+            "started" => Some("started".into()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The entries of `dir` that belong to `vm`.
@@ -236,6 +265,11 @@ fn every_scenario_is_the_same_here_and_over_ssh() {
         match row.name {
             "success" | "--force over an existing config" => {
                 assert_eq!(here.status, Some(0), "{}: {here:?}", row.name);
+                assert_eq!(
+                    here.steps.last().map(String::as_str),
+                    Some("finished:provisioned"),
+                    "{here:?}"
+                );
                 assert_eq!(here.record, "provisioned", "{}", row.name);
             }
             "Ctrl-C" => assert_eq!(here.status, Some(130), "{here:?}"),
