@@ -5,8 +5,11 @@
 //! the server makes the one a VM needs from `rootfs.tar` (`mkfs.ext4 -d`, about a second).
 //!
 //! The conversation (one `__serve` command): this machine sends `Request::Seed` with the file
-//! list; the server answers `SeedWanted` (then the files follow, back to back) or a final
-//! `Seeded`/`Error` (it has the entry, or cannot take it); after the files, a final `Seeded`.
+//! names and sizes; the server answers `SeedWanted` or a final `Seeded`/`Error` (it has the
+//! entry, or cannot take it). After `SeedWanted` the files follow back to back, then one line
+//! with their SHA-256 digests (computed here while reading them, so a run to a server that
+//! has the entry reads nothing); the server compares them with what it wrote and answers a
+//! final `Seeded` or `Error`.
 
 use super::proto::{self, Event, Request};
 use crate::remote::Session;
@@ -38,8 +41,12 @@ const BOOTSTRAP_SECONDS: f64 = 40.0;
 pub(crate) struct SeedFile {
     pub name: String,
     pub size: u64,
-    /// Lowercase hex SHA-256.
-    pub sha256: String,
+}
+
+/// The line after the files: each one's lowercase hex SHA-256, in the announced order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SeedSums {
+    pub sha256: Vec<String>,
 }
 
 /// The request's body.
@@ -158,18 +165,14 @@ enum Sent {
     Bytes(u64, Duration),
 }
 
-/// Hashes the local files (a read of the entry; the page cache usually has it).
+/// Names and sizes of the local files.
 fn describe(local: &Path) -> std::io::Result<Vec<SeedFile>> {
     FILES
         .iter()
         .map(|name| {
-            let mut f = std::fs::File::open(local.join(name))?;
-            let mut h = Sha256::new();
-            let size = std::io::copy(&mut f, &mut h)?;
             Ok(SeedFile {
                 name: name.to_string(),
-                size,
-                sha256: hex(&h.finalize()),
+                size: std::fs::metadata(local.join(name))?.len(),
             })
         })
         .collect()
@@ -216,10 +219,13 @@ fn send(
     let mut input = ch.take_input().ok_or("the channel is closed")?;
     let mut done = 0u64;
     let mut buf = vec![0u8; 1 << 20];
+    let mut sums = Vec::new();
     for f in &files {
         let mut src = std::fs::File::open(local.join(&f.name))
             .map_err(|e| format!("cannot read `{}`: {e}", f.name))?
             .take(f.size);
+        let mut h = Sha256::new();
+        let mut sent = 0u64;
         loop {
             let n = src
                 .read(&mut buf)
@@ -227,6 +233,8 @@ fn send(
             if n == 0 {
                 break;
             }
+            h.update(&buf[..n]);
+            sent += n as u64;
             input
                 .write_all(&buf[..n])
                 .map_err(|e| format!("the send broke off: {e}"))?;
@@ -241,7 +249,13 @@ fn send(
                 ));
             }
         }
+        if sent != f.size {
+            return Err(format!("`{}` changed while it was sent", f.name));
+        }
+        sums.push(hex(&h.finalize()));
     }
+    wire::send(&mut input, &SeedSums { sha256: sums })
+        .map_err(|e| format!("the send broke off: {e}"))?;
     input
         .flush()
         .map_err(|e| format!("the send broke off: {e}"))?;
@@ -257,8 +271,12 @@ fn send(
 /// takes the files into a private directory beside the entry (each checked by size and
 /// SHA-256), writes the `complete` manifest the shell checks, and renames it into place,
 /// holding the entry's lock exclusively (as a bootstrap would).
-pub(crate) fn receive(seed: &Seed, input: &mut dyn Read, mut answer: impl FnMut(&Event)) -> Event {
-    match take(seed, input, &mut answer) {
+pub(crate) fn receive(
+    seed: &Seed,
+    mut input: &mut dyn std::io::BufRead,
+    mut answer: impl FnMut(&Event),
+) -> Event {
+    match take(seed, &mut input, &mut answer) {
         Ok(bytes) => Event::Seeded { bytes },
         Err(message) => Event::Error {
             message,
@@ -267,7 +285,11 @@ pub(crate) fn receive(seed: &Seed, input: &mut dyn Read, mut answer: impl FnMut(
     }
 }
 
-fn take(seed: &Seed, input: &mut dyn Read, answer: &mut dyn FnMut(&Event)) -> Result<u64, String> {
+fn take(
+    seed: &Seed,
+    input: &mut &mut dyn std::io::BufRead,
+    answer: &mut dyn FnMut(&Event),
+) -> Result<u64, String> {
     if !entry_name_ok(&seed.entry) {
         return Err(format!(
             "`{}` is not a guest cache entry (`<dir>/guests/debian-<16 hex digits>`)",
@@ -276,7 +298,7 @@ fn take(seed: &Seed, input: &mut dyn Read, answer: &mut dyn FnMut(&Event)) -> Re
     }
     let mut names: Vec<&str> = seed.files.iter().map(|f| f.name.as_str()).collect();
     names.sort_unstable();
-    if names != FILES || seed.files.iter().any(|f| f.sha256.len() != 64) {
+    if names != FILES {
         return Err("the entry's file list is not the one of a guest cache entry".into());
     }
     if let Some((suite, mirror)) = &seed.host_mirror {
@@ -309,6 +331,7 @@ fn take(seed: &Seed, input: &mut dyn Read, answer: &mut dyn FnMut(&Event)) -> Re
     answer(&Event::SeedWanted);
     let mut total = 0u64;
     let mut buf = vec![0u8; 1 << 20];
+    let mut sums = Vec::new();
     for f in &seed.files {
         let path = tmp.path().join(&f.name);
         let mut out = std::fs::File::create(&path)
@@ -331,12 +354,7 @@ fn take(seed: &Seed, input: &mut dyn Read, answer: &mut dyn FnMut(&Event)) -> Re
                 .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
             left -= n as u64;
         }
-        if hex(&h.finalize()) != f.sha256 {
-            return Err(format!(
-                "`{}` arrived damaged (its SHA-256 differs): nothing kept",
-                f.name
-            ));
-        }
+        sums.push(hex(&h.finalize()));
         if matches!(f.name.as_str(), "vmlinuz" | "initrd.img") {
             use std::os::unix::fs::PermissionsExt;
             let _ = out.set_permissions(std::fs::Permissions::from_mode(0o644));
@@ -344,6 +362,19 @@ fn take(seed: &Seed, input: &mut dyn Read, answer: &mut dyn FnMut(&Event)) -> Re
         out.sync_all()
             .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
         total += f.size;
+    }
+    // The digests this machine computed while sending: what arrived must be what was read.
+    let said: SeedSums = match proto::receive(input) {
+        Ok(Some(s)) => s,
+        _ => return Err("the entry's SHA-256 digests did not arrive: nothing kept".into()),
+    };
+    for (i, f) in seed.files.iter().enumerate() {
+        if said.sha256.get(i) != Some(&sums[i]) {
+            return Err(format!(
+                "`{}` arrived damaged (its SHA-256 differs): nothing kept",
+                f.name
+            ));
+        }
     }
     // The manifest `_guest_entry_ok` compares: `name size`, byte order, written last.
     let mut manifest: Vec<String> = seed
@@ -393,11 +424,16 @@ mod tests {
         e
     }
 
+    /// The bytes after `SeedWanted`: the files, then the digests' line.
     fn stream(local: &Path) -> Vec<u8> {
         let mut v = Vec::new();
+        let mut sums = Vec::new();
         for f in FILES {
-            v.extend(std::fs::read(local.join(f)).unwrap());
+            let b = std::fs::read(local.join(f)).unwrap();
+            sums.push(hex(&Sha256::digest(&b)));
+            v.extend(b);
         }
+        wire::send(&mut v, &SeedSums { sha256: sums }).unwrap();
         v
     }
 
@@ -470,7 +506,6 @@ mod tests {
             .map(|n| SeedFile {
                 name: n.to_string(),
                 size: 0,
-                sha256: "0".repeat(64),
             })
             .collect();
         for bad in [
