@@ -50,6 +50,9 @@ pub(crate) enum Request {
         work_dir: Option<PathBuf>,
         state_dir: Option<PathBuf>,
     },
+    /// Take this guest cache entry (issue #22, `seed`): the files follow the server's
+    /// `SeedWanted`.
+    Seed(Box<super::seed::Seed>),
 }
 
 /// A run's final answer that could not be delivered (the channel was gone), kept by the
@@ -113,6 +116,12 @@ pub(crate) enum Event {
         leftovers: Option<Vec<Item>>,
         /// The run's own final answer, when the server kept it for us.
         answer: Option<Box<Event>>,
+    },
+    /// The server lacks the entry of a `Seed`: send the files.
+    SeedWanted,
+    /// Final: the entry is in place; `bytes` arrived (0: it was there already).
+    Seeded {
+        bytes: u64,
     },
 }
 

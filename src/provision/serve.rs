@@ -125,6 +125,9 @@ pub(crate) fn main(found: Option<String>) -> i32 {
             &own_work_dir(work_dir),
             &own_state_dir(state_dir),
         ),
+        Request::Seed(seed) => super::seed::receive(&seed, &mut input, |e| {
+            out.send(e);
+        }),
     };
     let fail = matches!(answer, Event::Error { .. } | Event::Failed { .. });
     // Lost before the answer, or the answer could not be written: keep it for the next
