@@ -41,7 +41,8 @@ pub(crate) fn remote_root(state_dir: &Path, host: &str) -> PathBuf {
 }
 
 /// `<guests>/.debian-<key>.lock`: the lock of one entry of the guest bootstrap cache. The
-/// shell library takes it while it builds or uses the entry; `cache prune` while it removes.
+/// shell library takes it while it builds or uses the entry, `cache prune` while it removes
+/// it, a server's `convirt __serve` while it receives it from this machine (`seed`).
 pub(crate) fn guest_cache_path(guests: &Path, key: &str) -> PathBuf {
     guests.join(format!(".debian-{key}.lock"))
 }
@@ -66,6 +67,17 @@ pub(crate) fn try_file(path: &Path) -> std::io::Result<Option<File>> {
         .append(true)
         .open(path)?;
     Ok(try_exclusive(&f)?.then_some(f))
+}
+
+/// Opens (creating it) the lock file at `path` and takes it, waiting for its holder.
+pub(crate) fn wait_file(path: &Path) -> std::io::Result<File> {
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .append(true)
+        .open(path)?;
+    crate::sys::lock_exclusive(&f)?;
+    Ok(f)
 }
 
 /// A held per-VM lock; released (and its file removed) when dropped.

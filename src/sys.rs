@@ -105,6 +105,12 @@ pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
     }
 }
 
+/// Takes an exclusive `flock(2)` on a file, waiting for it.
+pub(crate) fn lock_exclusive(file: &File) -> io::Result<()> {
+    use rustix::fs::{FlockOperation, flock};
+    Ok(flock(file, FlockOperation::LockExclusive)?)
+}
+
 /// Whether someone holds an exclusive `flock(2)` on a file: a shared, non-blocking probe,
 /// released at once. An error counts as not held.
 pub(crate) fn exclusively_locked(file: &File) -> bool {

@@ -11,11 +11,10 @@
 //! has the entry reads nothing); the server compares them with what it wrote and answers a
 //! final `Seeded` or `Error`.
 
-use super::proto::{self, Event, Request};
+use super::proto::{self, Event, Request, Seed, SeedFile, SeedSums};
 use crate::remote::Session;
 use crate::remote::channel::{Channel, Msg};
 use crate::remote::wire;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -35,31 +34,6 @@ const FILES: [&str; 6] = [
 /// machine, up to 214 s loaded). A send that would take longer is given up and the server
 /// bootstraps.
 const BOOTSTRAP_SECONDS: f64 = 40.0;
-
-/// One file of the entry as announced.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct SeedFile {
-    pub name: String,
-    pub size: u64,
-}
-
-/// The line after the files: each one's lowercase hex SHA-256, in the announced order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct SeedSums {
-    pub sha256: Vec<String>,
-}
-
-/// The request's body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Seed {
-    /// The server's entry directory, `<VM_CACHE_DIR>/guests/debian-<key>`.
-    pub entry: PathBuf,
-    pub files: Vec<SeedFile>,
-    /// When the mirror of the key came from the apt sources (`DEBIAN_MIRROR` empty): the suite
-    /// and that mirror. The server's shell reads its own apt sources, so the entry is only
-    /// its entry when they name the same mirror.
-    pub host_mirror: Option<(String, String)>,
-}
 
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -314,12 +288,7 @@ fn take(
     let key = &seed.entry.file_name().unwrap_or_default().to_string_lossy()["debian-".len()..];
     std::fs::create_dir_all(guests)
         .map_err(|e| format!("cannot create `{}`: {e}", guests.display()))?;
-    let lock = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(guests.join(format!(".debian-{key}.lock")))
-        .map_err(|e| format!("cannot open the entry's lock: {e}"))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+    let _lock = crate::lock::wait_file(&crate::lock::guest_cache_path(guests, key))
         .map_err(|e| format!("cannot lock the entry: {e}"))?;
     if super::guest::entry_ok(&seed.entry) {
         return Ok(0);
