@@ -52,7 +52,7 @@ pub(crate) enum Request {
     },
     /// Take this guest cache entry (issue #22, `seed`): the files follow the server's
     /// `SeedWanted`.
-    Seed(Box<super::seed::Seed>),
+    Seed(Box<Seed>),
 }
 
 /// A run's final answer that could not be delivered (the channel was gone), kept by the
@@ -202,4 +202,32 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+}
+
+// The guest cache entry a `seed` request offers (issue #22; src/provision/seed.rs sends
+// and receives it).
+
+/// One file of the entry as announced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SeedFile {
+    pub name: String,
+    pub size: u64,
+}
+
+/// The line after the files: each one's lowercase hex SHA-256, in the announced order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SeedSums {
+    pub sha256: Vec<String>,
+}
+
+/// The request's body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Seed {
+    /// The server's entry directory, `<VM_CACHE_DIR>/guests/debian-<key>`.
+    pub entry: PathBuf,
+    pub files: Vec<SeedFile>,
+    /// When the mirror of the key came from the apt sources (`DEBIAN_MIRROR` empty): the suite
+    /// and that mirror. The server's shell reads its own apt sources, so the entry is only
+    /// its entry when they name the same mirror.
+    pub host_mirror: Option<(String, String)>,
 }

@@ -15,7 +15,6 @@ use super::proto::{self, Event, Request};
 use crate::remote::Session;
 use crate::remote::channel::{Channel, Msg};
 use crate::remote::wire;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -36,30 +35,7 @@ const FILES: [&str; 6] = [
 /// bootstraps.
 const BOOTSTRAP_SECONDS: f64 = 40.0;
 
-/// One file of the entry as announced.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct SeedFile {
-    pub name: String,
-    pub size: u64,
-}
-
-/// The line after the files: each one's lowercase hex SHA-256, in the announced order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct SeedSums {
-    pub sha256: Vec<String>,
-}
-
-/// The request's body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Seed {
-    /// The server's entry directory, `<VM_CACHE_DIR>/guests/debian-<key>`.
-    pub entry: PathBuf,
-    pub files: Vec<SeedFile>,
-    /// When the mirror of the key came from the apt sources (`DEBIAN_MIRROR` empty): the suite
-    /// and that mirror. The server's shell reads its own apt sources, so the entry is only
-    /// its entry when they name the same mirror.
-    pub host_mirror: Option<(String, String)>,
-}
+pub(crate) use super::proto::{Seed, SeedFile, SeedSums};
 
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
