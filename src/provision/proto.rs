@@ -150,33 +150,6 @@ pub(crate) fn error_event(e: &anyhow::Error) -> Event {
     }
 }
 
-/// A guest cache entry sent to a server (`seed`): the types live here, with the protocol,
-/// so `seed` imports `proto` and not the other way round.
-/// One file of the entry as announced.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct SeedFile {
-    pub name: String,
-    pub size: u64,
-}
-
-/// The line after the files: each one's lowercase hex SHA-256, in the announced order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct SeedSums {
-    pub sha256: Vec<String>,
-}
-
-/// The request's body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Seed {
-    /// The server's entry directory, `<VM_CACHE_DIR>/guests/debian-<key>`.
-    pub entry: PathBuf,
-    pub files: Vec<SeedFile>,
-    /// When the mirror of the key came from the apt sources (`DEBIAN_MIRROR` empty): the suite
-    /// and that mirror. The server's shell reads its own apt sources, so the entry is only
-    /// its entry when they name the same mirror.
-    pub host_mirror: Option<(String, String)>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,7 +159,7 @@ mod tests {
         // `remote` sends and reads these forms without knowing the types.
         assert_eq!(serde_json::to_string(&Request::Facts).unwrap(), "\"facts\"");
         let f = crate::remote::wire::Facts {
-            host: crate::host::Host::local(None),
+            host: crate::eval::Host::local(None),
             uid: 0,
             home: "/root".into(),
             bridges: vec![],
@@ -229,4 +202,32 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+}
+
+// The guest cache entry a `seed` request offers (issue #22; src/provision/seed.rs sends
+// and receives it).
+
+/// One file of the entry as announced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SeedFile {
+    pub name: String,
+    pub size: u64,
+}
+
+/// The line after the files: each one's lowercase hex SHA-256, in the announced order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SeedSums {
+    pub sha256: Vec<String>,
+}
+
+/// The request's body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Seed {
+    /// The server's entry directory, `<VM_CACHE_DIR>/guests/debian-<key>`.
+    pub entry: PathBuf,
+    pub files: Vec<SeedFile>,
+    /// When the mirror of the key came from the apt sources (`DEBIAN_MIRROR` empty): the suite
+    /// and that mirror. The server's shell reads its own apt sources, so the entry is only
+    /// its entry when they name the same mirror.
+    pub host_mirror: Option<(String, String)>,
 }

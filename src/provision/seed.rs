@@ -11,7 +11,7 @@
 //! has the entry reads nothing); the server compares them with what it wrote and answers a
 //! final `Seeded` or `Error`.
 
-use super::proto::{self, Event, Request, Seed, SeedFile, SeedSums};
+use super::proto::{self, Event, Request};
 use crate::remote::Session;
 use crate::remote::channel::{Channel, Msg};
 use crate::remote::wire;
@@ -34,6 +34,8 @@ const FILES: [&str; 6] = [
 /// machine, up to 214 s loaded). A send that would take longer is given up and the server
 /// bootstraps.
 const BOOTSTRAP_SECONDS: f64 = 40.0;
+
+pub(crate) use super::proto::{Seed, SeedFile, SeedSums};
 
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
