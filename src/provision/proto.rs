@@ -159,7 +159,7 @@ mod tests {
         // `remote` sends and reads these forms without knowing the types.
         assert_eq!(serde_json::to_string(&Request::Facts).unwrap(), "\"facts\"");
         let f = crate::remote::wire::Facts {
-            host: crate::eval::Host::local(None),
+            host: crate::host::Host::local(None),
             uid: 0,
             home: "/root".into(),
             bridges: vec![],
