@@ -323,6 +323,7 @@ pub(crate) fn finish(plan: &Job, mut j: Journal, prior: &Prior, log: &mut std::f
         after.problems.push(format!("cannot write its record: {e}"));
     }
     if plan.start {
+        super::engine::test_pause("start");
         match xen::create(&plan.config_path) {
             Ok(()) => {
                 note(log, "started with xl create");
