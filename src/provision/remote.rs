@@ -441,10 +441,9 @@ impl Ended<'_> {
                     self.local_log.display()
                 );
                 f.log = Some(self.log_shown());
+                // The engine's last lines, as a local run shows them (none when the script
+                // was not what failed).
                 f.interrupted |= self.asked_stop;
-                if f.last_lines.is_empty() {
-                    f.last_lines = self.tail;
-                }
                 Err(f.into())
             }
             Event::Error { message, hints } => {
@@ -501,9 +500,6 @@ impl Ended<'_> {
                 );
                 failure.log = Some(self.log_shown());
                 failure.interrupted |= self.asked_stop;
-                if failure.last_lines.is_empty() {
-                    failure.last_lines = self.tail;
-                }
                 Err(failure.into())
             }
             other => {
@@ -531,7 +527,8 @@ impl Ended<'_> {
                 state_dir: Some(self.job.state_dir.clone()),
             },
         );
-        let (removed, mut kept) = (vec![], vec![]);
+        // What the server left is named in the status: it was not kept on request (`--keep`).
+        let (removed, kept) = (vec![], vec![]);
         match asked {
             Ok((
                 Event::Status {
@@ -571,10 +568,6 @@ impl Ended<'_> {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ));
-                    kept.extend(
-                        left.iter()
-                            .map(|i| format!("{} (left on `{host}`)", i.path)),
-                    );
                 }
                 record.lost(self.plan, Some(left));
             }
