@@ -229,6 +229,8 @@ impl World {
             .unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+        // `xen_auto_dir` locally does not follow `[variables] VM_CONF_DIR` (a server's does
+        // follow its `VM_CONF_DIR`): without it a local `--autostart` would link in /etc/xen/auto.
         let mut toml = format!(
             "image_store = '{}'\nlog_dir = '{r}/local/log'\nwork_dir = '{r}/local/work'\n\
              xen_auto_dir = '{r}/local/xen/auto'\n\
