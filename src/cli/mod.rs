@@ -10,6 +10,7 @@ mod hosts;
 mod image;
 mod manpages;
 pub(crate) mod out;
+mod progress;
 mod provision;
 pub mod report;
 mod share;

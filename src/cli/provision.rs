@@ -1,21 +1,21 @@
-//! `convirt provision`: the plan on `--dry-run`, a live status line per VM on a terminal
-//! (plain lines otherwise), several VMs `--jobs N` at a time, and a summary of every VM's
-//! result; the per-VM errors go back to `report`.
+//! `convirt provision`: a thin consumer of `provision::batch`. The plan on `--dry-run`; else
+//! the batch's events fed to the one progress display (`progress`) or the `--events`
+//! stream, and a summary of every VM's typed result (text or `--json`); the per-VM errors
+//! go back to `report`.
 
-use super::out::{self, err, errln};
+use super::out::{self, errln};
+use super::progress::{Display, Mode};
 use super::{App, args, hosts, report};
 use crate::eval::Host;
-use crate::provision::{self, Options, Plan, run::Watcher};
+use crate::provision::batch::{Batch, Outcome, Planned, Prepared, Report, Unit};
+use crate::provision::{self, Options};
 use crate::resolve::Context;
 use crate::settings::Format;
 use crate::settings::Settings;
 use crate::store::Store;
 use anyhow::Result;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::sync::Mutex;
-use std::time::Duration;
 
 struct Request {
     vms: Vec<String>,
@@ -23,6 +23,8 @@ struct Request {
     hosts: Vec<String>,
     dry_run: bool,
     jobs: usize,
+    /// `--events`: JSON lines of progress on stdout.
+    events: bool,
     options: Options,
 }
 
@@ -36,32 +38,6 @@ struct Env<'a> {
     store: Store,
     /// `--arch`: also replaces a server's architecture.
     arch: Option<String>,
-}
-
-struct Bar(ProgressBar);
-
-impl Watcher for Bar {
-    fn line(&mut self, line: &str) {
-        let shown: String = line.chars().filter(|c| !c.is_control()).take(100).collect();
-        self.0.set_message(shown);
-    }
-}
-
-struct Plain {
-    vm: String,
-    echo: bool,
-}
-
-impl Watcher for Plain {
-    fn line(&mut self, line: &str) {
-        if self.echo {
-            errln!("{} | {line}", self.vm);
-        }
-    }
-}
-
-fn work_store_for_display(settings: &Settings, vm: &str) -> std::path::PathBuf {
-    provision::work_store_shown(&settings.work_dir, vm)
 }
 
 #[derive(clap::Args, Debug)]
@@ -116,6 +92,10 @@ pub(crate) struct ProvisionArgs {
     /// Link the VM config into Xen's auto-start directory (`xen_auto_dir`, default /etc/xen/auto)
     #[arg(long)]
     autostart: bool,
+    /// Print progress as JSON lines on stdout, one object per event (each VM's steps, output
+    /// lines and result), instead of the summary
+    #[arg(long, conflicts_with = "dry_run")]
+    events: bool,
 }
 
 pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
@@ -139,6 +119,7 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
         hosts: a.hosts.clone(),
         dry_run: a.dry_run,
         jobs: a.jobs as usize,
+        events: a.events,
         options: Options {
             image: a.image.clone(),
             overrides: args::overrides(&set, &vm_set),
@@ -171,343 +152,272 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
 
 fn provision(env: &Env, req: Request) -> Result<()> {
     crate::interrupt::install();
-    let store = &env.store;
     let ctx = Context {
         vm_name: None,
         host: env.host.clone(),
-        store_path: store.root.clone(),
+        store_path: env.store.root.clone(),
         settings: env.settings.clone(),
     };
-    let placed = hosts::place(&req.vms, &req.hosts);
-    let mut seen = std::collections::HashSet::new();
-    for (vm, host) in &placed {
-        if !seen.insert((vm, host)) {
-            anyhow::bail!("VM `{vm}` is named twice");
+    let batch = Batch {
+        store: &env.store,
+        context: &ctx,
+        options: &req.options,
+        arch: env.arch.as_deref(),
+        local_log: hosts::local_log_copy,
+    };
+    let mode = if req.events {
+        Mode::Events
+    } else if env.quiet || env.json {
+        Mode::Silent
+    } else if std::io::stderr().is_terminal() {
+        Mode::Bars
+    } else {
+        Mode::Plain {
+            verbose: env.verbose > 0,
         }
-    }
-    let hosts::Servers {
-        names: host_names,
-        sessions,
-        contexts: host_ctx,
-        errors: host_errors,
-    } = hosts::Servers::connect(&placed, &ctx, env.arch.as_deref())?;
+    };
+    let display = Display::new(mode, !env.quiet);
+    let sink = |e: &provision::batch::Event<'_>| display.show(e);
     // Plan every VM first: a mistake in the command line stops before anything runs. A
     // server that cannot be reached fails its VMs only.
-    let mut plans: Vec<Plan> = Vec::new();
-    let mut wheres: Vec<Option<usize>> = Vec::new();
-    let mut unreachable: Vec<(String, String)> = Vec::new();
-    for (vm, host) in &placed {
-        let hi = host
-            .as_ref()
-            .and_then(|h| host_names.iter().position(|n| n == h));
-        match hi {
-            None => plans.push(provision::plan(vm, store, &ctx, &req.options)?),
-            Some(i) => match &host_ctx[i] {
-                Some(c) => plans.push(provision::plan(vm, store, c, &req.options)?),
-                None => {
-                    unreachable.push((vm.clone(), host_names[i].clone()));
-                    continue;
-                }
-            },
-        }
-        wheres.push(hi);
-    }
-    let session_of = |i: usize| wheres[i].and_then(|h| sessions[h].as_ref());
-    let host_of = |i: usize| wheres[i].map(|h| host_names[h].clone());
-    if !env.quiet {
-        for p in &plans {
-            for w in p.resolved.warnings.warnings() {
-                err!("{}", w.render());
-            }
-        }
-    }
-    let work_store = |i: usize| match (wheres[i], session_of(i)) {
-        (Some(h), Some(_)) => host_ctx[h]
-            .as_ref()
-            .map(|c| provision::remote::work_store_for_display(&c.settings, &plans[i].vm))
-            .unwrap_or_default(),
-        _ => work_store_for_display(env.settings, &plans[i].vm),
-    };
+    let prepared = batch
+        .prepare(&hosts::place(&req.vms, &req.hosts), &sink)?
+        .all_planned()?;
     if req.dry_run {
-        if env.json {
-            let mut v: Vec<_> = (0..plans.len())
-                .map(|i| {
-                    let mut j = plans[i].to_json(&work_store(i));
-                    if let (Some(h), Some(s)) = (wheres[i], session_of(i)) {
-                        j["host"] = serde_json::json!({
-                            "name": host_names[h],
-                            "address": s.target.display_address(),
-                            "uname": [s.facts.host.sysname, s.facts.host.nodename, s.facts.host.release, s.facts.host.version, s.facts.host.machine],
-                            "uid": s.facts.uid,
-                            "bridges": s.facts.bridges,
-                        });
-                    }
-                    j
-                })
-                .collect();
-            for (vm, h) in &unreachable {
-                v.push(
-                    serde_json::json!({"vm": vm, "host": {"name": h}, "error": "host not reached"}),
-                );
-            }
-            let out = if v.len() == 1 {
-                v.into_iter().next().unwrap_or_default()
-            } else {
-                serde_json::Value::Array(v)
-            };
-            out::print(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
-        } else {
-            let texts: Vec<String> = (0..plans.len())
-                .map(|i| {
-                    let head = match (wheres[i], session_of(i)) {
-                        (Some(h), Some(s)) => host_ctx[h]
-                            .as_ref()
-                            .map(|c| provision::remote::describe_host(s, &c.settings))
-                            .unwrap_or_default(),
-                        _ => String::new(),
-                    };
-                    format!("{head}{}", plans[i].describe(&work_store(i)))
-                })
-                .collect();
-            out::print(&texts.join("\n"))?;
-        }
-        if !host_errors.is_empty() {
-            return Err(report::Failures {
-                errors: host_errors,
-                interrupted: false,
-                summary: None,
-            }
-            .into());
-        }
-        return Ok(());
+        return dry_run(env, prepared);
     }
+    let reports = batch.run(prepared.units, req.jobs, &sink);
+    summarize(env, req.events, reports, prepared.host_errors)
+}
 
-    let tty = std::io::stderr().is_terminal() && !env.quiet && !env.json;
-    let multi = MultiProgress::new();
-    let results: Mutex<Vec<Option<Result<provision::Provisioned>>>> =
-        Mutex::new((0..plans.len()).map(|_| None).collect());
-    let next = Mutex::new(0usize);
-    let jobs = req.jobs.clamp(1, plans.len().max(1));
-    let execute = |i: usize, w: &mut dyn Watcher| -> Result<provision::Provisioned> {
-        let plan = &plans[i];
-        match (wheres[i], session_of(i)) {
-            (Some(h), Some(s)) => {
-                let settings = host_ctx[h]
-                    .as_ref()
-                    .map(|c| &c.settings)
-                    .unwrap_or(env.settings);
-                provision::remote::execute(
-                    plan,
-                    &store.root,
-                    settings,
-                    s,
-                    &req.options,
-                    (
-                        &hosts::local_log_copy(env.settings, &host_names[h], plan),
-                        &env.settings.state_dir,
-                    ),
-                    w,
-                )
-            }
-            _ => provision::execute(
-                &provision::Job::of(plan, &req.options, &env.settings.work_dir, &store.root),
-                provision::Tree::Store,
-                w,
-            ),
-        }
-    };
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                loop {
-                    let i = {
-                        let Ok(mut n) = next.lock() else { return };
-                        if *n >= plans.len() || crate::interrupt::interrupted() {
-                            return;
-                        }
-                        *n += 1;
-                        *n - 1
-                    };
-                    let plan = &plans[i];
-                    let result = if tty {
-                        let pb = multi.add(ProgressBar::new_spinner());
-                        pb.set_style(
-                            ProgressStyle::with_template(
-                                "{spinner} {prefix} [{elapsed}] {wide_msg}",
-                            )
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                        );
-                        pb.set_prefix(match host_of(i) {
-                            Some(h) => format!("{}@{h}", plan.vm),
-                            None => plan.vm.clone(),
-                        });
-                        pb.enable_steady_tick(Duration::from_millis(120));
-                        let mut w = Bar(pb.clone());
-                        let r = execute(i, &mut w);
-                        pb.finish_and_clear();
-                        r
-                    } else {
-                        if !env.quiet && !env.json {
-                            match host_of(i) {
-                                Some(h) => errln!(
-                                    "provisioning `{}` from image `{}` on `{h}` (log there: {}; local copy: {})",
-                                    plan.vm,
-                                    plan.image,
-                                    plan.log_path.display(),
-                                    hosts::local_log_copy(env.settings, &h, plan).display()
-                                ),
-                                None => errln!(
-                                    "provisioning `{}` from image `{}` (log: {})",
-                                    plan.vm,
-                                    plan.image,
-                                    plan.log_path.display()
-                                ),
-                            }
-                        }
-                        let mut w = Plain {
-                            vm: plan.vm.clone(),
-                            echo: env.verbose > 0,
-                        };
-                        execute(i, &mut w)
-                    };
-                    if let Ok(mut r) = results.lock() {
-                        r[i] = Some(result);
-                    }
-                }
-            });
-        }
-    });
-    let results = results.into_inner().unwrap_or_default();
-    let mut errors = Vec::new();
-    let mut interrupted = false;
-    let mut json_rows = Vec::new();
-    // The summary is printed once every VM is done; stdout's reader going away then loses
-    // only the summary, never a run or its cleanup, nor the exit status of a failure.
-    let mut text = String::new();
-    // One line per VM (and its host) for the summary of a several-VM run.
-    let mut outcomes: Vec<String> = Vec::new();
-    for (i, (plan, r)) in plans.iter().zip(results).enumerate() {
-        let host = host_of(i);
-        let on = host
-            .as_ref()
-            .map(|h| format!(" on `{h}`"))
-            .unwrap_or_default();
-        match r {
-            Some(Ok(p)) => {
-                outcomes.push(format!(
-                    "  {}{on}: provisioned{}",
-                    p.vm,
-                    if p.after.started { ", started" } else { "" }
-                ));
-                if env.json {
-                    json_rows.push(
-                        serde_json::json!({"vm": p.vm, "host": host, "ok": true, "result": p}),
-                    );
-                } else {
-                    let _ = writeln!(
-                        text,
-                        "provisioned `{}` from `{}`{on} in {:.1} s",
-                        p.vm, p.image, p.seconds
-                    );
-                    let _ = writeln!(text, "  config: {}", p.config.display());
-                    for d in &p.disks {
-                        let _ = writeln!(text, "  disk:   {d}");
-                    }
-                    let _ = writeln!(text, "  log:    {}", p.log.display());
-                    if let Some(h) = &host {
-                        let _ = writeln!(
-                            text,
-                            "  local copy of the log: {}",
-                            hosts::local_log_copy(env.settings, h, plan).display()
-                        );
-                    }
-                    if let Some(s) = session_of(i) {
-                        let _ = writeln!(text, "  on the server: {}", s.convirt.describe());
-                    }
-                    for r in &p.replaced {
-                        let _ = writeln!(text, "  replaced (--force): {r}");
-                    }
-                    if let Some(l) = &p.after.autostart {
-                        let _ = writeln!(text, "  autostart: {}", l.display());
-                    }
-                    if p.after.started {
-                        let _ = writeln!(text, "  started: xl create {}", p.config.display());
-                    }
-                }
-                for problem in &p.after.problems {
-                    errors.push(anyhow::Error::from(
-                        crate::diagnostic::Diagnostic::error(format!(
-                            "`{}` is provisioned, but {problem}",
-                            p.vm
-                        ))
-                        .with_hint(format!(
-                            "the VM stays provisioned; start it later with `xl create {}`",
-                            p.config.display()
-                        )),
-                    ));
-                }
-            }
-            Some(Err(e)) => {
-                let f = e.downcast_ref::<provision::Failure>();
-                let first = e.to_string();
-                outcomes.push(format!(
-                    "  {}{on}: failed: {}",
-                    plan.vm,
-                    first
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .trim_start_matches("error: ")
-                ));
-                interrupted |= f.is_some_and(|f| f.interrupted);
-                if env.json {
-                    json_rows.push(serde_json::json!({"vm": plan.vm, "host": host, "ok": false, "error": e.to_string(), "log": f.and_then(|f| f.log.clone())}));
-                }
-                errors.push(e);
-            }
-            None => {
-                interrupted = true;
-                outcomes.push(format!("  {}{on}: not started (interrupted)", plan.vm));
-                if env.json {
-                    json_rows.push(serde_json::json!({"vm": plan.vm, "host": host, "ok": false, "error": "not started: interrupted"}));
-                }
-                errors.push(anyhow::anyhow!(
-                    "`{}` was not started: interrupted",
-                    plan.vm
-                ));
-            }
-        }
+/// Where the script's store copy will be (for the dry-run command line).
+fn work_store(env: &Env, unit: &Unit, vm: &str) -> std::path::PathBuf {
+    match &unit.server {
+        Some(s) => provision::remote::work_store_for_display(&s.context.settings, vm),
+        None => provision::work_store_shown(&env.settings.work_dir, vm),
     }
-    for (vm, h) in unreachable {
-        outcomes.push(format!("  {vm} on `{h}`: failed (host not reached)"));
-        if env.json {
-            json_rows.push(
-                serde_json::json!({"vm": vm, "host": h, "ok": false, "error": "host not reached"}),
-            );
-        }
-    }
-    errors.extend(host_errors);
+}
+
+/// `--dry-run`: every plan (with its server's facts), as text or JSON.
+fn dry_run(env: &Env, prepared: Prepared) -> Result<()> {
     if env.json {
-        let out = if json_rows.len() == 1 {
-            json_rows.into_iter().next().unwrap_or_default()
+        let v: Vec<serde_json::Value> = prepared.units.iter().map(|u| plan_json(env, u)).collect();
+        let out = if v.len() == 1 {
+            v.into_iter().next().unwrap_or_default()
         } else {
-            serde_json::Value::Array(json_rows)
+            serde_json::Value::Array(v)
         };
-        text = format!("{}\n", serde_json::to_string_pretty(&out)?);
+        out::print(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
+    } else {
+        let texts: Vec<String> = prepared
+            .units
+            .iter()
+            .filter_map(|u| match &u.plan {
+                Planned::Ready(p) => {
+                    let head = u
+                        .server
+                        .as_ref()
+                        .map(|s| provision::remote::describe_host(&s.session, &s.context.settings))
+                        .unwrap_or_default();
+                    Some(format!("{head}{}", p.describe(&work_store(env, u, &p.vm))))
+                }
+                _ => None,
+            })
+            .collect();
+        out::print(&texts.join("\n"))?;
     }
-    let printed = out::print(&text);
-    let failed = outcomes
+    if !prepared.host_errors.is_empty() {
+        return Err(report::Failures {
+            errors: prepared.host_errors,
+            interrupted: false,
+            summary: None,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn plan_json(env: &Env, u: &Unit) -> serde_json::Value {
+    let Planned::Ready(p) = &u.plan else {
+        return serde_json::json!({"vm": u.vm, "host": {"name": u.host}, "error": "host not reached"});
+    };
+    let mut j = p.to_json(&work_store(env, u, &p.vm));
+    if let Some(s) = &u.server {
+        let f = &s.session.facts;
+        j["host"] = serde_json::json!({
+            "name": s.name,
+            "address": s.session.target.display_address(),
+            "uname": [f.host.sysname, f.host.nodename, f.host.release, f.host.version, f.host.machine],
+            "uid": f.uid,
+            "bridges": f.bridges,
+        });
+    }
+    j
+}
+
+/// ` on `HOST``, or nothing for this machine.
+fn on(r: &Report) -> String {
+    r.host
+        .as_ref()
+        .map(|h| format!(" on `{h}`"))
+        .unwrap_or_default()
+}
+
+/// The summary's line for one VM.
+fn outcome_line(r: &Report) -> String {
+    let (vm, on) = (&r.vm, on(r));
+    match &r.outcome {
+        Outcome::Provisioned(p) => format!(
+            "  {vm}{on}: provisioned{}",
+            if p.after.started { ", started" } else { "" }
+        ),
+        Outcome::Failed { error, .. } => {
+            let first = error.to_string();
+            let first = first.lines().next().unwrap_or_default();
+            format!(
+                "  {vm}{on}: failed: {}",
+                first.trim_start_matches("error: ")
+            )
+        }
+        Outcome::NotStarted => format!("  {vm}{on}: not started (interrupted)"),
+        Outcome::HostNotReached => format!("  {vm}{on}: failed (host not reached)"),
+    }
+}
+
+/// A provisioned VM's paragraph on stdout.
+fn provisioned_text(r: &Report, p: &provision::Provisioned) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "provisioned `{}` from `{}`{} in {:.1} s",
+        p.vm,
+        p.image,
+        on(r),
+        p.seconds
+    );
+    let _ = writeln!(text, "  config: {}", p.config.display());
+    for d in &p.disks {
+        let _ = writeln!(text, "  disk:   {d}");
+    }
+    let _ = writeln!(text, "  log:    {}", p.log.display());
+    if let Some(copy) = &r.local_log {
+        let _ = writeln!(text, "  local copy of the log: {}", copy.display());
+    }
+    if let Some(s) = &r.server {
+        let _ = writeln!(text, "  on the server: {}", s.session.convirt.describe());
+    }
+    for r in &p.replaced {
+        let _ = writeln!(text, "  replaced (--force): {r}");
+    }
+    if let Some(l) = &p.after.autostart {
+        let _ = writeln!(text, "  autostart: {}", l.display());
+    }
+    if p.after.started {
+        let _ = writeln!(text, "  started: xl create {}", p.config.display());
+    }
+    text
+}
+
+/// A VM's row of the `--json` document.
+fn json_row(r: &Report) -> serde_json::Value {
+    let (vm, host) = (&r.vm, &r.host);
+    match &r.outcome {
+        Outcome::Provisioned(p) => {
+            serde_json::json!({"vm": p.vm, "host": host, "ok": true, "result": p})
+        }
+        Outcome::Failed { error, log, .. } => {
+            serde_json::json!({"vm": vm, "host": host, "ok": false, "error": error.to_string(), "log": log})
+        }
+        Outcome::NotStarted => {
+            serde_json::json!({"vm": vm, "host": host, "ok": false, "error": "not started: interrupted"})
+        }
+        Outcome::HostNotReached => {
+            serde_json::json!({"vm": vm, "host": host, "ok": false, "error": "host not reached"})
+        }
+    }
+}
+
+/// The errors of one VM for `report`.
+fn errors_of(r: Report, errors: &mut Vec<anyhow::Error>) {
+    match r.outcome {
+        Outcome::Provisioned(p) => {
+            for problem in &p.after.problems {
+                errors.push(anyhow::Error::from(
+                    crate::diagnostic::Diagnostic::error(format!(
+                        "`{}` is provisioned, but {problem}",
+                        p.vm
+                    ))
+                    .with_hint(format!(
+                        "the VM stays provisioned; start it later with `xl create {}`",
+                        p.config.display()
+                    )),
+                ));
+            }
+        }
+        Outcome::Failed { error, .. } => errors.push(error),
+        Outcome::NotStarted => {
+            errors.push(anyhow::anyhow!("`{}` was not started: interrupted", r.vm))
+        }
+        Outcome::HostNotReached => {}
+    }
+}
+
+/// Prints the results (once every VM is done: stdout's reader going away then loses only
+/// the summary, never a run or its cleanup, nor the exit status of a failure) and hands
+/// the errors to `report`.
+fn summarize(
+    env: &Env,
+    events: bool,
+    reports: Vec<Report>,
+    host_errors: Vec<anyhow::Error>,
+) -> Result<()> {
+    let printed = if events {
+        Ok(())
+    } else if env.json {
+        let mut rows: Vec<serde_json::Value> = reports.iter().map(json_row).collect();
+        let out = if rows.len() == 1 {
+            rows.remove(0)
+        } else {
+            serde_json::Value::Array(rows)
+        };
+        out::print(&format!("{}\n", serde_json::to_string_pretty(&out)?))
+    } else {
+        let text: String = reports
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                Outcome::Provisioned(p) => Some(provisioned_text(r, p)),
+                _ => None,
+            })
+            .collect();
+        out::print(&text)
+    };
+    let failed = reports
         .iter()
-        .filter(|o| !o.contains(": provisioned"))
+        .filter(|r| !r.outcome.is_provisioned())
         .count();
-    let summary = (outcomes.len() > 1 && !env.json).then(|| {
-        format!(
-            "summary: {} provisioned, {} failed\n{}",
-            outcomes.len() - failed,
-            failed,
-            outcomes.join("\n")
+    let interrupted = reports.iter().any(|r| {
+        matches!(
+            r.outcome,
+            Outcome::NotStarted
+                | Outcome::Failed {
+                    interrupted: true,
+                    ..
+                }
         )
     });
+    let summary = (reports.len() > 1 && !env.json && !events).then(|| {
+        let lines: Vec<String> = reports.iter().map(outcome_line).collect();
+        format!(
+            "summary: {} provisioned, {failed} failed\n{}",
+            reports.len() - failed,
+            lines.join("\n")
+        )
+    });
+    let mut errors = Vec::new();
+    for r in reports {
+        errors_of(r, &mut errors);
+    }
+    errors.extend(host_errors);
     if errors.is_empty() {
         if let Some(s) = summary {
             errln!("{s}");

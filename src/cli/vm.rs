@@ -591,99 +591,20 @@ fn remove(
     let mut json_rows = Vec::new();
     if dry_run {
         for vm in &ready {
-            let steps = match steps(app, vm, keep_disks, true) {
-                Ok(s) => s,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            if app.cli.json {
-                json_rows.push(serde_json::json!({"vm": vm.name, "host": vm.host, "dry_run": true, "steps": steps}));
-                continue;
+            match steps(app, vm, keep_disks, true) {
+                Ok(steps) => show_dry_run(app, vm, &steps, &mut json_rows),
+                Err(e) => errors.push(e),
             }
-            println!(
-                "would remove VM `{}`{} (dry run: nothing removed)",
-                vm.name,
-                on_host(vm)
-            );
-            for step in &steps {
-                println!("{}", describe(step));
-            }
-            println!("  forget   record    {}", vm.dir.display());
         }
     } else if !ready.is_empty() {
         let names: Vec<String> = ready.iter().map(|v| v.name.clone()).collect();
-        if !yes {
-            if !std::io::stdin().is_terminal() {
-                return Err(Diagnostic::error(format!(
-                    "not removing {} without confirmation",
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .with_hint("pass `--yes` to remove without a question, or `--dry-run` to see what would go")
-                .into());
-            }
-            if !confirm(&names)? {
-                eprintln!("nothing removed");
-                return Ok(());
-            }
+        if !yes && !confirmed(&names)? {
+            eprintln!("nothing removed");
+            return Ok(());
         }
         for vm in &ready {
-            // The VM's lock: no provisioning of this name may run while its files go.
-            let lock_root = if vm.remote {
-                state::remote::lock_root(&app.settings.state_dir, &vm.host)
-            } else {
-                app.settings.work_dir.clone()
-            };
-            let _lock = crate::provision::lock(&lock_root, &vm.name, "(vm remove)")?;
-            // Read again under the lock: a `provision --force` that finished meanwhile wrote
-            // a new record, whose files this removal must see (issue #18).
-            let fresh = if vm.remote {
-                Vm::load_remote(&app.settings.state_dir, &vm.host, &vm.name)?
-            } else {
-                Vm::load(&app.settings.state_dir, state::LOCALHOST, &vm.name)?
-            };
-            let Some(vm) = fresh else {
-                continue;
-            };
-            let vm = &vm;
-            let steps = match steps(app, vm, keep_disks, false) {
-                Ok(s) => s,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            if app.cli.json {
-                json_rows.push(serde_json::json!({"vm": vm.name, "host": vm.host, "dry_run": false, "steps": steps}));
-            } else {
-                println!("removed VM `{}`{}", vm.name, on_host(vm));
-                for step in &steps {
-                    println!("{}", describe(step));
-                }
-            }
-            let failed: Vec<&Step> = steps.iter().filter(|s| s.action == "failed").collect();
-            if failed.is_empty() {
-                state::remove::forget(vm).map_err(|e| {
-                    anyhow::anyhow!("cannot remove the record `{}`: {e}", vm.dir.display())
-                })?;
-            } else {
-                errors.push(anyhow::Error::from(
-                    Diagnostic::error(format!(
-                        "`{}` was not removed completely: {}",
-                        vm.name,
-                        failed
-                            .iter()
-                            .map(|s| format!("`{}`: {}", s.item.path, s.why))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ))
-                    .with_hint("its record stays; fix the cause and run `convirt vm remove` again"),
-                ));
+            if let Err(e) = remove_one(app, vm, keep_disks, &mut json_rows)? {
+                errors.push(e);
             }
         }
     }
@@ -700,4 +621,100 @@ fn remove(
         }
         .into())
     }
+}
+
+/// What `vm remove --dry-run` would do to one VM.
+fn show_dry_run(app: &App, vm: &Vm, steps: &[Step], json_rows: &mut Vec<serde_json::Value>) {
+    if app.cli.json {
+        json_rows.push(
+            serde_json::json!({"vm": vm.name, "host": vm.host, "dry_run": true, "steps": steps}),
+        );
+        return;
+    }
+    println!(
+        "would remove VM `{}`{} (dry run: nothing removed)",
+        vm.name,
+        on_host(vm)
+    );
+    for step in steps {
+        println!("{}", describe(step));
+    }
+    println!("  forget   record    {}", vm.dir.display());
+}
+
+/// Without `--yes`: the question on a terminal, else a refusal.
+fn confirmed(names: &[String]) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Diagnostic::error(format!(
+            "not removing {} without confirmation",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .with_hint("pass `--yes` to remove without a question, or `--dry-run` to see what would go")
+        .into());
+    }
+    confirm(names)
+}
+
+/// Removes one VM under its lock. The outer error stops the command; the inner one is
+/// this VM's (the others go on).
+fn remove_one(
+    app: &App,
+    vm: &Vm,
+    keep_disks: bool,
+    json_rows: &mut Vec<serde_json::Value>,
+) -> Result<std::result::Result<(), anyhow::Error>> {
+    // The VM's lock: no provisioning of this name may run while its files go.
+    let lock_root = if vm.remote {
+        state::remote::lock_root(&app.settings.state_dir, &vm.host)
+    } else {
+        app.settings.work_dir.clone()
+    };
+    let _lock = crate::provision::lock(&lock_root, &vm.name, "(vm remove)")?;
+    // Read again under the lock: a `provision --force` that finished meanwhile wrote
+    // a new record, whose files this removal must see (issue #18).
+    let fresh = if vm.remote {
+        Vm::load_remote(&app.settings.state_dir, &vm.host, &vm.name)?
+    } else {
+        Vm::load(&app.settings.state_dir, state::LOCALHOST, &vm.name)?
+    };
+    let Some(vm) = fresh else {
+        return Ok(Ok(()));
+    };
+    let vm = &vm;
+    let steps = match steps(app, vm, keep_disks, false) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    if app.cli.json {
+        json_rows.push(
+            serde_json::json!({"vm": vm.name, "host": vm.host, "dry_run": false, "steps": steps}),
+        );
+    } else {
+        println!("removed VM `{}`{}", vm.name, on_host(vm));
+        for step in &steps {
+            println!("{}", describe(step));
+        }
+    }
+    let failed: Vec<&Step> = steps.iter().filter(|s| s.action == "failed").collect();
+    if failed.is_empty() {
+        state::remove::forget(vm)
+            .map_err(|e| anyhow::anyhow!("cannot remove the record `{}`: {e}", vm.dir.display()))?;
+        return Ok(Ok(()));
+    }
+    Ok(Err(anyhow::Error::from(
+        Diagnostic::error(format!(
+            "`{}` was not removed completely: {}",
+            vm.name,
+            failed
+                .iter()
+                .map(|s| format!("`{}`: {}", s.item.path, s.why))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+        .with_hint("its record stays; fix the cause and run `convirt vm remove` again"),
+    )))
 }

@@ -95,6 +95,28 @@ pub(crate) fn remove(
         )),
         _ => None,
     };
+    let mut steps = merge(local, &send, &done, host);
+    // Last (it was made first): the copy of the server's log this machine kept.
+    if let Some(copy) = vm.header().and_then(|h| h.local_log.as_ref()) {
+        let item = Item::new(copy.clone(), Kind::Log);
+        steps.push(crate::state::remove::remove_item(
+            &item,
+            keep_disks,
+            dry_run,
+            &crate::state::remove::local_bounds(&app.settings, vm),
+        ));
+    }
+    Ok((steps, note))
+}
+
+/// The steps decided here and the server's answers for the items sent, both newest first,
+/// merged back into one order (an item without an answer failed).
+fn merge(
+    local: Vec<(usize, Step)>,
+    send: &[(usize, &Item)],
+    done: &[crate::provision::proto::Removed],
+    host: &str,
+) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut sent = send.iter().enumerate().peekable();
     let mut local = local.into_iter().peekable();
@@ -125,17 +147,7 @@ pub(crate) fn remove(
             });
         }
     }
-    // Last (it was made first): the copy of the server's log this machine kept.
-    if let Some(copy) = vm.header().and_then(|h| h.local_log.as_ref()) {
-        let item = Item::new(copy.clone(), Kind::Log);
-        steps.push(crate::state::remove::remove_item(
-            &item,
-            keep_disks,
-            dry_run,
-            &crate::state::remove::local_bounds(&app.settings, vm),
-        ));
-    }
-    Ok((steps, note))
+    steps
 }
 
 /// A server's word for a removal step, as `Step` spells it (an unknown word is a failure).

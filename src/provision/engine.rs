@@ -5,6 +5,7 @@
 
 use super::cleanup::remove_created;
 use super::disks::Disk;
+use super::run::Step;
 use super::{
     Failure, Job, Provisioned, cleanup, copy_tree, disk_values, err, hooks, lock, log, run,
     shell_quote_if_needed,
@@ -266,6 +267,7 @@ fn install(
     prior: &hooks::Prior,
     work: tempfile::TempDir,
     logf: &mut File,
+    watch: &mut dyn run::Watcher,
 ) -> Result<hooks::After, Box<Failure>> {
     let created_list = journal.created_list();
     for note in cleanup::private_disks(&job.disks) {
@@ -289,6 +291,7 @@ fn install(
         )
     };
     if let Err(e) = put() {
+        watch.step(Step::Cleanup);
         let created = created_paths(job, &created_list);
         let (removed, not_removed) = if job.keep {
             (vec![], vec![])
@@ -368,6 +371,7 @@ pub(crate) fn execute(
     watch: &mut dyn run::Watcher,
 ) -> anyhow::Result<Provisioned> {
     let started = std::time::Instant::now();
+    watch.step(Step::Lock);
     let missing = disk_values::check_sources(&job.sources, true);
     if missing.has_errors() {
         return Err(crate::diagnostic::Diagnostics(missing.errors().cloned().collect()).into());
@@ -403,6 +407,7 @@ pub(crate) fn execute(
     replace_disks(&existing, job, &mut logf, &mut replaced)?;
 
     // A private work directory: the script never sees, let alone changes, the store.
+    watch.step(Step::WorkDir);
     std::fs::create_dir_all(work_root)
         .map_err(|e| err(format!("cannot create `{}`: {e}", work_root.display())))?;
     let work = tempfile::Builder::new()
@@ -421,6 +426,7 @@ pub(crate) fn execute(
     // server's lost channel) before the script starts, or after it succeeded but before the
     // config is installed, ends the run as it would during the script, and what it made goes.
     let mut status = None;
+    watch.step(Step::Script);
     test_pause("script");
     let mut finished = if let Some((outcome, why)) = stop_asked() {
         let why = format!("provision.sh was not started: {why}; the run was stopped");
@@ -452,11 +458,18 @@ pub(crate) fn execute(
         }
     }
     if finished.outcome == run::Outcome::Success {
-        let after =
-            install(job, journal, &prior, work, &mut logf).map_err(|f| anyhow::Error::from(*f))?;
+        watch.step(Step::Install);
+        let mut after = install(job, journal, &prior, work, &mut logf, watch)
+            .map_err(|f| anyhow::Error::from(*f))?;
+        if job.start {
+            watch.step(Step::Start);
+            test_pause("start");
+            hooks::start(job, &mut logf, &mut after);
+        }
         test_pause("report");
         return Ok(Provisioned::of(job, replaced, started, after));
     }
+    watch.step(Step::Cleanup);
     let created = created_paths(job, &created_list);
     let (removed, not_removed, kept) = if job.keep {
         let w = work.keep();

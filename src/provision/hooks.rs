@@ -56,54 +56,7 @@ pub(crate) fn preflight(plan: &Job) -> anyhow::Result<Prior> {
     let mut prior = Prior::default();
     if let Some(state) = Vm::load(&plan.state_dir, LOCALHOST, vm)? {
         if let Some(run) = &state.run {
-            for w in run.items.iter().filter(|i| i.kind == Kind::Workdir) {
-                let pids = crate::state::processes_in(Path::new(&w.path));
-                if !pids.is_empty() {
-                    return Err(refuse(
-                        vm,
-                        format!(
-                            "a script of an interrupted run is still running (pid {}) in `{}`",
-                            pids.iter()
-                                .map(u32::to_string)
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            w.path
-                        ),
-                        "wait for it or stop it, then run again",
-                    ));
-                }
-            }
-            let left: Vec<String> = run
-                .items
-                .iter()
-                .filter(|i| i.exists())
-                .map(|i| format!("{} `{}`", i.kind, i.path))
-                .collect();
-            if !plan.force {
-                let (what, since) = match &run.header {
-                    Some(h) => (
-                        if run.failed_kept {
-                            "failed and was kept (--keep)"
-                        } else {
-                            "was interrupted"
-                        },
-                        format!(" (pid {}, started {})", h.pid, h.started),
-                    ),
-                    None => ("was interrupted", String::new()),
-                };
-                let left = if left.is_empty() {
-                    "it left nothing behind".to_string()
-                } else {
-                    format!("it left: {}", left.join(", "))
-                };
-                return Err(Diagnostic::error(format!(
-                    "cannot provision `{vm}`: an earlier provisioning run {what}{since}; {left}"
-                ))
-                .with_hint(format!(
-                    "`convirt vm remove {vm}` removes exactly what that run created; `--force` removes it and provisions again"
-                ))
-                .into());
-            }
+            refuse_unfinished(plan, run)?;
         }
         check_configs(plan)?;
         if let Some(r) = &state.record {
@@ -145,6 +98,61 @@ pub(crate) fn preflight(plan: &Job) -> anyhow::Result<Prior> {
         }
     }
     Ok(prior)
+}
+
+/// An unfinished run of the VM refuses the run: always while one of its scripts still
+/// runs, else unless `--force`.
+fn refuse_unfinished(plan: &Job, run: &crate::state::Run) -> anyhow::Result<()> {
+    let vm = &plan.vm;
+    for w in run.items.iter().filter(|i| i.kind == Kind::Workdir) {
+        let pids = crate::state::processes_in(Path::new(&w.path));
+        if !pids.is_empty() {
+            return Err(refuse(
+                vm,
+                format!(
+                    "a script of an interrupted run is still running (pid {}) in `{}`",
+                    pids.iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    w.path
+                ),
+                "wait for it or stop it, then run again",
+            ));
+        }
+    }
+    let left: Vec<String> = run
+        .items
+        .iter()
+        .filter(|i| i.exists())
+        .map(|i| format!("{} `{}`", i.kind, i.path))
+        .collect();
+    if !plan.force {
+        let (what, since) = match &run.header {
+            Some(h) => (
+                if run.failed_kept {
+                    "failed and was kept (--keep)"
+                } else {
+                    "was interrupted"
+                },
+                format!(" (pid {}, started {})", h.pid, h.started),
+            ),
+            None => ("was interrupted", String::new()),
+        };
+        let left = if left.is_empty() {
+            "it left nothing behind".to_string()
+        } else {
+            format!("it left: {}", left.join(", "))
+        };
+        return Err(Diagnostic::error(format!(
+            "cannot provision `{vm}`: an earlier provisioning run {what}{since}; {left}"
+        ))
+        .with_hint(format!(
+            "`convirt vm remove {vm}` removes exactly what that run created; `--force` removes it and provisions again"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// A config of the VM in either format refuses the run, unless `--force`.
@@ -322,18 +330,20 @@ pub(crate) fn finish(plan: &Job, mut j: Journal, prior: &Prior, log: &mut std::f
     if let Err(e) = j.finish(&record) {
         after.problems.push(format!("cannot write its record: {e}"));
     }
-    if plan.start {
-        super::engine::test_pause("start");
-        match xen::create(&plan.config_path) {
-            Ok(()) => {
-                note(log, "started with xl create");
-                after.started = true;
-            }
-            Err(e) => {
-                note(log, &format!("not started: {e}"));
-                after.problems.push(format!("it was not started: {e}"));
-            }
+    after
+}
+
+/// `--start`, once the VM is recorded: `xl create` its config; a failure is a problem of a
+/// VM that stays provisioned.
+pub(crate) fn start(plan: &Job, log: &mut std::fs::File, after: &mut After) {
+    match xen::create(&plan.config_path) {
+        Ok(()) => {
+            super::log::note(log, "started with xl create");
+            after.started = true;
+        }
+        Err(e) => {
+            super::log::note(log, &format!("not started: {e}"));
+            after.problems.push(format!("it was not started: {e}"));
         }
     }
-    after
 }

@@ -2,6 +2,7 @@
 //! directory, write the inputs, run `provision.sh` exactly as ConVirt called it, then install
 //! the config atomically on success or remove what the run created on failure.
 
+pub(crate) mod batch;
 pub(crate) mod cache;
 pub(crate) mod cleanup;
 pub(crate) mod disk_values;
@@ -256,6 +257,23 @@ pub(crate) fn scripts_in(dir: &Path) -> Vec<PathBuf> {
     names.into_iter().map(|(_, p)| p).collect()
 }
 
+/// The script's timeout: `--timeout`, else the VM's `provision_timeout` (seconds, above 0).
+fn timeout_of(opts: &Options, resolved: &Resolved) -> Option<Duration> {
+    match opts.timeout {
+        Some(t) => Some(Duration::from_secs(t)),
+        None => match resolved.vm_value("provision_timeout") {
+            Some(Value::Int(t)) if *t > 0 => Some(Duration::from_secs(*t as u64)),
+            Some(Value::Str(s)) => s
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|t| *t > 0)
+                .map(Duration::from_secs),
+            _ => None,
+        },
+    }
+}
+
 /// Decides everything; writes nothing.
 pub(crate) fn plan(
     vm: &str,
@@ -312,19 +330,7 @@ pub(crate) fn plan(
         xl_template: render::store_xl_template(&store.root),
     };
     let config_text = render::render(format, &req)?;
-    let timeout = match opts.timeout {
-        Some(t) => Some(Duration::from_secs(t)),
-        None => match resolved.vm_value("provision_timeout") {
-            Some(Value::Int(t)) if *t > 0 => Some(Duration::from_secs(*t as u64)),
-            Some(Value::Str(s)) => s
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|t| *t > 0)
-                .map(Duration::from_secs),
-            _ => None,
-        },
-    };
+    let timeout = timeout_of(opts, &resolved);
     let disks = disks::plan(&resolved);
     // Bad disk values stop here, before anything runs (issue #12.7).
     let bad = disk_values::check(&image, &resolved);

@@ -70,6 +70,8 @@ pub(crate) enum Event {
     Started,
     /// A line of the script's output.
     Output(String),
+    /// The run entered a step (the same steps as a local run's progress events).
+    Step(super::run::Step),
     /// Final: the run succeeded; `created` is the server's record of it.
     Provisioned {
         result: Box<Provisioned>,

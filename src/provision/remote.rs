@@ -320,6 +320,7 @@ fn converse(
                 }
                 Event::Started => shown.start(),
                 Event::Output(line) => shown.line(&line, watch),
+                Event::Step(step) => watch.step(step),
                 other => return Ok((Some(other), asked_stop)),
             },
             Ok(Msg::Bad(why)) => {

@@ -68,11 +68,67 @@ pub(crate) fn signal_name(sig: i32) -> String {
     format!("{name} ({sig})")
 }
 
-/// Where the script's output goes besides the log.
+/// The steps of a run, in order, as progress events name them (`provision::batch`). A
+/// run on a server has the same steps, sent over the channel (`proto::Event::Step`), plus
+/// `Connect` before its plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Step {
+    /// Logging in to the server and asking for its facts (`--host` only).
+    Connect,
+    /// Resolving the image and rendering the config: nothing is written.
+    Plan,
+    /// The VM's lock, the checks under it, the journal and the log.
+    Lock,
+    /// The private work directory and the run's copy of the image.
+    WorkDir,
+    /// `provision.sh`.
+    Script,
+    /// The config installed atomically, the auto-start link, the record.
+    Install,
+    /// `xl create` (`--start`).
+    Start,
+    /// A failed run's clean-up (or `--keep`).
+    Cleanup,
+}
+
+impl Step {
+    /// The step as a progress line shows it.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Step::Connect => "connecting",
+            Step::Plan => "planning",
+            Step::Lock => "taking the lock, checking",
+            Step::WorkDir => "preparing the work directory",
+            Step::Script => "running provision.sh",
+            Step::Install => "installing the config",
+            Step::Start => "starting (xl create)",
+            Step::Cleanup => "cleaning up",
+        }
+    }
+
+    /// The step's name in the event stream (`lock`, `work_dir`, ...).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Step::Connect => "connect",
+            Step::Plan => "plan",
+            Step::Lock => "lock",
+            Step::WorkDir => "work_dir",
+            Step::Script => "script",
+            Step::Install => "install",
+            Step::Start => "start",
+            Step::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// Where a run reports what it does besides the log: its steps and the script's output.
 pub(crate) trait Watcher: Send {
     fn line(&mut self, line: &str);
     /// The run's log exists: from here on the run changes things.
     fn started(&mut self) {}
+    /// The run enters a step.
+    fn step(&mut self, _step: Step) {}
 }
 
 pub(crate) struct Run<'a> {
@@ -109,6 +165,30 @@ fn stop_group(pgid: i32, child: &mut std::process::Child) {
 }
 
 impl Run<'_> {
+    /// Whether the script has ended, or must end now (Ctrl-C, a lost channel, the
+    /// timeout: its group is stopped), and how.
+    fn ended(&self, pgid: i32, child: &mut std::process::Child, start: Instant) -> Option<Outcome> {
+        if interrupted() {
+            stop_group(pgid, child);
+            return Some(if crate::interrupt::lost() {
+                Outcome::Lost
+            } else {
+                Outcome::Interrupted
+            });
+        }
+        if let Some(t) = self.timeout.filter(|t| start.elapsed() >= *t) {
+            stop_group(pgid, child);
+            return Some(Outcome::TimedOut(t));
+        }
+        let status = child.try_wait().ok()??;
+        Some(match (status.code(), status.signal()) {
+            (Some(0), _) => Outcome::Success,
+            (Some(c), _) => Outcome::Exit(c),
+            (None, Some(s)) => Outcome::Signal(s),
+            (None, None) => Outcome::Exit(-1),
+        })
+    }
+
     pub(crate) fn run(mut self) -> Finished {
         // convirt's own lines before the run did not fit: the script does not start.
         if let Some(e) = super::log::failure(self.log) {
@@ -180,24 +260,7 @@ impl Run<'_> {
                 std::thread::sleep(Duration::from_millis(2));
             }
             if outcome.is_none() {
-                if interrupted() {
-                    stop_group(pgid, &mut child);
-                    outcome = Some(if crate::interrupt::lost() {
-                        Outcome::Lost
-                    } else {
-                        Outcome::Interrupted
-                    });
-                } else if let Some(t) = self.timeout.filter(|t| start.elapsed() >= *t) {
-                    stop_group(pgid, &mut child);
-                    outcome = Some(Outcome::TimedOut(t));
-                } else if let Ok(Some(status)) = child.try_wait() {
-                    outcome = Some(match (status.code(), status.signal()) {
-                        (Some(0), _) => Outcome::Success,
-                        (Some(c), _) => Outcome::Exit(c),
-                        (None, Some(s)) => Outcome::Signal(s),
-                        (None, None) => Outcome::Exit(-1),
-                    });
-                }
+                outcome = self.ended(pgid, &mut child, start);
                 if outcome.is_some() {
                     exited_at = Some(Instant::now());
                 }

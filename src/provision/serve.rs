@@ -51,6 +51,9 @@ impl Watcher for Forward {
     fn started(&mut self) {
         self.0.send(&Event::Started);
     }
+    fn step(&mut self, step: provision::run::Step) {
+        self.0.send(&Event::Step(step));
+    }
 }
 
 /// Runs the server side; returns the exit status.

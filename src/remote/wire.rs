@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 /// Raised whenever a message changes meaning; both ends must speak the same.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// The longest line either end accepts (a job with its rendered texts fits many times).
 pub(crate) const MAX_LINE: u64 = 8 << 20;

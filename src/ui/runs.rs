@@ -5,7 +5,9 @@
 use super::html::{self, csrf_field, esc, seg};
 use super::{Shared, Ui, blocking, messages};
 use crate::image::{self, Image};
-use crate::provision::{self, Options, run::Watcher};
+use crate::provision::batch::{self, Batch, Outcome, What};
+use crate::provision::run::Step;
+use crate::provision::{self, Options};
 use crate::resolve::{self, Entry, Overrides};
 use axum::Form;
 use axum::extract::{Path, State};
@@ -30,6 +32,10 @@ pub(crate) struct Event {
     /// `step` (a new phase), `line` (a line of the script's log), `done`, `failed`.
     pub kind: &'static str,
     pub text: String,
+    /// The batch's name of the step (`plan`, `lock`, `script`, ...) or outcome
+    /// (`provisioned`, `failed`, ...), as the event stream of `provision --events` says it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<&'static str>,
 }
 
 pub(crate) struct Run {
@@ -59,6 +65,7 @@ impl Run {
                     text: format!(
                         "more than {MAX_LINES} log lines: the page shows no more; the log files have them all"
                     ),
+                    step: None,
                 };
             }
         }
@@ -141,102 +148,114 @@ impl Runs {
     }
 }
 
-/// One VM to provision: everything the adapter needs, without web types.
+/// One run to provision: everything the adapter needs, without web types.
 pub(crate) struct Job {
-    pub vm: String,
+    pub vms: Vec<String>,
     pub target: Option<String>,
     pub options: Options,
 }
 
-struct Forward<'a> {
-    vm: &'a str,
-    emit: &'a mut (dyn FnMut(Event) + Send),
-}
-
-impl Watcher for Forward<'_> {
-    fn line(&mut self, line: &str) {
-        (self.emit)(Event {
-            vm: self.vm.to_string(),
-            kind: "line",
-            text: line.to_string(),
-        });
-    }
-}
-
-/// THE adapter between the console and provisioning: plans and executes one VM, locally or
-/// on a `[hosts.*]` server, and turns what happens into `Event`s. It is the only place the
-/// console calls the provisioning library, so it can be re-pointed at the engine's typed
-/// progress events (issue #17) without touching the pages.
-pub(crate) fn provision_vm(
-    ui: &Ui,
-    job: &Job,
-    emit: &mut (dyn FnMut(Event) + Send),
-) -> anyhow::Result<String> {
-    let step = |emit: &mut (dyn FnMut(Event) + Send), t: String| {
-        emit(Event {
-            vm: job.vm.clone(),
-            kind: "step",
-            text: t,
-        })
-    };
-    let store = ui.store()?;
-    match &job.target {
-        None => {
-            step(emit, "planning".into());
-            let plan = provision::plan(&job.vm, &store, &ui.context(None), &job.options)?;
-            for w in plan.resolved.warnings.warnings() {
-                step(emit, w.render());
-            }
-            step(
-                emit,
-                format!(
-                    "running provision.sh of `{}` (log: {})",
-                    plan.image,
-                    plan.log_path.display()
+/// A batch event as the page shows it: steps (and the plan's warnings) as the VM's step
+/// line, output lines as its log, the outcome as its result. `host_error` is why its
+/// server could not be reached.
+fn page_event(e: &batch::Event<'_>, host_error: &str) -> Event {
+    let (kind, text, step) = match &e.what {
+        What::Step(s) => {
+            let text = match (s, e.host) {
+                (Step::Connect, Some(h)) => format!("connecting to `{h}`"),
+                _ => s.describe().to_string(),
+            };
+            ("step", text, Some(s.name()))
+        }
+        What::Warning(d) => ("step", d.render(), None),
+        What::Started {
+            image,
+            log,
+            local_log,
+        } => (
+            "step",
+            match local_log {
+                Some(copy) => format!(
+                    "started: image `{image}`, log {} there (local copy: {})",
+                    log.display(),
+                    copy.display()
                 ),
-            );
-            let mut w = Forward { vm: &job.vm, emit };
-            let p = provision::execute(
-                &provision::Job::of(&plan, &job.options, &ui.settings.work_dir, &store.root),
-                provision::Tree::Store,
-                &mut w,
-            )?;
-            Ok(format!(
-                "provisioned in {:.1} s; config {}; disks {}",
-                p.seconds,
-                p.config.display(),
-                p.disks.join(", ")
-            ))
+                None => format!("started: image `{image}`, log {}", log.display()),
+            },
+            Some("started"),
+        ),
+        What::Line(l) => ("line", l.to_string(), None),
+        What::Finished(o) => {
+            let (kind, text) = match o {
+                Outcome::Provisioned(p) => (
+                    "done",
+                    format!(
+                        "provisioned{} in {:.1} s; config {}; disks {}",
+                        e.host.map(|h| format!(" on `{h}`")).unwrap_or_default(),
+                        p.seconds,
+                        p.config.display(),
+                        p.disks.join(", ")
+                    ),
+                ),
+                Outcome::Failed { error, .. } => ("failed", messages(error).join("\n")),
+                Outcome::NotStarted => ("failed", "not started: interrupted (Ctrl-C)".into()),
+                Outcome::HostNotReached => ("failed", host_error.to_string()),
+            };
+            (kind, text, Some(o.name()))
         }
-        Some(host) => {
-            step(emit, format!("connecting to `{host}`"));
-            let target = crate::remote::parse_target(host, &ui.settings.hosts)?;
-            let session = crate::remote::Session::open(&target)?;
-            let ctx = &provision::remote::context(&ui.context(None), &session);
-            step(emit, "planning".into());
-            let plan = provision::plan(&job.vm, &store, ctx, &job.options)?;
-            step(
-                emit,
-                format!("running provision.sh of `{}` on `{host}`", plan.image),
-            );
-            let local_log = (ui.remote_log)(&ui.settings, host, &plan);
-            let mut w = Forward { vm: &job.vm, emit };
-            let p = provision::remote::execute(
-                &plan,
-                &store.root,
-                &ctx.settings,
-                &session,
-                &job.options,
-                (&local_log, &ui.settings.state_dir),
-                &mut w,
-            )?;
-            Ok(format!(
-                "provisioned on `{host}` in {:.1} s; config {}",
-                p.seconds,
-                p.config.display()
-            ))
-        }
+    };
+    Event {
+        vm: e.vm.to_string(),
+        kind,
+        text,
+        step,
     }
+}
+
+/// THE adapter between the console and provisioning: the run's VMs as one batch of
+/// `provision::batch` (the library the CLI uses), on this machine or on a `[hosts.*]`
+/// server, `MAX_PARALLEL` at a time; its typed events become the page's `Event`s, so the
+/// page shows each VM's step.
+pub(crate) fn provision_vms(ui: &Ui, job: &Job, emit: &(dyn Fn(Event) + Sync)) {
+    let fail_all = |e: &anyhow::Error| {
+        for vm in &job.vms {
+            emit(Event {
+                vm: vm.clone(),
+                kind: "failed",
+                text: messages(e).join("\n"),
+                step: None,
+            });
+        }
+    };
+    let store = match ui.store() {
+        Ok(s) => s,
+        Err(e) => return fail_all(&e),
+    };
+    let ctx = ui.context(None);
+    let batch = Batch {
+        store: &store,
+        context: &ctx,
+        options: &job.options,
+        arch: None,
+        local_log: ui.remote_log,
+    };
+    let placed: Vec<(String, Option<String>)> = job
+        .vms
+        .iter()
+        .map(|v| (v.clone(), job.target.clone()))
+        .collect();
+    let prepared = match batch.prepare(&placed, &|e| emit(page_event(e, ""))) {
+        Ok(p) => p,
+        Err(e) => return fail_all(&e),
+    };
+    let host_error = prepared
+        .host_errors
+        .iter()
+        .flat_map(messages)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let jobs = job.vms.len().clamp(1, MAX_PARALLEL);
+    batch.run(prepared.units, jobs, &|e| emit(page_event(e, &host_error)));
 }
 
 /// The customizable values of both files, as the form shows them.
@@ -482,58 +501,28 @@ pub(crate) async fn start(
             return fail(errors);
         }
         let run = ui.runs.add(&name, target.clone(), vms.clone());
-        let jobs: Vec<Job> = vms
-            .iter()
-            .map(|vm| Job {
-                vm: vm.clone(),
-                target: target.clone(),
-                options: options.clone(),
-            })
-            .collect();
-        spawn(ui.clone(), run.clone(), jobs);
+        let job = Job {
+            vms,
+            target,
+            options,
+        };
+        spawn(ui.clone(), run.clone(), job);
         Redirect::to(&format!("/runs/{}", run.id)).into_response()
     })
     .await
 }
 
-/// The run, in threads of its own: it goes on when the page is closed.
-fn spawn(ui: Shared, run: Arc<Run>, jobs: Vec<Job>) {
+/// The run, in a thread of its own: it goes on when the page is closed.
+fn spawn(ui: Shared, run: Arc<Run>, job: Job) {
     std::thread::spawn(move || {
-        let next = Mutex::new(0usize);
-        std::thread::scope(|scope| {
-            for _ in 0..jobs.len().clamp(1, MAX_PARALLEL) {
-                scope.spawn(|| {
-                    loop {
-                        let i = {
-                            let Ok(mut n) = next.lock() else { return };
-                            if *n >= jobs.len() || crate::interrupt::interrupted() {
-                                return;
-                            }
-                            *n += 1;
-                            *n - 1
-                        };
-                        let job = &jobs[i];
-                        let r2 = run.clone();
-                        let mut emit = move |e: Event| r2.push(e);
-                        let (kind, text) = match provision_vm(&ui, job, &mut emit) {
-                            Ok(t) => ("done", t),
-                            Err(e) => ("failed", messages(&e).join("\n")),
-                        };
-                        run.push(Event {
-                            vm: job.vm.clone(),
-                            kind,
-                            text,
-                        });
-                    }
-                });
-            }
-        });
-        for job in &jobs {
-            if run.outcome(&job.vm) == "running" {
+        provision_vms(&ui, &job, &|e| run.push(e));
+        for vm in &job.vms {
+            if run.outcome(vm) == "running" {
                 run.push(Event {
-                    vm: job.vm.clone(),
+                    vm: vm.clone(),
                     kind: "failed",
                     text: "not started: interrupted (Ctrl-C)".into(),
+                    step: None,
                 });
             }
         }

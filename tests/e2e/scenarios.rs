@@ -1,7 +1,9 @@
 //! One table of scenarios, each run on this machine and with `--host` against a private sshd
 //! on 127.0.0.1 (issue #17.7): the two transports must give the same exit status, the same
 //! messages (paths and the `VM on HOST` framing filtered), the same files left in the disk,
-//! config, log, work and state directories, and the same record (status and items). Each
+//! config, log, work and state directories, the same record (status and items), and the
+//! same progress events (each run is made with `--events`: the steps of the engine at both
+//! ends, issue #17.5; the `connect` step a server's VM has in front is left out). Each
 //! row's result is an insta snapshot (`tests/e2e/snapshots/`); a drift between the engine's
 //! two transports fails the row that shows it.
 //!
@@ -190,6 +192,8 @@ struct Seen {
     files: Vec<String>,
     record: String,
     items: Vec<Shown>,
+    /// The VM's progress events (`--events`): steps and outcome, `connect` left out.
+    steps: Vec<String>,
 }
 
 impl Seen {
@@ -203,6 +207,7 @@ impl Seen {
         for f in &self.files {
             let _ = writeln!(out, "  {f}");
         }
+        let _ = writeln!(out, "steps: {}", self.steps.join(" "));
         let _ = writeln!(out, "record: {}", self.record);
         for (kind, path, there) in &self.items {
             let _ = writeln!(
@@ -282,7 +287,7 @@ impl Side<'_> {
         image: &'a str,
         extra: &[&'a str],
     ) -> Vec<&'a str> {
-        let mut args = vec!["provision", "--vm", vm, "--image", image];
+        let mut args = vec!["provision", "--events", "--vm", vm, "--image", image];
         if let Some(h) = self.host {
             args.extend(["--host", h]);
         }
@@ -446,6 +451,9 @@ impl Side<'_> {
         let _full =
             matches!(row.act, Act::FullConfigDir).then(|| Full::mount(&self.base.join("xen")));
         let o = self.act(row, vm);
+        if !matches!(row.act, Act::RemoveByIdentity) {
+            self.first_event_names_the_host(&o, vm);
+        }
         let mut messages: Vec<String> = text(&o.stderr)
             .lines()
             .chain(
@@ -484,6 +492,7 @@ impl Side<'_> {
         let files = self.files(vm);
         self.records_match_the_files(row, vm, &record, &items, &files);
         Seen {
+            steps: steps(&o.stdout),
             status: o.status.code(),
             messages,
             files: files.iter().map(|f| self.filter(f, vm)).collect(),
@@ -493,6 +502,18 @@ impl Side<'_> {
                 .map(|(k, p, t)| (k, self.filter(&p, vm), t))
                 .collect(),
         }
+    }
+
+    /// Every event names the VM's host; a server's VM connects first.
+    fn first_event_names_the_host(&self, o: &Output, vm: &str) {
+        let first = text(&o.stdout).lines().next().map(String::from);
+        let first: serde_json::Value =
+            serde_json::from_str(first.as_deref().unwrap_or("null")).unwrap_or_default();
+        let want = match self.host {
+            Some(h) => serde_json::json!({"event": "step", "step": "connect", "vm": vm, "host": h}),
+            None => serde_json::json!({"event": "step", "step": "plan", "vm": vm, "host": null}),
+        };
+        assert_eq!(first, want, "{}", text(&o.stdout));
     }
 
     /// The VM's entries in `DIRS`, relative to `base`.
@@ -627,6 +648,21 @@ fn add_waits(w: &World) {
     std::fs::write(&p, text).unwrap();
 }
 
+/// The steps and outcome of a run's event stream, as `step:NAME`, `started`, `finished:OUTCOME`.
+fn steps(stdout: &[u8]) -> Vec<String> {
+    text(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| match e["event"].as_str()? {
+            "step" if e["step"] == "connect" => None,
+            "step" => Some(format!("step:{}", e["step"].as_str()?)),
+            "finished" => Some(format!("finished:{}", e["outcome"].as_str()?)),
+            "started" => Some("started".into()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A snapshot name from a row's name.
 fn slug(name: &str) -> String {
     let mut s: String = name
@@ -721,6 +757,11 @@ fn every_scenario_is_the_same_here_and_over_ssh() {
                 | "--force over an existing config"
                 | "--force over an interrupted run" => {
                     assert_eq!(seen.status, Some(0), "{what}");
+                    assert_eq!(
+                        seen.steps.last().map(String::as_str),
+                        Some("finished:provisioned"),
+                        "{what}"
+                    );
                     assert_eq!(seen.record, "provisioned", "{what}");
                 }
                 "Ctrl-C" => assert_eq!(seen.status, Some(130), "{what}"),

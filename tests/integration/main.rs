@@ -11,6 +11,7 @@ mod cli;
 mod complete;
 mod conf;
 mod edit;
+mod events;
 mod faults;
 mod fixtures;
 mod guest_image;

@@ -482,6 +482,21 @@ fn two_vms_provision_and_stream_their_logs_and_the_page_reattaches() {
             events.contains(&format!("probe: image Probe vm {vm} mode ok")),
             "{vm}: {events}"
         );
+        // The page sees the batch's typed steps, in order.
+        let at = |s: &str| {
+            events
+                .find(&format!("\"vm\":\"{vm}\",\"kind\":\"step\",\"text\":\"{s}"))
+                .unwrap_or_else(|| panic!("{vm} {s}: {events}"))
+        };
+        assert!(at("planning") < at("taking the lock"), "{events}");
+        assert!(
+            at("taking the lock") < at("running provision.sh"),
+            "{events}"
+        );
+        assert!(
+            at("running provision.sh") < at("installing the config"),
+            "{events}"
+        );
         assert!(w.path().join(format!("conf/{vm}.cfg")).exists());
     }
     // A second stream (a reload) replays the whole run.

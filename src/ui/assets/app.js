@@ -24,6 +24,7 @@ function watchRun(root) {
       if (stick) log.scrollTop = log.scrollHeight;
     } else if (e.kind === "step") {
       s.querySelector(".step").textContent = e.text;
+      if (e.step) s.dataset.step = e.step;
       state.textContent = "running";
       s.dataset.state = "running";
     } else {
