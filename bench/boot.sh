@@ -32,10 +32,15 @@ else
 fi
 mkdir -p -- "$work"
 
-if [[ ! -x target/release/convirt ]]; then
-    cargo build --release --locked
+# CONVIRT_BIN=PATH measures another binary (e.g. a debug build) without building.
+if [[ -n "${CONVIRT_BIN:-}" ]]; then
+    bin=$(realpath -- "$CONVIRT_BIN")
+else
+    if [[ ! -x target/release/convirt ]]; then
+        cargo build --release --locked
+    fi
+    bin=$PWD/target/release/convirt
 fi
-bin=$PWD/target/release/convirt
 cp -a image_store "$work/store"
 cat > "$work/convirt.toml" << EOF
 image_store = '$work/store'
@@ -115,7 +120,7 @@ fi
 
 cat << EOF
 Measured with \`bench/boot.sh\` on $(date -u +%Y-%m-%d), commit \`$(git -c safe.directory='*' rev-parse --short HEAD 2> /dev/null || echo unknown)\`,
-as $(id -un) (uid $EUID), release build; load average $load_before before, $load_after after.
+as $(id -un) (uid $EUID), binary \`${bin#"$PWD"/}\`; load average $load_before before, $load_after after.
 
 | what | wall | CPU (user + sys) |
 | --- | ---: | ---: |

@@ -29,6 +29,7 @@ pub(crate) mod trust;
 pub(crate) mod ui;
 pub(crate) mod validate;
 pub mod value;
+pub(crate) mod vms;
 
 #[cfg(test)]
 mod structure;

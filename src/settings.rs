@@ -94,6 +94,10 @@ pub struct HostSettings {
     /// a copy of this convirt in the server user's cache; docs/remote.md).
     #[serde(default)]
     pub convirt: Option<String>,
+    /// How long `vm list`, `vm show` and the console's VMs page wait for this server's answer
+    /// (its files and `xl list`), in seconds (default 15; docs/records.md).
+    #[serde(default)]
+    pub list_timeout: Option<u64>,
     /// `[hosts.NAME.variables]`: site variables for this server, over `[variables]`.
     #[serde(default)]
     pub variables: BTreeMap<String, toml::Value>,

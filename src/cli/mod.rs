@@ -17,7 +17,6 @@ mod share;
 mod store;
 mod ui;
 mod vm;
-mod vm_remote;
 
 use crate::eval::Host;
 use crate::resolve::Context;

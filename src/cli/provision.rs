@@ -130,6 +130,7 @@ pub(crate) fn run(app: &App, a: &ProvisionArgs) -> Result<()> {
             strict: a.strict,
             start: a.start,
             autostart: a.autostart,
+            seed_from: Some(provision::guest::local_cache_dir(&app.settings)),
         },
     };
     // A dry run writes nothing, not even a missing default store.
@@ -305,6 +306,9 @@ fn provisioned_text(r: &Report, p: &provision::Provisioned) -> String {
     }
     if let Some(s) = &r.server {
         let _ = writeln!(text, "  on the server: {}", s.session.convirt.describe());
+    }
+    if let Some(g) = &p.guest_cache {
+        let _ = writeln!(text, "  guest cache: {g}");
     }
     for r in &p.replaced {
         let _ = writeln!(text, "  replaced (--force): {r}");

@@ -1,10 +1,10 @@
 //! `convirt vm list|show|remove`: the VMs convirt made, read from their records and
 //! journals (docs/records.md), and their removal, which touches only what a record names.
 
-use super::vm_remote::Presence;
 use super::{App, report};
 use crate::diagnostic::Diagnostic;
-use crate::state::{self, Item, Kind, Status, Vm, remove::Step, xen};
+use crate::state::{self, Item, Kind, Vm, remove::Step, xen};
+use crate::vms::Presence;
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -72,7 +72,7 @@ fn config(vm: &Vm) -> Option<String> {
 }
 
 /// Whether a VM's file is there: looked at here for this machine; for a managed server what
-/// the server said (`vm_remote::check`), `None` when it could not be asked (never claimed
+/// the server said (`vms::check`), `None` when it could not be asked (never claimed
 /// missing then).
 fn present(vm: &Vm, path: &str, kind: Kind, checks: &Presence) -> Option<bool> {
     if !vm.remote {
@@ -83,7 +83,7 @@ fn present(vm: &Vm, path: &str, kind: Kind, checks: &Presence) -> Option<bool> {
         });
     }
     match checks.get(&vm.host) {
-        Some(Ok(m)) => m.get(path).copied(),
+        Some(Ok(c)) => c.files.get(path).copied(),
         _ => None,
     }
 }
@@ -109,28 +109,19 @@ fn item_json(vm: &Vm, i: &Item, checks: &Presence) -> serde_json::Value {
 /// What `xl list` said on this machine: the domains, or why it could not say.
 type Domains = Result<Vec<xen::Domain>, String>;
 
-/// The domain of a VM: `Ok(Some)` when it is running here, `Ok(None)` when `xl list` does
-/// not show it, `Err` when that was not asked (a managed server's VM) or `xl` could not
-/// answer.
-fn domain<'a>(vm: &Vm, domains: &'a Domains) -> Result<Option<&'a xen::Domain>, ()> {
-    if vm.remote {
-        return Err(());
-    }
-    match domains {
-        Ok(d) => Ok(d.iter().find(|d| d.name == vm.name)),
-        Err(_) => Err(()),
-    }
+/// The domain of a VM, here or on its server (`vms::domain`).
+fn domain<'a>(
+    vm: &Vm,
+    domains: &'a Domains,
+    checks: &'a Presence,
+) -> Result<Option<&'a xen::Domain>, crate::vms::Unknown> {
+    crate::vms::domain(vm, domains, checks)
 }
 
 /// The STATE column: the domain's state word, `off` when Xen does not run it, `unknown`
-/// when `xl` could not answer, `-` for a managed server's VM (not asked).
-fn state_text(vm: &Vm, domains: &Domains) -> &'static str {
-    match domain(vm, domains) {
-        Ok(Some(d)) => d.state,
-        Ok(None) => "off",
-        Err(()) if vm.remote => "-",
-        Err(()) => "unknown",
-    }
+/// when `xl list` could not answer, `-` when a managed server did not answer.
+fn state_text(vm: &Vm, domains: &Domains, checks: &Presence) -> &'static str {
+    crate::vms::state_word(domain(vm, domains, checks))
 }
 
 fn vm_json(
@@ -142,14 +133,14 @@ fn vm_json(
 ) -> serde_json::Value {
     let h = vm.header();
     let cfg = config(vm);
-    let dom = domain(vm, domains);
+    let dom = domain(vm, domains, checks);
     let mut v = serde_json::json!({
         "name": vm.name,
         "host": vm.host,
         "status": vm.status(&app.settings.work_dir),
         "state": match dom {
-            Err(()) if vm.remote => None,
-            _ => Some(state_text(vm, domains)),
+            Err(crate::vms::Unknown::NotAnswered) => None,
+            d => Some(crate::vms::state_word(d)),
         },
         "domain": dom.ok().flatten(),
         "image": h.map(|h| h.image.clone()),
@@ -212,10 +203,29 @@ fn local_domains(app: &App, vms: &[Vm]) -> Domains {
     d
 }
 
+/// A note on stderr for each server that answered but whose `xl list` could not say.
+fn note_servers_xl(app: &App, checks: &Presence) {
+    let mut hosts: Vec<_> = checks.iter().collect();
+    hosts.sort_by(|a, b| a.0.cmp(b.0));
+    for (host, c) in hosts {
+        if let Ok(crate::vms::Checked {
+            domains: Err(why), ..
+        }) = c
+        {
+            note_server(
+                app,
+                Some(format!(
+                    "the state of the VMs on `{host}` is unknown: {why}"
+                )),
+            );
+        }
+    }
+}
+
 fn list(app: &App) -> Result<()> {
     let (vms, bad) = Vm::list(&app.settings.state_dir);
     warn_unreadable(app, &bad);
-    let vms = super::vm_remote::reconcile(app, vms);
+    let vms = reconcile(app, vms);
     let result = list_these(app, vms);
     if bad.is_empty() || result.is_err() {
         return result;
@@ -232,8 +242,9 @@ fn list(app: &App) -> Result<()> {
 }
 
 fn list_these(app: &App, vms: Vec<Vm>) -> Result<()> {
-    let checks = super::vm_remote::check(app, &vms);
+    let checks = crate::vms::check(&app.settings, &vms);
     let domains = local_domains(app, &vms);
+    note_servers_xl(app, &checks);
     if app.cli.json {
         let rows: Vec<_> = vms
             .iter()
@@ -283,12 +294,12 @@ fn list_these(app: &App, vms: Vec<Vm>) -> Result<()> {
                 d.len()
             ),
         };
-        let dom = domain(vm, &domains).ok().flatten();
+        let dom = domain(vm, &domains, &checks).ok().flatten();
         let dash = || "-".to_string();
         rows.push([
             vm.name.clone(),
             vm.status(&app.settings.work_dir).to_string(),
-            state_text(vm, &domains).to_string(),
+            state_text(vm, &domains, &checks).to_string(),
             dom.map_or_else(dash, |d| d.memory_mib.to_string()),
             dom.map_or_else(dash, |d| d.vcpus.to_string()),
             dom.map_or_else(dash, |d| format!("{:.1}", d.cpu_seconds)),
@@ -342,7 +353,7 @@ fn load(app: &App, name: &str, host: Option<&str>) -> Result<Vm> {
             vms.into_iter().filter(|v| v.name == name).collect()
         }
     };
-    let found = super::vm_remote::reconcile(app, found);
+    let found = reconcile(app, found);
     let on = host.map(|h| format!(" on `{h}`")).unwrap_or_default();
     match found.len() {
         0 => Err(Diagnostic::error(format!("no record of a VM `{name}`{on}"))
@@ -370,7 +381,7 @@ fn load(app: &App, name: &str, host: Option<&str>) -> Result<Vm> {
 
 fn show(app: &App, name: &str, host: Option<&str>) -> Result<()> {
     let vm = load(app, name, host)?;
-    let checks = super::vm_remote::check(app, std::slice::from_ref(&vm));
+    let checks = crate::vms::check(&app.settings, std::slice::from_ref(&vm));
     let domains = local_domains(app, std::slice::from_ref(&vm));
     if app.cli.json {
         return app.print_json(&vm_json(app, &vm, true, &checks, &domains));
@@ -384,10 +395,11 @@ fn show(app: &App, name: &str, host: Option<&str>) -> Result<()> {
         "  status:   {}\n",
         vm.status(&app.settings.work_dir)
     ));
-    // A managed server's domains are not asked for (`vm list` shows `-`).
-    if !vm.remote {
-        s.push_str(&format!("  state:    {}", state_text(&vm, &domains)));
-        if let Ok(Some(d)) = domain(&vm, &domains) {
+    // A managed server that did not answer: not shown (`vm list` shows `-`).
+    let dom = domain(&vm, &domains, &checks);
+    if dom != Err(crate::vms::Unknown::NotAnswered) {
+        s.push_str(&format!("  state:    {}", crate::vms::state_word(dom)));
+        if let Ok(Some(d)) = dom {
             s.push_str(&format!(
                 " (domain {}, {} MiB, {} vCPUs, {:.1} s CPU)",
                 d.id, d.memory_mib, d.vcpus, d.cpu_seconds
@@ -457,41 +469,6 @@ fn show(app: &App, name: &str, host: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Why a VM must not be removed now, if it must not.
-fn blocker(app: &App, vm: &Vm, running: &Result<Vec<String>, String>) -> Option<String> {
-    // A remote VM: its server's `xl list` is asked in the removal's own round trip.
-    if !vm.remote
-        && let Ok(domains) = running
-        && domains.iter().any(|d| d == &vm.name)
-    {
-        return Some(format!(
-            "`{}` is running (`xl list`); stop it first (`xl shutdown {}`)",
-            vm.name, vm.name
-        ));
-    }
-    if vm.status(&app.settings.work_dir) == Status::Running {
-        return Some(format!("`{}` is being provisioned right now", vm.name));
-    }
-    for w in vm
-        .items()
-        .iter()
-        .filter(|i| i.kind == Kind::Workdir && !vm.remote)
-    {
-        let pids = state::processes_in(std::path::Path::new(&w.path));
-        if !pids.is_empty() {
-            return Some(format!(
-                "a script of the interrupted run of `{}` is still running (pid {})",
-                vm.name,
-                pids.iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-    }
-    None
-}
-
 fn describe(step: &Step) -> String {
     let why = if step.why.is_empty() {
         String::new()
@@ -520,19 +497,29 @@ fn confirm(names: &[String]) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-/// The removal steps of one VM: here, or on its server over ssh.
+/// The removal steps of one VM: here, or on its server over ssh (`vms::steps`).
 fn steps(app: &App, vm: &Vm, keep_disks: bool, dry_run: bool) -> Result<Vec<Step>> {
-    if !vm.remote {
-        let bounds = state::remove::local_bounds(&app.settings, vm);
-        return Ok(state::remove::remove(vm, keep_disks, dry_run, &bounds));
-    }
-    let (steps, note) = super::vm_remote::remove(app, vm, keep_disks, dry_run)?;
+    let (steps, note) = crate::vms::steps(&app.settings, vm, keep_disks, dry_run)?;
+    note_server(app, note);
+    Ok(steps)
+}
+
+fn note_server(app: &App, note: Option<String>) {
     if let Some(n) = note
         && !app.cli.quiet
     {
         eprintln!("note: {n}");
     }
-    Ok(steps)
+}
+
+/// Unfinished remote runs settled with their servers first (`vms::reconcile`), its notes on
+/// stderr.
+fn reconcile(app: &App, vms: Vec<Vm>) -> Vec<Vm> {
+    let (vms, notes) = crate::vms::reconcile(&app.settings, vms);
+    for n in notes {
+        note_server(app, Some(n));
+    }
+    vms
 }
 
 fn on_host(vm: &Vm) -> String {
@@ -580,7 +567,7 @@ fn remove(
     let mut errors = Vec::new();
     let mut ready = Vec::new();
     for vm in vms {
-        match blocker(app, &vm, &running) {
+        match crate::vms::blocker(&app.settings, &vm, &running) {
             Some(why) => errors.push(anyhow::Error::from(Diagnostic::error(format!(
                 "cannot remove {why}"
             )))),
@@ -667,42 +654,27 @@ fn remove_one(
     keep_disks: bool,
     json_rows: &mut Vec<serde_json::Value>,
 ) -> Result<std::result::Result<(), anyhow::Error>> {
-    // The VM's lock: no provisioning of this name may run while its files go.
-    let lock_root = if vm.remote {
-        state::remote::lock_root(&app.settings.state_dir, &vm.host)
-    } else {
-        app.settings.work_dir.clone()
-    };
-    let _lock = crate::provision::lock(&lock_root, &vm.name, "(vm remove)")?;
-    // Read again under the lock: a `provision --force` that finished meanwhile wrote
-    // a new record, whose files this removal must see (issue #18).
-    let fresh = if vm.remote {
-        Vm::load_remote(&app.settings.state_dir, &vm.host, &vm.name)?
-    } else {
-        Vm::load(&app.settings.state_dir, state::LOCALHOST, &vm.name)?
-    };
-    let Some(vm) = fresh else {
-        return Ok(Ok(()));
-    };
-    let vm = &vm;
-    let steps = match steps(app, vm, keep_disks, false) {
-        Ok(s) => s,
+    // Locks the VM, reads its record again under the lock (a `provision --force` that
+    // finished meanwhile wrote a new one, issue #18), removes and forgets it.
+    let done = match crate::vms::remove_locked(&app.settings, vm, keep_disks) {
+        Ok(Some(d)) => d,
+        Ok(None) => return Ok(Ok(())),
         Err(e) => return Ok(Err(e)),
     };
+    let vm = &done.vm;
+    note_server(app, done.note.clone());
     if app.cli.json {
         json_rows.push(
-            serde_json::json!({"vm": vm.name, "host": vm.host, "dry_run": false, "steps": steps}),
+            serde_json::json!({"vm": vm.name, "host": vm.host, "dry_run": false, "steps": done.steps}),
         );
     } else {
         println!("removed VM `{}`{}", vm.name, on_host(vm));
-        for step in &steps {
+        for step in &done.steps {
             println!("{}", describe(step));
         }
     }
-    let failed: Vec<&Step> = steps.iter().filter(|s| s.action == "failed").collect();
+    let failed = done.failed();
     if failed.is_empty() {
-        state::remove::forget(vm)
-            .map_err(|e| anyhow::anyhow!("cannot remove the record `{}`: {e}", vm.dir.display()))?;
         return Ok(Ok(()));
     }
     Ok(Err(anyhow::Error::from(

@@ -75,6 +75,17 @@ pub(crate) fn cache_info(resolved: &Resolved) -> Option<Result<CacheInfo, String
     })())
 }
 
+/// This machine's cache dir for guest images: `VM_CACHE_DIR` of the site's `[variables]`,
+/// else the built-in one (what an image that does not set it resolves to).
+pub(crate) fn local_cache_dir(settings: &crate::settings::Settings) -> PathBuf {
+    settings
+        .variables
+        .iter()
+        .find(|(k, _)| k == "VM_CACHE_DIR")
+        .map(|(_, v)| PathBuf::from(v.to_text()))
+        .unwrap_or_else(|| settings.cache_dir.clone())
+}
+
 /// The dry-run lines about the cache.
 pub(crate) fn describe(info: &Result<CacheInfo, String>) -> String {
     match info {
@@ -128,7 +139,7 @@ fn package_names(v: Option<&Value>) -> Result<Vec<String>, String> {
 }
 
 /// The shell's `_guest_entry_ok`: a `complete` manifest listing each file's size.
-fn entry_ok(dir: &Path) -> bool {
+pub(crate) fn entry_ok(dir: &Path) -> bool {
     let Ok(manifest) = std::fs::read_to_string(dir.join("complete")) else {
         return false;
     };

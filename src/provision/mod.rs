@@ -15,6 +15,7 @@ pub(crate) mod remote;
 pub(crate) mod remote_record;
 pub(crate) mod run;
 pub(crate) mod secrets;
+pub(crate) mod seed;
 pub(crate) mod serve;
 
 // Where a run meets the VM records of `crate::state`; `state` never imports `provision`.
@@ -78,6 +79,9 @@ pub(crate) struct Options {
     pub start: bool,
     /// Link the installed config into Xen's auto-start directory.
     pub autostart: bool,
+    /// This machine's guest cache dir: a server lacking an entry gets it from there
+    /// (`seed`); `None` sends nothing.
+    pub seed_from: Option<PathBuf>,
 }
 
 /// A failed provisioning, modelled on cargo's `ProcessError`: what happened, the last output,
@@ -143,6 +147,10 @@ pub(crate) struct Provisioned {
     pub image_conf: PathBuf,
     pub replaced: Vec<String>,
     pub seconds: f64,
+    /// A remote run of a guest image: where the server's guest cache came from (sent from
+    /// this machine, bootstrapped there, already there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_cache: Option<String>,
     /// `--start` / `--autostart`, and what went wrong after the install (the VM stays).
     #[serde(flatten)]
     pub after: hooks::After,
@@ -165,6 +173,7 @@ impl Provisioned {
             image_conf: job.image_conf_path.clone(),
             replaced,
             seconds: started.elapsed().as_secs_f64(),
+            guest_cache: None,
             after,
         }
     }

@@ -22,8 +22,15 @@ pub(crate) enum Request {
     Facts,
     /// Run a job; the work tree follows the line.
     Provision { job: Box<Job>, tree_bytes: u64 },
-    /// Which of these items are there.
+    /// Which of these items are there, and which domains the server runs.
     Check { items: Vec<Item> },
+    /// `xl create` of VM `vm`'s config, as the server's own record of `vm` names it (never a
+    /// path this machine sends), unless its domain runs.
+    Start {
+        vm: String,
+        /// The server's state dir from the host's settings; else its user's default.
+        state_dir: Option<PathBuf>,
+    },
     /// Remove these items (newest first) of VM `vm`, unless its domain runs.
     Remove {
         vm: String,
@@ -43,6 +50,9 @@ pub(crate) enum Request {
         work_dir: Option<PathBuf>,
         state_dir: Option<PathBuf>,
     },
+    /// Take this guest cache entry (issue #22, `seed`): the files follow the server's
+    /// `SeedWanted`.
+    Seed(Box<Seed>),
 }
 
 /// A run's final answer that could not be delivered (the channel was gone), kept by the
@@ -88,7 +98,14 @@ pub(crate) enum Event {
         message: String,
         hints: Vec<String>,
     },
-    Present(Vec<bool>),
+    /// The answer to `Check`: which items are there, and the server's domains (`xl list`,
+    /// stopped after a few seconds) or why it could not say.
+    Checked {
+        present: Vec<bool>,
+        domains: Result<Vec<crate::state::xen::Domain>, String>,
+    },
+    /// The answer to `Start`: the config `xl create` started, or why it did not.
+    Launched(Result<String, String>),
     Removal {
         running: Result<bool, String>,
         steps: Vec<Removed>,
@@ -99,6 +116,12 @@ pub(crate) enum Event {
         leftovers: Option<Vec<Item>>,
         /// The run's own final answer, when the server kept it for us.
         answer: Option<Box<Event>>,
+    },
+    /// The server lacks the entry of a `Seed`: send the files.
+    SeedWanted,
+    /// Final: the entry is in place; `bytes` arrived (0: it was there already).
+    Seeded {
+        bytes: u64,
     },
 }
 
@@ -154,7 +177,14 @@ mod tests {
         let mut i = Item::new("/x", crate::state::Kind::Disk);
         i.born = Some(u128::from(u64::MAX) * 3);
         let mut v = Vec::new();
-        send(&mut v, &Event::Present(vec![true])).unwrap();
+        send(
+            &mut v,
+            &Event::Checked {
+                present: vec![true],
+                domains: Err("no xl".into()),
+            },
+        )
+        .unwrap();
         send(
             &mut v,
             &Request::Check {
@@ -165,11 +195,39 @@ mod tests {
         let mut r: &[u8] = &v;
         assert!(matches!(
             receive::<Event>(&mut r).unwrap(),
-            Some(Event::Present(p)) if p == vec![true]
+            Some(Event::Checked { present, domains: Err(_) }) if present == vec![true]
         ));
         match receive::<Request>(&mut r).unwrap() {
             Some(Request::Check { items }) => assert_eq!(items, vec![i]),
             other => panic!("{other:?}"),
         }
     }
+}
+
+// The guest cache entry a `seed` request offers (issue #22; src/provision/seed.rs sends
+// and receives it).
+
+/// One file of the entry as announced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SeedFile {
+    pub name: String,
+    pub size: u64,
+}
+
+/// The line after the files: each one's lowercase hex SHA-256, in the announced order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SeedSums {
+    pub sha256: Vec<String>,
+}
+
+/// The request's body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Seed {
+    /// The server's entry directory, `<VM_CACHE_DIR>/guests/debian-<key>`.
+    pub entry: PathBuf,
+    pub files: Vec<SeedFile>,
+    /// When the mirror of the key came from the apt sources (`DEBIAN_MIRROR` empty): the suite
+    /// and that mirror. The server's shell reads its own apt sources, so the entry is only
+    /// its entry when they name the same mirror.
+    pub host_mirror: Option<(String, String)>,
 }

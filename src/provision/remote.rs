@@ -54,6 +54,7 @@ pub(crate) fn host_settings(base: &Settings, t: &Target, facts: &Facts) -> Setti
         xen_auto_dir: None,
         state_dir: None,
         convirt: None,
+        list_timeout: None,
         variables: Default::default(),
     };
     let h = t.settings.as_ref().unwrap_or(&empty);
@@ -358,6 +359,8 @@ pub(crate) fn execute(
         &job.run,
         (local_state, session.host_key.as_deref()),
     )?;
+    // A guest image whose cache entry the server lacks: sent from here once (issue #22).
+    let guest_cache = super::seed::offer(plan, opts.seed_from.as_deref(), session);
     let tree = work_tree(&job, local_store)?;
     let mut ch =
         Channel::spawn(session.serve()).map_err(|e| err(format!("cannot run ssh: {e}")))?;
@@ -387,7 +390,9 @@ pub(crate) fn execute(
     };
     let record = shown.record;
     match last {
-        Some(e) => ended.answer(e, record, shown.started),
+        Some(e) => ended
+            .answer(e, record, shown.started)
+            .map(|p| Provisioned { guest_cache, ..p }),
         None if !shown.started => {
             // Nothing changed on the server: ssh (or the server's convirt) failed first.
             drop(record);

@@ -109,7 +109,11 @@ pub(crate) fn main(found: Option<String>) -> i32 {
     let answer = match request {
         Request::Facts => Event::Facts(facts()),
         Request::Provision { job, tree_bytes } => provision(*job, tree_bytes, input, &out),
-        Request::Check { items } => Event::Present(items.iter().map(Item::exists).collect()),
+        Request::Check { items } => Event::Checked {
+            present: items.iter().map(Item::exists).collect(),
+            domains: state::xen::domains_within(DOMAINS_TIMEOUT),
+        },
+        Request::Start { vm, state_dir } => Event::Launched(start(&vm, &own_state_dir(state_dir))),
         Request::Remove {
             vm,
             items,
@@ -127,6 +131,9 @@ pub(crate) fn main(found: Option<String>) -> i32 {
             &own_work_dir(work_dir),
             &own_state_dir(state_dir),
         ),
+        Request::Seed(seed) => super::seed::receive(&seed, &mut input, |e| {
+            out.send(e);
+        }),
     };
     let fail = matches!(answer, Event::Error { .. } | Event::Failed { .. });
     // Lost before the answer, or the answer could not be written: keep it for the next
@@ -339,6 +346,32 @@ fn remove(vm: &str, items: &[Item], dry_run: bool, state_dir: &std::path::Path) 
         let _ = state::remove::forget(&own);
     }
     Event::Removal { running, steps }
+}
+
+/// How long a `Check` waits for the server's `xl list` (a listing waits for the answer).
+const DOMAINS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `xl create` of the config the server's own record of `vm` names.
+fn start(vm: &str, state_dir: &std::path::Path) -> Result<String, String> {
+    let own = match Vm::load(state_dir, LOCALHOST, vm) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(format!("this server has no record of a VM `{vm}`")),
+        Err(e) => return Err(format!("{e:#}")),
+    };
+    if own.run.is_some() {
+        return Err(format!(
+            "`{vm}` is not provisioned completely on this server"
+        ));
+    }
+    let config = own
+        .header()
+        .map(|h| h.config.clone())
+        .ok_or_else(|| format!("the record of `{vm}` names no config"))?;
+    if state::xen::is_running(vm)? {
+        return Err(format!("`{vm}` is already running (`xl list`)"));
+    }
+    state::xen::create(std::path::Path::new(&config))?;
+    Ok(config)
 }
 
 fn status(vm: &str, run: &str, work_dir: &std::path::Path, state_dir: &std::path::Path) -> Event {

@@ -12,6 +12,7 @@ use crate::diagnostic::Diagnostic;
 use std::io::Read;
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// The server's convirt: its path there and how it was found.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +183,17 @@ pub(crate) fn ask<R: serde::Serialize + ?Sized, A: for<'de> serde::Deserialize<'
     control: Option<&Path>,
     req: &R,
 ) -> anyhow::Result<(A, Found)> {
+    ask_within(target, control, req, None)
+}
+
+/// `ask`, giving up (and ending the ssh command) when the server has not answered within
+/// `wait` of each attempt (copying convirt there is not counted).
+pub(crate) fn ask_within<R: serde::Serialize + ?Sized, A: for<'de> serde::Deserialize<'de>>(
+    target: &Target,
+    control: Option<&Path>,
+    req: &R,
+    wait: Option<Duration>,
+) -> anyhow::Result<(A, Found)> {
     let configured = target.settings.as_ref().and_then(|h| h.convirt.clone());
     for _ in 0..2 {
         let mut ch = Channel::spawn(command(
@@ -192,7 +204,23 @@ pub(crate) fn ask<R: serde::Serialize + ?Sized, A: for<'de> serde::Deserialize<'
         ))?;
         let _ = ch.send(&Hello::ours(None));
         let _ = ch.send(req);
-        let found = match hello(&ch, target) {
+        let deadline = wait.map(|w| (Instant::now() + w, w));
+        let next = |ch: &Channel| -> anyhow::Result<Option<Msg>> {
+            let Some((end, w)) = deadline else {
+                return Ok(ch.recv());
+            };
+            match ch.next(end.saturating_duration_since(Instant::now())) {
+                Ok(m) => Ok(Some(m)),
+                Err(true) => Ok(None),
+                Err(false) => Err(Diagnostic::error(format!(
+                    "`{}` did not answer within {} s",
+                    target.name,
+                    w.as_secs()
+                ))
+                .into()),
+            }
+        };
+        let found = match hello(next(&ch)?, target) {
             Ok(f) => f,
             Err(Some(boot)) => {
                 drop(ch);
@@ -202,7 +230,7 @@ pub(crate) fn ask<R: serde::Serialize + ?Sized, A: for<'de> serde::Deserialize<'
             Err(None) => return Err(broken(target, ch.finish(), configured.as_deref())),
         };
         let found = found?;
-        match ch.recv() {
+        match next(&ch)? {
             Some(Msg::Line(l)) => {
                 ch.close_input();
                 let mut found = found;
@@ -234,8 +262,8 @@ pub(crate) fn ask<R: serde::Serialize + ?Sized, A: for<'de> serde::Deserialize<'
 
 /// The server's `Hello`: its convirt found and of our version (`Err(Some(line))`: the
 /// bootstrap asks for a copy; `Err(None)`: nothing came).
-fn hello(ch: &Channel, target: &Target) -> Result<anyhow::Result<Found>, Option<String>> {
-    match ch.recv() {
+fn hello(first: Option<Msg>, target: &Target) -> Result<anyhow::Result<Found>, Option<String>> {
+    match first {
         Some(Msg::Boot(line)) => Err(Some(line)),
         Some(Msg::Line(l)) => match wire::parse::<Greeting>(&l) {
             Ok(g) => Ok(check_hello(&g.hello, target)),

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 /// Why `xl` could not answer, in words an admin can act on.
 fn xl_failure(what: &str, out: &std::process::Output) -> String {
@@ -37,18 +38,36 @@ fn spawn_failure(what: &str, e: &std::io::Error) -> String {
 /// `xl ARGS`, found like every tool (`crate::sys::find_tool`), stopped after the tool
 /// timeout.
 fn xl(args: &[&std::ffi::OsStr], what: &str) -> Result<std::process::Output, String> {
+    xl_within(args, what, crate::sys::TOOL_TIMEOUT)
+}
+
+fn xl_within(
+    args: &[&std::ffi::OsStr],
+    what: &str,
+    timeout: Duration,
+) -> Result<std::process::Output, String> {
     let xl = crate::sys::find_tool("xl").map_err(|why| format!("`{what}`: {why}"))?;
-    crate::sys::output_with_timeout(Command::new(xl).args(args), crate::sys::TOOL_TIMEOUT)
+    crate::sys::output_with_timeout(Command::new(xl).args(args), timeout)
         .map_err(|e| spawn_failure(what, &e))
 }
 
 /// The output of `xl list`, or why it could not be had.
 fn xl_list() -> Result<String, String> {
-    let out = xl(&["list".as_ref()], "xl list")?;
+    xl_list_within(crate::sys::TOOL_TIMEOUT)
+}
+
+fn xl_list_within(timeout: Duration) -> Result<String, String> {
+    let out = xl_within(&["list".as_ref()], "xl list", timeout)?;
     if !out.status.success() {
         return Err(xl_failure("xl list", &out));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The domains as `domains` gives them, `xl list` stopped after `timeout` (a page or a
+/// listing waits for it).
+pub(crate) fn domains_within(timeout: Duration) -> Result<Vec<Domain>, String> {
+    xl_list_within(timeout).map(|t| parse_domains(&t))
 }
 
 /// The names of the running domains, or why `xl list` could not say.
@@ -61,7 +80,8 @@ pub(crate) fn domains() -> Result<Vec<Domain>, String> {
     xl_list().map(|t| parse_domains(&t))
 }
 
-/// One domain as `xl list` shows it: `Name ID Mem VCPUs State Time(s)`.
+/// One domain as `xl list` shows it: `Name ID Mem VCPUs State Time(s)`. A managed server
+/// sends its domains in this form (`provision::proto`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub(crate) struct Domain {
     pub name: String,
@@ -76,6 +96,32 @@ pub(crate) struct Domain {
     pub flags: String,
     /// `Time(s)`: CPU time used, seconds.
     pub cpu_seconds: f64,
+}
+
+/// A domain as another convirt sent it; its state word is taken again from the flags.
+#[derive(serde::Deserialize)]
+struct WireDomain {
+    name: String,
+    id: u32,
+    memory_mib: u64,
+    vcpus: u32,
+    flags: String,
+    cpu_seconds: f64,
+}
+
+impl<'de> serde::Deserialize<'de> for Domain {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Domain, D::Error> {
+        let w = WireDomain::deserialize(d)?;
+        Ok(Domain {
+            state: state_word(&w.flags),
+            name: w.name,
+            id: w.id,
+            memory_mib: w.memory_mib,
+            vcpus: w.vcpus,
+            flags: w.flags,
+            cpu_seconds: w.cpu_seconds,
+        })
+    }
 }
 
 /// The word for `xl list`'s state flags (`rbpscd`, `-` where unset).
@@ -212,6 +258,18 @@ mod tests {
         assert_eq!(d.len(), 3, "{d:?}");
         assert_eq!(d[2].state, "dying");
         assert!(parse_domains("").is_empty());
+    }
+
+    #[test]
+    fn domains_travel_between_two_convirts_with_their_state_word() {
+        let d = parse_domains(REAL_XL_LIST);
+        let json = serde_json::to_string(&d).unwrap();
+        let back: Vec<Domain> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, d);
+        // The word is taken again from the flags, never from the sender's text.
+        let odd = json.replacen("\"running\"", "\"gone\"", 1);
+        let back: Vec<Domain> = serde_json::from_str(&odd).unwrap();
+        assert_eq!(back[0].state, "running");
     }
 
     #[test]

@@ -272,18 +272,24 @@ fn edit_page(ui: &Ui, name: &str, tab: &str, notes: &[String], errors: &[String]
     html::page(ui, &format!("Edit {name}"), Some(name), &main)
 }
 
+impl TabQuery {
+    /// The tab asked for; `General` when none or an unknown one.
+    fn tab(&self) -> &'static str {
+        self.tab
+            .as_deref()
+            .and_then(|t| TABS.iter().find(|x| **x == t))
+            .copied()
+            .unwrap_or("General")
+    }
+}
+
 pub(crate) async fn edit_form(
     State(ui): State<Shared>,
     Path(name): Path<String>,
     Query(q): Query<TabQuery>,
 ) -> Response {
     blocking(move || {
-        let tab = q
-            .tab
-            .as_deref()
-            .and_then(|t| TABS.iter().find(|x| **x == t))
-            .copied()
-            .unwrap_or("General");
+        let tab = q.tab();
         edit_page(&ui, &name, tab, &[], &[])
     })
     .await
@@ -296,12 +302,7 @@ pub(crate) async fn edit(
     Form(form): Form<Fields>,
 ) -> Response {
     blocking(move || {
-        let tab = q
-            .tab
-            .as_deref()
-            .and_then(|t| TABS.iter().find(|x| **x == t))
-            .copied()
-            .unwrap_or("General");
+        let tab = q.tab();
         let (status, notes, errors) = match apply_edit(&ui, &name, &form) {
             Ok(n) => (StatusCode::OK, n, vec![]),
             Err((s, e)) => (s, vec![], e),

@@ -476,6 +476,7 @@ pub(crate) async fn start(
             strict: false,
             start: false,
             autostart: false,
+            seed_from: None,
         };
         if errors.is_empty() {
             // The same checks `provision` makes before anything runs: the whole plan for

@@ -11,3 +11,5 @@ mod guest;
 mod remote;
 mod remote_records;
 mod scenarios;
+mod seed;
+mod ui_remote;

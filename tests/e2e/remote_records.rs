@@ -220,15 +220,21 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
     let root = w.root.display().to_string();
     let masked = |s: &str| s.replace(&root, "[ROOT]").replace(&port, "[PORT]");
 
-    // `vm list`: the host and the server paths; the server says what is still there.
+    // `vm list`: the host and the server paths; the server says what is still there, and
+    // that its `xl list` cannot say (no Xen there): `unknown`, with a note why.
     std::fs::remove_file(srv.join("disks/r2.disk.xm")).unwrap();
     let o = w.run(&["vm", "list"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(
         masked(&text(&o.stdout)),
-        "NAME  STATUS       STATE  MEM(MiB)  VCPUS  CPU(s)  HOST  IMAGE             CONFIG   DISKS\n\
-         r1    provisioned  -      -         -      -       srv0  Linux_CD_Install  present  1/1 present\n\
-         r2    provisioned  -      -         -      -       srv0  Linux_CD_Install  present  0/1 present\n"
+        "NAME  STATUS       STATE    MEM(MiB)  VCPUS  CPU(s)  HOST  IMAGE             CONFIG   DISKS\n\
+         r1    provisioned  unknown  -         -      -       srv0  Linux_CD_Install  present  1/1 present\n\
+         r2    provisioned  unknown  -         -      -       srv0  Linux_CD_Install  present  0/1 present\n"
+    );
+    assert!(
+        text(&o.stderr).contains("note: the state of the VMs on `srv0` is unknown: `xl list`"),
+        "{}",
+        text(&o.stderr)
     );
     let v = w.json_list();
     assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
@@ -236,6 +242,7 @@ fn remote_vms_are_listed_with_their_host_and_removed_over_ssh() {
         assert_eq!(v[i]["name"], *vm);
         assert_eq!(v[i]["host"], "srv0");
         assert_eq!(v[i]["not_checked"], serde_json::Value::Null);
+        assert_eq!(v[i]["state"], "unknown");
         let cfg = srv.join(format!("xen/{vm}.cfg")).display().to_string();
         assert_eq!(
             v[i]["config"],
@@ -524,7 +531,7 @@ fn start_and_autostart_on_the_server_keep_the_vm_provisioned_when_xl_cannot_run(
 
 /// A recording stand-in for the server's `xl` (NOT the real xl): `xl list` lists Domain-0
 /// and the names in `running`, `xl create CFG` appends CFG to `created`.
-fn xl_stand_in(dir: &Path) -> PathBuf {
+pub fn xl_stand_in(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();

@@ -149,3 +149,31 @@ fn a_name_on_several_hosts_needs_host() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_server_that_does_not_answer_within_its_list_timeout_is_listed_with_state_dash() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new();
+    record(&w, "slow", "slow", "root@127.0.0.1:1", "v1");
+    w.write(
+        "convirt.toml",
+        "[hosts.slow]\naddress = '127.0.0.1'\nuser = 'root'\nlist_timeout = 1\n",
+    );
+    // A stand-in ssh (NOT ssh) that connects nowhere and never answers.
+    w.write("bin/hang-ssh", "#!/bin/sh\nexec sleep 600\n");
+    let hang = w.path().join("bin/hang-ssh");
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = w.command();
+    c.env("CONVIRT_SSH", &hang)
+        .env("CONVIRT_CONFIG", w.path().join("convirt.toml"))
+        .args(["vm", "list"])
+        .stdin(std::process::Stdio::null());
+    // Would hang for 600 s without the limit.
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "NAME  STATUS       STATE  MEM(MiB)  VCPUS  CPU(s)  HOST  IMAGE  CONFIG                                 DISKS\n\
+         v1    provisioned  -      -         -      -       slow  Img    not checked (slow: no answer in time)  1 not checked\n"
+    );
+}

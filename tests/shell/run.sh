@@ -702,6 +702,42 @@ test_run_custom_scripts() {
     else
         pass "a custom_list entry with / is an error"
     fi
+
+    # `# convirt: in-shell`: the script runs in a subshell of this shell (its
+    # `$$` is this shell's), with the same environment, no positional
+    # parameters, and its status counts; an unmarked one is its own program.
+    rm -f "$ORDER_FILE"
+    # shellcheck disable=SC2016 # expanded by the script when it runs
+    add_script "$st/custom_scripts/d4" S10in '# convirt: in-shell
+printf "%s|%s|%s|%s|%s|%s\n" "$VM_NAME" "$IMAGE_CONF" "${GUEST_ROOT:-unset}" "$#" "$$" "$(declare -F _cv_assign)" > "$ORDER_FILE.in"'
+    # shellcheck disable=SC2016
+    add_script "$st/custom_scripts/d4" S20out 'printf "%s\n" "$$" > "$ORDER_FILE.out"'
+    # shellcheck disable=SC2016
+    add_script "$st/custom_scripts/d5" S10infail '# convirt: in-shell
+exit 9'
+    add_script "$st/custom_scripts/d5" S20never
+    (
+        store="$st" image_root="$img" image_conf="$dir/i.conf" vm_config="$dir/v.conf"
+        log_file="$dir/log4" VM_NAME=vm2 GUEST_ROOT="$dir/guest"
+        custom_list="['d4']"
+        quiet run_custom_scripts a b
+        printf '%s\n' "$$" > "$ORDER_FILE.me"
+    )
+    check_eq "an in-shell script gets the environment, no arguments, the functions, this shell's $$" \
+        "vm2|$dir/i.conf|$dir/guest|0|$(cat "$ORDER_FILE.me")|_cv_assign" "$(cat "$ORDER_FILE.in" 2> /dev/null)"
+    check "an unmarked script is its own program" test "$(cat "$ORDER_FILE.out")" != "$(cat "$ORDER_FILE.me")"
+    rm -f "$ORDER_FILE"
+    if (
+        store="$st" image_root="$img" log_file="$dir/log5"
+        custom_list="['d5']"
+        quiet run_custom_scripts
+    ); then
+        fail "a failing in-shell script stops run_custom_scripts"
+    else
+        pass "a failing in-shell script stops run_custom_scripts"
+    fi
+    check_eq "nothing after a failing in-shell script" S10infail "$(cat "$ORDER_FILE" 2> /dev/null)"
+    check_contains "its status is reported" "$dir/log5" "d5/S10infail failed with exit status 9"
     unset ORDER_FILE
 }
 

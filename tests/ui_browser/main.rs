@@ -85,7 +85,7 @@ fn sandbox(dir: &Path) {
     write(
         &dir.join("convirt.toml"),
         &format!(
-            "image_store = '{p}/store'\nlog_dir = '{p}/log'\nwork_dir = '{p}/work'\nstate_dir = '{p}/state'\n\n[variables]\nVM_DISKS_DIR = '{p}/disks'\nVM_CONF_DIR = '{p}/conf'\nVM_CACHE_DIR = '{p}/cache'\n"
+            "image_store = '{p}/store'\nlog_dir = '{p}/log'\nwork_dir = '{p}/work'\nstate_dir = '{p}/state'\n\n[variables]\nVM_DISKS_DIR = '{p}/disks'\nVM_CONF_DIR = '{p}/conf'\nVM_CACHE_DIR = '{p}/cache'\n\n# A managed server that does not answer (nothing listens on port 1).\n[hosts.xen1]\naddress = '127.0.0.1'\nport = 1\nuser = 'root'\n"
         ),
     );
     let s = dir.join("store");
@@ -500,14 +500,23 @@ async fn steps(c: &Client, base: &str, url: &str, dir: &Path, shots: &Shots) -> 
     .await?;
     assert!(text(c, "pre.log").await?.contains("slow slow1 done"));
 
-    // The VMs page; remove one, after seeing exactly what goes.
+    // The VMs page, with a record of a managed server that does not answer (a copy of
+    // web2's record under `[hosts.xen1]`): listed with its host and state `-`. Then remove
+    // one, after seeing exactly what goes.
+    std::fs::create_dir_all(dir.join("state/hosts/xen1"))?;
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(dir.join("state/vms/web2"))
+        .arg(dir.join("state/hosts/xen1/web2"))
+        .status()?;
+    assert!(st.success());
     c.goto(&format!("{base}/vms")).await?;
     let b = body(c).await?;
-    for vm in ["web1", "web2", "slow1"] {
+    for vm in ["web1", "web2", "slow1", "xen1: no answer"] {
         assert!(b.contains(vm), "{vm}: {b}");
     }
     shots.take(c, "vms").await?;
-    c.find(Locator::Css("a[aria-label='Remove web1']"))
+    c.find(Locator::Css("a[aria-label='Remove web1 on localhost']"))
         .await?
         .click()
         .await?;

@@ -150,7 +150,7 @@ fn autostart_link_is_started_by_xendomains_and_removed_with_the_vm() {
 
 /// The fleet flow against real Xen: this machine's convirt provisions onto dom0 over ssh
 /// (`--host`, through QEMU's port forward) and starts the VM there; `vm list` shows it
-/// beside a VM of this machine; `vm remove --host` removes it from dom0.
+/// (running, from dom0's `xl list`) beside a VM of this machine; `vm remove --host` removes it from dom0.
 #[test]
 fn fleet_provision_onto_dom0_lists_both_hosts_and_removes_there() {
     let w = world();
@@ -208,8 +208,14 @@ fn fleet_provision_onto_dom0_lists_both_hosts_and_removes_there() {
         "{table}"
     );
     assert!(row("local1").contains("localhost"), "{table}");
-    // The server's configs and disks are checked over ssh: both there.
+    // The server's configs and disks are checked over ssh: both there; and its real
+    // `xl list`, asked in the same round trip, says the domain runs (STATE, third column).
     assert!(row("fleet1").contains("present"), "{table}");
+    assert_eq!(
+        row("fleet1").split_whitespace().nth(2),
+        Some("running"),
+        "{table}"
+    );
     w.ok("xl destroy fleet1");
     let (ok, out) = host(&["vm", "remove", "--yes", "--host", "dom0", "fleet1"]);
     assert!(ok, "{out}");

@@ -351,7 +351,7 @@ impl World {
             .unwrap();
         write!(
             f,
-            "\n[hosts.dom0]\naddress = '127.0.0.1'\nport = {}\nuser = 'root'\n",
+            "\n[hosts.dom0]\naddress = '127.0.0.1'\nport = {}\nuser = 'root'\n# dom0 runs under TCG on a loaded machine: its answers take their time.\nlist_timeout = 600\n",
             self.port
         )
         .unwrap();
