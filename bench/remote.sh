@@ -78,10 +78,10 @@ CONF
 address = "127.0.0.1"
 port = $port
 user = "$user"
-log_dir = "srv$i/log"
-work_dir = "srv$i/work"
-VM_DISKS_DIR = "srv$i/disks"
-VM_CONF_DIR = "srv$i/conf"
+log_dir = "~/srv$i/log"
+work_dir = "~/srv$i/work"
+VM_DISKS_DIR = "~/srv$i/disks"
+VM_CONF_DIR = "~/srv$i/conf"
 CONF
 done
 cat > "$tmp/ssh_config" << CONF

@@ -552,7 +552,17 @@ fn remove(
     if let Err(why) = &running
         && !app.cli.quiet
     {
-        eprintln!("note: could not check whether the VMs are running: {why}");
+        // Worded as for a managed server's VM (`vm_remote`): the VMs by name.
+        let local: Vec<String> = vms
+            .iter()
+            .filter(|v| !v.remote)
+            .map(|v| format!("`{}`", v.name))
+            .collect();
+        let verb = if local.len() == 1 { "is" } else { "are" };
+        eprintln!(
+            "note: could not check whether {} {verb} running: {why}",
+            local.join(", ")
+        );
     }
     let mut errors = Vec::new();
     let mut ready = Vec::new();

@@ -329,6 +329,41 @@ fn install(
     Ok(hooks::finish(job, journal, prior, logf))
 }
 
+/// A test hook (docs/remote.md, "Test hooks"): with `CONVIRT_TEST_PAUSE=DIR` in the
+/// engine's environment and a file `DIR/<step>` present, the engine writes
+/// `DIR/<step>.paused` (its pid) and waits at `step` until `DIR/<step>` is removed, so a test
+/// can drop a connection or signal a run at that very step, on this machine and on a server
+/// alike. Without the variable, or without that file, it does nothing.
+pub(crate) fn test_pause(step: &str) {
+    let Some(dir) = std::env::var_os("CONVIRT_TEST_PAUSE") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let armed = dir.join(step);
+    if !armed.exists() {
+        return;
+    }
+    let paused = dir.join(format!("{step}.paused"));
+    let _ = std::fs::write(&paused, std::process::id().to_string());
+    while armed.exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(&paused);
+}
+
+/// Whether the run was asked to stop (Ctrl-C, or a server's channel lost): the outcome and
+/// why, in words.
+fn stop_asked() -> Option<(run::Outcome, &'static str)> {
+    if !crate::interrupt::interrupted() {
+        return None;
+    }
+    Some(if crate::interrupt::lost() {
+        (run::Outcome::Lost, "the connection to convirt was lost")
+    } else {
+        (run::Outcome::Interrupted, "it was interrupted (Ctrl-C)")
+    })
+}
+
 /// Runs a job on this machine. `watch` sees every line of the script's output.
 pub(crate) fn execute(
     job: &Job,
@@ -387,23 +422,51 @@ pub(crate) fn execute(
     hooks::work_dir(&mut journal, work.path())?;
     let work_store = fill_work_dir(job, work.path(), tree)?;
     let created_list = journal.created_list();
+    // The watchdog at every step, not only the script's: a stop asked for (Ctrl-C, or a
+    // server's lost channel) before the script starts, or after it succeeded but before the
+    // config is installed, ends the run as it would during the script, and what it made goes.
+    let mut status = None;
     watch.step(Step::Script);
-    let finished = run_script(
-        job,
-        work.path(),
-        &work_store,
-        &created_list,
-        &mut logf,
-        watch,
-    );
+    test_pause("script");
+    let mut finished = if let Some((outcome, why)) = stop_asked() {
+        let why = format!("provision.sh was not started: {why}; the run was stopped");
+        log::note(&mut logf, &why);
+        status = Some(why);
+        run::Finished {
+            outcome,
+            last_lines: vec![],
+        }
+    } else {
+        run_script(
+            job,
+            work.path(),
+            &work_store,
+            &created_list,
+            &mut logf,
+            watch,
+        )
+    };
+    if finished.outcome == run::Outcome::Success {
+        test_pause("install");
+        if let Some((outcome, why)) = stop_asked() {
+            finished.outcome = outcome;
+            let why = format!(
+                "provision.sh succeeded, but {why} before the VM config was installed; the run was stopped"
+            );
+            log::note(&mut logf, &why);
+            status = Some(why);
+        }
+    }
     if finished.outcome == run::Outcome::Success {
         watch.step(Step::Install);
         let mut after = install(job, journal, &prior, work, &mut logf, watch)
             .map_err(|f| anyhow::Error::from(*f))?;
         if job.start {
             watch.step(Step::Start);
+            test_pause("start");
             hooks::start(job, &mut logf, &mut after);
         }
+        test_pause("report");
         return Ok(Provisioned::of(job, replaced, started, after));
     }
     watch.step(Step::Cleanup);
@@ -426,7 +489,7 @@ pub(crate) fn execute(
     };
     Err(Failure {
         vm: job.vm.clone(),
-        status: format!("provision.sh {}", finished.outcome.describe()),
+        status: status.unwrap_or_else(|| format!("provision.sh {}", finished.outcome.describe())),
         last_lines: finished.last_lines,
         log: Some(job.log_path.clone()),
         removed,

@@ -368,10 +368,9 @@ impl Ended<'_> {
                     self.local_log.display()
                 );
                 f.log = Some(self.log_shown());
+                // The engine's last lines, as a local run shows them (none when the script
+                // was not what failed).
                 f.interrupted |= self.asked_stop;
-                if f.last_lines.is_empty() {
-                    f.last_lines = self.tail;
-                }
                 Err(f.into())
             }
             Event::Error { message, hints } => {
@@ -428,9 +427,6 @@ impl Ended<'_> {
                 );
                 failure.log = Some(self.log_shown());
                 failure.interrupted |= self.asked_stop;
-                if failure.last_lines.is_empty() {
-                    failure.last_lines = self.tail;
-                }
                 Err(failure.into())
             }
             other => {
@@ -458,7 +454,8 @@ impl Ended<'_> {
                 state_dir: Some(self.job.state_dir.clone()),
             },
         );
-        let (removed, mut kept) = (vec![], vec![]);
+        // What the server left is named in the status: it was not kept on request (`--keep`).
+        let (removed, kept) = (vec![], vec![]);
         match asked {
             Ok((
                 Event::Status {
@@ -498,10 +495,6 @@ impl Ended<'_> {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ));
-                    kept.extend(
-                        left.iter()
-                            .map(|i| format!("{} (left on `{host}`)", i.path)),
-                    );
                 }
                 record.lost(self.plan, Some(left));
             }

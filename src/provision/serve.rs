@@ -97,8 +97,14 @@ pub(crate) fn main(found: Option<String>) -> i32 {
         }
     };
     let mut keep_for: Option<(std::path::PathBuf, String)> = None;
+    // Held until the answer is delivered or kept: a `status` request after a lost
+    // connection waits for it as for the VM's lock, which the run releases before this
+    // answers (else it could read the server's files before the kept answer is there, and
+    // that answer would stay behind).
+    let mut _answering = None;
     if let Request::Provision { job, .. } = &request {
         keep_for = Some((undelivered_path(&job.state_dir, &job.vm), job.run.clone()));
+        _answering = crate::lock::lock(&job.work_dir, &answer_lock(&job.vm), "answer").ok();
     }
     let answer = match request {
         Request::Facts => Event::Facts(facts()),
@@ -139,6 +145,11 @@ pub(crate) fn main(found: Option<String>) -> i32 {
         keep_undelivered(&path, run, answer);
     }
     i32::from(fail)
+}
+
+/// The name of the lock held while a run's answer is given (`@` is in no VM name).
+fn answer_lock(vm: &str) -> String {
+    format!("{vm}@answer")
 }
 
 fn undelivered_path(state_dir: &std::path::Path, vm: &str) -> std::path::PathBuf {
@@ -362,7 +373,9 @@ fn start(vm: &str, state_dir: &std::path::Path) -> Result<String, String> {
 fn status(vm: &str, run: &str, work_dir: &std::path::Path, state_dir: &std::path::Path) -> Event {
     // A run cut off from convirt cleans up before it ends; wait for it (bounded).
     let end = Instant::now() + Duration::from_secs(120);
-    while crate::lock::held(work_dir, vm) && Instant::now() < end {
+    while (crate::lock::held(work_dir, vm) || crate::lock::held(work_dir, &answer_lock(vm)))
+        && Instant::now() < end
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     let answer = take_undelivered(&undelivered_path(state_dir, vm), run).map(Box::new);

@@ -62,7 +62,8 @@ pub fn tree(dir: &Path) -> Vec<String> {
 pub struct Sshd {
     pub port: u16,
     dir: PathBuf,
-    child: Child,
+    /// The daemon; `None` while stopped (`stop`, `restart`).
+    child: std::sync::Mutex<Option<Child>>,
 }
 
 impl Sshd {
@@ -87,20 +88,36 @@ impl Sshd {
             ),
         )
         .unwrap();
+        let sshd = Sshd {
+            port,
+            dir: dir.to_path_buf(),
+            child: std::sync::Mutex::new(None),
+        };
+        sshd.restart();
+        sshd
+    }
+
+    /// Starts the daemon (again) on its port, with its config and host key.
+    pub fn restart(&self) {
         let child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-e", "-f"])
-            .arg(&conf)
+            .arg(self.dir.join("sshd_config"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start sshd");
+        *self.child.lock().unwrap() = Some(child);
+        let port = self.port;
         wait_for("sshd to listen", 10, || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        Sshd {
-            port,
-            dir: dir.to_path_buf(),
-            child,
+    }
+
+    /// Stops the daemon (by its pid); its sessions go on, as when a server's sshd stops.
+    pub fn stop(&self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 
@@ -117,7 +134,9 @@ impl Sshd {
 
     /// The per-connection sshd processes (the daemon's children).
     pub fn sessions(&self) -> Vec<i32> {
-        let me = self.child.id() as i32;
+        let Some(me) = self.child.lock().unwrap().as_ref().map(|c| c.id() as i32) else {
+            return vec![];
+        };
         processes()
             .into_iter()
             .filter(|(_, ppid, _)| *ppid == me)
@@ -128,8 +147,7 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -211,8 +229,11 @@ impl World {
             .unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+        // `xen_auto_dir` locally does not follow `[variables] VM_CONF_DIR` (a server's does
+        // follow its `VM_CONF_DIR`): without it a local `--autostart` would link in /etc/xen/auto.
         let mut toml = format!(
             "image_store = '{}'\nlog_dir = '{r}/local/log'\nwork_dir = '{r}/local/work'\n\
+             xen_auto_dir = '{r}/local/xen/auto'\n\
              [variables]\nVM_DISKS_DIR = '{r}/local/disks'\nVM_CONF_DIR = '{r}/local/xen'\n",
             store.display(),
             r = w.root.display()

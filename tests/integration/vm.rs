@@ -529,7 +529,7 @@ fn a_running_domain_is_refused_by_provision_even_with_force_and_by_vm_remove() {
     ok(&o);
     assert!(
         stderr(&o).contains(
-            "note: could not check whether the VMs are running: `xl list` failed (exit status 1)"
+            "note: could not check whether `busy` is running: `xl list` failed (exit status 1)"
         ),
         "{}",
         stderr(&o)
