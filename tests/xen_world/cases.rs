@@ -276,10 +276,7 @@ fn marker_initramfs(dir: &std::path::Path) -> std::path::PathBuf {
 fn marker_guest(w: &crate::World) -> Vec<String> {
     if !w.sh("test -s /root/marker.img").status.success() {
         let initrd = marker_initramfs(&w.run_dir);
-        crate::ok(
-            "scp initrd",
-            w.scp_to(&initrd, "/root/marker.img").output().unwrap(),
-        );
+        crate::ok("scp initrd", w.copy(&initrd, "/root/marker.img"));
     }
     let kernel = w.ok("ls /boot/vmlinuz-* | head -n1");
     [
@@ -394,10 +391,7 @@ fn boot_iso(dir: &std::path::Path) -> std::path::PathBuf {
 fn hvm_cd_images_start_from_a_tiny_iso() {
     let w = world();
     let iso = boot_iso(&w.run_dir);
-    crate::ok(
-        "scp iso",
-        w.scp_to(&iso, "/root/boot.iso").output().unwrap(),
-    );
+    crate::ok("scp iso", w.copy(&iso, "/root/boot.iso"));
     for (vm, image) in [("hvm1", "Linux_CD_Install"), ("win1", "Windows_CD_Install")] {
         let before = w.ok(MADE);
         let out = w.ok(&format!(

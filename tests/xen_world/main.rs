@@ -306,7 +306,7 @@ impl World {
     }
 
     /// `scp FILE root@dom0:DEST`, not yet run.
-    pub fn scp_to(&self, file: &Path, dest: &str) -> Command {
+    fn scp_to(&self, file: &Path, dest: &str) -> Command {
         let mut c = Command::new("scp");
         c.args(ssh_opts(&self.key))
             .arg("-P")
@@ -316,9 +316,23 @@ impl World {
         c
     }
 
+    /// `scp FILE root@dom0:DEST`, run; tried again as `sh` does when ssh never connected.
+    pub fn copy(&self, file: &Path, dest: &str) -> Output {
+        let mut tries = 0;
+        loop {
+            let o = self.scp_to(file, dest).output().expect("run scp");
+            tries += 1;
+            if tries >= 5 || !never_connected(&o) {
+                return o;
+            }
+            note(self.t0, "scp to dom0 did not connect; again in 15 s");
+            std::thread::sleep(Duration::from_secs(15));
+        }
+    }
+
     /// Installs convirt from the .deb and mounts the guest cache seed.
     fn install(&self, deb: &Path) {
-        run("scp the .deb", &mut self.scp_to(deb, "/root/convirt.deb"));
+        ok("scp the .deb", self.copy(deb, "/root/convirt.deb"));
         let out = self.ok("dpkg -i /root/convirt.deb && convirt --version");
         note(self.t0, &format!("installed in dom0: {}", out.trim()));
         self.ok("mkdir -p /var/cache/convirt/guests && mount /dev/vdc /var/cache/convirt/guests");
@@ -386,9 +400,26 @@ impl World {
         c
     }
 
-    /// Runs a script in dom0; its output.
+    /// Runs a script in dom0; its output. A connection that could not be set up (dom0's
+    /// sshd too slow to answer while an emulated guest starts: the script never ran) is
+    /// tried again, a few times.
     pub fn sh(&self, script: &str) -> Output {
-        self.ssh(script).output().expect("run ssh")
+        let mut tries = 0;
+        loop {
+            let o = self.ssh(script).output().expect("run ssh");
+            tries += 1;
+            if tries >= 5 || !never_connected(&o) {
+                return o;
+            }
+            note(
+                self.t0,
+                &format!(
+                    "ssh to dom0 did not connect ({}); again in 15 s",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+            );
+            std::thread::sleep(Duration::from_secs(15));
+        }
     }
 
     /// Runs a script in dom0 that must succeed; its stdout.
@@ -415,6 +446,21 @@ impl Drop for World {
     }
 }
 
+/// ssh's own failure before the session started (exit 255 and its connect-stage words):
+/// nothing ran in dom0, so running the script again is safe.
+fn never_connected(o: &Output) -> bool {
+    let err = String::from_utf8_lossy(&o.stderr);
+    o.status.code() == Some(255)
+        && [
+            "banner exchange",
+            "kex_exchange_identification",
+            "Connection refused",
+            "Connection timed out",
+        ]
+        .iter()
+        .any(|w| err.contains(w))
+}
+
 fn ssh_opts(key: &Path) -> Vec<String> {
     [
         "-i",
@@ -428,11 +474,11 @@ fn ssh_opts(key: &Path) -> Vec<String> {
         "-o",
         "LogLevel=ERROR",
         "-o",
-        "ConnectTimeout=20",
+        "ConnectTimeout=60",
         "-o",
         "ServerAliveInterval=15",
         "-o",
-        "ServerAliveCountMax=8",
+        "ServerAliveCountMax=20",
     ]
     .map(String::from)
     .to_vec()
