@@ -20,25 +20,11 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `2026-12-07 15:04:05 UTC` for seconds since 1970 (the civil-from-days algorithm).
+/// `2026-12-07 15:04:05 UTC` for seconds since 1970 (`clock::format_utc`, reworded).
 pub(crate) fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    // `clock` writes ISO 8601 (`1970-01-01T00:00:00Z`); an index's dates read as plain UTC.
+    let iso = crate::clock::format_utc(i64::try_from(secs).unwrap_or(i64::MAX));
+    format!("{} UTC", iso.trim_end_matches('Z').replacen('T', " ", 1))
 }
 
 #[cfg(test)]
