@@ -141,6 +141,8 @@ struct Seen {
     machine_id: String,
     root_uuid: String,
     host_key: String,
+    /// The RSA host key, made by the guest on its first boot (`ssh_rsa_host_key`).
+    rsa_key: String,
 }
 
 fn boot_and_check(w: &World, vm: &str) -> (XlBoot, Seen) {
@@ -164,9 +166,15 @@ fn boot_and_check(w: &World, vm: &str) -> (XlBoot, Seen) {
         machine_id: field("M"),
         root_uuid: field("U"),
         host_key: field("K"),
+        rsa_key: String::new(),
     };
-    // SSH with the configured key proves the network (DHCP on eth0) and the key.
-    let o = g.ssh(&w.key, "hostname; cat /etc/machine-id");
+    // SSH with the configured key proves the network (DHCP on eth0) and the key. sshd
+    // starts after the first-boot unit that makes the RSA host key (ssh_rsa_host_key =
+    // 'first-boot'), so the key is there by now.
+    let o = g.ssh(
+        &w.key,
+        "hostname; cat /etc/machine-id; cut -d' ' -f2 /etc/ssh/ssh_host_rsa_key.pub; systemctl show -P ConditionResult convirt-ssh-host-keys.service",
+    );
     assert!(
         o.status.success(),
         "ssh to {vm}: {}\nqemu: {}",
@@ -174,11 +182,14 @@ fn boot_and_check(w: &World, vm: &str) -> (XlBoot, Seen) {
         g.qemu_log()
     );
     let ssh_out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert_eq!(
-        ssh_out.lines().collect::<Vec<_>>(),
-        [vm, seen.machine_id.as_str()],
-        "ssh output"
-    );
+    let lines: Vec<&str> = ssh_out.lines().collect();
+    assert_eq!(lines.len(), 4, "ssh output: {ssh_out:?}");
+    assert_eq!(lines[..2], [vm, seen.machine_id.as_str()], "ssh output");
+    assert!(lines[2].starts_with("AAAAB3NzaC1yc2E"), "no RSA host key: {ssh_out:?}");
+    // The first-boot unit ran (its condition, no RSA key yet, held on this boot).
+    assert_eq!(lines[3], "yes", "the first-boot key unit: {ssh_out:?}");
+    let mut seen = seen;
+    seen.rsa_key = lines[2].to_string();
     // A wrong key is refused: BatchMode, so no password prompt either.
     let other = w.path("id_other");
     let _ = std::fs::remove_file(&other);
@@ -231,6 +242,7 @@ fn two_vms_boot_log_in_and_differ() {
     let (a, b) = (&seen[0], &seen[1]);
     assert_ne!(a.1.machine_id, b.1.machine_id, "machine-id shared");
     assert_ne!(a.1.host_key, b.1.host_key, "SSH host key shared");
+    assert_ne!(a.1.rsa_key, b.1.rsa_key, "RSA host key shared");
     assert_ne!(a.1.root_uuid, b.1.root_uuid, "file system UUID shared");
     // Nothing writable shared: every file a VM config names is its own file.
     let mut inodes = HashSet::new();
@@ -388,6 +400,7 @@ fn thin_vms_boot_from_overlays_of_one_read_only_base() {
     }
     assert_ne!(a.1.machine_id, b.1.machine_id, "machine-id shared");
     assert_ne!(a.1.host_key, b.1.host_key, "SSH host key shared");
+    assert_ne!(a.1.rsa_key, b.1.rsa_key, "RSA host key shared");
     assert_ne!(a.1.root_uuid, b.1.root_uuid, "file system UUID shared");
     drop(seen);
 

@@ -839,6 +839,22 @@ test_guest_helpers() {
     check "machine-id is 32 hex digits" bash -c '[[ "$1" =~ ^[0-9a-f]{32}$ ]]' _ "$id1"
     quiet env "${env[@]}" "$STORE/custom_scripts/machine_identity/S10machine_identity"
     check "machine-id and host key fresh on each run" test "$id1" != "$(cat "$g/etc/machine-id")" -a "$key1" != "$(cat "$g/etc/ssh/ssh_host_ed25519_key.pub")"
+    check "without ssh_rsa_host_key the RSA key is made at provisioning" test -s "$g/etc/ssh/ssh_host_rsa_key.pub"
+    check "and no first-boot unit" test ! -e "$g/etc/systemd/system/convirt-ssh-host-keys.service"
+    printf "ssh_rsa_host_key = 'first-boot'\n" > "$dir/rsa.conf"
+    check "machine_identity with ssh_rsa_host_key = 'first-boot'" quiet env "${env[@]}" IMAGE_CONF="$dir/rsa.conf" "$STORE/custom_scripts/machine_identity/S10machine_identity"
+    check_eq "first-boot: ECDSA and Ed25519 keys, no RSA key" "ssh_host_ecdsa_key ssh_host_ecdsa_key.pub ssh_host_ed25519_key ssh_host_ed25519_key.pub" \
+        "$(cd "$g/etc/ssh" && echo ssh_host_*)"
+    check_contains "first-boot: the unit makes the missing keys before sshd" "$g/etc/systemd/system/convirt-ssh-host-keys.service" "ConditionPathExists=!/etc/ssh/ssh_host_rsa_key"
+    check_eq "first-boot: the unit is enabled" /etc/systemd/system/convirt-ssh-host-keys.service \
+        "$(readlink "$g/etc/systemd/system/multi-user.target.wants/convirt-ssh-host-keys.service")"
+    printf "ssh_rsa_host_key = 'later'\n" > "$dir/rsa-bad.conf"
+    if quiet env "${env[@]}" IMAGE_CONF="$dir/rsa-bad.conf" "$STORE/custom_scripts/machine_identity/S10machine_identity"; then
+        fail "machine_identity refuses an unknown ssh_rsa_host_key"
+    else
+        pass "machine_identity refuses an unknown ssh_rsa_host_key"
+        check_contains "naming the two values" "$dir/log" "it must be 'provision' or 'first-boot'"
+    fi
 
     # common/guest: the package list and the cache key.
     # shellcheck source=../../image_store/common/guest
