@@ -202,17 +202,29 @@ impl Shown<'_> {
     }
 }
 
-/// Sends the request and the work tree, then reads events until the final one (`None`:
-/// the channel ended without it). Ctrl-C becomes a `stop` line.
+/// How a conversation ended.
+struct Heard {
+    /// The final event (`None`: the channel ended without it).
+    last: Option<Event>,
+    asked_stop: bool,
+    /// The work tree went out whole and our side of the channel is back: the channel can
+    /// carry the next run.
+    whole: bool,
+}
+
+/// Sends the request and the work tree (after our hello on a new channel), then reads
+/// events until the final one. Ctrl-C becomes a `stop` line.
 fn converse(
-    ch: &mut Channel,
+    (ch, greet): (&mut Channel, bool),
     job: &Job,
     (mut tree, tree_len): (std::fs::File, u64),
     session: &Session,
     shown: &mut Shown,
     watch: &mut dyn run::Watcher,
-) -> anyhow::Result<(Option<Event>, bool)> {
-    let _ = ch.send(&Hello::ours(None));
+) -> anyhow::Result<Heard> {
+    if greet {
+        let _ = ch.send(&Hello::ours(None));
+    }
     let _ = ch.send(&Request::Provision {
         job: Box::new(job.clone()),
         tree_bytes: tree_len,
@@ -225,10 +237,17 @@ fn converse(
         Some(i)
     }));
     let mut asked_stop = false;
+    let mut whole = false;
+    let heard = |last, asked_stop, whole| Heard {
+        last,
+        asked_stop,
+        whole,
+    };
     loop {
         if send.as_ref().is_some_and(|s| s.is_finished()) {
             if let Some(i) = send.take().and_then(|s| s.join().ok()).flatten() {
                 ch.give_back(i);
+                whole = true;
             }
         }
         if crate::interrupt::interrupted() && !asked_stop && send.is_none() {
@@ -243,14 +262,29 @@ fn converse(
                 Event::Started => shown.start(),
                 Event::Output(line) => shown.line(&line, watch),
                 Event::Step(step) => watch.step(step),
-                other => return Ok((Some(other), asked_stop)),
+                other => {
+                    // A run's answer: the server read the whole tree before it ran anything,
+                    // so the sending thread ends. An error may come before the tree is read.
+                    let sent = !matches!(other, Event::Error { .. })
+                        || send.as_ref().is_some_and(|s| s.is_finished());
+                    if let Some(i) = send
+                        .take()
+                        .filter(|_| sent)
+                        .and_then(|s| s.join().ok())
+                        .flatten()
+                    {
+                        ch.give_back(i);
+                        whole = true;
+                    }
+                    return Ok(heard(Some(other), asked_stop, whole));
+                }
             },
             Ok(Msg::Bad(why)) => {
                 tracing::warn!("`{}` sent an unreadable answer: {why}", session.target.name);
-                return Ok((None, asked_stop));
+                return Ok(heard(None, asked_stop, false));
             }
             Ok(Msg::Boot(_)) | Err(false) => {}
-            Err(true) => return Ok((None, asked_stop)),
+            Err(true) => return Ok(heard(None, asked_stop, false)),
         }
     }
 }
@@ -282,9 +316,6 @@ pub(crate) fn execute(
     )?;
     // A guest image whose cache entry the server lacks: sent from here once (issue #22).
     let guest_cache = super::seed::offer(plan, opts.seed_from.as_deref(), session);
-    let tree = work_tree(&job, local_store)?;
-    let mut ch =
-        Channel::spawn(session.serve()).map_err(|e| err(format!("cannot run ssh: {e}")))?;
     let mut shown = Shown {
         plan,
         record,
@@ -293,9 +324,40 @@ pub(crate) fn execute(
         tail: VecDeque::new(),
         started: false,
     };
-    let (last, asked_stop) = converse(&mut ch, &job, tree, session, &mut shown, watch)?;
-    ch.close_input();
-    let stderr = ch.finish();
+    // A channel left open by an earlier run of this batch, else a new one; an idle channel
+    // that ended before the run started (its server gone meanwhile) is replaced once.
+    let mut idle = session.idle_channel();
+    let (mut ch, heard) = loop {
+        let tree = work_tree(&job, local_store)?;
+        let (mut ch, greet) = match idle.take() {
+            Some(ch) => (ch, false),
+            None => (
+                Channel::spawn(session.serve()).map_err(|e| err(format!("cannot run ssh: {e}")))?,
+                true,
+            ),
+        };
+        let heard = converse((&mut ch, greet), &job, tree, session, &mut shown, watch)?;
+        if greet || heard.last.is_some() || shown.started || heard.asked_stop {
+            break (ch, heard);
+        }
+        tracing::debug!("an idle channel to `{}` had ended", session.target.name);
+        drop(ch.finish());
+    };
+    let Heard {
+        last,
+        asked_stop,
+        whole,
+    } = heard;
+    let stderr = if whole
+        && !asked_stop
+        && matches!(last, Some(Event::Provisioned { .. } | Event::Failed { .. }))
+    {
+        session.keep_channel(ch);
+        String::new()
+    } else {
+        ch.close_input();
+        ch.finish()
+    };
     if let Some(c) = shown.copy.as_mut() {
         let _ = c.flush();
     }

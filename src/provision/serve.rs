@@ -10,7 +10,7 @@ use super::proto::{self, Event, Facts, Hello, Removed, Request};
 use crate::provision::{self, Tree, run::Watcher};
 use crate::remote::wire;
 use crate::state::{self, Item, LOCALHOST, Vm};
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,17 +85,52 @@ pub(crate) fn main(found: Option<String>) -> i32 {
         });
         return 1;
     }
-    let request: Request = match proto::receive(&mut input) {
-        Ok(Some(r)) => r,
-        Ok(None) => return 1,
-        Err(e) => {
-            out.send(&Event::Error {
-                message: format!("the request could not be read: {e}"),
-                hints: vec![],
-            });
+    let mut status = 0;
+    let mut next = None;
+    loop {
+        let line = match next.take() {
+            Some(l) => Ok(Some(l)),
+            None => wire::read_line(&mut input),
+        };
+        let request: Request = match line.map(|l| l.map(|l| wire::parse(&l))) {
+            Ok(Some(Ok(r))) => r,
+            Ok(None) => return status,
+            Ok(Some(Err(e))) => return refuse(&out, &e),
+            Err(e) => return refuse(&out, &e.to_string()),
+        };
+        // A signal (sshd's SIGHUP as the connection goes) ends the channel's runs.
+        if crate::interrupt::interrupted() {
             return 1;
         }
-    };
+        let (code, back) = answer(request, input, &out);
+        status = code;
+        // Only a provisioning run gives the channel back, with the next request the
+        // watchdog read (this machine sends one only after the answer): one channel for a
+        // host's VMs of a batch, so neither ssh nor this program starts again for each.
+        match back {
+            Some((i, Some(l))) => (input, next) = (i, Some(l)),
+            _ => return status,
+        }
+    }
+}
+
+/// The request could not be read: said, and the channel ends.
+fn refuse(out: &Out, why: &str) -> i32 {
+    out.send(&Event::Error {
+        message: format!("the request could not be read: {why}"),
+        hints: vec![],
+    });
+    1
+}
+
+/// What the watchdog hands back after a run: the channel's input, and the next request's
+/// line (`None`: the channel ended).
+type Back = (Input, Option<Vec<u8>>);
+type Input = std::io::BufReader<std::io::Stdin>;
+
+/// Answers one request; returns the exit status and, after a provisioning run, what the
+/// watchdog hands back.
+fn answer(request: Request, mut input: Input, out: &Out) -> (i32, Option<Back>) {
     let mut keep_for: Option<(std::path::PathBuf, String)> = None;
     // Held until the answer is delivered or kept: a `status` request after a lost
     // connection waits for it as for the VM's lock, which the run releases before this
@@ -106,9 +141,14 @@ pub(crate) fn main(found: Option<String>) -> i32 {
         keep_for = Some((undelivered_path(&job.state_dir, &job.vm), job.run.clone()));
         _answering = crate::lock::lock(&job.work_dir, &answer_lock(&job.vm), "answer").ok();
     }
+    let mut watch = None;
     let answer = match request {
         Request::Facts => Event::Facts(facts()),
-        Request::Provision { job, tree_bytes } => provision(*job, tree_bytes, input, &out),
+        Request::Provision { job, tree_bytes } => {
+            let (e, w) = provision(*job, tree_bytes, input, out);
+            watch = w;
+            e
+        }
         Request::Check { items } => Event::Checked {
             present: items.iter().map(Item::exists).collect(),
             domains: state::xen::domains_within(DOMAINS_TIMEOUT),
@@ -140,11 +180,13 @@ pub(crate) fn main(found: Option<String>) -> i32 {
     // contact. Not when this machine closed the channel after reading it (the watchdog then
     // sees the end of its input too).
     let lost_before = crate::interrupt::lost();
-    let delivered = out.send(&answer) && !lost_before;
+    let delivered =
+        watch.as_ref().is_none_or(|w| w.answering()) && out.send(&answer) && !lost_before;
     if let Some((path, run)) = keep_for.filter(|_| !delivered) {
         keep_undelivered(&path, run, answer);
     }
-    i32::from(fail)
+    let back = watch.and_then(|w| w.handle.join().ok());
+    (i32::from(fail), back)
 }
 
 /// The name of the lock held while a run's answer is given (`@` is in no VM name).
@@ -219,29 +261,52 @@ fn facts() -> Facts {
     }
 }
 
+/// The channel's watcher during a run.
+struct Watch {
+    /// Cleared as the answer goes out: a line after it is the next request.
+    running: Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Back>,
+}
+
+impl Watch {
+    /// The run is over: whatever line comes now is the next request. True.
+    fn answering(&self) -> bool {
+        self.running
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        true
+    }
+}
+
 /// Watches the channel after the request: `stop` raises the Ctrl-C flag, its end (or a
-/// broken read) raises it as a lost connection.
-fn watchdog(mut input: impl BufRead + Send + 'static) {
-    std::thread::spawn(move || {
+/// broken read) raises it as a lost connection. Once the answer is out, the next line is the
+/// next request, handed back with the input.
+fn watchdog(mut input: Input) -> Watch {
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r = running.clone();
+    let handle = std::thread::spawn(move || {
         loop {
             match wire::read_line(&mut input) {
                 Ok(Some(l)) if l == b"\"stop\"" || l == b"stop" => crate::interrupt::raise(),
+                Ok(Some(l)) if !r.load(std::sync::atomic::Ordering::SeqCst) => {
+                    return (input, Some(l));
+                }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
                     crate::interrupt::lose();
-                    return;
+                    return (input, None);
                 }
             }
         }
     });
+    Watch { running, handle }
 }
 
 fn provision(
     mut job: provision::Job,
     tree_bytes: u64,
-    mut input: std::io::BufReader<std::io::Stdin>,
+    mut input: Input,
     out: &Out,
-) -> Event {
+) -> (Event, Option<Watch>) {
     // The tree is spooled whole before anything else: the channel is then free for `stop`.
     let spooled = tempfile::tempfile().and_then(|mut f| {
         let n = std::io::copy(&mut (&mut input).take(tree_bytes), &mut f)?;
@@ -256,18 +321,19 @@ fn provision(
     let mut tree = match spooled {
         Ok(f) => f,
         Err(e) => {
-            return Event::Error {
+            let e = Event::Error {
                 message: format!("the work tree did not arrive whole: {e}"),
                 hints: vec![],
             };
+            return (e, None);
         }
     };
-    watchdog(input);
+    let watch = watchdog(input);
     // Paths the job names are the server's; the store it copies from is the tree.
     job.store_root = std::path::PathBuf::new();
     let result = provision::execute(&job, Tree::Tar(&mut tree), &mut Forward(out.clone()));
     let own = Vm::load(&job.state_dir, LOCALHOST, &job.vm).ok().flatten();
-    match result {
+    let event = match result {
         Ok(p) => Event::Provisioned {
             created: own
                 .and_then(|v| v.record)
@@ -291,7 +357,8 @@ fn provision(
             },
             Err(e) => proto::error_event(&e),
         },
-    }
+    };
+    (event, Some(watch))
 }
 
 /// Where the server removes a VM's files: the directories its own record and journal of

@@ -77,6 +77,18 @@ pub(crate) fn own_digest() -> anyhow::Result<&'static str> {
         .map_err(|e| anyhow::anyhow!("cannot read this program to copy it to a server: {e}"))
 }
 
+/// Starts computing `own_digest` on a thread of its own (once a process), so that the
+/// ~25 MB read and hash overlap the ssh login instead of following it (issue #17: login and
+/// probe). Whoever needs the digest then waits for the same computation.
+pub(crate) fn prefetch_digest() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            let _ = own_digest();
+        });
+    });
+}
+
 /// A server path from the settings for the shell: `~/` is the remote home.
 fn remote_path(p: &str) -> String {
     match p.strip_prefix("~/") {

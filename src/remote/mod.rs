@@ -263,6 +263,9 @@ pub(crate) struct Session {
     pub convirt: find::Found,
     /// The host key the server showed at login.
     pub host_key: Option<String>,
+    /// Channels whose `__serve` answered a provisioning run and waits for the next one
+    /// (issue #17: one channel for a host's VMs, not one ssh and one convirt a VM).
+    idle: std::sync::Mutex<Vec<channel::Channel>>,
 }
 
 impl Session {
@@ -276,9 +279,25 @@ impl Session {
         self.command(&self.convirt.serve_command())
     }
 
+    /// A channel that has greeted the server already and waits for a provisioning request,
+    /// if one is idle.
+    pub(crate) fn idle_channel(&self) -> Option<channel::Channel> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    /// Keeps a channel whose run ended with its answer for the next run.
+    pub(crate) fn keep_channel(&self, ch: channel::Channel) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(ch);
+        }
+    }
+
     /// Opens the master connection, finds convirt on the server (copying it there when
     /// needed) and asks for the server's facts (one round trip after login).
     pub(crate) fn open(target: &Target) -> anyhow::Result<Session> {
+        if target.settings.as_ref().is_none_or(|h| h.convirt.is_none()) {
+            find::prefetch_digest();
+        }
         let dir = tempfile::Builder::new()
             .prefix("convirt-ssh-")
             .tempdir()
@@ -322,17 +341,83 @@ impl Session {
             facts,
             convirt,
             host_key,
+            idle: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = command(&self.target, Some(&self.control), &["-O", "exit"], "")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // The idle channels first: their servers see the end of input and exit.
+        if let Ok(idle) = self.idle.get_mut() {
+            for ch in idle.iter_mut() {
+                ch.close_input();
+            }
+            for ch in idle.drain(..) {
+                let _ = ch.finish();
+            }
+        }
+        if mux_terminate(&self.control).is_err() {
+            let _ = command(&self.target, Some(&self.control), &["-O", "exit"], "")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Asks the master on `control` to exit, speaking OpenSSH's multiplexing protocol
+/// (PROTOCOL.mux: a hello each way, then `MUX_C_TERMINATE`, answered `MUX_S_OK`) instead of
+/// starting `ssh -O exit`, a program of ~7 ms here (issue #17: login and probe). Any
+/// surprise is an error, and the caller falls back to `ssh -O exit`.
+fn mux_terminate(control: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    const HELLO: u32 = 0x0000_0001;
+    const TERMINATE: u32 = 0x1000_0005;
+    const OK: u32 = 0x8000_0001;
+    fn packet(words: &[u32]) -> Vec<u8> {
+        let body: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+        let mut p = (body.len() as u32).to_be_bytes().to_vec();
+        p.extend(body);
+        p
+    }
+    fn read_packet(s: &mut std::os::unix::net::UnixStream) -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > 1 << 16 {
+            return Err(std::io::Error::other("an over-long mux message"));
+        }
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body)?;
+        Ok(body)
+    }
+    let word = |b: &[u8], i: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?))
+    };
+    let mut s = std::os::unix::net::UnixStream::connect(control)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    s.write_all(&packet(&[HELLO, 4]))?;
+    let hello = read_packet(&mut s)?;
+    if word(&hello, 0) != Some(HELLO) {
+        return Err(std::io::Error::other("no mux hello"));
+    }
+    s.write_all(&packet(&[TERMINATE, 1]))?;
+    // The master may quit before its `MUX_S_OK` leaves (OpenSSH 9.2 does): the end of the
+    // stream says the same. A refusal is a `MUX_S_PERMISSION_DENIED` answer.
+    match read_packet(&mut s) {
+        Ok(answer) if word(&answer, 0) == Some(OK) && word(&answer, 4) == Some(1) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Ok(())
+        }
+        Ok(_) => Err(std::io::Error::other("the master did not agree to exit")),
+        Err(e) => Err(e),
     }
 }
 

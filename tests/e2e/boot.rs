@@ -185,7 +185,10 @@ fn boot_and_check(w: &World, vm: &str) -> (XlBoot, Seen) {
     let lines: Vec<&str> = ssh_out.lines().collect();
     assert_eq!(lines.len(), 4, "ssh output: {ssh_out:?}");
     assert_eq!(lines[..2], [vm, seen.machine_id.as_str()], "ssh output");
-    assert!(lines[2].starts_with("AAAAB3NzaC1yc2E"), "no RSA host key: {ssh_out:?}");
+    assert!(
+        lines[2].starts_with("AAAAB3NzaC1yc2E"),
+        "no RSA host key: {ssh_out:?}"
+    );
     // The first-boot unit ran (its condition, no RSA key yet, held on this boot).
     assert_eq!(lines[3], "yes", "the first-boot key unit: {ssh_out:?}");
     let mut seen = seen;

@@ -689,6 +689,86 @@ fn two_servers_in_one_command_with_two_jobs() {
     assert!(err.contains("summary: 1 provisioned, 1 failed"), "{err}");
 }
 
+/// A server's VMs of one batch share channels (issue #17): with `--jobs 1` one `__serve`
+/// command carries all of them, with `--jobs 2` at most two; every VM is provisioned and
+/// recorded as it is alone, and no `__serve` stays on the server after the command.
+#[test]
+fn the_vms_of_a_batch_share_one_channel_a_job() {
+    let w = World::new(1, None);
+    // An ssh that notes each command line it is given, then is ssh.
+    let log = w.root.join("ssh.log");
+    let wrapper = w.root.join("logging-ssh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec ssh \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ssh = format!("{} -F {}", wrapper.display(), w.ssh_config.display());
+    let channels = |jobs: &str, vms: &[&str]| -> usize {
+        let _ = std::fs::remove_file(&log);
+        let o = w
+            .cmd(&provision_args(
+                "srv0",
+                vms,
+                "Linux_CD_Install",
+                &["--set", "hda_disk_size=8", "--jobs", jobs],
+            ))
+            .env("CONVIRT_SSH", &ssh)
+            .output()
+            .unwrap();
+        succeeded(&o);
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(&format!("summary: {} provisioned, 0 failed", vms.len())),
+            "{err}"
+        );
+        let said = std::fs::read_to_string(&log).unwrap();
+        // The master is told to exit over its socket (no `ssh -O exit`), and it does.
+        assert!(!said.contains("-O exit"), "{said}");
+        wait_for("the ssh master to exit", 10, || {
+            !processes()
+                .iter()
+                .any(|(_, _, c)| c.contains("ControlMaster=yes") && c.contains("convirt-ssh-"))
+        });
+        // The provisioning channels: `exec <convirt> __serve --found ...` alone (the facts
+        // go through the finding line, which starts with `c=`).
+        said.lines()
+            .filter(|l| l.contains(" __serve --found ") && !l.contains("command -v"))
+            .count()
+    };
+    assert_eq!(channels("1", &["c1", "c2", "c3", "c4"]), 1);
+    let two = channels("2", &["d1", "d2", "d3", "d4"]);
+    assert!((1..=2).contains(&two), "{two} channels for --jobs 2");
+    for vm in ["c1", "c2", "c3", "c4", "d1", "d2", "d3", "d4"] {
+        let cfg = w.srv(0).join(format!("xen/{vm}.cfg"));
+        assert!(
+            std::fs::read_to_string(&cfg)
+                .unwrap()
+                .contains(&format!("name = \"{vm}\"")),
+            "{vm}"
+        );
+        let record = w.local().join(format!("state/hosts/srv0/{vm}/record.json"));
+        assert!(record.exists(), "no record of {vm}");
+        let log = w
+            .srv(0)
+            .join(format!("log/Linux_CD_Install/Linux_CD_Install_{vm}.log"));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains(&format!("Provisioning of VM {vm} completed")),
+            "{text}"
+        );
+    }
+    assert_eq!(tree(&w.srv(0).join("work")), vec!["locks"]);
+    // The e2e tests run one at a time: any `__serve` left would be this test's.
+    wait_for("the server's convirt to end", 10, || {
+        !processes().iter().any(|(_, _, c)| c.contains(" __serve "))
+    });
+}
+
 fn normal_user(home: &Path) -> String {
     let name = "convirt-remote";
     if !Command::new("id")
