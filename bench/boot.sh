@@ -3,7 +3,9 @@
 #
 #   bench/boot.sh [WORK_DIR]        (default: target/bench-boot, emptied first)
 #
-# Measures, with the release binary (built if missing) and a fresh cache:
+# Measures, with the release binary (built if missing) and a fresh cache (a
+# `sync` between groups of rows, untimed, so that no row pays for the writes
+# of the one before):
 #   1. the first VM on a cold cache (mmdebstrap bootstrap + base disk + VM),
 #   2. a second VM on the warm cache,
 #   3. four VMs with --jobs 2 on the warm cache,
@@ -75,11 +77,19 @@ provision() {
         --set root_password_hash="$hash" --set ssh_authorized_keys="$(cat "$work/key.pub")" "$@"
 }
 
+# settle: the page cache written by the rows before goes to the disk first
+# (`sync`, not timed), so that a row measures its own work and not the kernel
+# throttling it while the cold bootstrap's gigabytes are written back.
+settle() { sync; }
+
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 cold=$(timed provision --vm cold1)
+settle
 warm=$(timed provision --vm warm1)
 warm2=$(timed provision --vm warm2)
+settle
 jobs4=$(timed provision --jobs 2 --vm j1 j2 j3 j4)
+settle
 # Thin VMs (issue #22): qcow2 overlays of the cached base.
 thin1=$(timed provision --vm thin1 --set xvda_disk_type=qcow2-thin)
 thin2=$(timed provision --vm thin2 --set xvda_disk_type=qcow2-thin)

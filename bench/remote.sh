@@ -12,7 +12,8 @@
 # The server side logs in as a user made for the bench (`convirt-bench`, home in the temp
 # dir, empty ~/.bashrc): sshd's bash runs the user's ~/.bashrc for every command, and a heavy
 # one (pyenv init takes 0.5 s here) would be measured instead of convirt.
-# Run by hand as root: bench/remote.sh (builds the release binary; CONVIRT_BIN=path uses
+# Run by hand as root: bench/remote.sh (builds the release binary; ROUNDS=N runs each
+# measurement N times, 5 by default; CONVIRT_BIN=path uses
 # another).
 # Prints a Markdown table for docs/performance.md.
 set -euo pipefail
@@ -114,7 +115,7 @@ names() { # names PREFIX N
     for i in $(seq "$2"); do printf '%s%s ' "$1" "$i"; done
 }
 
-rounds=5
+rounds=${ROUNDS:-5}
 # First contact: no convirt in the server user's cache, none on its PATH (the bench user's
 # PATH is the system's; a /usr/bin/convirt of this version would be used instead).
 first=$(for r in $(seq 3); do

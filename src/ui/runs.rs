@@ -190,11 +190,15 @@ fn page_event(e: &batch::Event<'_>, host_error: &str) -> Event {
                 Outcome::Provisioned(p) => (
                     "done",
                     format!(
-                        "provisioned{} in {:.1} s; config {}; disks {}",
+                        "provisioned{} in {:.1} s; config {}; disks {}{}",
                         e.host.map(|h| format!(" on `{h}`")).unwrap_or_default(),
                         p.seconds,
                         p.config.display(),
-                        p.disks.join(", ")
+                        p.disks.join(", "),
+                        p.guest_cache
+                            .as_ref()
+                            .map(|g| format!("; guest cache: {g}"))
+                            .unwrap_or_default()
                     ),
                 ),
                 Outcome::Failed { error, .. } => ("failed", messages(error).join("\n")),
@@ -476,7 +480,9 @@ pub(crate) async fn start(
             strict: false,
             start: false,
             autostart: false,
-            seed_from: None,
+            // A server without the guest cache entry gets this machine's, as from the
+            // command line (issue #22, item 4).
+            seed_from: Some(provision::guest::local_cache_dir(&ui.settings)),
         };
         if errors.is_empty() {
             // The same checks `provision` makes before anything runs: the whole plan for

@@ -4,6 +4,7 @@
 //! tree); on the server `mmdebstrap` is one that fails, so a bootstrap there fails the run.
 
 use crate::remote::{World, succeeded};
+use crate::ui_remote::Console;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -176,4 +177,32 @@ fn a_server_without_the_guest_cache_gets_this_machines_entry_instead_of_a_bootst
         "{out}"
     );
     assert!(remote.join("complete").is_file());
+
+    // The web console's runs send it too, and the run's result says so.
+    std::fs::remove_dir_all(&remote).unwrap();
+    let c = Console::start(&w);
+    let r = c.post(
+        "/images/Debian_12_Minimal/provision",
+        &[
+            ("vms", "there5"),
+            ("target", "srv0"),
+            ("img:DEBIAN_MIRROR", "http://mirror.example/debian"),
+            ("img:custom_list", "['hostname', 'machine_identity']"),
+            ("img:xvda_disk_size", "16"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let run = r.header("location").unwrap();
+    let events = c.get(&format!("{run}/events")).body;
+    assert!(
+        events.contains("\"vm\":\"there5\",\"kind\":\"done\""),
+        "{events}"
+    );
+    assert!(
+        events.contains("guest cache: sent from this machine instead of a bootstrap on the server"),
+        "{events}"
+    );
+    assert!(remote.join("complete").is_file());
+    assert!(w.srv(0).join("disks/there5.disk").is_file());
+    assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1);
 }

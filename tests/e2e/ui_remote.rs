@@ -12,14 +12,14 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-struct Resp {
-    status: u16,
-    head: String,
-    body: String,
+pub struct Resp {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
+    pub fn header(&self, name: &str) -> Option<String> {
         self.head.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
@@ -28,7 +28,7 @@ impl Resp {
 }
 
 /// A running `convirt ui`, logged in.
-struct Console {
+pub struct Console {
     child: Child,
     _out: BufReader<std::process::ChildStdout>,
     addr: String,
@@ -49,7 +49,7 @@ fn enc(s: &str) -> String {
 }
 
 impl Console {
-    fn start(w: &World) -> Console {
+    pub fn start(w: &World) -> Console {
         let mut child = w
             .cmd(&["ui", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
@@ -119,12 +119,12 @@ impl Console {
         }
     }
 
-    fn get(&self, path: &str) -> Resp {
+    pub fn get(&self, path: &str) -> Resp {
         self.raw("GET", path, &[("Cookie", self.cookie.clone())], "")
     }
 
     /// A form post as the browser sends it: cookie, Origin, CSRF field.
-    fn post(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
+    pub fn post(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
         let mut all = vec![("csrf", self.csrf.as_str())];
         all.extend_from_slice(fields);
         let body = all

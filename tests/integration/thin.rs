@@ -363,8 +363,53 @@ fn a_full_copy_vm_gets_its_uuid_and_files_in_one_debugfs_session() {
         stdout(&sb)
     );
     assert_eq!(debugfs(&disk, "cat /etc/hostname").trim(), "raw1");
-    let key = debugfs(&disk, "cat /etc/ssh/ssh_host_rsa_key.pub");
+    // ssh_rsa_host_key = 'first-boot' (the image's setting): Ed25519 and ECDSA keys now, the
+    // RSA key by the unit on the guest's first boot.
+    let key = debugfs(&disk, "cat /etc/ssh/ssh_host_ed25519_key.pub");
+    assert!(key.starts_with("ssh-ed25519 "), "{key}");
+    let key = debugfs(&disk, "cat /etc/ssh/ssh_host_ecdsa_key.pub");
+    assert!(key.starts_with("ecdsa-sha2-nistp256 "), "{key}");
+    assert_eq!(debugfs(&disk, "cat /etc/ssh/ssh_host_rsa_key.pub"), "");
+    let unit = debugfs(
+        &disk,
+        "cat /etc/systemd/system/convirt-ssh-host-keys.service",
+    );
+    assert!(unit.contains("ExecStart=/usr/bin/ssh-keygen -A"), "{unit}");
+    let link = debugfs(
+        &disk,
+        "stat /etc/systemd/system/multi-user.target.wants/convirt-ssh-host-keys.service",
+    );
+    assert!(
+        link.contains("Fast link dest: \"/etc/systemd/system/convirt-ssh-host-keys.service\""),
+        "{link}"
+    );
+    // `--set ssh_rsa_host_key=provision`: all three keys at provisioning, and no unit.
+    let o = t.conv(&[
+        "provision",
+        "--image",
+        "Debian_12_Minimal",
+        "--vm",
+        "raw2",
+        "--set",
+        "DEBIAN_MIRROR=http://mirror.example/debian",
+        "--set",
+        "custom_list=['hostname', 'machine_identity']",
+        "--set",
+        "xvda_disk_size=16",
+        "--set",
+        "ssh_rsa_host_key=provision",
+    ]);
+    ok("raw2", &o);
+    let raw2 = t.disk("raw2");
+    let key = debugfs(&raw2, "cat /etc/ssh/ssh_host_rsa_key.pub");
     assert!(key.starts_with("ssh-rsa "), "{key}");
+    assert_eq!(
+        debugfs(
+            &raw2,
+            "cat /etc/systemd/system/convirt-ssh-host-keys.service"
+        ),
+        ""
+    );
     // No stage, key directory or partial disk is left behind.
     let left: Vec<_> = std::fs::read_dir(w.path().join("disks"))
         .unwrap()
