@@ -99,8 +99,11 @@ export CONVIRT_STATE_DIR="$tmp/state"
 sleep 0.5
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# time_ms CMD...: the wall time of CMD in ms. The writes of the runs before are flushed
+# first (`sync`, untimed), so that no run pays for the writeback of another's files.
 time_ms() {
     local s e
+    sync
     s=$(date +%s%N)
     "$@" > /dev/null 2>&1 || {
         echo "failed: $*" >&2
