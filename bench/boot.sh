@@ -79,8 +79,18 @@ provision() {
 
 # settle: the page cache written by the rows before goes to the disk first
 # (`sync`, not timed), so that a row measures its own work and not the kernel
-# throttling it while the cold bootstrap's gigabytes are written back.
-settle() { sync; }
+# throttling it while the cold bootstrap's gigabytes are written back. As root
+# the clean page cache is dropped too: on a virtual machine whose host backs
+# its memory on first touch (this one), page cache that grows into memory the
+# guest never used costs three to four times more to write (docs/performance.md:
+# a 400 MB memcpy 1.19 s before, 0.26 s after), which would be measured as
+# convirt's copy.
+settle() {
+    sync
+    if ((EUID == 0)); then
+        echo 3 > /proc/sys/vm/drop_caches
+    fi
+}
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 cold=$(timed provision --vm cold1)
