@@ -480,8 +480,7 @@ pub(crate) async fn start(
             strict: false,
             start: false,
             autostart: false,
-            // A server without the guest cache entry gets this machine's, as from the
-            // command line (issue #22, item 4).
+            // A server without the guest cache entry gets this machine's (issue #22).
             seed_from: Some(provision::guest::local_cache_dir(&ui.settings)),
         };
         if errors.is_empty() {
