@@ -511,19 +511,26 @@ fn check_absolute_dirs(file: &SourceFile, s: &FileSettings) -> Result<(), Diagno
     let Some((key, value)) = found.into_iter().next() else {
         return Ok(());
     };
+    // The line that sets `key` to that value (the same key may be set well elsewhere, in
+    // `[variables]` and in a `[hosts.NAME]`), else the first line that sets `key`.
     let mut offset = 0;
-    let mut span = Span::new(0, 0);
+    let (mut first, mut exact) = (None, None);
     for line in file.text.split_inclusive('\n') {
         let t = line.trim_start();
         if let Some(rest) = t.strip_prefix(key.as_str())
-            && rest.trim_start().starts_with('=')
+            && let Some(v) = rest.trim_start().strip_prefix('=')
         {
             let start = offset + (line.len() - t.len());
-            span = Span::new(start, start + key.len());
-            break;
+            let here = Span::new(start, start + key.len());
+            first.get_or_insert(here);
+            if v.trim().trim_matches(|c| c == '"' || c == '\'') == value {
+                exact = Some(here);
+                break;
+            }
         }
         offset += line.len();
     }
+    let span = exact.or(first).unwrap_or(Span::new(0, 0));
     Err(
         Diagnostic::error(format!("`{key}` must be an absolute path, not `{value}`"))
             .at(file, span)
@@ -672,6 +679,22 @@ mod tests {
             vars: m,
             is_root: root,
         }
+    }
+
+    /// The error points at the line with the relative path, not the first line that sets
+    /// the same key (an absolute one in `[variables]`).
+    #[test]
+    fn a_relative_host_dir_is_located_on_its_own_line() {
+        let text = "[variables]\nVM_DISKS_DIR = '/srv/disks'\n\n[hosts.a]\naddress = 'a'\nVM_DISKS_DIR = 'rel/disks'\n";
+        let file = SourceFile::new("c.toml", text.to_string());
+        let settings = parse_file(&file).unwrap();
+        let d = check_absolute_dirs(&file, &settings).unwrap_err();
+        let shown = d.render();
+        assert!(
+            shown.contains("`VM_DISKS_DIR` must be an absolute path, not `rel/disks`"),
+            "{shown}"
+        );
+        assert!(shown.contains("c.toml:6:"), "{shown}");
     }
 
     #[test]
