@@ -61,7 +61,9 @@ impl Thin {
         self.provision_all(&[vm], extra)
     }
 
-    fn provision_all(&self, vms: &[&str], extra: &[&str]) -> Output {
+    /// The provisioning of `vms` these tests make (a small disk, two scripts, a mirror the
+    /// stand-in never reaches), then `extra`.
+    fn args<'a>(vms: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["provision", "--image", "Debian_12_Minimal", "--vm"];
         args.extend(vms);
         args.extend([
@@ -71,11 +73,21 @@ impl Thin {
             "custom_list=['hostname', 'machine_identity']",
             "--set",
             "xvda_disk_size=16",
-            "--set",
-            "xvda_disk_type=qcow2-thin",
         ]);
         args.extend(extra);
-        self.conv(&args)
+        args
+    }
+
+    /// Thin VMs.
+    fn provision_all(&self, vms: &[&str], extra: &[&str]) -> Output {
+        let mut thin = vec!["--set", "xvda_disk_type=qcow2-thin"];
+        thin.extend(extra);
+        self.conv(&Self::args(vms, &thin))
+    }
+
+    /// A full-copy (raw) VM.
+    fn full(&self, vm: &str, extra: &[&str]) -> Output {
+        self.conv(&Self::args(&[vm], extra))
     }
 
     fn disk(&self, vm: &str) -> PathBuf {
@@ -327,19 +339,7 @@ fn qcow2_thin_is_only_for_a_guest_tree_disk() {
 fn a_full_copy_vm_gets_its_uuid_and_files_in_one_debugfs_session() {
     let t = Thin::new();
     let w = &t.w;
-    let o = t.conv(&[
-        "provision",
-        "--image",
-        "Debian_12_Minimal",
-        "--vm",
-        "raw1",
-        "--set",
-        "DEBIAN_MIRROR=http://mirror.example/debian",
-        "--set",
-        "custom_list=['hostname', 'machine_identity']",
-        "--set",
-        "xvda_disk_size=16",
-    ]);
+    let o = t.full("raw1", &[]);
     ok("raw1", &o);
     let disk = t.disk("raw1");
     assert_eq!(info(&disk).0, "raw");
@@ -384,21 +384,7 @@ fn a_full_copy_vm_gets_its_uuid_and_files_in_one_debugfs_session() {
         "{link}"
     );
     // `--set ssh_rsa_host_key=provision`: all three keys at provisioning, and no unit.
-    let o = t.conv(&[
-        "provision",
-        "--image",
-        "Debian_12_Minimal",
-        "--vm",
-        "raw2",
-        "--set",
-        "DEBIAN_MIRROR=http://mirror.example/debian",
-        "--set",
-        "custom_list=['hostname', 'machine_identity']",
-        "--set",
-        "xvda_disk_size=16",
-        "--set",
-        "ssh_rsa_host_key=provision",
-    ]);
+    let o = t.full("raw2", &["--set", "ssh_rsa_host_key=provision"]);
     ok("raw2", &o);
     let raw2 = t.disk("raw2");
     let key = debugfs(&raw2, "cat /etc/ssh/ssh_host_rsa_key.pub");
