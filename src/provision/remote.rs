@@ -202,18 +202,9 @@ impl Shown<'_> {
     }
 }
 
-/// How a conversation ended.
-struct Heard {
-    /// The final event (`None`: the channel ended without it).
-    last: Option<Event>,
-    asked_stop: bool,
-    /// The work tree went out whole and our side of the channel is back: the channel can
-    /// carry the next run.
-    whole: bool,
-}
-
 /// Sends the request and the work tree (after our hello on a new channel), then reads
-/// events until the final one. Ctrl-C becomes a `stop` line.
+/// events until the final one (`None`: the channel ended without it). Ctrl-C becomes a
+/// `stop` line. The channel's input is given back once the tree went out whole.
 fn converse(
     (ch, greet): (&mut Channel, bool),
     job: &Job,
@@ -221,7 +212,7 @@ fn converse(
     session: &Session,
     shown: &mut Shown,
     watch: &mut dyn run::Watcher,
-) -> anyhow::Result<Heard> {
+) -> anyhow::Result<(Option<Event>, bool)> {
     if greet {
         let _ = ch.send(&Hello::ours(None));
     }
@@ -236,20 +227,18 @@ fn converse(
         stream(&mut tree, &mut i).ok()?;
         Some(i)
     }));
-    let mut asked_stop = false;
-    let mut whole = false;
-    let heard = |last, asked_stop, whole| Heard {
-        last,
-        asked_stop,
-        whole,
-    };
-    loop {
-        if send.as_ref().is_some_and(|s| s.is_finished()) {
+    // The sending thread's input back to the channel, once it has ended (or, `wait`, when
+    // it is known to end).
+    let take_back = |send: &mut Option<std::thread::JoinHandle<_>>, ch: &mut Channel, wait| {
+        if wait || send.as_ref().is_some_and(|s| s.is_finished()) {
             if let Some(i) = send.take().and_then(|s| s.join().ok()).flatten() {
                 ch.give_back(i);
-                whole = true;
             }
         }
+    };
+    let mut asked_stop = false;
+    loop {
+        take_back(&mut send, ch, false);
         if crate::interrupt::interrupted() && !asked_stop && send.is_none() {
             asked_stop = true;
             let _ = ch.send(&"stop");
@@ -265,26 +254,17 @@ fn converse(
                 other => {
                     // A run's answer: the server read the whole tree before it ran anything,
                     // so the sending thread ends. An error may come before the tree is read.
-                    let sent = !matches!(other, Event::Error { .. })
-                        || send.as_ref().is_some_and(|s| s.is_finished());
-                    if let Some(i) = send
-                        .take()
-                        .filter(|_| sent)
-                        .and_then(|s| s.join().ok())
-                        .flatten()
-                    {
-                        ch.give_back(i);
-                        whole = true;
-                    }
-                    return Ok(heard(Some(other), asked_stop, whole));
+                    let wait = !matches!(other, Event::Error { .. });
+                    take_back(&mut send, ch, wait);
+                    return Ok((Some(other), asked_stop));
                 }
             },
             Ok(Msg::Bad(why)) => {
                 tracing::warn!("`{}` sent an unreadable answer: {why}", session.target.name);
-                return Ok(heard(None, asked_stop, false));
+                return Ok((None, asked_stop));
             }
             Ok(Msg::Boot(_)) | Err(false) => {}
-            Err(true) => return Ok(heard(None, asked_stop, false)),
+            Err(true) => return Ok((None, asked_stop)),
         }
     }
 }
@@ -327,7 +307,7 @@ pub(crate) fn execute(
     // A channel left open by an earlier run of this batch, else a new one; an idle channel
     // that ended before the run started (its server gone meanwhile) is replaced once.
     let mut idle = session.idle_channel();
-    let (mut ch, heard) = loop {
+    let (mut ch, (last, asked_stop)) = loop {
         let tree = work_tree(&job, local_store)?;
         let (mut ch, greet) = match idle.take() {
             Some(ch) => (ch, false),
@@ -337,18 +317,14 @@ pub(crate) fn execute(
             ),
         };
         let heard = converse((&mut ch, greet), &job, tree, session, &mut shown, watch)?;
-        if greet || heard.last.is_some() || shown.started || heard.asked_stop {
+        if greet || heard.0.is_some() || shown.started || heard.1 {
             break (ch, heard);
         }
         tracing::debug!("an idle channel to `{}` had ended", session.target.name);
         drop(ch.finish());
     };
-    let Heard {
-        last,
-        asked_stop,
-        whole,
-    } = heard;
-    let stderr = if whole
+    // Kept for the batch's next run only after a run's own answer, the tree sent whole.
+    let stderr = if ch.has_input()
         && !asked_stop
         && matches!(last, Some(Event::Provisioned { .. } | Event::Failed { .. }))
     {

@@ -180,8 +180,10 @@ fn answer(request: Request, mut input: Input, out: &Out) -> (i32, Option<Back>) 
     // contact. Not when this machine closed the channel after reading it (the watchdog then
     // sees the end of its input too).
     let lost_before = crate::interrupt::lost();
-    let delivered =
-        watch.as_ref().is_none_or(|w| w.answering()) && out.send(&answer) && !lost_before;
+    if let Some(w) = &watch {
+        w.answering();
+    }
+    let delivered = out.send(&answer) && !lost_before;
     if let Some((path, run)) = keep_for.filter(|_| !delivered) {
         keep_undelivered(&path, run, answer);
     }
@@ -269,11 +271,10 @@ struct Watch {
 }
 
 impl Watch {
-    /// The run is over: whatever line comes now is the next request. True.
-    fn answering(&self) -> bool {
+    /// The run is over: whatever line comes now is the next request.
+    fn answering(&self) {
         self.running
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        true
     }
 }
 

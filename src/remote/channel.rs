@@ -97,6 +97,11 @@ impl Channel {
         self.input = Some(input);
     }
 
+    /// Whether our side is here to send on (not lent out by `take_input`, not closed).
+    pub(crate) fn has_input(&self) -> bool {
+        self.input.is_some()
+    }
+
     /// Closes our side: the server sees its end of file.
     pub(crate) fn close_input(&mut self) {
         self.input = None;
